@@ -1,0 +1,186 @@
+//! `HostingPolicy`: a cluster-scoped rule saying where one provider's API class may be hosted and
+//! where its workloads may run.
+
+use k8s_openapi::api::core::v1::NodeAffinity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Action, ApiClass, ClusterProvider, Disposition};
+
+/// A hosting rule: workloads that call `provider`'s APIs of the listed classes may only send that
+/// traffic to the allowed endpoints, and may only run where the placement says.
+// clippy mistakes the repeated `printcolumn(...)` arguments for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "hostguard.dev",
+    version = "v1alpha1",
+    kind = "HostingPolicy",
+    plural = "hostingpolicies",
+    shortname = "hpol",
+    category = "hostguard",
+    status = "HostingPolicyStatus",
+    derive = "PartialEq",
+    doc = "A hosting rule for AI workloads: which endpoints a provider's API class may use and where its pods may run.",
+    printcolumn(name = "Action", type_ = "string", json_path = ".spec.action"),
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider"),
+    printcolumn(
+        name = "Violations",
+        type_ = "integer",
+        json_path = ".status.violations"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HostingPolicySpec {
+    /// The model API provider this policy governs, as named in hostguard's catalogue (today:
+    /// `openai`). Workloads are matched to a provider from AIWorkload resources, from the
+    /// `hostguard.dev/provider` annotation, or from the SDK environment variables they set.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub provider: String,
+
+    /// The API classes this policy governs: `stateless` (chat completions, embeddings, ...) and/or
+    /// `stateful` (assistants, files, batches, ...). A workload that does not declare its class
+    /// counts as stateless.
+    #[serde(default = "default_api_classes")]
+    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "set"))]
+    pub api_classes: Vec<ApiClass>,
+
+    /// What happens to a governed workload that breaks the policy: `Deny` rejects it at admission,
+    /// `Warn` admits it with warnings, `Audit` only reports it in status and metrics.
+    #[serde(default)]
+    pub action: Action,
+
+    /// Restricts the policy to namespaces whose labels match. Empty or absent: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
+    /// Namespaces the policy never applies to, whatever their labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub excluded_namespaces: Vec<String>,
+
+    /// Which endpoints governed workloads may send this traffic to.
+    pub endpoints: EndpointRulesSpec,
+
+    /// Where governed workloads may run. Absent: anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSpec>,
+}
+
+fn default_api_classes() -> Vec<ApiClass> {
+    vec![ApiClass::Stateless]
+}
+
+/// Endpoint rules of a HostingPolicy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointRulesSpec {
+    /// Host patterns an endpoint may use: an exact host (`gw.contoso.com`) or `*.` followed by a
+    /// suffix of at least two labels (`*.openai.azure.com`), where `*` stands for one or more whole
+    /// labels. Lower-case ASCII, no scheme, port, path or trailing dot.
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = crate::endpoint::HOST_PATTERN_REGEX), length(max = 253)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Whether an endpoint must use `https`. Default true.
+    #[serde(default = "default_true")]
+    pub require_https: bool,
+
+    /// What to do when an endpoint cannot be read: its value comes from a Secret, from a
+    /// ConfigMap that cannot be found, or from an `envFrom` source that may set it. Default Deny.
+    #[serde(default = "default_unresolved")]
+    pub unresolved: Disposition,
+
+    /// What to do with an endpoint that is a Service inside the cluster (`*.svc`,
+    /// `*.svc.cluster.local`, a single-label name), typically a gateway or a self-hosted model
+    /// server. Default Warn.
+    #[serde(default = "default_in_cluster")]
+    pub in_cluster: Disposition,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_unresolved() -> Disposition {
+    Disposition::Deny
+}
+fn default_in_cluster() -> Disposition {
+    Disposition::Warn
+}
+
+/// Placement rules of a HostingPolicy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// The infrastructure the cluster must run on for governed workloads to be admitted:
+    /// `azure`, `aws`, `gcp` or `other`. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "set",
+        "x-kubernetes-validations" = [{
+            "rule": "self.all(p, p != 'mixed' && p != 'unknown')",
+            "message": "clusterProviders may list azure, aws, gcp or other; mixed and unknown are detected states, not requirements"
+        }]
+    ))]
+    pub cluster_providers: Vec<ClusterProvider>,
+
+    /// Node affinity that the mutating webhook adds to governed Pods, ANDed into every node
+    /// selector term the Pod already has, so that they schedule only onto matching nodes. Only
+    /// `requiredDuringSchedulingIgnoredDuringExecution` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_affinity: Option<NodeAffinity>,
+}
+
+/// Observed state of a HostingPolicy, written by the elected hostguard replica after each audit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostingPolicyStatus {
+    /// `Ready`: the policy compiled and is enforced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// How many existing workloads broke this policy at the last audit.
+    #[serde(default)]
+    pub violations: i64,
+
+    /// When the last audit finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_audit_time: Option<Time>,
+
+    /// The first violating workloads found at the last audit (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violating_objects: Vec<ViolatingObject>,
+}
+
+/// A workload that broke a policy at the last audit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ViolatingObject {
+    /// Kind of the workload, e.g. `Deployment`.
+    pub kind: String,
+    /// Namespace of the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the workload.
+    pub name: String,
+    /// The first violation, field path first.
+    pub message: String,
+}

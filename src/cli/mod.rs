@@ -1,0 +1,72 @@
+//! The command-line fronts: `check` (manifests in CI), `review` (one AdmissionReview on stdin) and
+//! `crds` (the generated CRD YAML). Each subcommand has one typed args struct; each translates its
+//! input into engine requests and the engine's decisions into its output, and nothing more.
+
+mod check;
+mod crds;
+mod policies;
+pub mod report;
+mod review;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::ClusterProvider;
+
+pub use check::CheckArgs;
+pub use crds::CrdsArgs;
+pub use policies::{PolicyArgs, load_policies};
+pub use review::ReviewArgs;
+
+/// Exit code: nothing denied.
+pub const EXIT_CLEAN: u8 = 0;
+/// Exit code: at least one object is denied.
+pub const EXIT_DENIED: u8 = 1;
+/// Exit code: the input could not be read.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// hostguard: decides where AI workloads may send model traffic and where they may run.
+#[derive(Debug, Parser)]
+#[command(name = "hostguard", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate manifests (files, directories, stdin) against the hosting policies, for CI.
+    Check(CheckArgs),
+    /// Answer one AdmissionReview read from stdin exactly as the webhook would.
+    Review(ReviewArgs),
+    /// Print the CustomResourceDefinitions of hostguard's resources.
+    Crds(CrdsArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Review(args) => review::run(args),
+        Command::Crds(args) => crds::run(args),
+    };
+    ExitCode::from(code)
+}
+
+/// The cluster provider to assume, shared by the offline commands.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// What the cluster runs on: azure, aws, gcp, other or unknown. Unknown reports placement as a
+    /// warning instead of checking it.
+    #[arg(long, env = "HOSTGUARD_CLUSTER_PROVIDER", default_value = "unknown", value_parser = parse_provider)]
+    pub cluster_provider: ClusterProvider,
+}
+
+fn parse_provider(s: &str) -> Result<ClusterProvider, String> {
+    s.parse()
+}
+
+/// Paths given on the command line.
+pub type Paths = Vec<PathBuf>;

@@ -1,0 +1,329 @@
+//! The report of `hostguard check`: one [`Report`] built from the engine's decisions on the input
+//! documents, rendered as text, JSON, SARIF or JUnit.
+//!
+//! The model carries everything the formats need (field lines included), so each renderer is a
+//! pure function of it. Its JSON form is a contract that scripts rely on: fields may be added,
+//! never removed or renamed.
+
+mod json;
+mod junit;
+mod sarif;
+mod text;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::api::Action;
+use crate::manifest::Document;
+use crate::policy::{Decision, Finding, PolicySet, Verdict};
+
+/// Output formats of `hostguard check`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable, grouped per file and document.
+    #[default]
+    Text,
+    /// The report as JSON (a stable contract for scripts).
+    Json,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+    /// JUnit XML, for CI test dashboards.
+    Junit,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// One entry per non-empty document, in input order.
+    pub results: Vec<Entry>,
+    pub summary: Summary,
+    /// The policies in force, for the SARIF rules.
+    #[serde(skip)]
+    pub policies: Vec<PolicyRule>,
+}
+
+/// A policy in force, as a SARIF rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRule {
+    pub name: String,
+    pub description: String,
+    pub action: Action,
+}
+
+/// Counts per verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub documents: usize,
+    pub allowed: usize,
+    pub denied: usize,
+    pub warned: usize,
+    pub skipped: usize,
+}
+
+/// The decision on one document.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub source: String,
+    /// Position of the document in its file (List items share their List's).
+    pub document: usize,
+    /// Line where the document starts.
+    pub line: usize,
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub verdict: Verdict,
+    /// Why the document was not evaluated, when `verdict` is `skipped`.
+    pub skipped_reason: Option<String>,
+    pub findings: Vec<Finding>,
+    /// Every violation, whatever its action (Deny, Warn, Audit).
+    pub violations: Vec<ReportViolation>,
+    pub warnings: Vec<String>,
+    /// Line of each warning's field (the path that starts the message), same order.
+    #[serde(skip)]
+    pub warning_lines: Vec<usize>,
+}
+
+/// A violation with the line of its field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportViolation {
+    pub policy: String,
+    pub action: Action,
+    pub path: String,
+    pub message: String,
+    pub line: usize,
+}
+
+impl Report {
+    /// An empty report for the given policies.
+    pub fn new(policies: &PolicySet) -> Self {
+        let policies = policies
+            .policies()
+            .iter()
+            .map(|p| {
+                let classes: Vec<&str> = p.api_classes.iter().map(|c| c.as_str()).collect();
+                PolicyRule {
+                    name: p.name.clone(),
+                    description: format!(
+                        "HostingPolicy {}: {} {} traffic must go to an allowed endpoint (allowed: {}) ({})",
+                        p.name,
+                        p.provider,
+                        classes.join("/"),
+                        p.allowed_list(),
+                        p.action.as_str()
+                    ),
+                    action: p.action,
+                }
+            })
+            .collect();
+        Report {
+            policies,
+            ..Default::default()
+        }
+    }
+
+    /// Adds the decision on one document.
+    pub fn push(&mut self, document: &Document, decision: Decision) {
+        let entry = Entry::new(document, decision);
+        let s = &mut self.summary;
+        s.documents += 1;
+        match entry.verdict {
+            Verdict::Allow => s.allowed += 1,
+            Verdict::Deny => s.denied += 1,
+            Verdict::Warn => s.warned += 1,
+            Verdict::Skipped => s.skipped += 1,
+        }
+        self.results.push(entry);
+    }
+
+    /// Whether any document is denied.
+    pub fn denied(&self) -> bool {
+        self.summary.denied > 0
+    }
+
+    /// Renders the report in a format.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Text => text::render(self),
+            Format::Json => json::render(self),
+            Format::Sarif => sarif::render(self),
+            Format::Junit => junit::render(self),
+        }
+    }
+}
+
+impl Entry {
+    fn new(document: &Document, decision: Decision) -> Self {
+        let own = |s: Option<&str>| s.map(str::to_string);
+        let violations = decision
+            .violations
+            .into_iter()
+            .map(|v| ReportViolation {
+                line: document.line_of(&v.path),
+                policy: v.policy,
+                action: v.action,
+                path: v.path,
+                message: v.message,
+            })
+            .collect();
+        let warning_lines = decision
+            .warnings
+            .iter()
+            .map(|w| match w.split_once(": ") {
+                Some((path, _)) if !path.contains(' ') => document.line_of(path),
+                _ => document.line,
+            })
+            .collect();
+        Entry {
+            source: document.source.clone(),
+            document: document.index,
+            line: document.line,
+            api_version: own(document.api_version()),
+            kind: own(document.kind()),
+            namespace: own(document.namespace()),
+            name: own(document.name()),
+            verdict: decision.verdict,
+            skipped_reason: decision.skipped,
+            findings: decision.findings,
+            violations,
+            warnings: decision.warnings,
+            warning_lines,
+        }
+    }
+
+    /// `file.yaml#0`.
+    pub fn location(&self) -> String {
+        format!("{}#{}", self.source, self.document)
+    }
+
+    /// `namespace/name`, `name`, or None when the object has no name.
+    pub fn object_name(&self) -> Option<String> {
+        let name = self.name.as_deref()?;
+        Some(match &self.namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        })
+    }
+
+    /// `Kind/namespace/name` (or fewer parts), or None for a document that is not an object.
+    pub fn qualified_name(&self) -> Option<String> {
+        let kind = self.kind.as_deref()?;
+        Some(match self.object_name() {
+            Some(name) => format!("{kind}/{name}"),
+            None => kind.to_string(),
+        })
+    }
+
+    /// The warnings that are not already the message of a Warn violation, with their lines.
+    pub fn extra_warnings(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.warnings
+            .iter()
+            .zip(&self.warning_lines)
+            .filter(|(w, _)| {
+                !self
+                    .violations
+                    .iter()
+                    .any(|v| v.action == Action::Warn && &v.message == *w)
+            })
+            .map(|(w, l)| (w.as_str(), *l))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_str;
+    use crate::policy::{Operation, Request, evaluate};
+    use crate::snapshot::Snapshot;
+    use pretty_assertions::assert_eq;
+
+    const INPUT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: chat
+  namespace: team-a
+spec:
+  selector: {matchLabels: {app: chat}}
+  template:
+    metadata: {labels: {app: chat}}
+    spec:
+      containers:
+        - name: app
+          image: example/chat
+          env:
+            - name: OPENAI_API_KEY
+              valueFrom: {secretKeyRef: {name: openai, key: key}}
+---
+replicaCount: 2
+---
+apiVersion: v1
+kind: Service
+metadata: {name: chat}
+";
+
+    /// A report over `INPUT`, evaluated as `check` does (default policy, unknown cluster).
+    pub(crate) fn sample() -> Report {
+        let policies = PolicySet::builtin();
+        let snapshot = Snapshot::offline(Default::default());
+        let mut report = Report::new(&policies);
+        let docs = match parse_str("deploy/chat.yaml", INPUT) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        for doc in &docs {
+            let decision = if doc.kind().is_none() {
+                Decision::skipped("not a Kubernetes object (no apiVersion/kind)")
+            } else {
+                let request = Request {
+                    operation: Operation::Create,
+                    object: Some(&doc.value),
+                    old_object: None,
+                    namespace: doc.namespace(),
+                };
+                evaluate(&request, &policies, &snapshot)
+            };
+            report.push(doc, decision);
+        }
+        report
+    }
+
+    #[test]
+    fn summary_counts_every_verdict() {
+        let report = sample();
+        assert_eq!(
+            report.summary,
+            Summary {
+                documents: 3,
+                allowed: 0,
+                denied: 1,
+                warned: 0,
+                skipped: 2
+            }
+        );
+        assert!(report.denied());
+    }
+
+    #[test]
+    fn violations_carry_the_line_of_their_field() {
+        let report = sample();
+        let deny = &report.results[0];
+        assert_eq!(
+            deny.qualified_name().as_deref(),
+            Some("Deployment/team-a/chat")
+        );
+        assert!(!deny.violations.is_empty());
+        for v in &deny.violations {
+            assert!(v.message.starts_with(&v.path), "{}", v.message);
+        }
+        assert_eq!(deny.violations[0].line, 15, "{:?}", deny.violations[0]);
+    }
+
+    #[test]
+    fn every_format_renders() {
+        let report = sample();
+        for format in [Format::Text, Format::Json, Format::Sarif, Format::Junit] {
+            assert!(!report.render(format).is_empty(), "{format:?}");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `hostguard review`: one AdmissionReview from stdin, the webhook's exact response on stdout.
+
+use std::io::Read;
+
+use clap::Args;
+
+use super::policies::{PolicyArgs, compile_or_default, load_policies};
+use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN};
+use crate::admission::{self, Webhook};
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, Args)]
+pub struct ReviewArgs {
+    /// Which webhook to answer as.
+    #[arg(long, value_enum, default_value = "validate")]
+    pub webhook: Webhook,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+pub fn run(args: ReviewArgs) -> u8 {
+    let policies = match load_policies(&args.policy.policies).and_then(|p| compile_or_default(&p)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("hostguard review: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("hostguard review: cannot read stdin: {e}");
+        return EXIT_BAD_INPUT;
+    }
+    let snapshot = Snapshot::offline(args.cluster.cluster_provider);
+    match admission::answer(&body, args.webhook, &policies, &snapshot) {
+        Ok(answer) => match serde_json::to_string_pretty(&answer.review) {
+            Ok(json) => {
+                println!("{json}");
+                EXIT_CLEAN
+            }
+            Err(e) => {
+                eprintln!("hostguard review: cannot encode the response: {e}");
+                EXIT_BAD_INPUT
+            }
+        },
+        Err(e) => {
+            eprintln!("hostguard review: stdin: {e}");
+            EXIT_BAD_INPUT
+        }
+    }
+}

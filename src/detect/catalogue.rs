@@ -1,0 +1,342 @@
+//! The catalogue of environment variables that real SDKs and applications read to find a model
+//! API, as data. Each entry names its source, so that anyone can check why it is here.
+//!
+//! Adding a variable is a one-line change in [`CATALOGUE`]; nothing else in hostguard knows
+//! variable names. Names are matched exactly (environment variables are case-sensitive).
+
+/// What a variable tells about the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An API key: its presence means the container calls the provider.
+    ApiKey(KeyKind),
+    /// A base URL or endpoint the SDK sends requests to.
+    Endpoint(EndpointForm),
+    /// A resource name the SDK turns into an endpoint with a template (`{}` is the name).
+    InstanceName(&'static str),
+    /// Selects the flavour of the API (`OPENAI_API_TYPE=azure`); see [`api_type_flavour`].
+    ApiType,
+}
+
+/// Which default a key implies when no endpoint is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A key for OpenAI's own API: with no endpoint, the SDK calls its default base URL.
+    OpenAi,
+    /// A key for an Azure resource: the SDK needs an endpoint and has no default.
+    Azure,
+}
+
+/// How an endpoint variable holds its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointForm {
+    /// One URL.
+    Url,
+    /// Several URLs separated by this character.
+    List(char),
+}
+
+/// The API flavour a workload selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// OpenAI's API (the SDK default endpoint applies).
+    OpenAi,
+    /// Azure OpenAI (an endpoint is required; there is no default).
+    Azure,
+    /// The OpenAI SDK pointed at Amazon Bedrock's OpenAI-compatible endpoint.
+    Bedrock,
+    /// Not this provider at all (e.g. `K8SGPT_BACKEND=localai`).
+    NotThisProvider,
+}
+
+/// One catalogue entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    pub name: &'static str,
+    pub provider: &'static str,
+    pub role: Role,
+    /// Who reads it: SDK or application, and where.
+    pub source: &'static str,
+}
+
+/// The default base URL of OpenAI's SDKs (openai-python `_client.py`, openai-node `client.ts`).
+pub const OPENAI_SDK_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Amazon Bedrock's OpenAI-compatible runtime endpoint, used when `OPENAI_API_TYPE` selects
+/// Bedrock and no `AWS_BEDROCK_BASE_URL` is set; `{}` is the region.
+pub const BEDROCK_DEFAULT_BASE_URL: &str = "https://bedrock-runtime.{}.amazonaws.com/openai/v1";
+
+const fn var(name: &'static str, role: Role, source: &'static str) -> Variable {
+    Variable {
+        name,
+        provider: "openai",
+        role,
+        source,
+    }
+}
+
+use EndpointForm::{List, Url};
+use KeyKind::{Azure, OpenAi};
+use Role::{ApiKey, ApiType, Endpoint, InstanceName};
+
+/// Every variable hostguard reads, with its source.
+pub const CATALOGUE: &[Variable] = &[
+    // OpenAI's official SDKs.
+    var(
+        "OPENAI_API_KEY",
+        ApiKey(OpenAi),
+        "openai-python _client.py, openai-node client.ts, LangChain, LiteLLM",
+    ),
+    var(
+        "OPENAI_BASE_URL",
+        Endpoint(Url),
+        "openai-python _client.py, openai-node client.ts (read before AZURE_OPENAI_ENDPOINT by AzureOpenAI)",
+    ),
+    var(
+        "OPENAI_API_BASE",
+        Endpoint(Url),
+        "openai-python < 1.0 (api_base), LangChain OpenAI integrations, LiteLLM",
+    ),
+    var(
+        "OPENAI_API_TYPE",
+        ApiType,
+        "openai-python < 1.0 (api_type: open_ai, azure, azure_ad), LangChain; amazon-bedrock selects Bedrock",
+    ),
+    var(
+        "OPENAI_API_HOST",
+        Endpoint(Url),
+        "openai-python < 1.0 forks and chatgpt-retrieval-plugin style apps",
+    ),
+    // Azure OpenAI in the official SDKs and LangChain.
+    var(
+        "AZURE_OPENAI_ENDPOINT",
+        Endpoint(Url),
+        "openai-python AzureOpenAI, openai-node AzureOpenAI, Azure AI SDKs, LangChain AzureChatOpenAI",
+    ),
+    var(
+        "AZURE_OPENAI_BASE_URL",
+        Endpoint(Url),
+        "openai-node AzureOpenAI (baseURL), Semantic Kernel samples",
+    ),
+    var(
+        "AZURE_OPENAI_API_KEY",
+        ApiKey(Azure),
+        "openai-python AzureOpenAI, openai-node AzureOpenAI, LangChain",
+    ),
+    var(
+        "AZURE_OPENAI_AD_TOKEN",
+        ApiKey(Azure),
+        "openai-python AzureOpenAI (azure_ad_token)",
+    ),
+    var(
+        "AZURE_OPENAI_API_INSTANCE_NAME",
+        InstanceName("https://{}.openai.azure.com"),
+        "LangChain.js AzureChatOpenAI (azureOpenAIApiInstanceName)",
+    ),
+    var(
+        "AZURE_OPENAI_BASE_PATH",
+        Endpoint(Url),
+        "LangChain.js AzureChatOpenAI (azureOpenAIBasePath)",
+    ),
+    // LiteLLM.
+    var("AZURE_API_BASE", Endpoint(Url), "LiteLLM (azure/ models)"),
+    var("AZURE_API_KEY", ApiKey(Azure), "LiteLLM (azure/ models)"),
+    // Amazon Bedrock through the OpenAI SDK.
+    var(
+        "AWS_BEDROCK_BASE_URL",
+        Endpoint(Url),
+        "apps that point the OpenAI SDK at Bedrock when OPENAI_API_TYPE=amazon-bedrock",
+    ),
+    // open-webui.
+    var(
+        "OPENAI_API_BASE_URL",
+        Endpoint(Url),
+        "open-webui backend/open_webui/config.py",
+    ),
+    var(
+        "OPENAI_API_BASE_URLS",
+        Endpoint(List(';')),
+        "open-webui backend/open_webui/config.py (';'-separated)",
+    ),
+    var(
+        "OPENAI_API_KEYS",
+        ApiKey(OpenAi),
+        "open-webui backend/open_webui/config.py (';'-separated)",
+    ),
+    // LibreChat and AnythingLLM.
+    var(
+        "OPENAI_REVERSE_PROXY",
+        Endpoint(Url),
+        "LibreChat .env.example",
+    ),
+    var(
+        "AZURE_OPENAI_BASEURL",
+        Endpoint(Url),
+        "LibreChat .env.example",
+    ),
+    var(
+        "OPEN_AI_KEY",
+        ApiKey(OpenAi),
+        "AnythingLLM server/.env.example",
+    ),
+    var(
+        "AZURE_OPENAI_KEY",
+        ApiKey(Azure),
+        "AnythingLLM server/.env.example; Azure-Samples aks-openai (magic8ball, chainlit)",
+    ),
+    // Azure-Samples apps (see corpus 015, 018): the legacy openai-python configuration.
+    var(
+        "AZURE_OPENAI_BASE",
+        Endpoint(Url),
+        "Azure-Samples aks-openai magic8ball and chainlit apps (openai.api_base)",
+    ),
+    var(
+        "AZURE_OPENAI_TYPE",
+        ApiType,
+        "Azure-Samples aks-openai magic8ball and chainlit apps (openai.api_type)",
+    ),
+    // k8sgpt serve.
+    var(
+        "K8SGPT_BACKEND",
+        ApiType,
+        "k8sgpt cmd/serve (backend name: openai, azureopenai, localai, ...)",
+    ),
+    var("K8SGPT_BASEURL", Endpoint(Url), "k8sgpt cmd/serve"),
+    // Spring AI: property spring.ai.openai.base-url binds from SPRING_AI_OPENAI_BASEURL (Spring
+    // Boot relaxed binding drops dashes); the underscore form is common in manifests too.
+    var(
+        "SPRING_AI_OPENAI_API_KEY",
+        ApiKey(OpenAi),
+        "Spring AI spring.ai.openai.api-key",
+    ),
+    var(
+        "SPRING_AI_OPENAI_APIKEY",
+        ApiKey(OpenAi),
+        "Spring AI spring.ai.openai.api-key (relaxed binding)",
+    ),
+    var(
+        "SPRING_AI_OPENAI_BASE_URL",
+        Endpoint(Url),
+        "Spring AI spring.ai.openai.base-url",
+    ),
+    var(
+        "SPRING_AI_OPENAI_BASEURL",
+        Endpoint(Url),
+        "Spring AI spring.ai.openai.base-url (relaxed binding)",
+    ),
+    var(
+        "SPRING_AI_OPENAI_CHAT_BASE_URL",
+        Endpoint(Url),
+        "Spring AI spring.ai.openai.chat.base-url",
+    ),
+    var(
+        "SPRING_AI_OPENAI_CHAT_BASEURL",
+        Endpoint(Url),
+        "Spring AI spring.ai.openai.chat.base-url (relaxed binding)",
+    ),
+    var(
+        "SPRING_AI_OPENAI_EMBEDDING_BASE_URL",
+        Endpoint(Url),
+        "Spring AI spring.ai.openai.embedding.base-url",
+    ),
+    var(
+        "SPRING_AI_OPENAI_EMBEDDING_BASEURL",
+        Endpoint(Url),
+        "Spring AI spring.ai.openai.embedding.base-url (relaxed binding)",
+    ),
+    var(
+        "SPRING_AI_AZURE_OPENAI_ENDPOINT",
+        Endpoint(Url),
+        "Spring AI spring.ai.azure.openai.endpoint",
+    ),
+    var(
+        "SPRING_AI_AZURE_OPENAI_API_KEY",
+        ApiKey(Azure),
+        "Spring AI spring.ai.azure.openai.api-key",
+    ),
+    var(
+        "SPRING_AI_AZURE_OPENAI_APIKEY",
+        ApiKey(Azure),
+        "Spring AI spring.ai.azure.openai.api-key (relaxed binding)",
+    ),
+];
+
+/// Looks a variable up.
+pub fn lookup(name: &str) -> Option<&'static Variable> {
+    CATALOGUE.iter().find(|v| v.name == name)
+}
+
+/// What an [`Role::ApiType`] value selects. Unknown values select nothing (`None`), so that the
+/// other signals decide.
+pub fn api_type_flavour(variable: &str, value: &str) -> Option<Flavour> {
+    let v = value.trim().to_ascii_lowercase();
+    if variable == "K8SGPT_BACKEND" {
+        return Some(match v.as_str() {
+            "openai" => Flavour::OpenAi,
+            "azureopenai" => Flavour::Azure,
+            "amazonbedrock" => Flavour::Bedrock,
+            _ => Flavour::NotThisProvider,
+        });
+    }
+    match v.as_str() {
+        "open_ai" | "openai" => Some(Flavour::OpenAi),
+        "azure" | "azure_ad" | "azuread" | "azure-ad" => Some(Flavour::Azure),
+        "amazon-bedrock" | "bedrock" => Some(Flavour::Bedrock),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_sourced() {
+        let mut seen = HashSet::new();
+        for v in CATALOGUE {
+            assert!(seen.insert(v.name), "{} listed twice", v.name);
+            assert!(!v.source.trim().is_empty(), "{} has no source", v.name);
+        }
+    }
+
+    #[test]
+    fn the_issue_minimum_is_covered() {
+        for name in [
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "OPENAI_API_BASE",
+            "OPENAI_API_TYPE",
+            "OPENAI_API_BASE_URL",
+            "OPENAI_API_BASE_URLS",
+            "AZURE_OPENAI_ENDPOINT",
+            "AZURE_OPENAI_BASE_URL",
+            "AZURE_OPENAI_API_KEY",
+            "AZURE_OPENAI_API_INSTANCE_NAME",
+            "AZURE_API_BASE",
+            "AZURE_API_KEY",
+            "AWS_BEDROCK_BASE_URL",
+            "SPRING_AI_OPENAI_BASE_URL",
+            "SPRING_AI_OPENAI_BASEURL",
+            "SPRING_AI_AZURE_OPENAI_ENDPOINT",
+        ] {
+            assert!(lookup(name).is_some(), "{name} missing from the catalogue");
+        }
+    }
+
+    #[test]
+    fn k8sgpt_backend_names_map_to_flavours() {
+        assert_eq!(
+            api_type_flavour("K8SGPT_BACKEND", "openai"),
+            Some(Flavour::OpenAi)
+        );
+        assert_eq!(
+            api_type_flavour("K8SGPT_BACKEND", "localai"),
+            Some(Flavour::NotThisProvider)
+        );
+        assert_eq!(
+            api_type_flavour("OPENAI_API_TYPE", "azure_ad"),
+            Some(Flavour::Azure)
+        );
+        assert_eq!(api_type_flavour("OPENAI_API_TYPE", "whatever"), None);
+    }
+}

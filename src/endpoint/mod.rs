@@ -1,0 +1,561 @@
+//! Strict classification of endpoint URLs into hosting families (Azure, OpenAI direct, other
+//! clouds, in-cluster, external), and the host patterns a HostingPolicy allows.
+//!
+//! It is strict because the value it judges is later read by a different URL parser: Python's
+//! httpx and urllib, Node and Go clients disagree with the WHATWG parser (the `url` crate) about
+//! backslashes, `@`, percent-encoded dots and Unicode dots. A string such as
+//! `https://x.openai.azure.com\@evil.com/` can name an Azure host to one parser and `evil.com` to
+//! another. So only a URL that every parser reads the same way can be `azure`: the input must be
+//! plain printable ASCII, free of userinfo and IP literals, parse without a single syntax
+//! violation, and already be in the parser's canonical form. Anything else is `external` with a
+//! `problem` that says why, and is never `azure`.
+//!
+//! Decisions worth knowing:
+//! - A query string is allowed (the Azure OpenAI API needs `?api-version=`); a fragment is
+//!   refused, since it is never sent and only hides text from readers.
+//! - `localhost` is single-label and so in-cluster: from a pod it is the pod itself.
+//! - Punycode labels (`xn--80ak6aa92e.openai.azure.com`) are clean ASCII and match `*.` patterns:
+//!   the label in front of an Azure suffix is a resource name the customer registered under
+//!   Azure's own domain, so whatever it looks like when decoded, the traffic goes to Azure.
+//! - [`Hosting::Unresolved`] is never returned by [`classify`]; callers use it for values they
+//!   cannot see, such as those read from Secrets.
+
+mod known;
+mod pattern;
+
+use std::cell::Cell;
+use std::fmt;
+
+use url::{Host, SyntaxViolation, Url};
+
+pub use known::{IN_CLUSTER_HOSTS, OPENAI_DIRECT_HOSTS, OPENAI_DOMAIN, OTHER_CLOUD_HOSTS};
+pub use pattern::{HOST_PATTERN_MAX_LEN, HOST_PATTERN_REGEX, HostPattern, PatternError};
+
+use pattern::host_matches;
+
+/// What an endpoint's host is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hosting {
+    /// A host allowed by the HostingPolicy (by default Azure OpenAI and Azure AI Services), reached
+    /// over https on the default port.
+    Azure,
+    /// OpenAI's own API (api.openai.com and anything else under openai.com).
+    OpenaiDirect,
+    /// Another cloud's model service (Amazon Bedrock, Google Vertex AI).
+    OtherCloud,
+    /// A Kubernetes service inside the cluster.
+    InCluster,
+    /// Anything else, including every value that is not a clean URL.
+    External,
+    /// The value could not be read (for example it comes from a Secret).
+    Unresolved,
+}
+
+impl Hosting {
+    /// The same string serde writes: `azure`, `openai-direct`, `other-cloud`, `in-cluster`,
+    /// `external`, `unresolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hosting::Azure => "azure",
+            Hosting::OpenaiDirect => "openai-direct",
+            Hosting::OtherCloud => "other-cloud",
+            Hosting::InCluster => "in-cluster",
+            Hosting::External => "external",
+            Hosting::Unresolved => "unresolved",
+        }
+    }
+}
+
+impl fmt::Display for Hosting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the policy says about endpoints, borrowed from a compiled policy.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointRules<'a> {
+    pub allowed_hosts: &'a [HostPattern],
+    pub require_https: bool,
+}
+
+/// The verdict on one endpoint value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub hosting: Hosting,
+    /// The host as parsed (lower-case, trailing dot stripped) when the URL was clean enough to name
+    /// one; `None` for every value refused before the host could be trusted.
+    pub host: Option<String>,
+    /// Why the value is not a clean allowed URL, written for a user to read after the quoted value
+    /// (e.g. "has userinfo (user@host)"). `None` when clean.
+    pub problem: Option<String>,
+}
+
+/// Classifies a raw endpoint value. Never returns [`Hosting::Unresolved`].
+///
+/// Order: refuse anything that is not a clean URL (→ external, host `None`); then in-cluster by
+/// host, where scheme and port are not policed; then OpenAI direct, other clouds, the policy's
+/// allowed hosts (→ azure only over an allowed scheme on the default port, else external), and
+/// external. OpenAI-direct, other-cloud and external keep their family when scheme or port are
+/// off but report it in `problem`.
+pub fn classify(raw: &str, rules: &EndpointRules<'_>) -> Classification {
+    let url = match parse_strict(raw) {
+        Ok(url) => url,
+        Err(problem) => return refused(problem),
+    };
+    let host = match clean_host(&url) {
+        Ok(host) => host,
+        Err(problem) => return refused(problem),
+    };
+    let named = |hosting, problem| Classification {
+        hosting,
+        host: Some(host.to_owned()),
+        problem,
+    };
+
+    if is_in_cluster(host) {
+        return named(Hosting::InCluster, None);
+    }
+    let transport = transport_problem(&url, rules.require_https);
+    if is_openai(host) {
+        named(Hosting::OpenaiDirect, transport)
+    } else if OTHER_CLOUD_HOSTS.iter().any(|p| host_matches(p, host)) {
+        named(Hosting::OtherCloud, transport)
+    } else if rules.allowed_hosts.iter().any(|p| p.matches(host)) {
+        match transport {
+            None => named(Hosting::Azure, None),
+            Some(problem) => named(Hosting::External, Some(problem)),
+        }
+    } else {
+        named(Hosting::External, transport)
+    }
+}
+
+/// True when `text` mentions a host that belongs to OpenAI or to one of the allowed patterns; used
+/// to decide whether a URL found in container command/args is a model endpoint.
+///
+/// Textual and loose on purpose: a case-insensitive substring match on `openai.com`,
+/// `openai.azure` and each allowed pattern's suffix, after folding the look-alikes an attacker
+/// would use to dodge it (Unicode full stops, `%2e`, full-width letters, zero-width characters).
+/// Whatever it picks up is then classified strictly by [`classify`].
+pub fn mentions_model_host(text: &str, rules: &EndpointRules<'_>) -> bool {
+    let mentions = |haystack: &str| {
+        ["openai.com", "openai.azure"]
+            .into_iter()
+            .chain(rules.allowed_hosts.iter().map(HostPattern::suffix))
+            .any(|needle| contains_ignore_ascii_case(haystack, needle))
+    };
+    if text.is_ascii() && !text.contains('%') {
+        mentions(text)
+    } else {
+        mentions(&fold_lookalikes(text))
+    }
+}
+
+fn refused(problem: String) -> Classification {
+    Classification {
+        hosting: Hosting::External,
+        host: None,
+        problem: Some(problem),
+    }
+}
+
+/// Parses `raw` and returns the URL only if every parser would read it the same way.
+fn parse_strict(raw: &str) -> Result<Url, String> {
+    if raw.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    // Characters first: the WHATWG parser silently drops tabs and newlines, trims spaces, turns
+    // `\` into `/` and maps Unicode dots to `.`, while other clients do none of that.
+    if let Some(problem) = raw.chars().find_map(char_problem) {
+        return Err(problem);
+    }
+    // The authority as other parsers see it: up to the first `/`, `?` or `#` (backslashes are
+    // already refused). `@` there means userinfo to someone; `%` means a host that only becomes
+    // a name after decoding, which not every client does.
+    if let Some((_, rest)) = raw.split_once("://") {
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if authority.contains('@') {
+            return Err(USERINFO.to_owned());
+        }
+        if authority.contains('%') {
+            return Err(
+                "has a percent sign in the host (percent-encoding is not allowed there)".to_owned(),
+            );
+        }
+    }
+
+    let violation = Cell::new(None);
+    let record = |v: SyntaxViolation| {
+        if violation.get().is_none() {
+            violation.set(Some(v));
+        }
+    };
+    let parsed = Url::options()
+        .syntax_violation_callback(Some(&record))
+        .parse(raw);
+    let url = match parsed {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err("has no scheme; write an absolute URL such as https://host/".to_owned());
+        }
+        Err(e) => return Err(format!("is not a valid URL ({e})")),
+    };
+    if let Some(v) = violation.get() {
+        return Err(violation_problem(v));
+    }
+
+    let scheme = url.scheme();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "uses scheme {scheme}; only http and https are allowed"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(USERINFO.to_owned());
+    }
+    match url.host() {
+        None => return Err("has no host".to_owned()),
+        Some(Host::Ipv4(ip)) => {
+            return Err(format!("has an IP address as host ({ip}); use a DNS name"));
+        }
+        Some(Host::Ipv6(ip)) => {
+            return Err(format!(
+                "has an IP address as host ([{ip}]); use a DNS name"
+            ));
+        }
+        Some(Host::Domain(_)) => {}
+    }
+    if url.fragment().is_some() {
+        return Err("has a fragment (#...); remove it".to_owned());
+    }
+    if !is_canonical(&url, raw) {
+        return Err(format!("is not in canonical form ({})", url.as_str()));
+    }
+    Ok(url)
+}
+
+const USERINFO: &str = "has userinfo (user@host)";
+
+fn char_problem(c: char) -> Option<String> {
+    let problem = match c {
+        ' ' => "contains a space".to_owned(),
+        '\t' => "contains a tab".to_owned(),
+        '\n' | '\r' => "contains a line break".to_owned(),
+        '\\' => "contains a backslash".to_owned(),
+        c if c.is_ascii_control() => format!("contains control character U+{:04X}", u32::from(c)),
+        c if !c.is_ascii() => match lookalike_name(c) {
+            Some(name) => format!(
+                "contains non-ASCII character U+{:04X} ({name})",
+                u32::from(c)
+            ),
+            None => format!("contains non-ASCII character U+{:04X}", u32::from(c)),
+        },
+        _ => return None,
+    };
+    Some(problem)
+}
+
+/// Names for the characters most often used to smuggle a host past a textual check.
+fn lookalike_name(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{3002}' => "ideographic full stop",
+        '\u{FF0E}' => "full-width full stop",
+        '\u{FF61}' => "halfwidth ideographic full stop",
+        '\u{200B}' => "zero-width space",
+        '\u{200C}' => "zero-width non-joiner",
+        '\u{200D}' => "zero-width joiner",
+        '\u{2060}' => "word joiner",
+        '\u{FEFF}' => "zero-width no-break space",
+        '\u{00AD}' => "soft hyphen",
+        '\u{FF01}'..='\u{FF5E}' => "full-width form",
+        _ => return None,
+    })
+}
+
+fn violation_problem(v: SyntaxViolation) -> String {
+    match v {
+        SyntaxViolation::Backslash => "contains a backslash".to_owned(),
+        SyntaxViolation::EmbeddedCredentials | SyntaxViolation::UnencodedAtSign => {
+            USERINFO.to_owned()
+        }
+        SyntaxViolation::ExpectedDoubleSlash => "does not have // after the scheme".to_owned(),
+        SyntaxViolation::PercentDecode => {
+            "has a % that is not followed by two hex digits".to_owned()
+        }
+        SyntaxViolation::NonUrlCodePoint => {
+            "contains a character that must be percent-encoded in a URL".to_owned()
+        }
+        other => format!("is not a clean URL ({other})"),
+    }
+}
+
+/// The canonical serialisation must equal the input, except that a bare host may omit the `/`
+/// the parser adds (`https://x.openai.azure.com` ≡ `https://x.openai.azure.com/`).
+fn is_canonical(url: &Url, raw: &str) -> bool {
+    let canonical = url.as_str();
+    canonical == raw
+        || (url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && canonical.strip_suffix('/') == Some(raw))
+}
+
+/// The parsed domain with one trailing dot stripped, checked to be a plain DNS name: labels of
+/// letters, digits and hyphens (the WHATWG parser also lets through `_`, `*`, `!`, `"` and more).
+fn clean_host(url: &Url) -> Result<&str, String> {
+    let parsed = url.host_str().unwrap_or_default();
+    let host = parsed.strip_suffix('.').unwrap_or(parsed);
+    if host.ends_with('.') {
+        return Err(format!("has host {parsed:?} ending in more than one dot"));
+    }
+    if host.len() > HOST_PATTERN_MAX_LEN {
+        return Err(format!(
+            "has a host of {} characters; a host name has at most 253",
+            host.len()
+        ));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err(format!("has host {parsed:?} with an empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "has host label {label:?} longer than 63 characters"
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "has host label {label:?} that is not a DNS label (letters, digits and '-' only)"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "has host label {label:?} that starts or ends with '-'"
+            ));
+        }
+    }
+    Ok(host)
+}
+
+fn is_in_cluster(host: &str) -> bool {
+    !host.contains('.') || IN_CLUSTER_HOSTS.iter().any(|p| host_matches(p, host))
+}
+
+fn is_openai(host: &str) -> bool {
+    OPENAI_DIRECT_HOSTS.iter().any(|p| host_matches(p, host))
+        || host == OPENAI_DOMAIN
+        || host
+            .strip_suffix(OPENAI_DOMAIN)
+            .is_some_and(|front| front.ends_with('.'))
+}
+
+/// What is wrong with scheme and port for a host outside the cluster, if anything. An explicit
+/// default port never gets here: it is not canonical.
+fn transport_problem(url: &Url, require_https: bool) -> Option<String> {
+    if require_https && url.scheme() != "https" {
+        return Some(format!("uses scheme {}; https is required", url.scheme()));
+    }
+    url.port()
+        .map(|port| format!("has non-default port {port}"))
+}
+
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Folds the look-alikes of `.` and of ASCII letters to ASCII and drops invisible characters, for
+/// the loose textual check only.
+fn fold_lookalikes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{3002}' | '\u{FF0E}' | '\u{FF61}' => out.push('.'),
+            '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => {}
+            '\u{FF01}'..='\u{FF5E}' => out.push(char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c)),
+            '%' if chars.peek() == Some(&'2') => {
+                chars.next();
+                match chars.next() {
+                    Some('e' | 'E') => out.push('.'),
+                    Some(other) => out.extend(['%', '2', other]),
+                    None => out.push_str("%2"),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn default_patterns() -> Vec<HostPattern> {
+        [
+            "*.openai.azure.com",
+            "*.cognitiveservices.azure.com",
+            "*.services.ai.azure.com",
+        ]
+        .into_iter()
+        .map(|p| HostPattern::parse(p).expect("valid default pattern"))
+        .collect()
+    }
+
+    #[rstest]
+    #[case(Hosting::Azure, "azure")]
+    #[case(Hosting::OpenaiDirect, "openai-direct")]
+    #[case(Hosting::OtherCloud, "other-cloud")]
+    #[case(Hosting::InCluster, "in-cluster")]
+    #[case(Hosting::External, "external")]
+    #[case(Hosting::Unresolved, "unresolved")]
+    fn hosting_strings_match_serde(#[case] hosting: Hosting, #[case] text: &str) {
+        assert_eq!(hosting.as_str(), text);
+        assert_eq!(hosting.to_string(), text);
+        assert_eq!(
+            serde_json::to_string(&hosting).ok(),
+            Some(format!("\"{text}\""))
+        );
+        assert_eq!(
+            serde_json::from_str::<Hosting>(&format!("\"{text}\"")).ok(),
+            Some(hosting)
+        );
+    }
+
+    #[test]
+    fn builtin_hosts_are_well_formed_patterns() {
+        // With the placeholder filled in, every built-in entry must be a pattern a policy could
+        // have written, so the built-ins obey the same rules as user patterns.
+        // (IN_CLUSTER_HOSTS is exempt: "*.svc" is deliberately broader than a policy may be.)
+        for entry in OPENAI_DIRECT_HOSTS.iter().chain(OTHER_CLOUD_HOSTS) {
+            let concrete = entry.replace("{region}", "us-east-1");
+            assert!(
+                HostPattern::parse(&concrete).is_ok(),
+                "built-in host {entry:?} is malformed"
+            );
+        }
+    }
+
+    #[rstest]
+    #[case::bedrock("bedrock-runtime.us-east-1.amazonaws.com", true)]
+    #[case::bedrock_fips("bedrock-runtime-fips.us-gov-west-1.amazonaws.com", true)]
+    #[case::bedrock_control("bedrock.eu-west-1.amazonaws.com", true)]
+    #[case::bedrock_china("bedrock-runtime.cn-north-1.amazonaws.com.cn", true)]
+    #[case::bedrock_vpce("vpce-0a1b-c2d3.bedrock-runtime.us-east-1.vpce.amazonaws.com", true)]
+    #[case::vertex_regional("europe-west4-aiplatform.googleapis.com", true)]
+    #[case::vertex_global("aiplatform.googleapis.com", true)]
+    #[case::s3("s3.us-east-1.amazonaws.com", false)]
+    #[case::bedrock_no_region("bedrock-runtime.amazonaws.com", false)]
+    #[case::bedrock_lookalike("bedrock-runtime.us-east-1.amazonaws.com.evil.com", false)]
+    #[case::vertex_lookalike("evil-aiplatform.googleapis.com.evil.com", false)]
+    fn other_cloud_hosts(#[case] host: &str, #[case] expected: bool) {
+        assert_eq!(
+            OTHER_CLOUD_HOSTS.iter().any(|p| host_matches(p, host)),
+            expected,
+            "{host}"
+        );
+    }
+
+    #[rstest]
+    #[case::api("api.openai.com", true)]
+    #[case::regional("eu.api.openai.com", true)]
+    #[case::typo_domain("example-resource.azure.openai.com", true)]
+    #[case::apex("openai.com", true)]
+    #[case::glued("evilopenai.com", false)]
+    #[case::azure("x.openai.azure.com", false)]
+    fn openai_hosts(#[case] host: &str, #[case] expected: bool) {
+        assert_eq!(is_openai(host), expected, "{host}");
+    }
+
+    #[rstest]
+    #[case::plain("OPENAI_BASE_URL=https://api.openai.com/v1", true)]
+    #[case::upper("--endpoint=HTTPS://X.OPENAI.AZURE.COM", true)]
+    #[case::allowed_suffix("https://r.services.ai.azure.com/models", true)]
+    #[case::azure_typo("https://example-resource.azure.openai.com/", true)]
+    #[case::ideographic("https://x\u{3002}openai\u{3002}azure\u{3002}com/", true)]
+    #[case::full_width_dot("https://api\u{FF0E}openai\u{FF0E}com/", true)]
+    #[case::full_width_letters("https://x.\u{FF4F}penai.azure.com/", true)]
+    #[case::zero_width("https://x.open\u{200B}ai.azure.com/", true)]
+    #[case::percent_dot("https://x.openai%2eazure.com/", true)]
+    #[case::percent_other("https://x.example.com/%20openai", false)]
+    #[case::unrelated("https://example.com/v1", false)]
+    #[case::bedrock_is_not_picked_up("https://bedrock-runtime.us-east-1.amazonaws.com", false)]
+    #[case::empty("", false)]
+    fn mentions_model_host_is_loose(#[case] text: &str, #[case] expected: bool) {
+        let patterns = default_patterns();
+        let rules = EndpointRules {
+            allowed_hosts: &patterns,
+            require_https: true,
+        };
+        assert_eq!(mentions_model_host(text, &rules), expected, "{text:?}");
+    }
+
+    #[test]
+    fn http_allowed_when_policy_does_not_require_https() {
+        let patterns = default_patterns();
+        let rules = EndpointRules {
+            allowed_hosts: &patterns,
+            require_https: false,
+        };
+        let verdict = classify("http://x.openai.azure.com/v1", &rules);
+        assert_eq!(verdict.hosting, Hosting::Azure);
+        assert_eq!(verdict.problem, None);
+        // The port is still policed.
+        let verdict = classify("http://x.openai.azure.com:8080/v1", &rules);
+        assert_eq!(verdict.hosting, Hosting::External);
+        assert_eq!(
+            verdict.problem.as_deref(),
+            Some("has non-default port 8080")
+        );
+    }
+
+    #[test]
+    fn exact_pattern_allows_a_gateway() {
+        let patterns = vec![HostPattern::parse("gw.contoso.com").expect("valid")];
+        let rules = EndpointRules {
+            allowed_hosts: &patterns,
+            require_https: true,
+        };
+        assert_eq!(
+            classify("https://gw.contoso.com/openai", &rules).hosting,
+            Hosting::Azure
+        );
+        assert_eq!(
+            classify("https://x.gw.contoso.com/openai", &rules).hosting,
+            Hosting::External
+        );
+    }
+
+    #[test]
+    fn allowed_pattern_cannot_turn_openai_into_azure() {
+        let patterns = vec![HostPattern::parse("*.openai.com").expect("valid")];
+        let rules = EndpointRules {
+            allowed_hosts: &patterns,
+            require_https: true,
+        };
+        assert_eq!(
+            classify("https://api.openai.com/v1", &rules).hosting,
+            Hosting::OpenaiDirect
+        );
+    }
+}

@@ -1,0 +1,1061 @@
+//! Reading manifests: files, directories and stdin into [`Document`]s, each with the line of every
+//! field, for the offline commands.
+//!
+//! Values come from `serde-saphyr` (YAML) or `serde_json` (JSON, for its clearer errors); a second
+//! pass over the `granit-parser` events of the same text records where each document starts and
+//! the line of every mapping key and sequence item, so that a report can point at the exact line
+//! of a field path such as `spec.template.spec.containers[0].env[OPENAI_BASE_URL]`. Both passes are
+//! linear in the input. Documents keep their position in the file counting every `---`, empty ones
+//! included, and `kind: List` documents (the output of `kubectl get -o yaml`) are expanded into
+//! their items. Bad input is an error naming the file and line, never a panic.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use granit_parser::{Event, Parser, ScalarStyle};
+use serde_json::Value;
+use thiserror::Error;
+
+/// The source name of documents read from standard input.
+pub const STDIN_SOURCE: &str = "<stdin>";
+
+/// One document of a manifest file.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file path as given or walked, or `<stdin>`.
+    pub source: String,
+    /// 0-based position of the document in its file, counting every document (empty ones too).
+    /// The items of a `List` share the index of the List.
+    pub index: usize,
+    /// 1-based line where the document's content starts.
+    pub line: usize,
+    /// The document; `Null` for an empty document.
+    pub value: Value,
+    /// Where each field is, mirroring `value`.
+    lines: Lines,
+}
+
+/// The line of one node and of the nodes under it.
+#[derive(Debug, Clone, Default)]
+struct Lines {
+    line: usize,
+    children: Children,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Children {
+    /// A scalar, an alias, or a collection whose shape is not known.
+    #[default]
+    Leaf,
+    /// Mapping entries with scalar keys; each entry's line is its key's line.
+    Map(Vec<(String, Lines)>),
+    Seq(Vec<Lines>),
+}
+
+impl Lines {
+    fn leaf(line: usize) -> Self {
+        Lines {
+            line,
+            children: Children::Leaf,
+        }
+    }
+
+    fn key(&self, key: &str) -> Option<&Lines> {
+        match &self.children {
+            Children::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, l)| l),
+            _ => None,
+        }
+    }
+
+    fn item(&self, index: usize) -> Option<&Lines> {
+        match &self.children {
+            Children::Seq(items) => items.get(index),
+            _ => None,
+        }
+    }
+}
+
+impl Document {
+    /// A document without line information beyond its start (for documents built in code).
+    pub fn new(source: impl Into<String>, index: usize, line: usize, value: Value) -> Self {
+        Document {
+            source: source.into(),
+            index,
+            line,
+            value,
+            lines: Lines::leaf(line),
+        }
+    }
+
+    /// Whether the document is empty (only comments, `---` alone, or `null`).
+    pub fn is_empty(&self) -> bool {
+        self.value.is_null()
+    }
+
+    /// `apiVersion`, when it is a non-empty string.
+    pub fn api_version(&self) -> Option<&str> {
+        self.str_at(&["apiVersion"])
+    }
+
+    /// `kind`, when it is a non-empty string.
+    pub fn kind(&self) -> Option<&str> {
+        self.str_at(&["kind"])
+    }
+
+    /// `metadata.name`, when it is a non-empty string.
+    pub fn name(&self) -> Option<&str> {
+        self.str_at(&["metadata", "name"])
+    }
+
+    /// `metadata.namespace`, when it is a non-empty string.
+    pub fn namespace(&self) -> Option<&str> {
+        self.str_at(&["metadata", "namespace"])
+    }
+
+    fn str_at(&self, keys: &[&str]) -> Option<&str> {
+        let mut v = &self.value;
+        for k in keys {
+            v = v.get(k)?;
+        }
+        v.as_str().filter(|s| !s.is_empty())
+    }
+
+    /// 1-based line of the field named by an engine field path such as
+    /// `spec.template.spec.containers[0].env[OPENAI_BASE_URL]`, `spec.containers[1].args[2]` or
+    /// `spec.template.spec.containers[0].envFrom[0]`. A numeric `[i]` selects the i-th list
+    /// element; `[NAME]` selects the list element whose `name` is NAME, or the map key NAME
+    /// (`metadata.annotations[hostguard.dev/provider]`).
+    ///
+    /// Best effort: the line of the deepest prefix that resolves; the document's line when
+    /// nothing does (a path that does not name a field of this document, or a value reached
+    /// through a YAML alias or merge key).
+    pub fn line_of(&self, field_path: &str) -> usize {
+        let mut lines = &self.lines;
+        let mut value = Some(&self.value);
+        let mut best = self.line;
+        for segment in segments(field_path) {
+            let next = match segment {
+                Segment::Key(key) => lines.key(key).map(|l| (l, value.and_then(|v| v.get(key)))),
+                Segment::Bracket(inner) => match &lines.children {
+                    Children::Map(_) => lines
+                        .key(inner)
+                        .map(|l| (l, value.and_then(|v| v.get(inner)))),
+                    Children::Seq(_) => {
+                        let index = match inner.parse::<usize>() {
+                            Ok(i) => Some(i),
+                            Err(_) => value.and_then(Value::as_array).and_then(|items| {
+                                items.iter().position(|item| {
+                                    item.get("name").and_then(Value::as_str) == Some(inner)
+                                })
+                            }),
+                        };
+                        index.and_then(|i| lines.item(i).map(|l| (l, value.and_then(|v| v.get(i)))))
+                    }
+                    Children::Leaf => None,
+                },
+            };
+            let Some((next_lines, next_value)) = next else {
+                break;
+            };
+            lines = next_lines;
+            value = next_value;
+            best = lines.line;
+        }
+        best
+    }
+}
+
+/// One step of a field path.
+enum Segment<'a> {
+    Key(&'a str),
+    /// The text between `[` and `]`.
+    Bracket(&'a str),
+}
+
+/// Splits `a.b[0].c[NAME]` into `a`, `b`, `[0]`, `c`, `[NAME]`. Text inside brackets may contain
+/// dots (`[hostguard.dev/provider]`).
+fn segments(path: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            match after.find(']') {
+                Some(end) => {
+                    out.push(Segment::Bracket(&after[..end]));
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    out.push(Segment::Key(rest));
+                    break;
+                }
+            }
+        } else if let Some(after) = rest.strip_prefix('.') {
+            rest = after;
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            out.push(Segment::Key(&rest[..end]));
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+/// Why manifests could not be read.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("{path}: no such file or directory")]
+    NotFound { path: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: the directory holds no .yaml, .yml or .json file")]
+    EmptyDirectory { path: String },
+}
+
+/// Reads every document of the given paths, in order: `-` is standard input; a directory is
+/// walked recursively in name order, reading files ending in `.yaml`, `.yml` or `.json` and
+/// skipping hidden entries (names starting with `.`); a file given explicitly is read whatever
+/// its extension.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
+    let mut documents = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| LoadError::Io {
+                    path: STDIN_SOURCE.into(),
+                    source,
+                })?;
+            documents.extend(parse_str(STDIN_SOURCE, &text)?);
+            continue;
+        }
+        let metadata = fs::metadata(path).map_err(|e| io_error(path, e))?;
+        if metadata.is_dir() {
+            let mut files = Vec::new();
+            let mut visited = HashSet::new();
+            walk(path, &mut files, &mut visited)?;
+            if files.is_empty() {
+                return Err(LoadError::EmptyDirectory {
+                    path: path.display().to_string(),
+                });
+            }
+            for file in files {
+                documents.extend(load_file(&file)?);
+            }
+        } else {
+            documents.extend(load_file(path)?);
+        }
+    }
+    Ok(documents)
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> LoadError {
+    let path = path.display().to_string();
+    if source.kind() == std::io::ErrorKind::NotFound {
+        LoadError::NotFound { path }
+    } else {
+        LoadError::Io { path, source }
+    }
+}
+
+/// Collects manifest files under `dir`, sorted by name at each level. Symbolic links to
+/// directories are followed once (`visited` breaks cycles).
+fn walk(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    visited: &mut HashSet<PathBuf>,
+) -> Result<(), LoadError> {
+    let canonical = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+    if !visited.insert(canonical) {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        entries.push(entry.file_name());
+    }
+    entries.sort();
+    for name in entries {
+        let Some(text) = name.to_str() else {
+            continue;
+        };
+        if text.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(&name);
+        // Follows symbolic links; a dangling link is skipped like any unreadable non-manifest.
+        let Ok(metadata) = fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.is_dir() {
+            walk(&path, files, visited)?;
+        } else if is_manifest_name(text) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_manifest_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+fn load_file(path: &Path) -> Result<Vec<Document>, LoadError> {
+    let source = path.display().to_string();
+    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        LoadError::Syntax {
+            path: source.clone(),
+            line,
+            column,
+            message: "the file is not valid UTF-8".into(),
+        }
+    })?;
+    parse_str(&source, &text)
+}
+
+/// Parses the documents of one file. JSON (a `.json` source, or text starting with `{` or `[`
+/// that parses as JSON) may hold several concatenated values, one document each; anything else
+/// is read as a YAML stream.
+pub fn parse_str(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
+    let is_json_name = source.to_ascii_lowercase().ends_with(".json");
+    let looks_json = text
+        .trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n'])
+        .starts_with(['{', '[']);
+    let documents = if is_json_name {
+        parse_json(source, text)?
+    } else if looks_json {
+        match parse_json(source, text) {
+            Ok(docs) => docs,
+            Err(_) => parse_yaml(source, text)?,
+        }
+    } else {
+        parse_yaml(source, text)?
+    };
+    Ok(expand_lists(documents))
+}
+
+/// What the event pass learned about one document.
+struct Skeleton {
+    line: usize,
+    root: Root,
+    lines: Lines,
+}
+
+/// The kind of a document's root node, to match documents with the values `serde-saphyr`
+/// returns (it leaves out null documents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    /// Empty, `~`, `null` or `!!null`: serde-saphyr returns no value for it.
+    Null,
+    Scalar,
+    Collection,
+}
+
+/// A syntax error of the event pass: line (1-based), column (1-based), message.
+type ScanFailure = (usize, usize, String);
+
+/// A collection being built by the event pass.
+enum Frame {
+    Map {
+        line: usize,
+        entries: Vec<(String, Lines)>,
+        /// The key read and waiting for its value: its text (None for a non-scalar key) and line.
+        key: Option<(Option<String>, usize)>,
+    },
+    Seq {
+        line: usize,
+        items: Vec<Lines>,
+    },
+}
+
+/// The event pass: document boundaries, root kinds and the line of every field. Iterative, so
+/// deep nesting cannot exhaust the stack; aliases are recorded as leaves, never expanded.
+fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
+    let mut options = granit_parser::Options::default();
+    options.set_emit_comments(false);
+    let mut parser = Parser::new_from_str_with_options(text, options);
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut root: Option<(Root, Lines)> = None;
+    for event in &mut parser {
+        let (event, span) = event.map_err(|e| {
+            (
+                e.marker().line().max(1),
+                e.marker().col() + 1,
+                e.info().to_string(),
+            )
+        })?;
+        let line = span.start.line().max(1);
+        let done: Option<(Lines, Option<String>)> = match event {
+            Event::DocumentStart(..) => {
+                stack.clear();
+                root = None;
+                None
+            }
+            Event::DocumentEnd => {
+                let (kind, lines) = root.take().unwrap_or((Root::Null, Lines::leaf(line)));
+                docs.push(Skeleton {
+                    line: lines.line,
+                    root: kind,
+                    lines,
+                });
+                None
+            }
+            Event::Scalar(value, style, _, tag) => {
+                if stack.is_empty() {
+                    let null = match &tag {
+                        Some(tag) => tag.is_yaml_core_schema_tag("null"),
+                        None => {
+                            style == ScalarStyle::Plain
+                                && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+                        }
+                    };
+                    root = Some((
+                        if null { Root::Null } else { Root::Scalar },
+                        Lines::leaf(line),
+                    ));
+                    None
+                } else {
+                    let wants_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
+                    Some((Lines::leaf(line), wants_key.then(|| value.into_owned())))
+                }
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => {
+                if stack.is_empty() {
+                    root = Some((Root::Scalar, Lines::leaf(line)));
+                    None
+                } else {
+                    Some((Lines::leaf(line), None))
+                }
+            }
+            Event::MappingStart(..) => {
+                stack.push(Frame::Map {
+                    line,
+                    entries: Vec::new(),
+                    key: None,
+                });
+                None
+            }
+            Event::SequenceStart(..) => {
+                stack.push(Frame::Seq {
+                    line,
+                    items: Vec::new(),
+                });
+                None
+            }
+            Event::MappingEnd | Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Map { line, entries, .. }) => Some((
+                    Lines {
+                        line,
+                        children: Children::Map(entries),
+                    },
+                    None,
+                )),
+                Some(Frame::Seq { line, items }) => Some((
+                    Lines {
+                        line,
+                        children: Children::Seq(items),
+                    },
+                    None,
+                )),
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some((node, key_text)) = done {
+            match stack.last_mut() {
+                None => root = Some((Root::Collection, node)),
+                Some(Frame::Seq { items, .. }) => items.push(node),
+                Some(Frame::Map { entries, key, .. }) => match key.take() {
+                    None => *key = Some((key_text, node.line)),
+                    Some((Some(k), key_line)) => entries.push((
+                        k,
+                        Lines {
+                            line: key_line,
+                            children: node.children,
+                        },
+                    )),
+                    // A non-scalar key: kept out of the index (no field path can name it).
+                    Some((None, _)) => {}
+                },
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// serde-saphyr options: its default budget guards against hostile input but caps a stream at
+/// 1024 documents and 250 000 nodes, which `helm template` of a large chart exceeds. The input is
+/// already in memory, so the structural limits grow with its size; alias limits stay as they
+/// are (they are what stops an alias bomb).
+fn yaml_options(len: usize) -> serde_saphyr::Options {
+    let defaults = serde_saphyr::Budget::default();
+    let budget = serde_saphyr::budget! {
+        max_events: defaults.max_events.max(len.saturating_mul(2)),
+        max_nodes: defaults.max_nodes.max(len),
+        max_documents: defaults.max_documents.max(len / 3 + 1),
+        max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(len.saturating_mul(2)),
+        max_depth: 128,
+    };
+    serde_saphyr::options! {
+        budget: budget,
+        with_snippet: false,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
+    }
+}
+
+fn parse_yaml(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
+    let syntax = |(line, column, message): ScanFailure| LoadError::Syntax {
+        path: source.to_string(),
+        line,
+        column,
+        message,
+    };
+    let skeletons = scan(text).map_err(syntax)?;
+    let values: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| {
+                (l.line().max(1) as usize, l.column().max(1) as usize)
+            });
+            let message = e.render_with_formatter(&serde_saphyr::UserMessageFormatter);
+            let suffix = format!(" at line {line}, column {column}");
+            let message = message
+                .strip_suffix(&suffix)
+                .unwrap_or(&message)
+                .to_string();
+            syntax((line, column, message))
+        })?;
+
+    // serde-saphyr returns one value per non-null document, in order.
+    let mut values = values.into_iter();
+    let mut documents = Vec::with_capacity(skeletons.len());
+    for (index, skeleton) in skeletons.into_iter().enumerate() {
+        let value = match skeleton.root {
+            Root::Null => Value::Null,
+            Root::Scalar | Root::Collection => {
+                let value = values.next();
+                let fits = match (&value, skeleton.root) {
+                    (Some(v), Root::Collection) => v.is_object() || v.is_array(),
+                    (Some(_), _) => true,
+                    (None, _) => false,
+                };
+                if !fits {
+                    return Err(syntax((
+                        skeleton.line,
+                        1,
+                        "the document could not be read (its value does not match its structure)"
+                            .into(),
+                    )));
+                }
+                value.unwrap_or_default()
+            }
+        };
+        documents.push(Document {
+            source: source.to_string(),
+            index,
+            line: skeleton.line,
+            value,
+            lines: skeleton.lines,
+        });
+    }
+    if values.next().is_some() {
+        return Err(syntax((
+            1,
+            1,
+            "the documents could not be told apart".into(),
+        )));
+    }
+    Ok(documents)
+}
+
+fn parse_json(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut documents = Vec::new();
+    // Line counting advances monotonically through the text: linear overall.
+    let (mut counted_to, mut line) = (0usize, 1usize);
+    loop {
+        let start = stream.byte_offset();
+        let value = match stream.next() {
+            None => break,
+            Some(Ok(value)) => value,
+            Some(Err(e)) => {
+                let message = e.to_string();
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                return Err(LoadError::Syntax {
+                    path: source.to_string(),
+                    line: e.line().max(1),
+                    column: e.column().max(1),
+                    message: message
+                        .strip_suffix(&suffix)
+                        .unwrap_or(&message)
+                        .to_string(),
+                });
+            }
+        };
+        let content = start
+            + text[start..]
+                .find(|c: char| !c.is_ascii_whitespace())
+                .unwrap_or(0);
+        line += text.as_bytes()[counted_to..content]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        counted_to = content;
+        documents.push(Document::new(source, documents.len(), line, value));
+    }
+    // Field lines come from the YAML event pass, which reads JSON too; when it cannot (several
+    // concatenated values are not one YAML stream) only document lines are known.
+    if let Ok(skeletons) = scan(text)
+        && skeletons.len() == documents.len()
+    {
+        for (doc, skeleton) in documents.iter_mut().zip(skeletons) {
+            doc.lines = skeleton.lines;
+        }
+    }
+    Ok(documents)
+}
+
+/// Replaces each List document (`kind: List` from `kubectl get -o yaml`, or any `*List` kind with
+/// an `items` array) by its items, which keep the List's source and index and get their own line.
+fn expand_lists(documents: Vec<Document>) -> Vec<Document> {
+    let mut out = Vec::with_capacity(documents.len());
+    for mut doc in documents {
+        let is_list = doc.kind().is_some_and(|k| k.ends_with("List"))
+            && doc.value.get("items").is_some_and(Value::is_array);
+        if !is_list {
+            out.push(doc);
+            continue;
+        }
+        let Some(Value::Array(items)) = doc.value.get_mut("items").map(Value::take) else {
+            continue;
+        };
+        let mut item_lines = match &mut doc.lines.children {
+            Children::Map(entries) => entries
+                .iter_mut()
+                .find(|(k, _)| k == "items")
+                .map(|(_, l)| std::mem::take(&mut l.children)),
+            _ => None,
+        };
+        let item_lines = match &mut item_lines {
+            Some(Children::Seq(lines)) if lines.len() == items.len() => Some(std::mem::take(lines)),
+            _ => None,
+        };
+        let mut item_lines = item_lines.map(Vec::into_iter);
+        for value in items {
+            let lines = item_lines
+                .as_mut()
+                .and_then(Iterator::next)
+                .unwrap_or_else(|| Lines::leaf(doc.line));
+            out.push(Document {
+                source: doc.source.clone(),
+                index: doc.index,
+                line: lines.line,
+                value,
+                lines,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use rstest::rstest;
+
+    fn parse(text: &str) -> Vec<Document> {
+        match parse_str("test.yaml", text) {
+            Ok(docs) => docs,
+            Err(e) => panic!("parse failed: {e}"),
+        }
+    }
+
+    /// The 1-based line of the first line of `text` containing `needle`.
+    fn line_containing(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle:?} not in text"))
+    }
+
+    const DEPLOYMENT: &str = r#"# a comment
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: chat
+  namespace: team-a
+  annotations:
+    hostguard.dev/provider: openai
+spec:
+  template:
+    spec:
+      initContainers:
+        - name: init
+          image: busybox
+      containers:
+        - name: app
+          image: example/app
+          args: ["--port", "8080",
+                 "--base-url=https://api.openai.com/v1"]
+          envFrom:
+            - configMapRef:
+                name: settings
+            - secretRef:
+                name: keys
+              prefix: APP_
+          env:
+            - name: LOG_LEVEL
+              value: debug
+            - name: OPENAI_BASE_URL
+              value: https://api.openai.com/v1
+        - name: sidecar
+          args:
+            - one
+            - two
+            - https://example.com/
+"#;
+
+    #[test]
+    fn multi_document_stream_keeps_indexes_of_empty_documents() {
+        let text = "---\n---\napiVersion: v1\nkind: ConfigMap\n---\n# only a comment\n---\n~\n---\nkind: Pod\n";
+        let docs = parse(text);
+        let summary: Vec<(usize, usize, bool)> = docs
+            .iter()
+            .map(|d| (d.index, d.line, d.is_empty()))
+            .collect();
+        assert_eq!(docs.len(), 5);
+        assert_eq!(summary[1], (1, 3, false));
+        assert_eq!(docs[1].kind(), Some("ConfigMap"));
+        assert!(docs[2].is_empty() && docs[3].is_empty() && docs[0].is_empty());
+        assert_eq!(summary[4], (4, 10, false));
+        assert_eq!(docs[4].kind(), Some("Pod"));
+    }
+
+    #[test]
+    fn scalar_documents_stay_in_place() {
+        let docs = parse("just text\n---\nnull\n---\n'null'\n---\n{a: 1}\n");
+        let values: Vec<&Value> = docs.iter().map(|d| &d.value).collect();
+        assert_eq!(
+            values,
+            vec![
+                &Value::from("just text"),
+                &Value::Null,
+                &Value::from("null"),
+                &serde_json::json!({"a": 1})
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_input_has_no_documents() {
+        assert!(parse("").is_empty());
+        assert!(parse("# nothing here\n").iter().all(Document::is_empty));
+    }
+
+    #[rstest]
+    #[case(
+        "spec.template.spec.containers[0].env[OPENAI_BASE_URL]",
+        "- name: OPENAI_BASE_URL"
+    )]
+    #[case("spec.template.spec.containers[0].env[LOG_LEVEL]", "- name: LOG_LEVEL")]
+    #[case("spec.template.spec.containers[0].args[2]", "\"--base-url=")]
+    #[case("spec.template.spec.containers[0].args[0]", "args: [")]
+    #[case("spec.template.spec.containers[1].args[2]", "- https://example.com/")]
+    #[case("spec.template.spec.containers[0].envFrom[0]", "- configMapRef:")]
+    #[case("spec.template.spec.containers[0].envFrom[1]", "- secretRef:")]
+    #[case("spec.template.spec.initContainers[0]", "- name: init")]
+    #[case("spec.template.spec.containers[sidecar]", "- name: sidecar")]
+    #[case(
+        "metadata.annotations[hostguard.dev/provider]",
+        "hostguard.dev/provider:"
+    )]
+    #[case("spec.template.spec", "    spec:")]
+    #[case("spec", "spec:")]
+    // Best effort: the deepest prefix that resolves.
+    #[case("spec.template.spec.containers[0].env[MISSING]", "          env:")]
+    #[case("spec.template.spec.containers[7].env[X]", "      containers:")]
+    #[case("spec.template.spec.containers[0].image.nested", "image: example/app")]
+    fn line_of_names_the_field(#[case] path: &str, #[case] needle: &str) {
+        let docs = parse(DEPLOYMENT);
+        assert_eq!(
+            docs[0].line_of(path),
+            line_containing(DEPLOYMENT, needle),
+            "{path}"
+        );
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("AIWorkload team-a/chat spec.endpoint")]
+    #[case("nothing.here")]
+    #[case("[")]
+    #[case("]]..[[")]
+    fn line_of_unknown_paths_is_the_document_line(#[case] path: &str) {
+        let docs = parse(DEPLOYMENT);
+        assert_eq!(docs[0].line, 2);
+        assert_eq!(docs[0].line_of(path), 2);
+    }
+
+    #[test]
+    fn line_of_in_a_later_document() {
+        let text = "kind: ConfigMap\n---\n\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: a\n    env:\n    - name: X\n";
+        let docs = parse(text);
+        assert_eq!(docs[1].line, 4);
+        assert_eq!(docs[1].line_of("spec.containers[0].env[X]"), 10);
+    }
+
+    #[test]
+    fn aliases_and_merge_keys_resolve_to_the_nearest_line() {
+        let text =
+            "base: &b\n  env:\n  - name: X\nkind: Pod\nspec: *b\nother:\n  <<: *b\n  extra: 1\n";
+        let docs = parse(text);
+        assert_eq!(docs[0].value["spec"]["env"][0]["name"], "X");
+        assert_eq!(docs[0].value["other"]["env"][0]["name"], "X");
+        assert_eq!(docs[0].line_of("spec.env[X]"), 5);
+        assert_eq!(docs[0].line_of("other.env[X]"), 6);
+        assert_eq!(docs[0].line_of("other.extra"), 8);
+    }
+
+    #[test]
+    fn lists_are_expanded_into_their_items() {
+        let text = "---\nkind: Namespace\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata:\n    name: b\n  spec:\n    template:\n      spec:\n        containers:\n        - name: c\n          env:\n          - name: OPENAI_API_KEY\n";
+        let docs = parse(text);
+        let got: Vec<(usize, usize, Option<&str>, Option<&str>)> = docs
+            .iter()
+            .map(|d| (d.index, d.line, d.kind(), d.name()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 2, Some("Namespace"), None),
+                (1, 7, Some("ConfigMap"), Some("a")),
+                (1, 10, Some("Deployment"), Some("b")),
+            ]
+        );
+        assert_eq!(
+            docs[2].line_of("spec.template.spec.containers[0].env[OPENAI_API_KEY]"),
+            20
+        );
+    }
+
+    #[test]
+    fn typed_lists_and_empty_lists_are_expanded() {
+        let text = "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n- kind: Deployment\n---\nkind: List\nitems: []\n";
+        let docs = parse(text);
+        assert_eq!(docs.len(), 1);
+        assert_eq!((docs[0].index, docs[0].line), (0, 4));
+    }
+
+    #[test]
+    fn json_input_is_read_with_lines() {
+        let text = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"spec\": {\n    \"containers\": [\n      {\"name\": \"a\",\n       \"env\": [{\"name\": \"OPENAI_BASE_URL\", \"value\": \"https://api.openai.com/v1\"}]}\n    ]\n  }\n}\n";
+        let docs = match parse_str("pod.json", text) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].kind(), Some("Pod"));
+        assert_eq!(
+            docs[0].line_of("spec.containers[0].env[OPENAI_BASE_URL]"),
+            7
+        );
+        assert_eq!(docs[0].line_of("spec.containers[a]"), 6);
+    }
+
+    #[test]
+    fn concatenated_json_values_are_documents() {
+        let text = "{\"kind\": \"A\"}\n\n{\"kind\": \"B\"}\n[1]";
+        let docs = match parse_str("<stdin>", text) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let got: Vec<(usize, usize)> = docs.iter().map(|d| (d.index, d.line)).collect();
+        assert_eq!(got, vec![(0, 1), (1, 3), (2, 4)]);
+    }
+
+    #[test]
+    fn json_errors_name_file_and_line() {
+        let err = parse_str("deploy.json", "{\n  \"kind\": \"Pod\",\n  \"spec\": }\n")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("deploy.json:3:11: expected value"));
+    }
+
+    #[test]
+    fn flow_yaml_that_is_not_json_is_read_as_yaml() {
+        let docs = parse("{kind: Pod, metadata: {name: x}}\n");
+        assert_eq!(docs[0].name(), Some("x"));
+    }
+
+    #[rstest]
+    #[case(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  labels: a: b\n",
+        5,
+        12,
+        "mapping values are not allowed"
+    )]
+    #[case(
+        "kind: Pod\n---\nspec:\n  containers:\n  - name: a\n   env: []\n",
+        6,
+        4,
+        ""
+    )]
+    #[case("a: [1, 2\n", 1, 4, "")]
+    #[case("a: 1\na: 2\n", 2, 1, "duplicate")]
+    #[case("a: *nowhere\n", 1, 4, "anchor")]
+    #[case("key: \"unterminated\n", 1, 6, "quote")]
+    fn malformed_yaml_names_file_and_line(
+        #[case] text: &str,
+        #[case] line: usize,
+        #[case] column: usize,
+        #[case] fragment: &str,
+    ) {
+        match parse_str("deploy.yaml", text) {
+            Err(LoadError::Syntax {
+                path,
+                line: l,
+                column: c,
+                message,
+            }) => {
+                assert_eq!((path.as_str(), l), ("deploy.yaml", line), "{message}");
+                assert_eq!(c, column, "{message}");
+                assert!(message.contains(fragment), "{message}");
+                assert!(!message.contains(" at line "), "{message}");
+            }
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_error_display_is_file_line_column_message() {
+        let err = parse_str("deploy.yaml", "a: 1\nb: c: d\n")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("deploy.yaml:2:5: mapping values are not allowed in this context")
+        );
+    }
+
+    #[rstest]
+    #[case::nul("\0")]
+    #[case::tabs("\t\t- a:\n\tb")]
+    #[case::brackets("[[[[[[[[[[[[[[[[[[[[")]
+    #[case::deep_flow(&"[".repeat(10_000))]
+    #[case::deep_block(&(0..300).map(|i| format!("{}k:\n", " ".repeat(i))).collect::<String>())]
+    #[case::braces("}{][")]
+    #[case::directive("%YAML 9.9\n%TAG\n---\n")]
+    #[case::bad_tag("!<>\n")]
+    #[case::anchors("&a &b c")]
+    #[case::alias_bomb(
+        "a: &a [x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f]\n"
+    )]
+    #[case::document_markers("...\n---\n...\n--- ---\n")]
+    #[case::binary_root("--- !!binary aGVsbG8=\n")]
+    #[case::tagged_null("--- !!null\n--- !custom null\n--- ! null\n")]
+    #[case::controls("a: \u{1}\u{7f}\u{85}\n")]
+    #[case::bom_inside("a: 1\n\u{feff}b: 2\n")]
+    #[case::complex_key("? [a, b]\n: c\n? {x: 1}\n: d\n")]
+    #[case::json_ish("{\"a\": 1,,}")]
+    #[case::huge_number("a: 1e999999\nb: 123456789012345678901234567890\n")]
+    #[case::inf(".inf\n---\na: -.inf\nb: .nan\n")]
+    fn garbage_never_panics(#[case] text: &str) {
+        for source in ["garbage.yaml", "garbage.json"] {
+            let result = std::panic::catch_unwind(|| parse_str(source, text));
+            assert!(result.is_ok(), "{source} panicked on {text:?}");
+            if let Ok(Err(e)) = result {
+                assert!(e.to_string().starts_with(&format!("{source}:")), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_documents_are_read() {
+        let text = "---\nkind: ConfigMap\ndata: {a: b}\n".repeat(5_000);
+        let docs = parse(&text);
+        assert_eq!(docs.len(), 5_000);
+        assert_eq!(docs[4_999].index, 4_999);
+        assert_eq!(docs[4_999].line, 4_999 * 3 + 2);
+    }
+
+    #[test]
+    fn directories_are_walked_in_order_reading_manifest_extensions_only() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        fs::create_dir_all(root.join("b/nested"))?;
+        fs::create_dir_all(root.join(".hidden"))?;
+        fs::write(root.join("b/nested/z.yml"), "kind: Z\n")?;
+        fs::write(root.join("b/a.json"), "{\"kind\": \"A\"}")?;
+        fs::write(root.join("a.yaml"), "kind: First\n---\nkind: Second\n")?;
+        fs::write(root.join("notes.txt"), "kind: Ignored\n")?;
+        fs::write(root.join(".hidden/x.yaml"), "kind: Hidden\n")?;
+        fs::write(root.join("explicit.txt"), "kind: Explicit\n")?;
+        let docs = load_paths(&[root.to_path_buf(), root.join("explicit.txt")])
+            .map_err(std::io::Error::other)?;
+        let kinds: Vec<&str> = docs.iter().filter_map(Document::kind).collect();
+        assert_eq!(kinds, vec!["First", "Second", "A", "Z", "Explicit"]);
+        assert_eq!(
+            docs[3].source,
+            root.join("b/nested/z.yml").display().to_string()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn missing_files_and_empty_directories_are_errors() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let missing = dir.path().join("missing.yaml");
+        let err = load_paths(std::slice::from_ref(&missing))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!("{}: no such file or directory", missing.display()))
+        );
+        assert!(matches!(
+            load_paths(&[dir.path().to_path_buf()]),
+            Err(LoadError::EmptyDirectory { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bad.yaml");
+        fs::write(&path, b"kind: Pod\nname: \xff\n")?;
+        let err = load_paths(std::slice::from_ref(&path))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!(
+                "{}:2:7: the file is not valid UTF-8",
+                path.display()
+            ))
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,509 @@
+//! The one evaluation function: (operation, object, old object, policies, snapshot) → decision.
+
+use std::collections::BTreeSet;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
+use serde_json::Value;
+
+use super::decision::{Decision, Finding, Verdict, Violation};
+use super::placement::{pin_pod_patch, pod_is_pinned};
+use super::{CompiledPolicy, PolicySet};
+use crate::api::{AIWorkload, Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
+use crate::detect::{self, EndpointValue, TemplateFacts, Usage};
+use crate::endpoint::{EndpointRules, Hosting, classify};
+use crate::snapshot::{DeclaredWorkload, Lookup, Snapshot};
+use crate::workload::{self, WorkloadKind, WorkloadView};
+
+/// Annotation the mutating webhook sets on governed Pods: the policies that govern them.
+pub const POLICY_ANNOTATION: &str = "hostguard.dev/policy";
+
+/// Name used in violations about hostguard's own resources.
+const SELF_VALIDATION: &str = "hostguard";
+
+/// The admission operation (the CLI evaluates as CREATE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// One object to decide on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub operation: Operation,
+    pub object: Option<&'a Value>,
+    pub old_object: Option<&'a Value>,
+    /// The namespace of the request; falls back to the object's, then `default`.
+    pub namespace: Option<&'a str>,
+}
+
+/// Decides on one object. Pure: no I/O, and the same answer for the same input.
+pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot) -> Decision {
+    match request.operation {
+        Operation::Delete | Operation::Connect => {
+            return Decision::skipped(format!("{} is not evaluated", request.operation.as_str()));
+        }
+        Operation::Create | Operation::Update => {}
+    }
+    let Some(object) = request.object else {
+        return Decision::skipped("the request carries no object");
+    };
+
+    if let Some(decision) = validate_own_resource(object) {
+        return decision;
+    }
+
+    let view = match workload::read(object) {
+        Ok(Some(view)) => view,
+        Ok(None) => {
+            let kind = object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("(no kind)");
+            return Decision::skipped(format!("kind {kind} has no pod template"));
+        }
+        Err(e) => return malformed(e.to_string()),
+    };
+    if request.operation == Operation::Update && view.deleting {
+        return Decision::skipped(
+            "the object is being deleted; finalizer updates are never blocked",
+        );
+    }
+    let namespace = request
+        .namespace
+        .filter(|n| !n.is_empty())
+        .or(view.namespace.as_deref())
+        .unwrap_or("default")
+        .to_string();
+
+    let facts = detect::detect(&view, &namespace, snapshot, policies.known_hosts());
+    let mut decision = Decision {
+        verdict: Verdict::Allow,
+        violations: Vec::new(),
+        warnings: Vec::new(),
+        findings: findings(&facts, policies),
+        governed_by: Vec::new(),
+        patch: Vec::new(),
+        skipped: None,
+    };
+    for f in &facts {
+        decision.warnings.extend(f.notes.iter().cloned());
+    }
+
+    let ns_labels = match snapshot.namespace_labels(&namespace) {
+        Lookup::Found(labels) => Some(labels.clone()),
+        Lookup::Absent => Some(Default::default()),
+        Lookup::Unknown => None,
+    };
+    let mut governing: BTreeSet<&str> = BTreeSet::new();
+    let mut pin_with: Vec<&CompiledPolicy> = Vec::new();
+    for policy in policies.policies() {
+        if !policy.applies_in(&namespace, ns_labels.as_ref()) {
+            continue;
+        }
+        for (template, template_facts) in view.templates.iter().zip(&facts) {
+            let Some(usage) = template_facts.usage(&policy.provider) else {
+                continue;
+            };
+            if !usage.classes.iter().any(|c| policy.api_classes.contains(c)) {
+                continue;
+            }
+            governing.insert(&policy.name);
+            check_endpoints(policy, usage, &mut decision);
+            check_placement(
+                policy,
+                &view,
+                template,
+                &snapshot.cluster_provider,
+                &mut decision,
+            );
+            if policy.action == Action::Deny
+                && policy.required_nodes.is_some()
+                && !pin_with.iter().any(|p| p.name == policy.name)
+            {
+                pin_with.push(policy);
+            }
+        }
+    }
+    decision.governed_by = governing.iter().map(|s| s.to_string()).collect();
+
+    if request.operation == Operation::Update {
+        forgive_unchanged_templates(request, &view, &mut decision);
+    }
+    if request.operation == Operation::Create && view.kind == WorkloadKind::Pod {
+        decision.patch = mutation(object, &view, &decision.governed_by, policies, &pin_with);
+    }
+    decision.settle();
+    decision
+}
+
+/// A violation or warning according to the policy's action.
+fn report(decision: &mut Decision, policy: &CompiledPolicy, path: &str, message: String) {
+    if policy.action == Action::Warn {
+        decision.warnings.push(message.clone());
+    }
+    decision.violations.push(Violation {
+        policy: policy.name.clone(),
+        action: policy.action,
+        path: path.to_string(),
+        message,
+    });
+}
+
+/// Applies a Deny/Warn/Allow disposition.
+fn dispose(
+    decision: &mut Decision,
+    policy: &CompiledPolicy,
+    disposition: Disposition,
+    path: &str,
+    message: String,
+) {
+    match disposition {
+        Disposition::Deny => report(decision, policy, path, message),
+        Disposition::Warn => {
+            if policy.action != Action::Audit {
+                decision.warnings.push(message);
+            }
+        }
+        Disposition::Allow => {}
+    }
+}
+
+fn traffic(policy: &CompiledPolicy) -> String {
+    let classes: Vec<&str> = policy.api_classes.iter().map(|c| c.as_str()).collect();
+    format!("{} {} traffic", policy.provider, classes.join("/"))
+}
+
+fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decision) {
+    let rules = policy.endpoint_rules();
+    for endpoint in &usage.endpoints {
+        let from = match (&endpoint.origin, endpoint.via.as_str()) {
+            (Some(origin), _) => format!(" (from {origin})"),
+            (None, via) if via.starts_with("the ") => format!(" ({via})"),
+            _ => String::new(),
+        };
+        match &endpoint.value {
+            EndpointValue::Unresolved(why) => {
+                let message = format!(
+                    "{}: the {} endpoint cannot be verified: {why}; policy {} requires {} to go to an allowed endpoint (allowed: {})",
+                    endpoint.path,
+                    usage.provider,
+                    policy.name,
+                    traffic(policy),
+                    policy.allowed_list()
+                );
+                dispose(decision, policy, policy.unresolved, &endpoint.path, message);
+            }
+            EndpointValue::Url(url) => {
+                let c = classify(url, &rules);
+                let what = match c.hosting {
+                    Hosting::Azure => continue,
+                    Hosting::InCluster => {
+                        let message = format!(
+                            "{}: {url:?}{from} is an in-cluster service; hostguard cannot see where it forwards {} (allowed: {})",
+                            endpoint.path,
+                            traffic(policy),
+                            policy.allowed_list()
+                        );
+                        dispose(decision, policy, policy.in_cluster, &endpoint.path, message);
+                        continue;
+                    }
+                    Hosting::OpenaiDirect => "OpenAI's own API (openai-direct)",
+                    Hosting::OtherCloud => "another cloud's model service (other-cloud)",
+                    Hosting::External | Hosting::Unresolved => "an external host (external)",
+                };
+                let problem = c
+                    .problem
+                    .map(|p| format!(", and it {p}"))
+                    .unwrap_or_default();
+                let message = format!(
+                    "{}: {url:?}{from} is not an allowed endpoint for {}: it is {what}{problem} (allowed: {})",
+                    endpoint.path,
+                    traffic(policy),
+                    policy.allowed_list()
+                );
+                report(decision, policy, &endpoint.path, message);
+            }
+        }
+    }
+}
+
+fn check_placement(
+    policy: &CompiledPolicy,
+    view: &WorkloadView,
+    template: &workload::PodTemplateView,
+    cluster: &ClusterProvider,
+    decision: &mut Decision,
+) {
+    if policy.cluster_providers.is_empty() {
+        return;
+    }
+    let required: Vec<&str> = policy
+        .cluster_providers
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    let required = required.join(", ");
+    let path = template.field("spec");
+    match cluster {
+        ClusterProvider::Unknown => {
+            if policy.action != Action::Audit {
+                decision.warnings.push(format!(
+                    "{path}: the cluster provider is unknown, so placement was not checked; policy {} requires the cluster to run on {required} (pass --cluster-provider to check it)",
+                    policy.name
+                ));
+            }
+        }
+        ClusterProvider::Mixed => {
+            // Governed pods may run only if pinned to the required nodes. Controllers are
+            // admitted: the mutating webhook pins the pods they create, and a Pod that is still
+            // not pinned when it reaches validation is denied here.
+            if view.kind != WorkloadKind::Pod {
+                return;
+            }
+            let pinned = policy
+                .required_nodes
+                .as_ref()
+                .is_some_and(|r| pod_is_pinned(&template.spec, r));
+            if !pinned {
+                let message = format!(
+                    "{path}.affinity.nodeAffinity: the cluster has nodes of several providers and this Pod is not pinned to {required} nodes; policy {} requires governed pods to carry its node affinity",
+                    policy.name
+                );
+                report(
+                    decision,
+                    policy,
+                    &format!("{path}.affinity.nodeAffinity"),
+                    message,
+                );
+            }
+        }
+        actual => {
+            if !policy.cluster_providers.contains(actual) {
+                let message = format!(
+                    "{path}: governed workloads may run only on {required} clusters, and this cluster runs on {actual} (policy {})",
+                    policy.name
+                );
+                report(decision, policy, &path, message);
+            }
+        }
+    }
+}
+
+/// On UPDATE, a violation in a pod template that the update does not change existed before and
+/// is not blocked: blocking it would stop unrelated edits (labels, scaling, finalizers) of a
+/// workload admitted before the policy. It is reported as a warning instead; the audit keeps
+/// reporting it.
+fn forgive_unchanged_templates(
+    request: &Request<'_>,
+    view: &WorkloadView,
+    decision: &mut Decision,
+) {
+    let (Some(new), Some(old)) = (request.object, request.old_object) else {
+        return;
+    };
+    let unchanged = workload::template_value(view.kind, new)
+        == workload::template_value(view.kind, old)
+        && (view.kind != WorkloadKind::Pod
+            || (new.pointer("/metadata/labels") == old.pointer("/metadata/labels")
+                && new.pointer("/metadata/annotations") == old.pointer("/metadata/annotations")));
+    if !unchanged {
+        return;
+    }
+    for v in decision
+        .violations
+        .iter_mut()
+        .filter(|v| v.action == Action::Deny)
+    {
+        v.action = Action::Warn;
+        let message = format!(
+            "{} (pre-existing: this update does not change the pod template, so it is not blocked)",
+            v.message
+        );
+        decision.warnings.push(message.clone());
+        v.message = message;
+    }
+}
+
+/// The JSON Patch for a Pod on CREATE: pin it to the nodes of every governing Deny policy and
+/// record the governing policies in an annotation.
+fn mutation(
+    object: &Value,
+    view: &WorkloadView,
+    governed_by: &[String],
+    policies: &PolicySet,
+    pin_with: &[&CompiledPolicy],
+) -> Vec<PatchOperation> {
+    let enforcing: Vec<&str> = governed_by
+        .iter()
+        .filter(|name| {
+            policies
+                .policies()
+                .iter()
+                .any(|p| &p.name == *name && p.action != Action::Audit)
+        })
+        .map(String::as_str)
+        .collect();
+    if enforcing.is_empty() {
+        return Vec::new();
+    }
+    let Some(template) = view.templates.first() else {
+        return Vec::new();
+    };
+    let selectors: Vec<_> = pin_with
+        .iter()
+        .filter_map(|p| p.required_nodes.as_ref())
+        .collect();
+    let mut ops = pin_pod_patch(object, &template.spec, &selectors);
+
+    let value = enforcing.join(",");
+    let current = object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(POLICY_ANNOTATION))
+        .and_then(Value::as_str);
+    if current != Some(value.as_str()) {
+        let has_annotations = object
+            .pointer("/metadata/annotations")
+            .is_some_and(Value::is_object);
+        let op = if has_annotations {
+            AddOperation {
+                path: PointerBuf::from_tokens(["metadata", "annotations", POLICY_ANNOTATION]),
+                value: Value::String(value),
+            }
+        } else if object.get("metadata").is_some_and(Value::is_object) {
+            AddOperation {
+                path: PointerBuf::from_tokens(["metadata", "annotations"]),
+                value: serde_json::json!({ POLICY_ANNOTATION: value }),
+            }
+        } else {
+            AddOperation {
+                path: PointerBuf::from_tokens(["metadata"]),
+                value: serde_json::json!({ "annotations": { POLICY_ANNOTATION: value } }),
+            }
+        };
+        ops.push(PatchOperation::Add(op));
+    }
+    ops
+}
+
+/// What was found, classified against every policy's allowed hosts.
+fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Finding> {
+    let rules = EndpointRules {
+        allowed_hosts: policies.known_hosts(),
+        require_https: true,
+    };
+    let mut out = Vec::new();
+    for f in facts {
+        for usage in &f.usages {
+            let class = class_label(&usage.classes);
+            for e in &usage.endpoints {
+                let (endpoint, hosting) = match &e.value {
+                    EndpointValue::Url(url) => (url.clone(), classify(url, &rules).hosting),
+                    EndpointValue::Unresolved(why) => {
+                        (format!("(unresolved: {why})"), Hosting::Unresolved)
+                    }
+                };
+                out.push(Finding {
+                    provider: usage.provider.clone(),
+                    api_class: class.to_string(),
+                    endpoint,
+                    hosting,
+                    path: e.path.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn class_label(classes: &[ApiClass]) -> &'static str {
+    match classes {
+        [ApiClass::Stateless] => "stateless",
+        [ApiClass::Stateful] => "stateful",
+        _ => "mixed",
+    }
+}
+
+fn malformed(message: String) -> Decision {
+    let mut d = Decision::skipped("");
+    d.skipped = None;
+    d.violations.push(Violation {
+        policy: SELF_VALIDATION.into(),
+        action: Action::Deny,
+        path: message.split(':').next().unwrap_or("").to_string(),
+        message: format!("the object cannot be read as a workload: {message}"),
+    });
+    d.settle();
+    d
+}
+
+/// Validates HostingPolicy and AIWorkload objects, so that a malformed rule is rejected at apply
+/// time rather than silently ignored. None for any other kind.
+fn validate_own_resource(object: &Value) -> Option<Decision> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    if api_version.split('/').next() != Some(crate::api::GROUP) {
+        return None;
+    }
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let mut d = Decision::skipped("");
+    d.skipped = None;
+    let mut fail = |path: String, message: String| {
+        d.violations.push(Violation {
+            policy: SELF_VALIDATION.into(),
+            action: Action::Deny,
+            message: format!("{path}: {message}"),
+            path,
+        });
+    };
+    match kind {
+        "HostingPolicy" => match serde_path_to_error::deserialize::<_, HostingPolicy>(object) {
+            Err(e) => fail(e.path().to_string(), e.into_inner().to_string()),
+            Ok(policy) => {
+                if let Err(errors) = CompiledPolicy::compile(&policy) {
+                    for e in errors {
+                        fail(e.path, e.message);
+                    }
+                }
+            }
+        },
+        "AIWorkload" => match serde_path_to_error::deserialize::<_, AIWorkload>(object) {
+            Err(e) => fail(e.path().to_string(), e.into_inner().to_string()),
+            Ok(mut aiw) => {
+                // The namespace comes from the request when the object does not carry one.
+                aiw.metadata
+                    .namespace
+                    .get_or_insert_with(|| "default".into());
+                if let Err(e) = DeclaredWorkload::from_resource(&aiw) {
+                    fail("spec".into(), e.reason);
+                }
+                if let Some(endpoint) = aiw.spec.endpoint.as_deref()
+                    && !endpoint.is_empty()
+                    && url::Url::parse(endpoint).is_err()
+                {
+                    fail("spec.endpoint".into(), format!("{endpoint:?} is not a URL"));
+                }
+            }
+        },
+        _ => {
+            return Some(Decision::skipped(format!(
+                "kind {kind} has no pod template"
+            )));
+        }
+    }
+    d.settle();
+    Some(d)
+}

@@ -1,0 +1,278 @@
+//! Policy: compiled HostingPolicies, the one evaluation function, placement and mutation, the
+//! decision type and the built-in default.
+//!
+//! This module is pure: no I/O, no async runtime, no Kubernetes client. It is the only place where
+//! hosting rules live; the webhook, the CLI and the audit call [`evaluate`] and translate its
+//! [`Decision`].
+
+mod decision;
+mod default;
+mod evaluate;
+mod placement;
+
+pub use decision::{Decision, Finding, Verdict, Violation};
+pub use default::{AKS_CLUSTER_LABEL, AZURE_OPENAI_HOSTS, DEFAULT_POLICY_NAME, default_policy};
+pub use evaluate::{Operation, Request, evaluate};
+pub use placement::{pin_pod_patch, pod_is_pinned};
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::NodeSelector;
+use kube::core::{Selector, SelectorExt};
+use thiserror::Error;
+
+use crate::api::{Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
+use crate::endpoint::{EndpointRules, HostPattern};
+
+/// A HostingPolicy that cannot be enforced, with the field at fault.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("HostingPolicy {policy:?}: {path}: {message}")]
+pub struct PolicyError {
+    pub policy: String,
+    pub path: String,
+    pub message: String,
+}
+
+/// A HostingPolicy checked and prepared for evaluation: host patterns parsed, selector built.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub name: String,
+    pub provider: String,
+    pub api_classes: Vec<ApiClass>,
+    pub action: Action,
+    pub excluded_namespaces: HashSet<String>,
+    /// None when the policy applies to every namespace.
+    pub namespace_selector: Option<Selector>,
+    pub allowed_hosts: Vec<HostPattern>,
+    pub require_https: bool,
+    pub unresolved: Disposition,
+    pub in_cluster: Disposition,
+    pub cluster_providers: Vec<ClusterProvider>,
+    /// The node affinity governed Pods must carry.
+    pub required_nodes: Option<NodeSelector>,
+    /// `metadata.generation`, for status.
+    pub generation: Option<i64>,
+}
+
+impl CompiledPolicy {
+    /// Checks and compiles a policy; every problem is reported, each with its field path.
+    pub fn compile(policy: &HostingPolicy) -> Result<Self, Vec<PolicyError>> {
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        let spec = &policy.spec;
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: String| {
+            errors.push(PolicyError {
+                policy: name.clone(),
+                path,
+                message,
+            })
+        };
+        if name.is_empty() {
+            err("metadata.name".into(), "is required".into());
+        }
+        if spec.provider.trim().is_empty() {
+            err("spec.provider".into(), "is required".into());
+        }
+        if spec.api_classes.is_empty() {
+            err(
+                "spec.apiClasses".into(),
+                "must list at least one API class".into(),
+            );
+        }
+        let mut allowed_hosts = Vec::new();
+        if spec.endpoints.allowed_hosts.is_empty() {
+            err(
+                "spec.endpoints.allowedHosts".into(),
+                "must list at least one host pattern".into(),
+            );
+        }
+        for (i, raw) in spec.endpoints.allowed_hosts.iter().enumerate() {
+            match HostPattern::parse(raw) {
+                Ok(p) => allowed_hosts.push(p),
+                Err(e) => err(
+                    format!("spec.endpoints.allowedHosts[{i}]"),
+                    format!("{raw:?}: {e}"),
+                ),
+            }
+        }
+        let namespace_selector = match &spec.namespace_selector {
+            None => None,
+            Some(sel) => match Selector::try_from(sel.clone()) {
+                Ok(s) if s.selects_all() => None,
+                Ok(s) => Some(s),
+                Err(e) => {
+                    err("spec.namespaceSelector".into(), e.to_string());
+                    None
+                }
+            },
+        };
+        let mut cluster_providers = Vec::new();
+        let mut required_nodes = None;
+        if let Some(placement) = &spec.placement {
+            for (i, p) in placement.cluster_providers.iter().enumerate() {
+                if matches!(p, ClusterProvider::Mixed | ClusterProvider::Unknown) {
+                    err(
+                        format!("spec.placement.clusterProviders[{i}]"),
+                        format!(
+                            "{:?} is a detected state, not a requirement (use azure, aws, gcp or other)",
+                            p.as_str()
+                        ),
+                    );
+                } else {
+                    cluster_providers.push(*p);
+                }
+            }
+            if let Some(affinity) = &placement.node_affinity {
+                if affinity
+                    .preferred_during_scheduling_ignored_during_execution
+                    .is_some()
+                {
+                    err(
+                        "spec.placement.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution".into(),
+                        "is not supported: a preference cannot keep pods off other nodes".into(),
+                    );
+                }
+                if let Some(required) =
+                    &affinity.required_during_scheduling_ignored_during_execution
+                {
+                    if required.node_selector_terms.is_empty() {
+                        err(
+                            "spec.placement.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms".into(),
+                            "must list at least one term".into(),
+                        );
+                    }
+                    for (i, term) in required.node_selector_terms.iter().enumerate() {
+                        let empty = term.match_expressions.as_ref().is_none_or(Vec::is_empty)
+                            && term.match_fields.as_ref().is_none_or(Vec::is_empty);
+                        if empty {
+                            err(
+                                format!(
+                                    "spec.placement.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]"
+                                ),
+                                "is empty; an empty term matches no node".into(),
+                            );
+                        }
+                    }
+                    required_nodes = Some(required.clone());
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(CompiledPolicy {
+            name,
+            provider: spec.provider.trim().to_ascii_lowercase(),
+            api_classes: spec.api_classes.clone(),
+            action: spec.action,
+            excluded_namespaces: spec.excluded_namespaces.iter().cloned().collect(),
+            namespace_selector,
+            allowed_hosts,
+            require_https: spec.endpoints.require_https,
+            unresolved: spec.endpoints.unresolved,
+            in_cluster: spec.endpoints.in_cluster,
+            cluster_providers,
+            required_nodes,
+            generation: policy.metadata.generation,
+        })
+    }
+
+    pub fn endpoint_rules(&self) -> EndpointRules<'_> {
+        EndpointRules {
+            allowed_hosts: &self.allowed_hosts,
+            require_https: self.require_https,
+        }
+    }
+
+    /// Whether the policy applies in a namespace with these labels (None: labels unknown, in
+    /// which case a selector matches, failing closed).
+    pub fn applies_in(&self, namespace: &str, labels: Option<&crate::snapshot::Labels>) -> bool {
+        if self.excluded_namespaces.contains(namespace) {
+            return false;
+        }
+        match (&self.namespace_selector, labels) {
+            (None, _) => true,
+            (Some(_), None) => true,
+            (Some(sel), Some(labels)) => sel.matches(labels),
+        }
+    }
+
+    /// The allowed host patterns as one comma-separated string, for messages.
+    pub fn allowed_list(&self) -> String {
+        self.allowed_hosts
+            .iter()
+            .map(HostPattern::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The policies in force, compiled, sorted by name.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    policies: Vec<CompiledPolicy>,
+    /// Union of every policy's allowed hosts: the hosts that count as model hosts in
+    /// `command`/`args`, and the reference for classifying findings.
+    known_hosts: Vec<HostPattern>,
+}
+
+impl PolicySet {
+    /// Compiles every policy. Fails with every problem of every policy.
+    pub fn compile<'a>(
+        policies: impl IntoIterator<Item = &'a HostingPolicy>,
+    ) -> Result<Self, Vec<PolicyError>> {
+        let mut compiled = Vec::new();
+        let mut errors = Vec::new();
+        for p in policies {
+            match CompiledPolicy::compile(p) {
+                Ok(c) => compiled.push(c),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self::from_compiled(compiled))
+    }
+
+    /// Builds a set from policies already compiled (the cluster cache keeps them compiled and
+    /// reports those that fail separately).
+    pub fn from_compiled(mut policies: Vec<CompiledPolicy>) -> Self {
+        policies.sort_by(|a, b| a.name.cmp(&b.name));
+        policies.dedup_by(|a, b| a.name == b.name);
+        let mut known_hosts: Vec<HostPattern> = Vec::new();
+        for p in &policies {
+            for h in &p.allowed_hosts {
+                if !known_hosts.contains(h) {
+                    known_hosts.push(h.clone());
+                }
+            }
+        }
+        PolicySet {
+            policies,
+            known_hosts,
+        }
+    }
+
+    /// The built-in default policy alone.
+    pub fn builtin() -> Self {
+        // The default is a constant checked by tests; it always compiles.
+        Self::compile([&default_policy()]).unwrap_or_default()
+    }
+
+    pub fn policies(&self) -> &[CompiledPolicy] {
+        &self.policies
+    }
+
+    pub fn known_hosts(&self) -> &[HostPattern] {
+        &self.known_hosts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+}

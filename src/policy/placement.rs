@@ -1,0 +1,236 @@
+//! Placement: whether a Pod is pinned to the nodes a policy requires, and the JSON Patch that
+//! pins it.
+//!
+//! A policy's required node affinity is ANDed into every node selector term the Pod already has
+//! (the scheduler ORs terms, so each term must carry the requirement). The patch is built from the
+//! Pod's raw JSON, never from a typed round-trip, so fields this k8s-openapi version does not know
+//! are left alone. It is idempotent: once every term implies a policy term, nothing is added.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+};
+use serde_json::Value;
+
+const REQUIRED: [&str; 4] = [
+    "spec",
+    "affinity",
+    "nodeAffinity",
+    "requiredDuringSchedulingIgnoredDuringExecution",
+];
+
+fn same_requirement(a: &NodeSelectorRequirement, b: &NodeSelectorRequirement) -> bool {
+    let values = |r: &NodeSelectorRequirement| {
+        let mut v = r.values.clone().unwrap_or_default();
+        v.sort();
+        v
+    };
+    a.key == b.key && a.operator == b.operator && values(a) == values(b)
+}
+
+fn contains_all(
+    have: Option<&Vec<NodeSelectorRequirement>>,
+    want: Option<&Vec<NodeSelectorRequirement>>,
+) -> bool {
+    let have = have.map(Vec::as_slice).unwrap_or_default();
+    want.map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .all(|w| have.iter().any(|h| same_requirement(h, w)))
+}
+
+/// Whether `term` already implies `required` (it carries every requirement of `required`).
+fn implies(term: &NodeSelectorTerm, required: &NodeSelectorTerm) -> bool {
+    contains_all(
+        term.match_expressions.as_ref(),
+        required.match_expressions.as_ref(),
+    ) && contains_all(term.match_fields.as_ref(), required.match_fields.as_ref())
+}
+
+/// Whether a Pod can only schedule onto nodes that `required` selects: it has required node
+/// affinity and each of its terms implies one of `required`'s terms.
+pub fn pod_is_pinned(spec: &PodSpec, required: &NodeSelector) -> bool {
+    let terms = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|r| r.node_selector_terms.as_slice())
+        .unwrap_or_default();
+    !terms.is_empty()
+        && terms
+            .iter()
+            .all(|t| required.node_selector_terms.iter().any(|r| implies(t, r)))
+}
+
+/// AND of two terms: the union of their requirements, existing ones first.
+fn and_terms(a: &NodeSelectorTerm, b: &NodeSelectorTerm) -> NodeSelectorTerm {
+    let merge = |x: Option<&Vec<NodeSelectorRequirement>>,
+                 y: Option<&Vec<NodeSelectorRequirement>>| {
+        let mut out: Vec<NodeSelectorRequirement> = x.cloned().unwrap_or_default();
+        for r in y.map(Vec::as_slice).unwrap_or_default() {
+            if !out.iter().any(|o| same_requirement(o, r)) {
+                out.push(r.clone());
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    };
+    NodeSelectorTerm {
+        match_expressions: merge(a.match_expressions.as_ref(), b.match_expressions.as_ref()),
+        match_fields: merge(a.match_fields.as_ref(), b.match_fields.as_ref()),
+    }
+}
+
+fn pointer(tokens: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().copied())
+}
+
+/// The JSON Patch operations that pin a Pod (raw JSON `pod`, typed `spec`) to every selector in
+/// `required`. Empty when it is already pinned.
+pub fn pin_pod_patch(
+    pod: &Value,
+    spec: &PodSpec,
+    required: &[&NodeSelector],
+) -> Vec<PatchOperation> {
+    let existing: Vec<NodeSelectorTerm> = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|r| r.node_selector_terms.clone())
+        .unwrap_or_default();
+
+    // Fold every policy's selector into the terms.
+    let mut terms = existing.clone();
+    for selector in required {
+        if selector.node_selector_terms.is_empty() {
+            continue;
+        }
+        if terms.is_empty() {
+            terms = selector.node_selector_terms.clone();
+            continue;
+        }
+        let mut next = Vec::new();
+        for t in &terms {
+            if selector.node_selector_terms.iter().any(|r| implies(t, r)) {
+                next.push(t.clone());
+            } else {
+                for r in &selector.node_selector_terms {
+                    next.push(and_terms(t, r));
+                }
+            }
+        }
+        terms = next;
+    }
+    if terms == existing {
+        return Vec::new();
+    }
+
+    let raw_required = REQUIRED.iter().try_fold(pod, |v, k| v.get(k));
+    let raw_terms = raw_required
+        .and_then(|r| r.get("nodeSelectorTerms"))
+        .and_then(Value::as_array);
+
+    // Minimal form: the same number of terms, each only gaining requirements. Append to each.
+    if let Some(raw_terms) = raw_terms
+        && raw_terms.len() == terms.len()
+        && !existing.is_empty()
+    {
+        let mut ops = Vec::new();
+        for (i, (old, new)) in existing.iter().zip(&terms).enumerate() {
+            let index = i.to_string();
+            for (field, old_list, new_list) in [
+                (
+                    "matchExpressions",
+                    old.match_expressions.as_ref(),
+                    new.match_expressions.as_ref(),
+                ),
+                (
+                    "matchFields",
+                    old.match_fields.as_ref(),
+                    new.match_fields.as_ref(),
+                ),
+            ] {
+                let old_len = old_list.map_or(0, Vec::len);
+                let added = new_list
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .get(old_len..)
+                    .unwrap_or_default();
+                if added.is_empty() {
+                    continue;
+                }
+                let base = [
+                    REQUIRED.as_slice(),
+                    &["nodeSelectorTerms", index.as_str(), field],
+                ]
+                .concat();
+                let raw_list_exists = raw_terms[i].get(field).is_some_and(|v| !v.is_null());
+                if raw_list_exists {
+                    for r in added {
+                        let mut path = base.clone();
+                        path.push("-");
+                        ops.push(PatchOperation::Add(AddOperation {
+                            path: pointer(&path),
+                            value: serde_json::to_value(r).unwrap_or(Value::Null),
+                        }));
+                    }
+                } else {
+                    ops.push(PatchOperation::Add(AddOperation {
+                        path: pointer(&base),
+                        value: serde_json::to_value(added).unwrap_or(Value::Null),
+                    }));
+                }
+            }
+        }
+        return ops;
+    }
+
+    // General form: write the whole required node selector, creating parents first.
+    let terms_value = serde_json::to_value(&terms).unwrap_or(Value::Null);
+    let mut ops = Vec::new();
+    if raw_required.is_some() {
+        let mut path = REQUIRED.to_vec();
+        path.push("nodeSelectorTerms");
+        let op = if raw_terms.is_some() {
+            PatchOperation::Replace(ReplaceOperation {
+                path: pointer(&path),
+                value: terms_value,
+            })
+        } else {
+            PatchOperation::Add(AddOperation {
+                path: pointer(&path),
+                value: terms_value,
+            })
+        };
+        ops.push(op);
+        return ops;
+    }
+    let mut value = serde_json::json!({ "nodeSelectorTerms": terms_value });
+    // Walk up to the deepest parent that exists, wrapping the value as we go.
+    let mut depth = REQUIRED.len();
+    while depth > 1 {
+        let parent = &REQUIRED[..depth - 1];
+        if parent
+            .iter()
+            .try_fold(pod, |v, k| v.get(k))
+            .is_some_and(|v| !v.is_null())
+        {
+            break;
+        }
+        value = serde_json::json!({ REQUIRED[depth - 1]: value });
+        depth -= 1;
+    }
+    ops.push(PatchOperation::Add(AddOperation {
+        path: pointer(&REQUIRED[..depth]),
+        value,
+    }));
+    ops
+}

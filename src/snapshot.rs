@@ -1,0 +1,243 @@
+//! The read-only view of cluster state that the engine receives.
+//!
+//! The webhook builds it from reflector caches and swaps it atomically; the CLI builds it from the
+//! documents in its input. Every lookup says whether an absent answer means "does not exist"
+//! (the snapshot is authoritative, as a synced cache is) or "not known" (offline input, where a
+//! ConfigMap or Namespace may simply not be part of the files given). The engine fails closed on
+//! "not known".
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::core::{Selector, SelectorExt};
+use thiserror::Error;
+
+use crate::api::{AIWorkload, ApiClass, ClusterProvider, WorkloadApiClass};
+
+/// Label map as Kubernetes stores it.
+pub type Labels = BTreeMap<String, String>;
+
+/// Result of looking something up in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<T> {
+    Found(T),
+    /// The snapshot is authoritative and the object does not exist.
+    Absent,
+    /// The snapshot does not know (offline input without that object, or a cache miss).
+    Unknown,
+}
+
+/// An AIWorkload with its selector parsed once, when it enters the snapshot.
+#[derive(Debug, Clone)]
+pub struct DeclaredWorkload {
+    pub name: String,
+    pub namespace: String,
+    pub selector: Selector,
+    pub provider: String,
+    /// The classes the declaration covers (from `apiClass`, else from `apis`, else stateless).
+    pub classes: Vec<ApiClass>,
+    /// The declared class as written, for reports.
+    pub declared_class: Option<WorkloadApiClass>,
+    pub endpoint: Option<String>,
+}
+
+/// An AIWorkload that cannot be used, with the reason.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("AIWorkload {namespace}/{name}: {reason}")]
+pub struct DeclaredWorkloadError {
+    pub namespace: String,
+    pub name: String,
+    pub reason: String,
+}
+
+impl DeclaredWorkload {
+    /// Compiles an AIWorkload. Fails when it has no namespace or its selector is malformed.
+    pub fn from_resource(aiw: &AIWorkload) -> Result<Self, DeclaredWorkloadError> {
+        let name = aiw.metadata.name.clone().unwrap_or_default();
+        let namespace = aiw.metadata.namespace.clone().unwrap_or_default();
+        let err = |reason: String| DeclaredWorkloadError {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            reason,
+        };
+        if namespace.is_empty() {
+            return Err(err("has no namespace (AIWorkload is namespaced)".into()));
+        }
+        let selector = Selector::try_from(aiw.spec.selector.clone())
+            .map_err(|e| err(format!("spec.selector: {e}")))?;
+        let classes = match aiw.spec.api_class {
+            Some(class) => class.classes().to_vec(),
+            None => classes_of_apis(&aiw.spec.apis),
+        };
+        Ok(DeclaredWorkload {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            selector,
+            provider: aiw.spec.provider.clone(),
+            classes,
+            declared_class: aiw.spec.api_class,
+            endpoint: aiw.spec.endpoint.clone().filter(|e| !e.is_empty()),
+        })
+    }
+
+    pub fn selects(&self, pod_labels: &Labels) -> bool {
+        self.selector.matches(pod_labels)
+    }
+}
+
+/// The stateful OpenAI API families; any other named API counts as stateless. Responses and
+/// conversations are stateful only when stored, which a declaration cannot show, so they are
+/// counted as stateless (fail closed).
+const STATEFUL_APIS: &[&str] = &[
+    "assistants",
+    "threads",
+    "files",
+    "uploads",
+    "vector_stores",
+    "vector-stores",
+    "vectorStores",
+    "batches",
+    "fine_tuning",
+    "fine-tuning",
+    "fineTuning",
+    "evals",
+    "containers",
+];
+
+/// Derives the API classes from a list of API names (`chat.completions`, `assistants`, ...).
+pub fn classes_of_apis(apis: &[String]) -> Vec<ApiClass> {
+    if apis.is_empty() {
+        return vec![ApiClass::Stateless];
+    }
+    let mut classes = Vec::new();
+    for api in apis {
+        let family = api.split('.').next().unwrap_or(api);
+        let class = if STATEFUL_APIS.contains(&family) {
+            ApiClass::Stateful
+        } else {
+            ApiClass::Stateless
+        };
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    classes.sort();
+    classes
+}
+
+/// Read-only cluster state for one evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// What the cluster runs on.
+    pub cluster_provider: ClusterProvider,
+    namespaces: HashMap<String, Labels>,
+    namespaces_authoritative: bool,
+    config_maps: HashMap<(String, String), BTreeMap<String, String>>,
+    config_maps_authoritative: bool,
+    declared: HashMap<String, Vec<DeclaredWorkload>>,
+    /// Increases with every change, for metrics and logs.
+    pub generation: u64,
+}
+
+impl Snapshot {
+    /// An empty, non-authoritative snapshot (the offline default).
+    pub fn offline(cluster_provider: ClusterProvider) -> Self {
+        Snapshot {
+            cluster_provider,
+            ..Default::default()
+        }
+    }
+
+    /// Marks namespace and ConfigMap lookups as authoritative: absence then means the object
+    /// does not exist. Only a synced cluster cache may claim this.
+    pub fn set_authoritative(&mut self, namespaces: bool, config_maps: bool) {
+        self.namespaces_authoritative = namespaces;
+        self.config_maps_authoritative = config_maps;
+    }
+
+    pub fn insert_namespace(&mut self, ns: &Namespace) {
+        if let Some(name) = &ns.metadata.name {
+            let labels = ns.metadata.labels.clone().unwrap_or_default();
+            self.namespaces.insert(name.clone(), labels);
+        }
+    }
+
+    pub fn insert_namespace_labels(&mut self, name: impl Into<String>, labels: Labels) {
+        self.namespaces.insert(name.into(), labels);
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// Adds a ConfigMap. Only `data` is kept: `binaryData` is never an endpoint.
+    pub fn insert_config_map(&mut self, cm: &ConfigMap, default_namespace: &str) {
+        let Some(name) = cm.metadata.name.clone() else {
+            return;
+        };
+        let ns = cm
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_namespace.to_string());
+        self.config_maps
+            .insert((ns, name), cm.data.clone().unwrap_or_default());
+    }
+
+    pub fn remove_config_map(&mut self, namespace: &str, name: &str) {
+        self.config_maps
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    pub fn insert_declared(&mut self, declared: DeclaredWorkload) {
+        let list = self.declared.entry(declared.namespace.clone()).or_default();
+        list.retain(|d| d.name != declared.name);
+        list.push(declared);
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    pub fn remove_declared(&mut self, namespace: &str, name: &str) {
+        if let Some(list) = self.declared.get_mut(namespace) {
+            list.retain(|d| d.name != name);
+        }
+    }
+
+    /// Labels of a namespace.
+    pub fn namespace_labels(&self, name: &str) -> Lookup<&Labels> {
+        match self.namespaces.get(name) {
+            Some(labels) => Lookup::Found(labels),
+            None if self.namespaces_authoritative => Lookup::Absent,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Data of a ConfigMap.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Lookup<&BTreeMap<String, String>> {
+        match self
+            .config_maps
+            .get(&(namespace.to_string(), name.to_string()))
+        {
+            Some(data) => Lookup::Found(data),
+            None if self.config_maps_authoritative => Lookup::Absent,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// The AIWorkloads of a namespace whose selectors match the given pod labels, by name.
+    pub fn declarations_for<'a>(
+        &'a self,
+        namespace: &str,
+        pod_labels: &'a Labels,
+    ) -> impl Iterator<Item = &'a DeclaredWorkload> + 'a {
+        self.declared
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(move |d| d.selects(pod_labels))
+    }
+
+    /// Number of AIWorkloads held, for metrics.
+    pub fn declared_count(&self) -> usize {
+        self.declared.values().map(Vec::len).sum()
+    }
+}

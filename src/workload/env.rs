@@ -1,0 +1,390 @@
+//! A container's environment, resolved with Kubernetes' own rules.
+//!
+//! The kubelet builds a container's environment in this order: every `envFrom` source in turn
+//! (a later source overrides an earlier one, `prefix` is prepended to each key), then every `env`
+//! entry in turn (overriding `envFrom`), expanding `$(VAR)` in each `env` value from what has been
+//! defined so far; an undefined reference stays literal and `$$` is an escaped `$`. `command` and
+//! `args` are expanded with the final environment. We reproduce exactly that, with two twists that
+//! make the result safe to police:
+//!
+//! - Values we cannot read (a Secret, a ConfigMap the snapshot does not have, the Downward API)
+//!   are kept as [`EnvValue::Unreadable`] with the reason, never guessed and never dropped.
+//! - When a name appears more than once in `env`, every one of its values is a candidate: merge
+//!   tools disagree on which duplicate survives, so each one could be the value in effect.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::EnvVar;
+
+use super::ContainerView;
+use crate::snapshot::{Lookup, Snapshot};
+
+/// One value a variable can have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    /// The value, after `$(VAR)` expansion.
+    Literal(String),
+    /// A value exists (or may exist) but cannot be read here; the text says why.
+    Unreadable(String),
+}
+
+/// A value with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub value: EnvValue,
+    /// Field path of the entry that sets it, e.g. `spec.containers[0].env[OPENAI_BASE_URL]`
+    /// or `spec.containers[0].envFrom[1]`.
+    pub path: String,
+    /// Where the value was read from when it is not inline, e.g. `ConfigMap "ai" key "URL"`.
+    pub origin: Option<String>,
+}
+
+/// An `envFrom` source, read or not.
+#[derive(Debug, Clone)]
+enum FromSource {
+    Known {
+        path: String,
+        prefix: String,
+        data: BTreeMap<String, String>,
+        origin: String,
+    },
+    Unknown {
+        path: String,
+        prefix: String,
+        why: String,
+    },
+}
+
+/// An `envFrom` source whose keys cannot be read, so it may set any variable with its prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpaqueSource {
+    pub path: String,
+    pub prefix: String,
+    pub why: String,
+}
+
+/// The resolved environment of one container.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedEnv {
+    /// Values set by `env`, every duplicate kept, in order.
+    explicit: BTreeMap<String, Vec<Candidate>>,
+    /// `envFrom` sources in order.
+    sources: Vec<FromSource>,
+}
+
+impl ResolvedEnv {
+    /// Resolves a container's environment. `namespace` is where ConfigMaps are looked up.
+    pub fn resolve(container: &ContainerView<'_>, namespace: &str, snapshot: &Snapshot) -> Self {
+        let mut env = ResolvedEnv::default();
+        for (i, from) in container.env_from.iter().enumerate() {
+            let path = format!("{}.envFrom[{i}]", container.path);
+            let prefix = from.prefix.clone().unwrap_or_default();
+            if let Some(cm) = &from.config_map_ref {
+                let name = cm.name.as_str();
+                match snapshot.config_map(namespace, name) {
+                    Lookup::Found(data) => env.sources.push(FromSource::Known {
+                        path,
+                        prefix,
+                        data: data.clone(),
+                        origin: format!("ConfigMap {name:?}"),
+                    }),
+                    // An absent ConfigMap sets nothing: optional ones are skipped and required
+                    // ones keep the container from starting.
+                    Lookup::Absent => {}
+                    Lookup::Unknown => env.sources.push(FromSource::Unknown {
+                        path,
+                        prefix,
+                        why: format!("ConfigMap {name:?} is not available to hostguard"),
+                    }),
+                }
+            } else if let Some(secret) = &from.secret_ref {
+                env.sources.push(FromSource::Unknown {
+                    path,
+                    prefix,
+                    why: format!("Secret {:?} (hostguard never reads Secrets)", secret.name),
+                });
+            }
+        }
+
+        // The kubelet's running map of what is defined so far, used for `$(VAR)` expansion.
+        let mut defined: BTreeMap<String, EnvValue> = BTreeMap::new();
+        for from in &env.sources {
+            if let FromSource::Known { prefix, data, .. } = from {
+                for (key, value) in data {
+                    if !key.contains('=') {
+                        defined.insert(format!("{prefix}{key}"), EnvValue::Literal(value.clone()));
+                    }
+                }
+            }
+        }
+
+        for var in container.env {
+            let path = format!("{}.env[{}]", container.path, var.name);
+            let (value, origin) = value_of(var, namespace, snapshot, &defined);
+            if let Some(value) = value {
+                defined.insert(var.name.clone(), value.clone());
+                env.explicit
+                    .entry(var.name.clone())
+                    .or_default()
+                    .push(Candidate {
+                        value,
+                        path,
+                        origin,
+                    });
+            } else {
+                // Set to nothing (an absent optional reference): it still hides envFrom.
+                env.explicit.entry(var.name.clone()).or_default();
+            }
+        }
+        env
+    }
+
+    /// Every value `name` can have, excluding what opaque `envFrom` sources might set (see
+    /// [`ResolvedEnv::opaque_sources`]). Empty when the variable is not visibly set.
+    pub fn candidates(&self, name: &str) -> Vec<Candidate> {
+        if let Some(explicit) = self.explicit.get(name) {
+            return explicit.clone();
+        }
+        for source in self.sources.iter().rev() {
+            if let FromSource::Known {
+                path,
+                prefix,
+                data,
+                origin,
+            } = source
+                && let Some(key) = name.strip_prefix(prefix.as_str())
+                && let Some(value) = data.get(key)
+            {
+                return vec![Candidate {
+                    value: EnvValue::Literal(value.clone()),
+                    path: path.clone(),
+                    origin: Some(format!("{origin} key {key:?}")),
+                }];
+            }
+        }
+        Vec::new()
+    }
+
+    /// `envFrom` sources that cannot be read and could set `name` (it is not set by `env`, and
+    /// no readable source after them sets it).
+    pub fn opaque_sources_for(&self, name: &str) -> Vec<OpaqueSource> {
+        if self.explicit.contains_key(name) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for source in self.sources.iter().rev() {
+            match source {
+                FromSource::Known { prefix, data, .. } => {
+                    if name
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|k| data.contains_key(k))
+                    {
+                        break;
+                    }
+                }
+                FromSource::Unknown { path, prefix, why } => {
+                    if name.starts_with(prefix.as_str()) {
+                        out.push(OpaqueSource {
+                            path: path.clone(),
+                            prefix: prefix.clone(),
+                            why: why.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    /// Every opaque `envFrom` source of the container.
+    pub fn opaque_sources(&self) -> Vec<OpaqueSource> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                FromSource::Unknown { path, prefix, why } => Some(OpaqueSource {
+                    path: path.clone(),
+                    prefix: prefix.clone(),
+                    why: why.clone(),
+                }),
+                FromSource::Known { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The value in effect at the end (the last `env` entry, else the last source), for
+    /// expanding `command` and `args`.
+    fn effective(&self, name: &str) -> Option<EnvValue> {
+        if let Some(explicit) = self.explicit.get(name) {
+            return explicit.last().map(|c| c.value.clone());
+        }
+        self.candidates(name).pop().map(|c| c.value)
+    }
+
+    /// Expands `$(VAR)` in a `command` or `args` entry with the final environment.
+    pub fn expand(&self, input: &str) -> EnvValue {
+        expand(input, |name| self.effective(name))
+    }
+}
+
+/// The value of one `env` entry (None: the entry sets nothing), and where it was read from.
+fn value_of(
+    var: &EnvVar,
+    namespace: &str,
+    snapshot: &Snapshot,
+    defined: &BTreeMap<String, EnvValue>,
+) -> (Option<EnvValue>, Option<String>) {
+    let Some(from) = &var.value_from else {
+        let raw = var.value.as_deref().unwrap_or("");
+        return (Some(expand(raw, |n| defined.get(n).cloned())), None);
+    };
+    if let Some(r) = &from.config_map_key_ref {
+        let origin = format!("ConfigMap {:?} key {:?}", r.name, r.key);
+        return match snapshot.config_map(namespace, &r.name) {
+            // Values from a ConfigMap are not expanded: the kubelet expands only `value`.
+            Lookup::Found(data) => (
+                data.get(&r.key).cloned().map(EnvValue::Literal),
+                Some(origin),
+            ),
+            Lookup::Absent => (None, Some(origin)),
+            Lookup::Unknown => (
+                Some(EnvValue::Unreadable(format!(
+                    "{origin}, which is not available to hostguard"
+                ))),
+                Some(origin),
+            ),
+        };
+    }
+    if let Some(r) = &from.secret_key_ref {
+        let origin = format!("Secret {:?} key {:?}", r.name, r.key);
+        return (
+            Some(EnvValue::Unreadable(format!(
+                "{origin} (hostguard never reads Secrets)"
+            ))),
+            Some(origin),
+        );
+    }
+    if let Some(r) = &from.field_ref {
+        let origin = format!("field {}", r.field_path);
+        return (
+            Some(EnvValue::Unreadable(format!("{origin} (Downward API)"))),
+            Some(origin),
+        );
+    }
+    if let Some(r) = &from.resource_field_ref {
+        let origin = format!("resource {}", r.resource);
+        return (
+            Some(EnvValue::Unreadable(format!("{origin} (Downward API)"))),
+            Some(origin),
+        );
+    }
+    (
+        Some(EnvValue::Unreadable(
+            "a valueFrom source hostguard does not know".into(),
+        )),
+        None,
+    )
+}
+
+/// Kubernetes' `$(VAR)` expansion (`third_party/forked/golang/expansion`): `$$` is `$`,
+/// `$(NAME)` is NAME's value or stays literal when NAME is undefined, an unclosed `$(` stays
+/// literal. A reference to an unreadable value makes the whole result unreadable.
+pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<EnvValue>) -> EnvValue {
+    if !input.contains('$') {
+        return EnvValue::Literal(input.to_string());
+    }
+    let bytes = input.as_bytes();
+    let mut out = String::with_capacity(input.len());
+    let mut unreadable: Option<String> = None;
+    let mut checkpoint = 0;
+    let mut cursor = 0;
+    while cursor < bytes.len() {
+        if bytes[cursor] == b'$' && cursor + 1 < bytes.len() {
+            out.push_str(&input[checkpoint..cursor]);
+            let rest = &input[cursor + 1..];
+            let advance = match rest.as_bytes()[0] {
+                b'$' => {
+                    out.push('$');
+                    1
+                }
+                b'(' => match rest[1..].find(')') {
+                    Some(close) => {
+                        let name = &rest[1..1 + close];
+                        match lookup(name) {
+                            Some(EnvValue::Literal(v)) => out.push_str(&v),
+                            Some(EnvValue::Unreadable(why)) => {
+                                unreadable
+                                    .get_or_insert(format!("refers to $({name}), from {why}"));
+                            }
+                            None => {
+                                out.push_str("$(");
+                                out.push_str(name);
+                                out.push(')');
+                            }
+                        }
+                        close + 2
+                    }
+                    None => {
+                        out.push_str("$(");
+                        1
+                    }
+                },
+                _ => {
+                    // `$x`: the operator and the next character stay as they are.
+                    let ch = rest.chars().next().unwrap_or('$');
+                    out.push('$');
+                    out.push(ch);
+                    ch.len_utf8()
+                }
+            };
+            cursor += advance;
+            checkpoint = cursor + 1;
+        }
+        cursor += 1;
+    }
+    if checkpoint < input.len() {
+        out.push_str(&input[checkpoint..]);
+    }
+    match unreadable {
+        Some(why) => EnvValue::Unreadable(why),
+        None => EnvValue::Literal(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn lookup(name: &str) -> Option<EnvValue> {
+        match name {
+            "HOST" => Some(EnvValue::Literal("x.openai.azure.com".into())),
+            "EMPTY" => Some(EnvValue::Literal(String::new())),
+            "SECRET" => Some(EnvValue::Unreadable("Secret \"s\" key \"k\"".into())),
+            _ => None,
+        }
+    }
+
+    #[rstest]
+    #[case::plain("https://a/b", "https://a/b")]
+    #[case::reference("https://$(HOST)/v1", "https://x.openai.azure.com/v1")]
+    #[case::undefined_stays_literal("https://$(NOPE)/v1", "https://$(NOPE)/v1")]
+    #[case::escaped_dollar("$$(HOST)", "$(HOST)")]
+    #[case::double_escape("$$$$", "$$")]
+    #[case::unclosed("$(HOST", "$(HOST")]
+    #[case::lone_dollar_at_end("cost$", "cost$")]
+    #[case::dollar_other("$x$(HOST)", "$xx.openai.azure.com")]
+    #[case::empty_value("a$(EMPTY)b", "ab")]
+    #[case::non_ascii_after_dollar("$é", "$é")]
+    fn expansion_follows_kubernetes_rules(#[case] input: &str, #[case] expected: &str) {
+        assert_eq!(expand(input, lookup), EnvValue::Literal(expected.into()));
+    }
+
+    #[test]
+    fn reference_to_secret_makes_value_unreadable() {
+        match expand("https://$(SECRET)/v1", lookup) {
+            EnvValue::Unreadable(why) => assert!(why.contains("$(SECRET)"), "{why}"),
+            other => panic!("expected unreadable, got {other:?}"),
+        }
+    }
+}

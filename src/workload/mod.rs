@@ -1,0 +1,268 @@
+//! The workload view: every pod template of a pod-bearing object, with its JSON field path, and
+//! every container of every kind inside it.
+//!
+//! This is the only place that knows where each kind keeps its pod template
+//! (`spec.template`, `spec.jobTemplate.spec.template`, or the Pod itself). Everything downstream
+//! works on [`PodTemplateView`]s and reports findings with the paths built here, so a violation
+//! names the exact field a user must change.
+
+pub mod env;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_json::Value;
+use thiserror::Error;
+
+/// The pod-bearing kinds hostguard evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    Pod,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    ReplicationController,
+    Job,
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// Recognises a kind by its API group and kind name. Any version is accepted, because older
+    /// versions (`extensions/v1beta1`, `batch/v1beta1`) keep the template at the same place.
+    pub fn from_type(api_version: &str, kind: &str) -> Option<Self> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let k = match (group, kind) {
+            ("", "Pod") => WorkloadKind::Pod,
+            ("", "ReplicationController") => WorkloadKind::ReplicationController,
+            ("apps" | "extensions", "Deployment") => WorkloadKind::Deployment,
+            ("apps", "StatefulSet") => WorkloadKind::StatefulSet,
+            ("apps" | "extensions", "DaemonSet") => WorkloadKind::DaemonSet,
+            ("apps" | "extensions", "ReplicaSet") => WorkloadKind::ReplicaSet,
+            ("batch", "Job") => WorkloadKind::Job,
+            ("batch", "CronJob") => WorkloadKind::CronJob,
+            _ => return None,
+        };
+        Some(k)
+    }
+
+    /// Where the pod template lives, as JSON object keys from the object root. The Pod is its
+    /// own template.
+    fn template_keys(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::Pod => &[],
+            WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template"],
+            _ => &["spec", "template"],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod => "Pod",
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::ReplicationController => "ReplicationController",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+}
+
+/// An object that is not a readable workload of its kind.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ViewError {
+    #[error("the object is not a JSON object")]
+    NotAnObject,
+    #[error("{path}: {message}")]
+    Malformed { path: String, message: String },
+}
+
+/// One pod-bearing object, read.
+#[derive(Debug, Clone)]
+pub struct WorkloadView {
+    pub kind: WorkloadKind,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// True when `metadata.deletionTimestamp` is set: the object is being deleted.
+    pub deleting: bool,
+    /// Every pod template (today one per object; a list so that future kinds with several fit).
+    pub templates: Vec<PodTemplateView>,
+}
+
+/// One pod template with its field paths.
+#[derive(Debug, Clone)]
+pub struct PodTemplateView {
+    /// Path of the template itself: `spec.template`, or empty for a Pod.
+    pub path: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: PodSpec,
+}
+
+impl PodTemplateView {
+    /// Path of a field under the template, e.g. `spec.template.spec` + `spec`.
+    pub fn field(&self, rel: &str) -> String {
+        if self.path.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}.{rel}", self.path)
+        }
+    }
+
+    /// Path of the template's metadata.
+    pub fn metadata_path(&self) -> String {
+        self.field("metadata")
+    }
+
+    /// Every container of every kind, in a stable order: init containers first (they run
+    /// first), then containers, then ephemeral containers.
+    pub fn containers(&self) -> Vec<ContainerView<'_>> {
+        let mut out = Vec::new();
+        let spec_path = self.field("spec");
+        for (i, c) in self.spec.init_containers.iter().flatten().enumerate() {
+            out.push(ContainerView {
+                path: format!("{spec_path}.initContainers[{i}]"),
+                name: &c.name,
+                env: c.env.as_deref().unwrap_or_default(),
+                env_from: c.env_from.as_deref().unwrap_or_default(),
+                command: c.command.as_deref().unwrap_or_default(),
+                args: c.args.as_deref().unwrap_or_default(),
+            });
+        }
+        for (i, c) in self.spec.containers.iter().enumerate() {
+            out.push(ContainerView {
+                path: format!("{spec_path}.containers[{i}]"),
+                name: &c.name,
+                env: c.env.as_deref().unwrap_or_default(),
+                env_from: c.env_from.as_deref().unwrap_or_default(),
+                command: c.command.as_deref().unwrap_or_default(),
+                args: c.args.as_deref().unwrap_or_default(),
+            });
+        }
+        for (i, c) in self.spec.ephemeral_containers.iter().flatten().enumerate() {
+            out.push(ContainerView {
+                path: format!("{spec_path}.ephemeralContainers[{i}]"),
+                name: &c.name,
+                env: c.env.as_deref().unwrap_or_default(),
+                env_from: c.env_from.as_deref().unwrap_or_default(),
+                command: c.command.as_deref().unwrap_or_default(),
+                args: c.args.as_deref().unwrap_or_default(),
+            });
+        }
+        out
+    }
+}
+
+/// The parts of one container that detection reads; the same shape for all three kinds.
+#[derive(Debug, Clone)]
+pub struct ContainerView<'a> {
+    /// e.g. `spec.template.spec.containers[0]`
+    pub path: String,
+    pub name: &'a str,
+    pub env: &'a [EnvVar],
+    pub env_from: &'a [EnvFromSource],
+    pub command: &'a [String],
+    pub args: &'a [String],
+}
+
+/// Reads an object. `Ok(None)` when its type is not a pod-bearing kind.
+pub fn read(object: &Value) -> Result<Option<WorkloadView>, ViewError> {
+    let Some(map) = object.as_object() else {
+        return Err(ViewError::NotAnObject);
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind_name = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(kind) = WorkloadKind::from_type(api_version, kind_name) else {
+        return Ok(None);
+    };
+    read_as(kind, object).map(Some)
+}
+
+/// Reads an object whose kind is already known (an AdmissionReview names it in `request.kind`).
+pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewError> {
+    if !object.is_object() {
+        return Err(ViewError::NotAnObject);
+    }
+    let meta: ObjectMeta = parse_at(object, &["metadata"])?.unwrap_or_default();
+
+    let keys = kind.template_keys();
+    let template_path = keys.join(".");
+    let (t_labels, t_annotations, spec) = if keys.is_empty() {
+        let spec: PodSpec = parse_at(object, &["spec"])?.unwrap_or_default();
+        (
+            meta.labels.clone().unwrap_or_default(),
+            meta.annotations.clone().unwrap_or_default(),
+            spec,
+        )
+    } else {
+        let mut meta_keys = keys.to_vec();
+        meta_keys.push("metadata");
+        let t_meta: ObjectMeta = parse_at(object, &meta_keys)?.unwrap_or_default();
+        let mut spec_keys = keys.to_vec();
+        spec_keys.push("spec");
+        let spec: PodSpec = parse_at(object, &spec_keys)?.unwrap_or_default();
+        (
+            t_meta.labels.unwrap_or_default(),
+            t_meta.annotations.unwrap_or_default(),
+            spec,
+        )
+    };
+
+    Ok(WorkloadView {
+        kind,
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
+        labels: meta.labels.unwrap_or_default(),
+        annotations: meta.annotations.unwrap_or_default(),
+        deleting: meta.deletion_timestamp.is_some(),
+        templates: vec![PodTemplateView {
+            path: template_path,
+            labels: t_labels,
+            annotations: t_annotations,
+            spec,
+        }],
+    })
+}
+
+/// The raw JSON of the pod template (for comparing an UPDATE's old and new templates).
+pub fn template_value(kind: WorkloadKind, object: &Value) -> Option<&Value> {
+    let keys = kind.template_keys();
+    if keys.is_empty() {
+        // A Pod: its template is the spec plus the labels and annotations.
+        return object.get("spec");
+    }
+    keys.iter().try_fold(object, |v, k| v.get(k))
+}
+
+/// Deserialises the value at `keys`, naming the exact field on failure.
+fn parse_at<T: for<'de> Deserialize<'de>>(
+    object: &Value,
+    keys: &[&str],
+) -> Result<Option<T>, ViewError> {
+    let Some(value) = keys.iter().try_fold(object, |v, k| v.get(k)) else {
+        return Ok(None);
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    serde_path_to_error::deserialize(value)
+        .map(Some)
+        .map_err(|e| {
+            let inner = e.path().to_string();
+            let mut path = keys.join(".");
+            if inner != "." && !inner.is_empty() {
+                path.push('.');
+                path.push_str(&inner);
+            }
+            ViewError::Malformed {
+                path,
+                message: e.into_inner().to_string(),
+            }
+        })
+}
