@@ -12,5 +12,6 @@ pub mod detect;
 pub mod endpoint;
 pub mod manifest;
 pub mod policy;
+pub mod server;
 pub mod snapshot;
 pub mod workload;

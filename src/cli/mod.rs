@@ -17,7 +17,7 @@ use crate::api::ClusterProvider;
 
 pub use check::CheckArgs;
 pub use crds::CrdsArgs;
-pub use policies::{PolicyArgs, load_policies};
+pub use policies::{PolicyArgs, compile_or_default, load_policies};
 pub use review::ReviewArgs;
 
 /// Exit code: nothing denied.
@@ -43,6 +43,8 @@ pub enum Command {
     Review(ReviewArgs),
     /// Print the CustomResourceDefinitions of hostguard's resources.
     Crds(CrdsArgs),
+    /// Run the HTTPS admission webhook.
+    Serve(crate::server::ServeArgs),
 }
 
 /// Runs a parsed command line.
@@ -51,6 +53,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Review(args) => review::run(args),
         Command::Crds(args) => crds::run(args),
+        Command::Serve(args) => crate::server::run(args),
     };
     ExitCode::from(code)
 }

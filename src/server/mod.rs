@@ -1,0 +1,220 @@
+//! `hostguard serve`: the HTTPS admission webhook the API server calls, and its admin endpoints.
+//!
+//! The server only translates: every review goes through [`crate::admission::answer`], the same
+//! code as `hostguard review`, against the engine state published in [`state::SharedState`].
+//! Start-up order: metrics, policies and snapshot, TLS, then the listeners; readiness turns true
+//! only when all of that is done, and false as soon as shutdown starts.
+
+mod admin;
+mod listener;
+pub mod metrics;
+mod shutdown;
+pub mod state;
+pub mod tls;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::cli::{PolicyArgs, load_policies};
+use crate::snapshot::Snapshot;
+use state::{Readiness, SharedState};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Arguments of `hostguard serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook (`POST /validate`, `POST /mutate`).
+    #[arg(long, env = "HOSTGUARD_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Address of the plain-HTTP admin server (`/livez`, `/readyz`, `/metrics`).
+    #[arg(long, env = "HOSTGUARD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Serving certificate chain (PEM). Reloaded when the file changes.
+    #[arg(long, env = "HOSTGUARD_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// Serving private key (PEM). Reloaded when the file changes.
+    #[arg(long, env = "HOSTGUARD_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// Require a client certificate signed by this CA (PEM), so that only the API server can
+    /// call the webhook.
+    #[arg(long, env = "HOSTGUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate files are re-read.
+    #[arg(long, env = "HOSTGUARD_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tls_reload_interval: Duration,
+    /// Run without a cluster: policies from --policy files and the built-in default, cluster
+    /// provider from --cluster-provider.
+    #[arg(long, env = "HOSTGUARD_STANDALONE")]
+    pub standalone: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// What the cluster runs on (azure, aws, gcp, other, unknown). In standalone mode the
+    /// default is unknown; in a cluster it overrides detection from Nodes.
+    #[arg(long, env = "HOSTGUARD_CLUSTER_PROVIDER", value_parser = parse_provider)]
+    pub cluster_provider: Option<crate::api::ClusterProvider>,
+    /// Log format. The level comes from HOSTGUARD_LOG (tracing filter syntax, default info).
+    #[arg(long, env = "HOSTGUARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// How long in-flight reviews may take to finish after SIGTERM.
+    #[arg(long, env = "HOSTGUARD_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Reviews decided at once; more are refused with 429 at once rather than queued.
+    #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_reviews: u32,
+}
+
+fn parse_provider(s: &str) -> Result<crate::api::ClusterProvider, String> {
+    s.parse()
+}
+
+/// Runs the server to completion; returns the process exit code.
+pub fn run(args: ServeArgs) -> u8 {
+    init_tracing(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hostguard serve: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "hostguard serve failed");
+            eprintln!("hostguard serve: {e:#}");
+            1
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("HOSTGUARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.standalone {
+        anyhow::bail!(
+            "cluster mode is not available in this build: run with --standalone (policies from --policy files and the built-in default, cluster provider from --cluster-provider)"
+        );
+    }
+    let metrics = metrics::Metrics::new();
+    let readiness = Arc::new(Readiness::default());
+    let engine = SharedState::new();
+
+    let policies = load_policies(&args.policy.policies)
+        .and_then(|p| crate::cli::compile_or_default(&p))
+        .map_err(anyhow::Error::msg)
+        .context("loading policies")?;
+    let cluster_provider = args.cluster_provider.unwrap_or_default();
+    tracing::info!(
+        policies = policies.len(),
+        cluster_provider = cluster_provider.as_str(),
+        mode = "standalone",
+        "policy snapshot loaded"
+    );
+    engine.publish(policies, Snapshot::offline(cluster_provider));
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = tls::ServingCert::load(
+        &args.tls_cert,
+        &args.tls_key,
+        Arc::clone(&provider),
+        Arc::clone(&metrics),
+    )
+    .context("loading the serving certificate")?;
+    let tls_config = tls::server_config(Arc::clone(&cert), args.client_ca.as_deref(), provider)
+        .context("configuring TLS")?;
+
+    let webhook_listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding the webhook address {}", args.addr))?;
+    let admin_listener = TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
+    tracing::info!(
+        webhook = %webhook_listener.local_addr().unwrap_or(args.addr),
+        admin = %admin_listener.local_addr().unwrap_or(args.admin_addr),
+        client_ca = args.client_ca.is_some(),
+        max_concurrent_reviews = args.max_concurrent_reviews,
+        "listening"
+    );
+
+    let shutdown = shutdown::on_signals(Arc::clone(&readiness));
+
+    let admin_router = admin::router(admin::AdminState {
+        engine: Arc::clone(&engine),
+        metrics: Arc::clone(&metrics),
+        readiness: Arc::clone(&readiness),
+    });
+    let mut admin_shutdown = shutdown.clone();
+    let admin = tokio::spawn(async move {
+        let stop = async move {
+            let _ = admin_shutdown.wait_for(|s| *s).await;
+        };
+        axum::serve(admin_listener, admin_router)
+            .with_graceful_shutdown(stop)
+            .await
+    });
+
+    let cert_stop = {
+        let mut rx = shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(Arc::clone(&cert).watch(args.tls_reload_interval, cert_stop));
+
+    let webhook_router = webhook::router(webhook::WebhookState {
+        engine: Arc::clone(&engine),
+        metrics: Arc::clone(&metrics),
+        readiness: Arc::clone(&readiness),
+        limiter: Arc::new(Semaphore::new(args.max_concurrent_reviews as usize)),
+    });
+    readiness.set_listening();
+    let drained = listener::serve_tls(
+        webhook_listener,
+        Arc::new(tls_config),
+        webhook_router,
+        shutdown,
+        args.shutdown_grace,
+    )
+    .await;
+    if !drained {
+        tracing::warn!("shutdown grace elapsed with requests still in flight");
+    }
+    match tokio::time::timeout(Duration::from_secs(2), admin).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "admin server task failed"),
+        _ => {}
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}

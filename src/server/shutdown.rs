@@ -1,0 +1,48 @@
+//! One shutdown signal for everything: the first SIGTERM or SIGINT turns readiness off and tells
+//! every server to drain; a second one exits at once.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::state::Readiness;
+
+/// Exit code when a second signal cuts the drain short (128 + SIGINT, as shells report it).
+const EXIT_ABORTED: i32 = 130;
+
+/// Spawns the signal handler; the receiver turns true when shutdown starts.
+pub fn on_signals(readiness: Arc<Readiness>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let first = wait_for_signal().await;
+        tracing::info!(signal = first, "shutdown started; readiness is now false");
+        readiness.set_shutting_down();
+        let _ = tx.send(true);
+        let second = wait_for_signal().await;
+        tracing::warn!(signal = second, "second signal; exiting without draining");
+        std::process::exit(EXIT_ABORTED);
+    });
+    rx
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process can only be killed; never report a signal.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "ctrl-c"
+}

@@ -1,0 +1,84 @@
+//! What the webhook decides with, swapped atomically, and whether it is ready to decide.
+//!
+//! The admission path loads the current [`EngineState`] with one atomic read and never blocks on
+//! a writer: the standalone loader or the cluster reflectors build a whole new state and publish
+//! it with [`SharedState::publish`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+
+use crate::policy::PolicySet;
+use crate::snapshot::Snapshot;
+
+/// Everything the engine needs besides the request.
+#[derive(Debug)]
+pub struct EngineState {
+    pub policies: PolicySet,
+    pub snapshot: Snapshot,
+    /// When this state was published, for the snapshot-age metric.
+    pub published: Instant,
+}
+
+/// The current engine state, shared between the publisher and every request.
+#[derive(Debug, Default)]
+pub struct SharedState {
+    current: ArcSwapOption<EngineState>,
+}
+
+impl SharedState {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Replaces the state; requests already running keep the one they loaded.
+    pub fn publish(&self, policies: PolicySet, snapshot: Snapshot) {
+        self.current.store(Some(Arc::new(EngineState {
+            policies,
+            snapshot,
+            published: Instant::now(),
+        })));
+    }
+
+    /// The current state, or None before the first publication (the server cannot decide).
+    pub fn load(&self) -> Option<Arc<EngineState>> {
+        self.current.load_full()
+    }
+}
+
+/// Readiness: true only once a state is loaded and the webhook is listening, false again as
+/// soon as shutdown starts.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listening: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Why the server is not ready, or None when it is.
+    pub fn not_ready_reason(&self, state: &SharedState) -> Option<&'static str> {
+        if self.shutting_down() {
+            Some("shutting down")
+        } else if state.load().is_none() {
+            Some("policy snapshot not loaded")
+        } else if !self.listening.load(Ordering::SeqCst) {
+            Some("webhook listener not started")
+        } else {
+            None
+        }
+    }
+}

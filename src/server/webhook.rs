@@ -1,0 +1,320 @@
+//! The webhook routes, `POST /validate` and `POST /mutate`: read the body within limits, ask the
+//! engine through [`crate::admission::answer`] (the same translation `hostguard review` uses),
+//! and send its response.
+//!
+//! Failure semantics (design.md): a body over 3 MiB gets 413 without being read whole; a body
+//! that is not JSON gets 400; an unreadable review gets 200 with `allowed: false`; when the server
+//! cannot decide (no policy snapshot, deadline passed) it answers 500 so that the webhook's
+//! `failurePolicy` applies; excess load is shed at once with 429 instead of queueing past the
+//! API server's deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, Limited};
+use tokio::sync::Semaphore;
+
+use super::metrics::Metrics;
+use super::state::{Readiness, SharedState};
+use crate::admission::{self, Webhook};
+
+/// The API server's own limit on request bodies.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Deadline when the API server sends no `timeout` parameter (its own default is 10 s).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest deadline honoured (the API server caps webhook timeouts at 30 s).
+const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub engine: Arc<SharedState>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub limiter: Arc<Semaphore>,
+}
+
+/// The webhook router.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        // The body limit is enforced in `review` so that the refusal is counted and explained.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn validate(State(state): State<WebhookState>, request: Request) -> Response {
+    review(state, Webhook::Validate, request).await
+}
+
+async fn mutate(State(state): State<WebhookState>, request: Request) -> Response {
+    review(state, Webhook::Mutate, request).await
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message.into(),
+    )
+        .into_response()
+}
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight(Arc<Metrics>);
+
+impl InFlight {
+    fn enter(metrics: &Arc<Metrics>) -> Self {
+        metrics.in_flight.inc();
+        InFlight(Arc::clone(metrics))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Response {
+    let started = Instant::now();
+    let metrics = &state.metrics;
+
+    let declared_len = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        metrics.reject("too_large");
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body exceeds {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    let Ok(_permit) = Arc::clone(&state.limiter).try_acquire_owned() else {
+        metrics.reject("overloaded");
+        let mut response = plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many reviews in flight; retry",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let _in_flight = InFlight::enter(metrics);
+
+    let timeout = request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("timeout=")))
+        .and_then(parse_go_duration)
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .min(MAX_TIMEOUT);
+    // Answer a little before the API server gives up, so that a 500 arrives while it still waits.
+    let deadline = started + timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250)));
+
+    let body = match tokio::time::timeout_at(deadline.into(), read_body(request.into_body())).await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(BodyError::TooLarge)) => {
+            metrics.reject("too_large");
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body exceeds {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        Ok(Err(BodyError::Read(e))) => {
+            metrics.reject("unreadable");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            );
+        }
+        Err(_) => {
+            metrics.reject("timeout");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the body did not arrive before the request's timeout",
+            );
+        }
+    };
+
+    let Some(engine) = state.engine.load() else {
+        metrics.reject("not_ready");
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "hostguard cannot decide yet: the policy snapshot is not loaded",
+        );
+    };
+
+    // Decide off the reactor, so that the deadline can abandon a slow decision: the answer
+    // is then a 500, never a late verdict.
+    let decided = tokio::task::spawn_blocking(move || {
+        let answer = admission::answer(&body, webhook, &engine.policies, &engine.snapshot);
+        answer.map(|a| {
+            let json = serde_json::to_vec(&a.review);
+            (a, json)
+        })
+    });
+    let (answer, json) = match tokio::time::timeout_at(deadline.into(), decided).await {
+        Ok(Ok(Ok((answer, Ok(json))))) => (answer, json),
+        Ok(Ok(Ok((_, Err(e))))) => {
+            metrics.reject("encode");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode the response: {e}"),
+            );
+        }
+        Ok(Ok(Err(not_json))) => {
+            metrics.reject("not_json");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("not an AdmissionReview: {not_json}"),
+            );
+        }
+        Ok(Err(join)) => {
+            metrics.reject("panic");
+            tracing::error!(error = %join, "the decision task failed");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed");
+        }
+        Err(_) => {
+            metrics.reject("timeout");
+            tracing::warn!(
+                webhook = webhook.as_str(),
+                timeout_ms = timeout.as_millis() as u64,
+                "decision abandoned at the request's deadline"
+            );
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the decision did not finish before the request's timeout",
+            );
+        }
+    };
+
+    log_answer(webhook, &answer);
+    metrics.record(webhook.as_str(), &answer, started.elapsed().as_secs_f64());
+    if answer.unreadable.is_some() {
+        metrics.reject("invalid_review");
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response()
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]; stops as soon as the limit is passed.
+async fn read_body(body: Body) -> Result<Bytes, BodyError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+fn log_answer(webhook: Webhook, answer: &admission::Answer) {
+    let info = &answer.info;
+    match (&answer.decision, &answer.unreadable) {
+        (_, Some(why)) => tracing::info!(
+            webhook = webhook.as_str(), uid = %info.uid, reason = %why, "unreadable AdmissionReview refused"
+        ),
+        (Some(decision), None) if !decision.allowed() && webhook == Webhook::Validate => {
+            for v in decision.denials() {
+                tracing::info!(
+                    webhook = webhook.as_str(),
+                    uid = %info.uid,
+                    namespace = %info.namespace,
+                    kind = %info.kind,
+                    name = %info.name,
+                    operation = %info.operation,
+                    dry_run = info.dry_run,
+                    policy = %v.policy,
+                    path = %v.path,
+                    "denied"
+                );
+            }
+        }
+        (Some(decision), None) => tracing::debug!(
+            webhook = webhook.as_str(),
+            uid = %info.uid,
+            namespace = %info.namespace,
+            kind = %info.kind,
+            name = %info.name,
+            operation = %info.operation,
+            dry_run = info.dry_run,
+            verdict = decision.verdict.as_str(),
+            patch_ops = decision.patch.len(),
+            "decided"
+        ),
+        (None, None) => {}
+    }
+}
+
+/// Parses a Go `time.Duration` string as the API server writes it (`10s`, `1m30s`, `500ms`).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("10"), None);
+        assert_eq!(parse_go_duration("s"), None);
+        assert_eq!(parse_go_duration("10parsecs"), None);
+    }
+}
