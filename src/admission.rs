@@ -135,14 +135,54 @@ impl Answer {
     }
 }
 
-/// Answers one AdmissionReview body. Pure: the same body, policies and snapshot give the same
-/// bytes.
-pub fn answer(
-    body: &[u8],
-    webhook: Webhook,
-    policies: &PolicySet,
-    snapshot: &Snapshot,
-) -> Result<Answer, NotJson> {
+/// A review that was read, ready for a decision.
+#[derive(Debug)]
+pub struct ParsedReview {
+    request: RequestIn,
+    operation: Operation,
+    pub info: RequestInfo,
+}
+
+impl ParsedReview {
+    /// Names of the ConfigMaps the object's containers read (`configMapKeyRef`, `configMapRef`),
+    /// which live in the request's namespace. The webhook makes sure they are cached before it
+    /// decides, so that the decision itself does no I/O.
+    pub fn config_map_refs(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        if let Some(object) = &self.request.object {
+            collect_config_map_refs(object, &mut out);
+        }
+        out
+    }
+}
+
+fn collect_config_map_refs(value: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if (key == "configMapKeyRef" || key == "configMapRef")
+                    && let Some(name) = child.get("name").and_then(Value::as_str)
+                {
+                    out.insert(name.to_string());
+                } else {
+                    collect_config_map_refs(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_config_map_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// The outcome of reading a body: a review to decide on, or the refusal already written.
+#[derive(Debug)]
+pub enum Parsed {
+    Review(Box<ParsedReview>),
+    Refused(Box<Answer>),
+}
+
+/// Reads an AdmissionReview body. `Err` only when the body is not JSON at all.
+pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     let review: ReviewIn =
         match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)) {
             Ok(r) => r,
@@ -160,7 +200,7 @@ pub fn answer(
                 } else {
                     format!("{path}: {inner}")
                 };
-                return Ok(refusal(uid, message));
+                return Ok(refused(uid, message));
             }
         };
     if review.api_version != ADMISSION_API_VERSION || review.kind != ADMISSION_KIND {
@@ -169,7 +209,7 @@ pub fn answer(
             .as_ref()
             .map(|r| r.uid.as_str())
             .unwrap_or("");
-        return Ok(refusal(
+        return Ok(refused(
             uid,
             format!(
                 "apiVersion/kind is {:?}/{:?}; hostguard answers only {ADMISSION_API_VERSION} {ADMISSION_KIND} (set admissionReviewVersions: [v1])",
@@ -178,7 +218,7 @@ pub fn answer(
         ));
     }
     let Some(request) = review.request else {
-        return Ok(refusal("", "the AdmissionReview has no request".into()));
+        return Ok(refused("", "the AdmissionReview has no request".into()));
     };
     let operation = match request.operation.as_str() {
         "CREATE" => Operation::Create,
@@ -186,7 +226,7 @@ pub fn answer(
         "DELETE" => Operation::Delete,
         "CONNECT" => Operation::Connect,
         other => {
-            return Ok(refusal(
+            return Ok(refused(
                 &request.uid,
                 format!("request.operation: {other:?} is not CREATE, UPDATE, DELETE or CONNECT"),
             ));
@@ -213,10 +253,25 @@ pub fn answer(
         sub_resource: request.sub_resource.clone(),
         dry_run: request.dry_run.unwrap_or(false),
     };
+    Ok(Parsed::Review(Box::new(ParsedReview {
+        request,
+        operation,
+        info,
+    })))
+}
 
+/// Decides on a review that was read. Pure: the same review, policies and snapshot give the
+/// same response.
+pub fn decide(
+    review: &ParsedReview,
+    webhook: Webhook,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+) -> Answer {
+    let request = &review.request;
     let decision = policy::evaluate(
         &policy::Request {
-            operation,
+            operation: review.operation,
             object: request.object.as_ref(),
             old_object: request.old_object.as_ref(),
             namespace: request.namespace.as_deref(),
@@ -225,19 +280,36 @@ pub fn answer(
         snapshot,
     );
     let response = match webhook {
-        Webhook::Validate => validate_response(&request.uid, &info, &decision),
+        Webhook::Validate => validate_response(&request.uid, &review.info, &decision),
         Webhook::Mutate => mutate_response(&request.uid, &decision),
     };
-    Ok(Answer {
+    Answer {
         review: ReviewOut {
             api_version: ADMISSION_API_VERSION.into(),
             kind: ADMISSION_KIND.into(),
             response,
         },
-        info,
+        info: review.info.clone(),
         decision: Some(decision),
         unreadable: None,
+    }
+}
+
+/// Answers one AdmissionReview body: [`parse`] then [`decide`].
+pub fn answer(
+    body: &[u8],
+    webhook: Webhook,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+) -> Result<Answer, NotJson> {
+    Ok(match parse(body)? {
+        Parsed::Review(review) => decide(&review, webhook, policies, snapshot),
+        Parsed::Refused(answer) => *answer,
     })
+}
+
+fn refused(uid: &str, message: String) -> Parsed {
+    Parsed::Refused(Box::new(refusal(uid, message)))
 }
 
 fn refusal(uid: &str, message: String) -> Answer {

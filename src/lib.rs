@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod detect;
 pub mod endpoint;
 pub mod manifest;

@@ -7,6 +7,7 @@
 //! "not known".
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::core::{Selector, SelectorExt};
@@ -125,6 +126,15 @@ pub fn classes_of_apis(apis: &[String]) -> Vec<ApiClass> {
     classes
 }
 
+/// Data of a ConfigMap (`data` only: `binaryData` is never an endpoint).
+pub type ConfigMapData = Arc<BTreeMap<String, String>>;
+
+/// ConfigMaps that live outside the snapshot: in the cluster, a bounded cache that the webhook
+/// fills on demand before it evaluates (see `cluster::config_maps`). A lookup never does I/O.
+pub trait ConfigMapSource: std::fmt::Debug + Send + Sync {
+    fn get(&self, namespace: &str, name: &str) -> Lookup<ConfigMapData>;
+}
+
 /// Read-only cluster state for one evaluation.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -132,8 +142,9 @@ pub struct Snapshot {
     pub cluster_provider: ClusterProvider,
     namespaces: HashMap<String, Labels>,
     namespaces_authoritative: bool,
-    config_maps: HashMap<(String, String), BTreeMap<String, String>>,
+    config_maps: HashMap<(String, String), ConfigMapData>,
     config_maps_authoritative: bool,
+    config_map_source: Option<Arc<dyn ConfigMapSource>>,
     declared: HashMap<String, Vec<DeclaredWorkload>>,
     /// Increases with every change, for metrics and logs.
     pub generation: u64,
@@ -181,7 +192,7 @@ impl Snapshot {
             .clone()
             .unwrap_or_else(|| default_namespace.to_string());
         self.config_maps
-            .insert((ns, name), cm.data.clone().unwrap_or_default());
+            .insert((ns, name), Arc::new(cm.data.clone().unwrap_or_default()));
     }
 
     pub fn remove_config_map(&mut self, namespace: &str, name: &str) {
@@ -211,15 +222,27 @@ impl Snapshot {
         }
     }
 
-    /// Data of a ConfigMap.
-    pub fn config_map(&self, namespace: &str, name: &str) -> Lookup<&BTreeMap<String, String>> {
-        match self
+    /// Consults `source` for ConfigMaps the snapshot does not hold itself.
+    pub fn set_config_map_source(&mut self, source: Arc<dyn ConfigMapSource>) {
+        self.config_map_source = Some(source);
+    }
+
+    /// Data of a ConfigMap: from the snapshot, else from its source, else unknown (or absent
+    /// when the snapshot is authoritative).
+    pub fn config_map(&self, namespace: &str, name: &str) -> Lookup<ConfigMapData> {
+        if let Some(data) = self
             .config_maps
             .get(&(namespace.to_string(), name.to_string()))
         {
-            Some(data) => Lookup::Found(data),
-            None if self.config_maps_authoritative => Lookup::Absent,
-            None => Lookup::Unknown,
+            return Lookup::Found(Arc::clone(data));
+        }
+        if let Some(source) = &self.config_map_source {
+            return source.get(namespace, name);
+        }
+        if self.config_maps_authoritative {
+            Lookup::Absent
+        } else {
+            Lookup::Unknown
         }
     }
 

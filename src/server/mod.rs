@@ -75,6 +75,8 @@ pub struct ServeArgs {
     /// Reviews decided at once; more are refused with 429 at once rather than queued.
     #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_reviews: u32,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 fn parse_provider(s: &str) -> Result<crate::api::ClusterProvider, String> {
@@ -120,27 +122,41 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.standalone {
-        anyhow::bail!(
-            "cluster mode is not available in this build: run with --standalone (policies from --policy files and the built-in default, cluster provider from --cluster-provider)"
-        );
-    }
     let metrics = metrics::Metrics::new();
     let readiness = Arc::new(Readiness::default());
     let engine = SharedState::new();
+    let shutdown = shutdown::on_signals(Arc::clone(&readiness));
 
-    let policies = load_policies(&args.policy.policies)
-        .and_then(|p| crate::cli::compile_or_default(&p))
+    let file_policies = load_policies(&args.policy.policies)
         .map_err(anyhow::Error::msg)
-        .context("loading policies")?;
-    let cluster_provider = args.cluster_provider.unwrap_or_default();
-    tracing::info!(
-        policies = policies.len(),
-        cluster_provider = cluster_provider.as_str(),
-        mode = "standalone",
-        "policy snapshot loaded"
-    );
-    engine.publish(policies, Snapshot::offline(cluster_provider));
+        .context("loading --policy files")?;
+    let cluster = if args.standalone {
+        let policies = crate::cli::compile_or_default(&file_policies)
+            .map_err(anyhow::Error::msg)
+            .context("compiling policies")?;
+        let cluster_provider = args.cluster_provider.unwrap_or_default();
+        tracing::info!(
+            policies = policies.len(),
+            cluster_provider = cluster_provider.as_str(),
+            mode = "standalone",
+            "policy snapshot loaded"
+        );
+        engine.publish(policies, Snapshot::offline(cluster_provider));
+        None
+    } else {
+        let ctx = crate::cluster::ClusterContext {
+            engine: Arc::clone(&engine),
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+            file_policies,
+            cluster_provider: args.cluster_provider,
+        };
+        Some(
+            crate::cluster::start(&args.cluster, ctx)
+                .await
+                .context("starting the cluster controller")?,
+        )
+    };
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cert = tls::ServingCert::load(
@@ -166,8 +182,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_concurrent_reviews = args.max_concurrent_reviews,
         "listening"
     );
-
-    let shutdown = shutdown::on_signals(Arc::clone(&readiness));
 
     let admin_router = admin::router(admin::AdminState {
         engine: Arc::clone(&engine),
@@ -197,6 +211,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
         limiter: Arc::new(Semaphore::new(args.max_concurrent_reviews as usize)),
+        prefetch: cluster.as_ref().map(|c| Arc::clone(&c.prefetch)),
     });
     readiness.set_listening();
     let drained = listener::serve_tls(
@@ -214,6 +229,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server ended with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "admin server task failed"),
         _ => {}
+    }
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
     }
     tracing::info!("shutdown complete");
     Ok(())

@@ -4,6 +4,8 @@
 //! a writer: the standalone loader or the cluster reflectors build a whole new state and publish
 //! it with [`SharedState::publish`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -81,4 +83,17 @@ impl Readiness {
             None
         }
     }
+}
+
+/// Fills the ConfigMap cache that the snapshot reads, before a decision (cluster mode): the
+/// decision itself never does I/O, so whatever a workload references must be fetched first.
+pub trait ConfigMapPrefetch: Send + Sync {
+    /// Makes sure `names` in `namespace` are cached, giving up at `deadline` (a name still
+    /// missing then is unresolved for this decision).
+    fn prefetch(
+        &self,
+        namespace: String,
+        names: Vec<String>,
+        deadline: tokio::time::Instant,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }

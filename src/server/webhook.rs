@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
-use super::state::{Readiness, SharedState};
+use super::state::{ConfigMapPrefetch, Readiness, SharedState};
 use crate::admission::{self, Webhook};
 
 /// The API server's own limit on request bodies.
@@ -38,6 +38,8 @@ pub struct WebhookState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub limiter: Arc<Semaphore>,
+    /// Cluster mode: fetches referenced ConfigMaps the cache lacks.
+    pub prefetch: Option<Arc<dyn ConfigMapPrefetch>>,
 }
 
 /// The webhook router.
@@ -156,31 +158,39 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         );
     };
 
-    // Decide off the reactor, so that the deadline can abandon a slow decision: the answer
-    // is then a 500, never a late verdict.
-    let decided = tokio::task::spawn_blocking(move || {
-        let answer = admission::answer(&body, webhook, &engine.policies, &engine.snapshot);
-        answer.map(|a| {
-            let json = serde_json::to_vec(&a.review);
-            (a, json)
-        })
-    });
-    let (answer, json) = match tokio::time::timeout_at(deadline.into(), decided).await {
-        Ok(Ok(Ok((answer, Ok(json))))) => (answer, json),
-        Ok(Ok(Ok((_, Err(e))))) => {
-            metrics.reject("encode");
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot encode the response: {e}"),
-            );
+    let review = match admission::parse(&body) {
+        Ok(admission::Parsed::Review(review)) => review,
+        Ok(admission::Parsed::Refused(answer)) => {
+            return respond(&state, webhook, *answer, started);
         }
-        Ok(Ok(Err(not_json))) => {
+        Err(not_json) => {
             metrics.reject("not_json");
             return plain(
                 StatusCode::BAD_REQUEST,
                 format!("not an AdmissionReview: {not_json}"),
             );
         }
+    };
+    if let Some(prefetch) = &state.prefetch {
+        let names: Vec<String> = review.config_map_refs().into_iter().collect();
+        if !names.is_empty() {
+            // Leave most of the budget for the decision: a slow API server makes the value
+            // unresolved, it does not make the review late.
+            let budget = deadline.saturating_duration_since(Instant::now()) / 2;
+            let until = tokio::time::Instant::now() + budget;
+            let namespace = review.info.namespace.clone();
+            let _ =
+                tokio::time::timeout_at(until, prefetch.prefetch(namespace, names, until)).await;
+        }
+    }
+
+    // Decide off the reactor, so that the deadline can abandon a slow decision: the answer
+    // is then a 500, never a late verdict.
+    let decided = tokio::task::spawn_blocking(move || {
+        admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
+    });
+    let answer = match tokio::time::timeout_at(deadline.into(), decided).await {
+        Ok(Ok(answer)) => answer,
         Ok(Err(join)) => {
             metrics.reject("panic");
             tracing::error!(error = %join, "the decision task failed");
@@ -199,7 +209,27 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
             );
         }
     };
+    respond(&state, webhook, answer, started)
+}
 
+/// Encodes an answer, logs it and counts it.
+fn respond(
+    state: &WebhookState,
+    webhook: Webhook,
+    answer: admission::Answer,
+    started: Instant,
+) -> Response {
+    let metrics = &state.metrics;
+    let json = match serde_json::to_vec(&answer.review) {
+        Ok(json) => json,
+        Err(e) => {
+            metrics.reject("encode");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode the response: {e}"),
+            );
+        }
+    };
     log_answer(webhook, &answer);
     metrics.record(webhook.as_str(), &answer, started.elapsed().as_secs_f64());
     if answer.unreadable.is_some() {

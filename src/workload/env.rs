@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::EnvVar;
 
 use super::ContainerView;
-use crate::snapshot::{Lookup, Snapshot};
+use crate::snapshot::{ConfigMapData, Lookup, Snapshot};
 
 /// One value a variable can have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ enum FromSource {
     Known {
         path: String,
         prefix: String,
-        data: BTreeMap<String, String>,
+        data: ConfigMapData,
         origin: String,
     },
     Unknown {
@@ -85,7 +85,7 @@ impl ResolvedEnv {
                     Lookup::Found(data) => env.sources.push(FromSource::Known {
                         path,
                         prefix,
-                        data: data.clone(),
+                        data,
                         origin: format!("ConfigMap {name:?}"),
                     }),
                     // An absent ConfigMap sets nothing: optional ones are skipped and required
@@ -110,7 +110,7 @@ impl ResolvedEnv {
         let mut defined: BTreeMap<String, EnvValue> = BTreeMap::new();
         for from in &env.sources {
             if let FromSource::Known { prefix, data, .. } = from {
-                for (key, value) in data {
+                for (key, value) in data.iter() {
                     if !key.contains('=') {
                         defined.insert(format!("{prefix}{key}"), EnvValue::Literal(value.clone()));
                     }
