@@ -44,7 +44,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions of hostguard's resources.
     Crds(CrdsArgs),
     /// Run the HTTPS admission webhook.
-    Serve(crate::server::ServeArgs),
+    Serve(Box<crate::server::ServeArgs>),
 }
 
 /// Runs a parsed command line.
@@ -53,7 +53,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Review(args) => review::run(args),
         Command::Crds(args) => crds::run(args),
-        Command::Serve(args) => crate::server::run(args),
+        Command::Serve(args) => crate::server::run(*args),
     };
     ExitCode::from(code)
 }
