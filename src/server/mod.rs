@@ -175,6 +175,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding the admin address {}", args.admin_addr))?;
+    readiness.set_listening();
     tracing::info!(
         webhook = %webhook_listener.local_addr().unwrap_or(args.addr),
         admin = %admin_listener.local_addr().unwrap_or(args.admin_addr),
@@ -188,10 +189,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
     });
-    let mut admin_shutdown = shutdown.clone();
+    // The admin server outlives the drain: /readyz must keep answering "not ready" while
+    // in-flight reviews finish, so that the endpoint is taken out of the Service.
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin = tokio::spawn(async move {
         let stop = async move {
-            let _ = admin_shutdown.wait_for(|s| *s).await;
+            let _ = admin_stop_rx.await;
         };
         axum::serve(admin_listener, admin_router)
             .with_graceful_shutdown(stop)
@@ -213,7 +216,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limiter: Arc::new(Semaphore::new(args.max_concurrent_reviews as usize)),
         prefetch: cluster.as_ref().map(|c| Arc::clone(&c.prefetch)),
     });
-    readiness.set_listening();
     let drained = listener::serve_tls(
         webhook_listener,
         Arc::new(tls_config),
@@ -225,6 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !drained {
         tracing::warn!("shutdown grace elapsed with requests still in flight");
     }
+    let _ = admin_stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(2), admin).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server ended with an error"),
         Ok(Err(e)) => tracing::warn!(error = %e, "admin server task failed"),

@@ -190,7 +190,15 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
     });
     let answer = match tokio::time::timeout_at(deadline.into(), decided).await {
-        Ok(Ok(answer)) => answer,
+        // A decision that finished after the deadline is as late as one that never finished.
+        Ok(Ok(answer)) if Instant::now() <= deadline => answer,
+        Ok(Ok(_)) => {
+            metrics.reject("timeout");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the decision did not finish before the request's timeout",
+            );
+        }
         Ok(Err(join)) => {
             metrics.reject("panic");
             tracing::error!(error = %join, "the decision task failed");
