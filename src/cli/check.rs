@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::policies::{PolicyArgs, compile_or_default, load_policies};
+use super::policies::{PolicyArgs, PolicyFiles, compile_or_default, load_policy_files};
 use super::report::{Format, Report};
 use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DENIED};
 use crate::api::{AIWorkload, ClusterProvider, GROUP, HostingPolicy};
@@ -69,8 +69,8 @@ pub fn run(args: CheckArgs) -> u8 {
 /// Reads the input and the policies and evaluates every document.
 fn check(args: &CheckArgs) -> Result<Report, String> {
     let documents = manifest::load_paths(&args.filenames).map_err(|e| e.to_string())?;
-    let policies = load_policies(&args.policy.policies)?;
-    check_documents(&documents, policies, args.cluster.cluster_provider)
+    let files = load_policy_files(&args.policy.policies)?;
+    check_documents(&documents, files, args.cluster.cluster_provider)
 }
 
 /// Evaluates documents as `check` does: HostingPolicies among them join `policies` (the built-in
@@ -79,12 +79,14 @@ fn check(args: &CheckArgs) -> Result<Report, String> {
 /// invalid, naming the file, line and field.
 pub fn check_documents(
     documents: &[Document],
-    mut policies: Vec<HostingPolicy>,
+    files: PolicyFiles,
     cluster_provider: ClusterProvider,
 ) -> Result<Report, String> {
+    let mut policies = files.policies.clone();
     policies.extend(input_policies(documents)?);
     let policies = compile_or_default(&policies)?;
-    let snapshot = snapshot_of(documents, cluster_provider);
+    let mut snapshot = snapshot_of(documents, cluster_provider);
+    files.declare_into(&mut snapshot)?;
 
     let mut report = Report::new(&policies);
     for doc in documents.iter().filter(|d| !d.is_empty()) {
@@ -240,13 +242,21 @@ spec:
 
     #[test]
     fn config_maps_of_the_input_resolve_endpoints() -> Result<(), String> {
-        let alone = check_documents(&docs(KEY_ONLY), vec![], ClusterProvider::Azure)?;
+        let alone = check_documents(
+            &docs(KEY_ONLY),
+            PolicyFiles::default(),
+            ClusterProvider::Azure,
+        )?;
         assert_eq!(verdicts(&alone), vec![(Some("Deployment"), Verdict::Deny)]);
 
         let bundle = format!(
             "{KEY_ONLY}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ai, namespace: team-a}}\ndata:\n  OPENAI_BASE_URL: https://contoso.openai.azure.com/openai/v1\n"
         );
-        let report = check_documents(&docs(&bundle), vec![], ClusterProvider::Azure)?;
+        let report = check_documents(
+            &docs(&bundle),
+            PolicyFiles::default(),
+            ClusterProvider::Azure,
+        )?;
         assert_eq!(
             verdicts(&report),
             vec![
@@ -261,7 +271,7 @@ spec:
     fn empty_documents_are_not_listed_and_values_files_are_skipped() -> Result<(), String> {
         let report = check_documents(
             &docs("---\n---\nimage: {tag: x}\n---\n- a\n"),
-            vec![],
+            PolicyFiles::default(),
             ClusterProvider::Unknown,
         )?;
         let reasons: Vec<Option<&str>> = report
@@ -297,7 +307,7 @@ spec:
 ";
         let report = check_documents(
             &docs(&format!("{policy}{KEY_ONLY}")),
-            vec![],
+            PolicyFiles::default(),
             ClusterProvider::Azure,
         )?;
         let deployment = &report.results[1];
@@ -324,7 +334,12 @@ spec:
     allowedHosts:
       - https://gateway.contoso.com
 ";
-        let err = check_documents(&docs(policy), vec![], ClusterProvider::Azure).err();
+        let err = check_documents(
+            &docs(policy),
+            PolicyFiles::default(),
+            ClusterProvider::Azure,
+        )
+        .err();
         let err = err.unwrap_or_default();
         assert!(
             err.starts_with(
@@ -343,7 +358,7 @@ spec:
   selector: {matchExpressions: [{key: app, operator: Sideways}]}
   provider: openai
 ";
-        let report = check_documents(&docs(aiw), vec![], ClusterProvider::Azure)?;
+        let report = check_documents(&docs(aiw), PolicyFiles::default(), ClusterProvider::Azure)?;
         assert_eq!(verdicts(&report), vec![(Some("AIWorkload"), Verdict::Deny)]);
         Ok(())
     }

@@ -17,7 +17,7 @@ use crate::api::ClusterProvider;
 
 pub use check::CheckArgs;
 pub use crds::CrdsArgs;
-pub use policies::{PolicyArgs, compile_or_default, load_policies};
+pub use policies::{PolicyArgs, PolicyFiles, compile_or_default, load_policies, load_policy_files};
 pub use review::ReviewArgs;
 
 /// Exit code: nothing denied.

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use clap::Args;
 
-use super::policies::{PolicyArgs, compile_or_default, load_policies};
+use super::policies::{PolicyArgs, compile_or_default, load_policy_files};
 use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN};
 use crate::admission::{self, Webhook};
 use crate::snapshot::Snapshot;
@@ -21,7 +21,12 @@ pub struct ReviewArgs {
 }
 
 pub fn run(args: ReviewArgs) -> u8 {
-    let policies = match load_policies(&args.policy.policies).and_then(|p| compile_or_default(&p)) {
+    let mut snapshot = Snapshot::offline(args.cluster.cluster_provider);
+    let loaded = load_policy_files(&args.policy.policies).and_then(|files| {
+        files.declare_into(&mut snapshot)?;
+        compile_or_default(&files.policies)
+    });
+    let policies = match loaded {
         Ok(p) => p,
         Err(e) => {
             eprintln!("hostguard review: {e}");
@@ -33,7 +38,6 @@ pub fn run(args: ReviewArgs) -> u8 {
         eprintln!("hostguard review: cannot read stdin: {e}");
         return EXIT_BAD_INPUT;
     }
-    let snapshot = Snapshot::offline(args.cluster.cluster_provider);
     match admission::answer(&body, args.webhook, &policies, &snapshot) {
         Ok(answer) => match serde_json::to_string_pretty(&answer.review) {
             Ok(json) => {

@@ -23,7 +23,7 @@ use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::cli::{PolicyArgs, load_policies};
+use crate::cli::{PolicyArgs, load_policy_files};
 use crate::snapshot::Snapshot;
 use state::{Readiness, SharedState};
 
@@ -127,23 +127,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = SharedState::new();
     let shutdown = shutdown::on_signals(Arc::clone(&readiness));
 
-    let file_policies = load_policies(&args.policy.policies)
+    let files = load_policy_files(&args.policy.policies)
         .map_err(anyhow::Error::msg)
         .context("loading --policy files")?;
     let cluster = if args.standalone {
-        let policies = crate::cli::compile_or_default(&file_policies)
+        let policies = crate::cli::compile_or_default(&files.policies)
             .map_err(anyhow::Error::msg)
             .context("compiling policies")?;
         let cluster_provider = args.cluster_provider.unwrap_or_default();
+        let mut snapshot = Snapshot::offline(cluster_provider);
+        files
+            .declare_into(&mut snapshot)
+            .map_err(anyhow::Error::msg)
+            .context("loading AIWorkloads from --policy files")?;
         tracing::info!(
             policies = policies.len(),
+            aiworkloads = snapshot.declared_count(),
             cluster_provider = cluster_provider.as_str(),
             mode = "standalone",
             "policy snapshot loaded"
         );
-        engine.publish(policies, Snapshot::offline(cluster_provider));
+        engine.publish(policies, snapshot);
         None
     } else {
+        if !files.workloads.is_empty() {
+            tracing::warn!(
+                count = files.workloads.len(),
+                "AIWorkloads in --policy files are ignored in a cluster; apply them to the cluster instead"
+            );
+        }
+        let file_policies = files.policies;
         let ctx = crate::cluster::ClusterContext {
             engine: Arc::clone(&engine),
             metrics: Arc::clone(&metrics),
