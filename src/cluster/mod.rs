@@ -2,17 +2,55 @@
 //! from Nodes, the on-demand ConfigMap cache, the background audit, status and events, and the
 //! leader lease that decides which replica writes.
 //!
-//! (Being built: see issue 4. Until then `start` refuses, and `serve` needs `--standalone`.)
+//! Tasks, all stopped by the shutdown signal (or [`Cluster::stop`]):
+//! - four reflectors ([`watch::reflect`]): HostingPolicies and AIWorkloads (full objects),
+//!   Namespaces (metadata-only: labels are all the engine reads), Nodes (full watch, because
+//!   `spec.providerID` is not metadata; trimmed to the provider ID, provider labels and
+//!   `spec.unschedulable` before caching);
+//! - the publisher: once every initial list has synced, builds policies and snapshot from the
+//!   stores and publishes them atomically, and again on every change that matters;
+//! - the ConfigMap freshness watch ([`config_maps::keep_fresh`]);
+//! - the Lease elector ([`lease::Elector`]);
+//! - the audit loop: every `--audit-interval`, on every policy change and on winning the Lease,
+//!   the leader audits existing workloads and writes status and Events.
+//!
+//! Every replica watches and answers admission from its own caches; only the audit's listing
+//! and writing is left to the leader, so that the API server's load does not grow with the
+//! replica count.
 
-use std::sync::Arc;
-use std::time::Duration;
+pub mod audit;
+pub mod config_maps;
+pub mod identity;
+pub mod inventory;
+pub mod lease;
+pub mod rbac;
+pub mod status;
+pub mod watch;
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use clap::Args;
-use tokio::sync::watch;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::{Notify, watch as channel};
+use tokio::task::JoinHandle;
 
-use crate::api::{ClusterProvider, HostingPolicy};
-use crate::server::metrics::Metrics;
+use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
+use crate::policy::{CompiledPolicy, PolicyError};
+use crate::server::metrics::{
+    ClusterProviderLabels, Metrics, ProviderLabel, ResultLabel, ViolationLabels,
+};
 use crate::server::state::{ConfigMapPrefetch, SharedState};
+use config_maps::{ConfigMapCache, Fetcher};
+use inventory::{BuildInput, Inventory};
+use lease::{Elector, Leadership, Timings};
 
 /// Arguments of `hostguard serve` that only matter in a cluster.
 #[derive(Debug, Clone, Args)]
@@ -34,13 +72,36 @@ pub struct ClusterArgs {
     pub config_map_cache_size: usize,
 }
 
+impl ClusterArgs {
+    fn lease_namespace(&self) -> String {
+        self.lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "hostguard".to_string())
+    }
+
+    fn identity(&self) -> String {
+        self.pod_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("hostguard-{}", std::process::id()))
+    }
+}
+
 /// What the cluster side gets from the server.
 pub struct ClusterContext {
     /// Where to publish each new snapshot (the first publication makes the server ready).
     pub engine: Arc<SharedState>,
     pub metrics: Arc<Metrics>,
     /// Turns true when shutdown starts.
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: channel::Receiver<bool>,
     /// Policies from `--policy` files, enforced besides those in the cluster.
     pub file_policies: Vec<HostingPolicy>,
     /// `--cluster-provider`: overrides detection from Nodes.
@@ -51,16 +112,487 @@ pub struct ClusterContext {
 pub struct Cluster {
     /// Fills the ConfigMap cache before a decision.
     pub prefetch: Arc<dyn ConfigMapPrefetch>,
+    /// Who leads (for tests and diagnostics).
+    pub leadership: Leadership,
+    stop: Arc<channel::Sender<bool>>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    elector: Option<JoinHandle<()>>,
 }
+
+/// How long [`Cluster::stop`] waits for each task.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Cluster {
-    /// Waits for the background tasks to stop (the lease is released on the way out).
-    pub async fn stop(self) {}
+    /// Stops the background tasks and waits for them; the lease is released last, after the
+    /// audit can no longer write.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for (name, task) in self.tasks {
+            if tokio::time::timeout(STOP_TIMEOUT, task).await.is_err() {
+                tracing::warn!(task = name, "cluster task did not stop in time");
+            }
+        }
+        if let Some(elector) = self.elector
+            && tokio::time::timeout(STOP_TIMEOUT, elector).await.is_err()
+        {
+            tracing::warn!("the lease elector did not stop in time; the lease will expire");
+        }
+    }
 }
 
-/// Connects to the cluster and starts the watches, the audit and the lease.
-pub async fn start(_args: &ClusterArgs, _ctx: ClusterContext) -> anyhow::Result<Cluster> {
-    anyhow::bail!(
-        "cluster mode is not available in this build: run with --standalone (policies from --policy files and the built-in default, cluster provider from --cluster-provider)"
+/// Tunables that tests shorten; production uses the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub lease: Timings,
+}
+
+/// Connects with kube's default configuration (in-cluster service account, else KUBECONFIG or
+/// `~/.kube/config`) and starts the watches, the audit and the lease. Returns at once: the
+/// engine state is published when the initial lists have synced.
+pub async fn start(args: &ClusterArgs, ctx: ClusterContext) -> anyhow::Result<Cluster> {
+    let client = Client::try_default()
+        .await
+        .context("configuring the Kubernetes client (in-cluster service account or kubeconfig)")?;
+    start_with_client(client, args, ctx, Options::default())
+}
+
+/// [`start`] with a given client.
+pub fn start_with_client(
+    client: Client,
+    args: &ClusterArgs,
+    ctx: ClusterContext,
+    options: Options,
+) -> anyhow::Result<Cluster> {
+    let file_policies = compile_file_policies(&ctx.file_policies)?;
+    let identity = args.identity();
+    let lease_namespace = args.lease_namespace();
+    tracing::info!(
+        identity = %identity,
+        lease = %format!("{lease_namespace}/{}", args.lease_name),
+        file_policies = file_policies.len(),
+        cluster_provider_flag = ctx.cluster_provider.map(ClusterProvider::as_str),
+        audit_interval = %humantime::format_duration(args.audit_interval),
+        "starting the cluster controller"
+    );
+
+    let (stop_tx, stop_rx) = channel::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+    {
+        // The shutdown signal stops everything; so does `Cluster::stop`.
+        let stop_tx = Arc::clone(&stop_tx);
+        let mut shutdown = ctx.shutdown.clone();
+        let mut own = stop_rx.clone();
+        tasks.push((
+            "shutdown",
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => { let _ = stop_tx.send(true); }
+                    _ = own.wait_for(|s| *s) => {}
+                }
+            }),
+        ));
+    }
+
+    let cache = ConfigMapCache::new(args.config_map_cache_size);
+    let fetcher = Fetcher {
+        client: client.clone(),
+        cache: Arc::clone(&cache),
+        metrics: Arc::clone(&ctx.metrics),
+    };
+    tasks.push((
+        "configmaps",
+        tokio::spawn(config_maps::keep_fresh(fetcher.clone(), stop_rx.clone())),
+    ));
+
+    let (inventory, writers) = Inventory::new();
+    let notify = Arc::new(Notify::new());
+    let shared = watch::Shared {
+        notify: Arc::clone(&notify),
+        metrics: Arc::clone(&ctx.metrics),
+        stop: stop_rx.clone(),
+    };
+    let synced: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let config = watcher::Config::default;
+
+    let policies = watcher::watcher(Api::<HostingPolicy>::all(client.clone()), config())
+        .default_backoff()
+        .modify(inventory::trim_meta);
+    tasks.push((
+        "hostingpolicies",
+        tokio::spawn(watch::reflect(
+            "hostingpolicies",
+            policies,
+            writers.policies,
+            |p: &HostingPolicy| inventory::spec_fingerprint(&p.spec),
+            Arc::clone(&synced[0]),
+            shared.clone(),
+        )),
+    ));
+    let workloads = watcher::watcher(Api::<AIWorkload>::all(client.clone()), config())
+        .default_backoff()
+        .modify(inventory::trim_meta);
+    tasks.push((
+        "aiworkloads",
+        tokio::spawn(watch::reflect(
+            "aiworkloads",
+            workloads,
+            writers.workloads,
+            |w: &AIWorkload| inventory::spec_fingerprint(&w.spec),
+            Arc::clone(&synced[1]),
+            shared.clone(),
+        )),
+    ));
+    let namespaces = watcher::watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        config(),
     )
+    .default_backoff()
+    .modify(inventory::trim_namespace);
+    tasks.push((
+        "namespaces",
+        tokio::spawn(watch::reflect(
+            "namespaces",
+            namespaces,
+            writers.namespaces,
+            inventory::namespace_fingerprint,
+            Arc::clone(&synced[2]),
+            shared.clone(),
+        )),
+    ));
+    let nodes = watcher::watcher(Api::<Node>::all(client.clone()), config())
+        .default_backoff()
+        .modify(inventory::trim_node);
+    tasks.push((
+        "nodes",
+        tokio::spawn(watch::reflect(
+            "nodes",
+            nodes,
+            writers.nodes,
+            inventory::node_fingerprint,
+            Arc::clone(&synced[3]),
+            shared.clone(),
+        )),
+    ));
+
+    let report = Arc::new(Mutex::new(BuildReport::default()));
+    let (policy_tx, policy_rx) = channel::channel(0u64);
+    let publisher = Publisher {
+        inventory: inventory.clone(),
+        file_policies,
+        cluster_provider: ctx.cluster_provider,
+        cache: Arc::clone(&cache),
+        engine: Arc::clone(&ctx.engine),
+        metrics: Arc::clone(&ctx.metrics),
+        notify,
+        synced,
+        report: Arc::clone(&report),
+        policy_changed: policy_tx,
+    };
+    tasks.push(("publisher", tokio::spawn(publisher.run(stop_rx.clone()))));
+
+    let elector = Elector::new(
+        client.clone(),
+        &lease_namespace,
+        &args.lease_name,
+        &identity,
+        options.lease,
+    );
+    let leadership = elector.leadership();
+    let auditor = Auditor {
+        client: client.clone(),
+        fetcher: fetcher.clone(),
+        inventory,
+        engine: Arc::clone(&ctx.engine),
+        metrics: Arc::clone(&ctx.metrics),
+        leadership: leadership.clone(),
+        writer: status::Writer::new(client, leadership.clone(), &identity),
+        report,
+        interval: args.audit_interval,
+    };
+    tasks.push((
+        "audit",
+        tokio::spawn(auditor.run(policy_rx, stop_rx.clone())),
+    ));
+    let elector = tokio::spawn(elector.run(Arc::clone(&ctx.metrics), stop_rx));
+
+    Ok(Cluster {
+        prefetch: Arc::new(fetcher),
+        leadership,
+        stop: stop_tx,
+        tasks,
+        elector: Some(elector),
+    })
+}
+
+fn compile_file_policies(policies: &[HostingPolicy]) -> anyhow::Result<Vec<CompiledPolicy>> {
+    let mut compiled = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    for p in policies {
+        match CompiledPolicy::compile(p) {
+            Ok(c) => compiled.push(c),
+            Err(e) => errors.extend(e.iter().map(ToString::to_string)),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("compiling --policy files:\n{}", errors.join("\n"));
+    }
+    Ok(compiled)
+}
+
+/// What the last build left out, for the audit's status writes.
+#[derive(Debug, Clone, Default)]
+struct BuildReport {
+    invalid_policies: BTreeMap<String, Vec<PolicyError>>,
+    shadowed: Vec<String>,
+}
+
+struct Publisher {
+    inventory: Inventory,
+    file_policies: Vec<CompiledPolicy>,
+    cluster_provider: Option<ClusterProvider>,
+    cache: Arc<ConfigMapCache>,
+    engine: Arc<SharedState>,
+    metrics: Arc<Metrics>,
+    notify: Arc<Notify>,
+    synced: Vec<Arc<AtomicBool>>,
+    report: Arc<Mutex<BuildReport>>,
+    policy_changed: channel::Sender<u64>,
+}
+
+impl Publisher {
+    async fn run(self, mut stop: channel::Receiver<bool>) {
+        let mut generation = 0u64;
+        let mut last_fingerprint: Option<u64> = None;
+        let mut last_detection = None;
+        let mut last_invalid: BTreeMap<String, Vec<PolicyError>> = BTreeMap::new();
+        let mut last_shadowed: Vec<String> = Vec::new();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = self.notify.notified() => {}
+            }
+            if !self.synced.iter().all(|s| s.load(Ordering::SeqCst)) {
+                continue;
+            }
+            generation += 1;
+            let built = self.inventory.build(&BuildInput {
+                file_policies: &self.file_policies,
+                cluster_provider: self.cluster_provider,
+                config_maps: Some(Arc::clone(&self.cache) as _),
+                generation,
+            });
+            for (name, errors) in &built.invalid_policies {
+                if last_invalid.get(name) != Some(errors) {
+                    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    tracing::warn!(policy = %name, errors = %errors.join("; "), "HostingPolicy does not compile and is not enforced");
+                }
+            }
+            for name in &built.shadowed {
+                if !last_shadowed.contains(name) {
+                    tracing::warn!(policy = %name, "HostingPolicy is overridden by a --policy file of the same name");
+                }
+            }
+            last_shadowed.clone_from(&built.shadowed);
+            if last_detection.as_ref() != Some(&built.detection) {
+                self.record_detection(&built.detection);
+                last_detection = Some(built.detection.clone());
+            }
+            let policies = built.policies.len();
+            let fingerprint = built.policy_fingerprint;
+            last_invalid = built.invalid_policies.clone();
+            *self.report.lock().unwrap_or_else(PoisonError::into_inner) = BuildReport {
+                invalid_policies: built.invalid_policies,
+                shadowed: built.shadowed,
+            };
+            let first = generation == 1;
+            self.engine.publish(built.policies, built.snapshot);
+            if first {
+                tracing::info!(
+                    policies,
+                    "cluster caches synced; engine state published, ready"
+                );
+            } else {
+                tracing::debug!(policies, generation, "engine state published");
+            }
+            if last_fingerprint != Some(fingerprint) {
+                last_fingerprint = Some(fingerprint);
+                self.policy_changed.send_modify(|v| *v += 1);
+            }
+        }
+    }
+
+    fn record_detection(&self, d: &identity::Detection) {
+        let effective = identity::effective(d.provider, self.cluster_provider);
+        let nodes: Vec<String> = d.nodes.iter().map(|(p, n)| format!("{p}={n}")).collect();
+        tracing::info!(
+            detected = d.provider.as_str(),
+            flag = self.cluster_provider.map(ClusterProvider::as_str),
+            effective = effective.as_str(),
+            nodes = %nodes.join(","),
+            unschedulable = d.unschedulable,
+            "cluster provider"
+        );
+        if let Some(flag) = self.cluster_provider
+            && flag != d.provider
+            && d.provider != ClusterProvider::Unknown
+        {
+            tracing::warn!(
+                detected = d.provider.as_str(),
+                flag = flag.as_str(),
+                "--cluster-provider overrides what the Nodes say"
+            );
+        }
+        let m = &self.metrics;
+        m.cluster_provider.clear();
+        m.cluster_provider
+            .get_or_create(&ClusterProviderLabels {
+                detected: d.provider.as_str(),
+                effective: effective.as_str(),
+            })
+            .set(1);
+        m.cluster_nodes.clear();
+        for (provider, n) in &d.nodes {
+            m.cluster_nodes
+                .get_or_create(&ProviderLabel { provider })
+                .set(*n as i64);
+        }
+        m.cluster_nodes_unschedulable.set(d.unschedulable as i64);
+    }
+}
+
+struct Auditor {
+    client: Client,
+    fetcher: Fetcher,
+    inventory: Inventory,
+    engine: Arc<SharedState>,
+    metrics: Arc<Metrics>,
+    leadership: Leadership,
+    writer: status::Writer,
+    report: Arc<Mutex<BuildReport>>,
+    interval: Duration,
+}
+
+impl Auditor {
+    async fn run(
+        mut self,
+        mut policy_changed: channel::Receiver<u64>,
+        mut stop: channel::Receiver<bool>,
+    ) {
+        let mut leading = self.leadership.subscribe();
+        let mut next = tokio::time::Instant::now() + self.interval;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep_until(next) => {}
+                changed = policy_changed.changed() => {
+                    if changed.is_err() { break; }
+                }
+                changed = leading.changed() => {
+                    if changed.is_err() { break; }
+                    if !*leading.borrow_and_update() {
+                        // A later term starts with no memory of published Events.
+                        self.writer.reset();
+                        continue;
+                    }
+                }
+            }
+            next = tokio::time::Instant::now() + self.interval;
+            if !self.leadership.is_leader() {
+                continue;
+            }
+            let Some(state) = self.engine.load() else {
+                continue;
+            };
+            self.audit_once(&state, &stop).await;
+        }
+    }
+
+    async fn audit_once(
+        &mut self,
+        state: &crate::server::state::EngineState,
+        stop: &channel::Receiver<bool>,
+    ) {
+        let started = Instant::now();
+        let leadership = self.leadership.clone();
+        let stop = stop.clone();
+        let keep_going = move || leadership.is_leader() && !*stop.borrow();
+        let result = audit::run(
+            &self.client,
+            Some(&self.fetcher),
+            &state.policies,
+            &state.snapshot,
+            &keep_going,
+        )
+        .await;
+        let tally = match result {
+            Ok(t) => t,
+            Err(e) => {
+                let result = match e {
+                    audit::AuditError::Interrupted => "interrupted",
+                    audit::AuditError::List { .. } => "error",
+                };
+                self.metrics
+                    .audit_runs
+                    .get_or_create(&ResultLabel { result })
+                    .inc();
+                tracing::warn!(error = %e, "audit did not finish; the next one retries");
+                return;
+            }
+        };
+        let m = &self.metrics;
+        m.audit_objects.set(tally.objects as i64);
+        m.audit_violations.clear();
+        for p in state.policies.policies() {
+            let violating = tally.policies.get(&p.name).map_or(0, |t| t.violating);
+            m.audit_violations
+                .get_or_create(&ViolationLabels {
+                    policy: p.name.clone(),
+                    action: p.action.as_str(),
+                })
+                .set(violating);
+        }
+        let report = self
+            .report
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let written = self
+            .writer
+            .write(
+                &self.inventory.policies.state(),
+                &report.invalid_policies,
+                &report.shadowed,
+                &self.inventory.workloads.state(),
+                &tally,
+                k8s_openapi::jiff::Timestamp::now(),
+            )
+            .await;
+        let seconds = started.elapsed().as_secs_f64();
+        m.audit_duration.observe(seconds);
+        let violating: i64 = tally.policies.values().map(|t| t.violating).sum();
+        match written {
+            Ok(events) => {
+                m.audit_runs
+                    .get_or_create(&ResultLabel { result: "ok" })
+                    .inc();
+                tracing::info!(
+                    objects = tally.objects,
+                    violating,
+                    events,
+                    events_over_cap = tally.events_dropped,
+                    seconds,
+                    "audit finished"
+                );
+            }
+            Err(e) => {
+                m.audit_runs
+                    .get_or_create(&ResultLabel {
+                        result: "interrupted",
+                    })
+                    .inc();
+                tracing::info!(error = %e, "audit results not fully written");
+            }
+        }
+    }
 }

@@ -36,6 +36,29 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterProviderLabels {
+    /// What the Nodes say.
+    pub detected: &'static str,
+    /// What the engine uses (`--cluster-provider` when given, else `detected`).
+    pub effective: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    pub provider: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
 /// Every metric hostguard exposes.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,6 +73,21 @@ pub struct Metrics {
     pub snapshot_age: Gauge<f64, AtomicU64>,
     pub policies: Gauge,
     pub ai_workloads: Gauge,
+    /// Cluster mode: the provider detected from Nodes and the one in force (value 1).
+    pub cluster_provider: Family<ClusterProviderLabels, Gauge>,
+    /// Cluster mode: schedulable Nodes per provider.
+    pub cluster_nodes: Family<ProviderLabel, Gauge>,
+    /// Cluster mode: Nodes ignored by detection because they are unschedulable (cordoned).
+    pub cluster_nodes_unschedulable: Gauge,
+    pub watch_errors: Family<ResourceLabel, Counter>,
+    pub watch_restarts: Family<ResourceLabel, Counter>,
+    pub audit_runs: Family<ResultLabel, Counter>,
+    pub audit_duration: Histogram,
+    /// Violating workloads at the last audit, by policy and action (Audit policies included).
+    pub audit_violations: Family<ViolationLabels, Gauge>,
+    pub audit_objects: Gauge,
+    pub leader: Gauge,
+    pub config_map_cache_entries: Gauge,
 }
 
 impl Metrics {
@@ -117,6 +155,73 @@ impl Metrics {
             "AIWorkloads in the snapshot",
             ai_workloads.clone(),
         );
+        let cluster_provider = Family::<ClusterProviderLabels, Gauge>::default();
+        registry.register(
+            "cluster_provider",
+            "What the cluster runs on: detected from Nodes, and in force (1 for the current pair)",
+            cluster_provider.clone(),
+        );
+        let cluster_nodes = Family::<ProviderLabel, Gauge>::default();
+        registry.register(
+            "cluster_nodes",
+            "Schedulable Nodes by the provider they run on",
+            cluster_nodes.clone(),
+        );
+        let cluster_nodes_unschedulable = Gauge::default();
+        registry.register(
+            "cluster_nodes_unschedulable",
+            "Nodes left out of provider detection because they are cordoned",
+            cluster_nodes_unschedulable.clone(),
+        );
+        let watch_errors = Family::<ResourceLabel, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Errors of the cluster watches, by resource (each is retried with backoff)",
+            watch_errors.clone(),
+        );
+        let watch_restarts = Family::<ResourceLabel, Counter>::default();
+        registry.register(
+            "watch_restarts",
+            "Re-lists of the cluster watches after the first sync, by resource",
+            watch_restarts.clone(),
+        );
+        let audit_runs = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "audit_runs",
+            "Background audits of existing workloads, by result",
+            audit_runs.clone(),
+        );
+        let audit_duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register_with_unit(
+            "audit_duration",
+            "Time one background audit took",
+            Unit::Seconds,
+            audit_duration.clone(),
+        );
+        let audit_violations = Family::<ViolationLabels, Gauge>::default();
+        registry.register(
+            "audit_violating_workloads",
+            "Existing workloads that broke a policy at the last audit, by policy and action",
+            audit_violations.clone(),
+        );
+        let audit_objects = Gauge::default();
+        registry.register(
+            "audit_objects",
+            "Workloads evaluated by the last audit",
+            audit_objects.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and writes status and events",
+            leader.clone(),
+        );
+        let config_map_cache_entries = Gauge::default();
+        registry.register(
+            "configmap_cache_entries",
+            "ConfigMaps (present or known absent) in the on-demand cache",
+            config_map_cache_entries.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -129,6 +234,17 @@ impl Metrics {
             snapshot_age,
             policies,
             ai_workloads,
+            cluster_provider,
+            cluster_nodes,
+            cluster_nodes_unschedulable,
+            watch_errors,
+            watch_restarts,
+            audit_runs,
+            audit_duration,
+            audit_violations,
+            audit_objects,
+            leader,
+            config_map_cache_entries,
         })
     }
 

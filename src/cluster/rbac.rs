@@ -1,0 +1,153 @@
+//! The Kubernetes permissions hostguard needs in a cluster, in one place: the chart's
+//! ClusterRole and Role are written from this table, and a test keeps it free of Secrets and
+//! wildcards.
+
+/// Where a rule is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A ClusterRole bound cluster-wide.
+    Cluster,
+    /// A Role in hostguard's own namespace (the Lease namespace).
+    OwnNamespace,
+}
+
+/// One RBAC rule: an API group, resources in it, verbs, and why hostguard needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub scope: Scope,
+    /// API group (`""` is the core group).
+    pub api_group: &'static str,
+    pub resources: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub why: &'static str,
+}
+
+/// Every permission hostguard uses, and nothing else. Secrets are never read: an endpoint that
+/// lives in a Secret is `unresolved` by design.
+pub const RULES: &[Rule] = &[
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "hostguard.dev",
+        resources: &["hostingpolicies", "aiworkloads"],
+        verbs: &["get", "list", "watch"],
+        why: "the policies in force and the declared AI workloads, cached by watches",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "hostguard.dev",
+        resources: &["hostingpolicies/status", "aiworkloads/status"],
+        // Status is written by server-side apply, which the API server authorizes as `patch`;
+        // `update` (a full replace) is what issue 4 names and stays granted so that the chart
+        // and this table agree.
+        verbs: &["update", "patch"],
+        why: "audit results: Ready/Compliant conditions, violation counts, matched workloads",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "",
+        resources: &["namespaces"],
+        verbs: &["get", "list", "watch"],
+        why: "namespace labels for policy namespaceSelectors (metadata-only watch)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "",
+        resources: &["nodes"],
+        verbs: &["get", "list", "watch"],
+        why: "cluster identity from spec.providerID and node labels",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "",
+        resources: &["configmaps"],
+        verbs: &["get", "list", "watch"],
+        why: "endpoint values referenced by workloads: fetched on demand, kept fresh by a metadata-only watch",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "",
+        resources: &["pods"],
+        verbs: &["get", "list", "watch"],
+        why: "audit of bare Pods (paginated lists)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "apps",
+        resources: &["deployments", "statefulsets", "daemonsets", "replicasets"],
+        verbs: &["get", "list", "watch"],
+        why: "audit of existing pod controllers (paginated lists)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "batch",
+        resources: &["jobs", "cronjobs"],
+        verbs: &["get", "list", "watch"],
+        why: "audit of existing Jobs and CronJobs (paginated lists)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "events.k8s.io",
+        resources: &["events"],
+        verbs: &["create", "patch"],
+        why: "a Warning Event on each violating workload (patch updates a repeated event's series)",
+    },
+    Rule {
+        scope: Scope::OwnNamespace,
+        api_group: "coordination.k8s.io",
+        resources: &["leases"],
+        verbs: &["get", "create", "update"],
+        why: "leader election: only the Lease holder writes status and events",
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_secrets_and_no_wildcards() {
+        for rule in RULES {
+            assert_ne!(rule.api_group, "*");
+            for r in rule.resources {
+                assert!(!r.contains('*'), "wildcard resource in {rule:?}");
+                assert!(
+                    !r.starts_with("secrets"),
+                    "hostguard must never be granted Secrets: {rule:?}"
+                );
+            }
+            for v in rule.verbs {
+                assert_ne!(*v, "*", "wildcard verb in {rule:?}");
+            }
+            assert!(!rule.why.is_empty());
+        }
+    }
+
+    #[test]
+    fn leases_are_only_in_the_own_namespace() {
+        for rule in RULES {
+            if rule.resources.contains(&"leases") {
+                assert_eq!(rule.scope, Scope::OwnNamespace);
+            } else {
+                assert_eq!(rule.scope, Scope::Cluster);
+            }
+        }
+    }
+
+    #[test]
+    fn writes_are_limited_to_status_events_and_the_lease() {
+        for rule in RULES {
+            let writes = rule
+                .verbs
+                .iter()
+                .any(|v| !matches!(*v, "get" | "list" | "watch"));
+            if writes {
+                assert!(
+                    rule.resources
+                        .iter()
+                        .all(|r| r.ends_with("/status") || *r == "events" || *r == "leases"),
+                    "unexpected write permission: {rule:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Writing audit results back: `HostingPolicy.status`, `AIWorkload.status`, and a Warning Event
+//! on each violating workload. Only the Lease holder writes, and it asks before every write, so
+//! a replica that loses the Lease stops at once.
+//!
+//! Status goes to the status subresource by server-side apply with the `hostguard` field
+//! manager: hostguard owns the whole status, so a field it stops sending (an emptied
+//! `violatingObjects`) is removed, which a merge patch would not do. Events go through
+//! kube-runtime's [`Recorder`], and are deduplicated here per object and policy: one Event when
+//! a violation is first seen by this leader, none while it persists, a new one if it comes back
+//! after being fixed.
+
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::audit::{DeclaredTally, PolicyTally, Tally};
+use super::lease::Leadership;
+use crate::api::{AIWorkload, AIWorkloadStatus, HostingPolicy, HostingPolicyStatus};
+use crate::policy::PolicyError;
+use crate::snapshot::DeclaredWorkload;
+
+/// Field manager of every write.
+pub const FIELD_MANAGER: &str = "hostguard";
+/// Event reason on violating workloads.
+pub const VIOLATION_REASON: &str = "HostingPolicyViolation";
+/// New Events published per audit at most; the rest follow at the next audits.
+pub const MAX_NEW_EVENTS: usize = 200;
+/// Kubernetes limits an Event's note to 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// What a policy's status says besides the audit counts.
+#[derive(Debug, Clone, Copy)]
+pub enum PolicyState<'a> {
+    Enforced,
+    Invalid(&'a [PolicyError]),
+    /// A `--policy` file of the same name is enforced instead.
+    Shadowed,
+}
+
+/// A condition, keeping the previous transition time when the status did not change.
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The status of one HostingPolicy after an audit.
+pub fn policy_status(
+    policy: &HostingPolicy,
+    state: PolicyState<'_>,
+    tally: Option<&PolicyTally>,
+    now: &Time,
+) -> HostingPolicyStatus {
+    let generation = policy.metadata.generation;
+    let previous = policy
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let ready = match state {
+        PolicyState::Enforced => condition(
+            "Ready",
+            "True",
+            "Enforced",
+            format!("enforced with action {}", policy.spec.action.as_str()),
+            generation,
+            previous,
+            now,
+        ),
+        PolicyState::Invalid(errors) => condition(
+            "Ready",
+            "False",
+            "InvalidSpec",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            generation,
+            previous,
+            now,
+        ),
+        PolicyState::Shadowed => condition(
+            "Ready",
+            "False",
+            "OverriddenByFile",
+            "a policy of the same name given to hostguard with --policy is enforced instead"
+                .to_string(),
+            generation,
+            previous,
+            now,
+        ),
+    };
+    let enforced = matches!(state, PolicyState::Enforced);
+    HostingPolicyStatus {
+        conditions: vec![ready],
+        observed_generation: generation,
+        violations: if enforced {
+            tally.map_or(0, |t| t.violating)
+        } else {
+            0
+        },
+        last_audit_time: Some(now.clone()),
+        violating_objects: if enforced {
+            tally.map(|t| t.first.clone()).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// The status of one AIWorkload after an audit.
+pub fn workload_status(
+    aiw: &AIWorkload,
+    tally: Option<&DeclaredTally>,
+    now: &Time,
+) -> AIWorkloadStatus {
+    let generation = aiw.metadata.generation;
+    let previous = aiw
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let compliant = match (DeclaredWorkload::from_resource(aiw), tally) {
+        (Err(e), _) => condition(
+            "Compliant",
+            "Unknown",
+            "InvalidSpec",
+            e.reason,
+            generation,
+            previous,
+            now,
+        ),
+        (Ok(_), None) => condition(
+            "Compliant",
+            "True",
+            "NoMatchingWorkloads",
+            "no workload in this namespace has pods that spec.selector selects".to_string(),
+            generation,
+            previous,
+            now,
+        ),
+        (Ok(_), Some(t)) if t.violating == 0 => condition(
+            "Compliant",
+            "True",
+            "Compliant",
+            format!("all {} matched workloads pass every policy", t.total),
+            generation,
+            previous,
+            now,
+        ),
+        (Ok(_), Some(t)) => condition(
+            "Compliant",
+            "False",
+            "PolicyViolation",
+            format!(
+                "{} of {} matched workloads break a policy; first: {}",
+                t.violating,
+                t.total,
+                t.first_violation.as_deref().unwrap_or("")
+            ),
+            generation,
+            previous,
+            now,
+        ),
+    };
+    AIWorkloadStatus {
+        conditions: vec![compliant],
+        observed_generation: generation,
+        matched_workloads: tally.map(|t| t.matched.clone()).unwrap_or_default(),
+        last_audit_time: Some(now.clone()),
+    }
+}
+
+/// The server-side apply body for a status.
+pub fn apply_body<K: kube::Resource<DynamicType = ()>>(
+    status: &impl serde::Serialize,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    })
+}
+
+/// Writes status and events while this replica leads.
+pub struct Writer {
+    client: Client,
+    leadership: Leadership,
+    recorder: Recorder,
+    /// (object, policy) pairs this leader has published an Event for, still violating.
+    emitted: HashSet<(String, String)>,
+}
+
+/// Why writing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("no longer the leader")]
+    NotLeader,
+}
+
+impl Writer {
+    pub fn new(client: Client, leadership: Leadership, identity: &str) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "hostguard".into(),
+                instance: Some(identity.to_string()),
+            },
+        );
+        Writer {
+            client,
+            leadership,
+            recorder,
+            emitted: HashSet::new(),
+        }
+    }
+
+    fn check(&self) -> Result<(), WriteError> {
+        if self.leadership.is_leader() {
+            Ok(())
+        } else {
+            Err(WriteError::NotLeader)
+        }
+    }
+
+    /// Forgets which Events were published (a new leadership term starts afresh).
+    pub fn reset(&mut self) {
+        self.emitted.clear();
+    }
+
+    /// Writes every HostingPolicy's and AIWorkload's status, then the new Events. Returns the
+    /// number of Events published. Individual write failures are logged and skipped (the next
+    /// audit writes again); losing leadership stops everything at once.
+    pub async fn write(
+        &mut self,
+        policies: &[std::sync::Arc<HostingPolicy>],
+        invalid: &BTreeMap<String, Vec<PolicyError>>,
+        shadowed: &[String],
+        workloads: &[std::sync::Arc<AIWorkload>],
+        tally: &Tally,
+        now: Timestamp,
+    ) -> Result<usize, WriteError> {
+        let now = Time(now);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let policy_api: Api<HostingPolicy> = Api::all(self.client.clone());
+        for policy in policies {
+            let Some(name) = policy.metadata.name.as_deref() else {
+                continue;
+            };
+            let state = match invalid.get(name) {
+                Some(errors) => PolicyState::Invalid(errors),
+                None if shadowed.iter().any(|s| s == name) => PolicyState::Shadowed,
+                None => PolicyState::Enforced,
+            };
+            let status = policy_status(policy, state, tally.policies.get(name), &now);
+            self.check()?;
+            let body = apply_body::<HostingPolicy>(&status);
+            if let Err(e) = policy_api
+                .patch_status(name, &params, &Patch::Apply(&body))
+                .await
+            {
+                tracing::warn!(policy = name, error = %e, "cannot write HostingPolicy status");
+            }
+        }
+        for aiw in workloads {
+            let (Some(name), Some(ns)) = (
+                aiw.metadata.name.as_deref(),
+                aiw.metadata.namespace.as_deref(),
+            ) else {
+                continue;
+            };
+            let status = workload_status(
+                aiw,
+                tally.declared.get(&(ns.to_string(), name.to_string())),
+                &now,
+            );
+            self.check()?;
+            let api: Api<AIWorkload> = Api::namespaced(self.client.clone(), ns);
+            let body = apply_body::<AIWorkload>(&status);
+            if let Err(e) = api.patch_status(name, &params, &Patch::Apply(&body)).await {
+                tracing::warn!(namespace = ns, name, error = %e, "cannot write AIWorkload status");
+            }
+        }
+        self.publish_events(tally).await
+    }
+
+    /// Publishes one Warning Event per (object, policy) not published before, at most
+    /// [`MAX_NEW_EVENTS`] per call.
+    pub async fn publish_events(&mut self, tally: &Tally) -> Result<usize, WriteError> {
+        let current: HashSet<(String, String)> = tally.events.iter().map(|e| e.key()).collect();
+        // A violation that went away may come back later and deserves a new Event then.
+        self.emitted.retain(|k| current.contains(k));
+        let mut published = 0;
+        for pending in &tally.events {
+            if published >= MAX_NEW_EVENTS {
+                break;
+            }
+            let key = pending.key();
+            if self.emitted.contains(&key) {
+                continue;
+            }
+            self.check()?;
+            let event = Event {
+                type_: EventType::Warning,
+                reason: VIOLATION_REASON.into(),
+                note: Some(truncate(
+                    &format!(
+                        "policy {} ({}): {}",
+                        pending.policy,
+                        pending.action.as_str(),
+                        pending.message
+                    ),
+                    MAX_NOTE_BYTES,
+                )),
+                action: "Audit".into(),
+                secondary: None,
+            };
+            match self.recorder.publish(&event, &pending.reference).await {
+                Ok(()) => {
+                    self.emitted.insert(key);
+                    published += 1;
+                }
+                Err(e) => tracing::warn!(
+                    policy = %pending.policy,
+                    kind = pending.reference.kind.as_deref().unwrap_or(""),
+                    namespace = pending.reference.namespace.as_deref().unwrap_or(""),
+                    name = pending.reference.name.as_deref().unwrap_or(""),
+                    error = %e,
+                    "cannot publish a violation Event"
+                ),
+            }
+        }
+        Ok(published)
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_at_a_char_boundary() {
+        let s = "é".repeat(600);
+        let t = truncate(&s, 1024);
+        assert!(t.len() <= 1024);
+        assert!(t.ends_with("..."));
+        assert_eq!(truncate("short", 1024), "short");
+    }
+}

@@ -1,0 +1,1069 @@
+//! The cluster controller against a mock API (kube's `tower_test` service): the Lease acquired,
+//! renewed, taken over after expiry and released; status bodies for compliant and violating
+//! workloads; Events once per violation; nothing written by a non-leader; a watch error followed
+//! by recovery; the audit's paginated lists.
+//!
+//! Time is paused in every test: lease expiry and watch backoff advance the clock instead of
+//! sleeping.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostguard::api::{AIWorkload, HostingPolicy};
+use hostguard::cluster::audit::{self, Tally};
+use hostguard::cluster::config_maps::{self, ConfigMapCache, Fetcher};
+use hostguard::cluster::inventory::{BuildInput, Built, Inventory, Writers};
+use hostguard::cluster::lease::{Elector, Leadership, Timings};
+use hostguard::cluster::status::{self, WriteError};
+use hostguard::cluster::watch::{self as reflect, Shared};
+use hostguard::server::metrics::{Metrics, ResourceLabel};
+use hostguard::snapshot::{ConfigMapSource, Lookup};
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+// ---------------------------------------------------------------- the mock API
+
+/// One request the mock API received.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+impl Seen {
+    fn is(&self, method: &str, path: &str) -> bool {
+        self.method == method && self.path == path
+    }
+    fn query_has(&self, pair: &str) -> bool {
+        self.query.split('&').any(|p| p == pair)
+    }
+}
+
+enum Reply {
+    Json(u16, Value),
+    /// A watch response: JSON lines, then the end of the stream.
+    Lines(Vec<Value>),
+    /// Never answered (a watch that stays open).
+    Hang,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// Serves the mock API with `route` until the client is dropped; every request is logged.
+fn mock_api(mut route: impl FnMut(&Seen) -> Reply + Send + 'static) -> (Client, Log) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log: Log = Arc::default();
+    let seen = Arc::clone(&log);
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let s = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().unwrap_or("").to_string(),
+                content_type: parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            seen.lock().unwrap().push(s.clone());
+            match route(&s) {
+                Reply::Json(code, v) => send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::to_vec(&v).unwrap()))
+                        .unwrap(),
+                ),
+                Reply::Lines(lines) => {
+                    let mut out = Vec::new();
+                    for l in lines {
+                        out.extend(serde_json::to_vec(&l).unwrap());
+                        out.push(b'\n');
+                    }
+                    send.send_response(
+                        Response::builder()
+                            .status(200)
+                            .body(Body::from(out))
+                            .unwrap(),
+                    )
+                }
+                Reply::Hang => open.push(send),
+            }
+        }
+    });
+    (Client::new(service, "default"), log)
+}
+
+fn status(code: u16, reason: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "code": code, "message": reason})
+}
+
+fn not_found() -> Reply {
+    Reply::Json(404, status(404, "NotFound"))
+}
+
+const LEASE_PATH: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/hostguard/leases/hostguard-leader";
+
+/// A Lease store with resourceVersion checks, as the API server keeps one.
+#[derive(Default)]
+struct LeaseStore {
+    lease: Option<Value>,
+    rv: u64,
+}
+
+impl LeaseStore {
+    fn held_by(holder: &str) -> Self {
+        let mut s = LeaseStore::default();
+        s.put(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "hostguard-leader", "namespace": "hostguard"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 3}
+        }));
+        s
+    }
+
+    fn put(&mut self, mut v: Value) -> Value {
+        self.rv += 1;
+        v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.lease = Some(v.clone());
+        v
+    }
+
+    fn route(&mut self, r: &Seen) -> Option<Reply> {
+        let collection = LEASE_PATH.rsplit_once('/').unwrap().0;
+        Some(match (r.method.as_str(), r.path.as_str()) {
+            ("GET", LEASE_PATH) => match &self.lease {
+                Some(l) => Reply::Json(200, l.clone()),
+                None => not_found(),
+            },
+            ("POST", p) if p == collection => {
+                if self.lease.is_some() {
+                    Reply::Json(409, status(409, "AlreadyExists"))
+                } else {
+                    Reply::Json(201, self.put(r.body.clone()))
+                }
+            }
+            ("PUT", LEASE_PATH) => {
+                let sent = r.body["metadata"]["resourceVersion"].as_str().unwrap_or("");
+                if sent != self.rv.to_string() {
+                    Reply::Json(409, status(409, "Conflict"))
+                } else {
+                    Reply::Json(200, self.put(r.body.clone()))
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+fn elector(client: Client, identity: &str) -> Elector {
+    Elector::new(
+        client,
+        "hostguard",
+        "hostguard-leader",
+        identity,
+        Timings::default(),
+    )
+}
+
+fn lease_writes(log: &Log) -> Vec<Seen> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path.starts_with("/apis/coordination.k8s.io") && s.method != "GET")
+        .cloned()
+        .collect()
+}
+
+// ---------------------------------------------------------------- lease
+
+#[tokio::test(start_paused = true)]
+async fn the_lease_is_acquired_renewed_and_released() {
+    let mut store = LeaseStore::default();
+    let (client, log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let mut a = elector(client, "replica-a");
+    let leadership = a.leadership();
+    assert!(!leadership.is_leader());
+
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    assert!(leadership.is_leader());
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    a.release().await;
+    assert!(!leadership.is_leader());
+
+    let writes = lease_writes(&log);
+    assert_eq!(
+        writes.iter().map(|w| w.method.as_str()).collect::<Vec<_>>(),
+        ["POST", "PUT", "PUT"]
+    );
+    let created = &writes[0].body["spec"];
+    assert_eq!(created["holderIdentity"], "replica-a");
+    assert_eq!(created["leaseDurationSeconds"], 15);
+    assert_eq!(created["leaseTransitions"], 0);
+    let renewed = &writes[1].body;
+    assert_eq!(renewed["spec"]["holderIdentity"], "replica-a");
+    assert_eq!(renewed["metadata"]["resourceVersion"], "1");
+    assert_eq!(renewed["spec"]["acquireTime"], created["acquireTime"]);
+    assert_eq!(renewed["spec"]["leaseTransitions"], 0);
+    let released = &writes[2].body;
+    assert!(
+        released["spec"].get("holderIdentity").is_none(),
+        "{released}"
+    );
+    assert_eq!(released["metadata"]["resourceVersion"], "2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_lease_is_taken_over_only_after_it_expires() {
+    let mut store = LeaseStore::held_by("replica-b");
+    let (client, log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let mut a = elector(client, "replica-a");
+
+    assert!(!a.try_acquire_or_renew().await.unwrap());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "not expired yet");
+    assert!(
+        lease_writes(&log).is_empty(),
+        "a non-holder never writes a live lease"
+    );
+
+    // replica-b has not renewed for 15 s as seen from here.
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    let writes = lease_writes(&log);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].method, "PUT");
+    assert_eq!(writes[0].body["spec"]["holderIdentity"], "replica-a");
+    assert_eq!(writes[0].body["spec"]["leaseTransitions"], 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_released_lease_is_taken_at_once() {
+    let mut store = LeaseStore::held_by("");
+    let (client, _log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let mut a = elector(client, "replica-a");
+    assert!(a.try_acquire_or_renew().await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflicting_update_loses_the_race() {
+    let mut store = LeaseStore::held_by("");
+    let (client, _log) = mock_api(move |r| {
+        if r.method == "PUT" {
+            // Someone else wrote the Lease between our GET and PUT.
+            store.rv += 1;
+        }
+        store.route(r).unwrap_or_else(not_found)
+    });
+    let mut a = elector(client, "replica-a");
+    assert!(!a.try_acquire_or_renew().await.unwrap());
+    assert!(!a.leadership().is_leader());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_cannot_renew_stops_writing_at_the_renew_deadline() {
+    let mut store = LeaseStore::default();
+    let broken = Arc::new(AtomicBool::new(false));
+    let fail = Arc::clone(&broken);
+    let (client, _log) = mock_api(move |r| {
+        if fail.load(Ordering::SeqCst) {
+            return Reply::Json(500, status(500, "InternalError"));
+        }
+        store.route(r).unwrap_or_else(not_found)
+    });
+    let mut a = elector(client, "replica-a");
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    broken.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(a.try_acquire_or_renew().await.is_err());
+    assert!(
+        a.leadership().is_leader(),
+        "still within the renew deadline"
+    );
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(!a.leadership().is_leader(), "10 s after the last renewal");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_election_loop_renews_and_releases_on_stop() {
+    let mut store = LeaseStore::default();
+    let (client, log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let a = elector(client, "replica-a");
+    let leadership = a.leadership();
+    let mut changes = leadership.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Metrics::new();
+    let task = tokio::spawn(a.run(Arc::clone(&metrics), stop_rx));
+    changes.wait_for(|l| *l).await.unwrap();
+    assert!(leadership.is_leader());
+    assert_eq!(metrics.leader.get(), 1);
+    // Three renewal periods.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert!(leadership.is_leader());
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    assert!(!leadership.is_leader());
+    assert_eq!(metrics.leader.get(), 0);
+    let writes = lease_writes(&log);
+    assert_eq!(writes[0].method, "POST");
+    let renewals = writes[1..writes.len() - 1].len();
+    assert_eq!(renewals, 3, "renewed every 5 s: {writes:?}");
+    let last = writes.last().unwrap();
+    assert!(last.body["spec"].get("holderIdentity").is_none());
+}
+
+// ---------------------------------------------------------------- status and events
+
+fn policy(name: &str) -> HostingPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "hostguard.dev/v1alpha1", "kind": "HostingPolicy",
+        "metadata": {"name": name, "generation": 3},
+        "spec": {
+            "provider": "openai", "apiClasses": ["stateless"], "action": "Deny",
+            "endpoints": {"allowedHosts": ["*.openai.azure.com"]}
+        }
+    }))
+    .unwrap()
+}
+
+fn aiw(name: &str, app: &str) -> AIWorkload {
+    serde_json::from_value(json!({
+        "apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
+        "metadata": {"name": name, "namespace": "team-a", "generation": 2},
+        "spec": {"selector": {"matchLabels": {"app": app}}, "provider": "openai"}
+    }))
+    .unwrap()
+}
+
+fn deployment(name: &str, base_url: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}")},
+        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": "i", "env": [
+                {"name": "OPENAI_API_KEY", "value": "sk-test"},
+                {"name": "OPENAI_BASE_URL", "value": base_url}
+            ]}]}
+        }}
+    })
+}
+
+fn inventory() -> (Inventory, Writers) {
+    let (inv, mut w) = Inventory::new();
+    fn list<K: kube::Resource + Clone>(
+        w: &mut kube::runtime::reflector::store::Writer<K>,
+        items: Vec<K>,
+    ) where
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        w.apply_watcher_event(&Event::Init);
+        for i in items {
+            w.apply_watcher_event(&Event::InitApply(i));
+        }
+        w.apply_watcher_event(&Event::InitDone);
+    }
+    list(&mut w.policies, vec![policy("azure-only")]);
+    list(
+        &mut w.workloads,
+        vec![aiw("chat", "chat"), aiw("embed", "embed")],
+    );
+    list(&mut w.namespaces, vec![]);
+    list(&mut w.nodes, vec![]);
+    (inv, w)
+}
+
+fn tally(built: &Built, objects: &[Value]) -> Tally {
+    let mut t = Tally::default();
+    for o in objects {
+        audit::evaluate_into(&mut t, o, &built.policies, &built.snapshot);
+    }
+    t
+}
+
+/// A mock API with a free Lease and accepting status patches and events.
+fn writable_api() -> (Client, Log) {
+    let mut store = LeaseStore::default();
+    mock_api(move |r| {
+        if let Some(reply) = store.route(r) {
+            return reply;
+        }
+        match r.method.as_str() {
+            "PATCH" => Reply::Json(200, r.body.clone()),
+            "POST" => Reply::Json(201, r.body.clone()),
+            _ => not_found(),
+        }
+    })
+}
+
+async fn leader(client: &Client) -> Leadership {
+    let mut e = elector(client.clone(), "replica-a");
+    assert!(e.try_acquire_or_renew().await.unwrap());
+    // The leadership outlives the elector: it stays valid until the renew deadline.
+    e.leadership()
+}
+
+fn now() -> k8s_openapi::jiff::Timestamp {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+fn writes(log: &Log) -> Vec<Seen> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| !s.path.starts_with("/apis/coordination.k8s.io"))
+        .cloned()
+        .collect()
+}
+
+async fn write(
+    writer: &mut status::Writer,
+    inv: &Inventory,
+    built: &Built,
+    t: &Tally,
+) -> Result<usize, WriteError> {
+    writer
+        .write(
+            &inv.policies.state(),
+            &built.invalid_policies,
+            &built.shadowed,
+            &inv.workloads.state(),
+            t,
+            now(),
+        )
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_bodies_for_a_compliant_and_a_violating_workload() {
+    let (client, log) = writable_api();
+    let leadership = leader(&client).await;
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = tally(
+        &built,
+        &[
+            deployment("chat", "https://api.openai.com/v1"),
+            deployment("embed", "https://contoso.openai.azure.com/openai/v1"),
+        ],
+    );
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    write(&mut writer, &inv, &built, &t).await.unwrap();
+
+    let w = writes(&log);
+    let patches: Vec<&Seen> = w.iter().filter(|s| s.method == "PATCH").collect();
+    assert_eq!(patches.len(), 3, "{patches:#?}");
+    for p in &patches {
+        assert_eq!(p.content_type, "application/apply-patch+yaml");
+        assert!(p.query_has("fieldManager=hostguard"), "{}", p.query);
+        assert!(p.query_has("force=true"), "{}", p.query);
+    }
+
+    let hp = patches
+        .iter()
+        .find(|p| p.path == "/apis/hostguard.dev/v1alpha1/hostingpolicies/azure-only/status")
+        .expect("HostingPolicy status");
+    assert_eq!(hp.body["apiVersion"], "hostguard.dev/v1alpha1");
+    assert_eq!(hp.body["kind"], "HostingPolicy");
+    let s = &hp.body["status"];
+    assert_eq!(s["observedGeneration"], 3);
+    assert_eq!(s["violations"], 1);
+    assert_eq!(s["lastAuditTime"], "2026-03-01T12:00:00Z");
+    assert_eq!(s["conditions"][0]["type"], "Ready");
+    assert_eq!(s["conditions"][0]["status"], "True");
+    assert_eq!(s["conditions"][0]["reason"], "Enforced");
+    assert_eq!(s["violatingObjects"].as_array().unwrap().len(), 1);
+    let v = &s["violatingObjects"][0];
+    assert_eq!(v["kind"], "Deployment");
+    assert_eq!(v["namespace"], "team-a");
+    assert_eq!(v["name"], "chat");
+    assert!(
+        v["message"].as_str().unwrap().contains("api.openai.com"),
+        "{v}"
+    );
+
+    let chat = patches
+        .iter()
+        .find(|p| {
+            p.path == "/apis/hostguard.dev/v1alpha1/namespaces/team-a/aiworkloads/chat/status"
+        })
+        .expect("violating AIWorkload status");
+    let c = &chat.body["status"]["conditions"][0];
+    assert_eq!(chat.body["kind"], "AIWorkload");
+    assert_eq!(c["type"], "Compliant");
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "PolicyViolation");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of 1 matched workloads break a policy")
+    );
+    assert_eq!(chat.body["status"]["observedGeneration"], 2);
+    assert_eq!(
+        chat.body["status"]["matchedWorkloads"],
+        json!([{"kind": "Deployment", "name": "chat", "compliant": false}])
+    );
+
+    let embed = patches
+        .iter()
+        .find(|p| {
+            p.path == "/apis/hostguard.dev/v1alpha1/namespaces/team-a/aiworkloads/embed/status"
+        })
+        .expect("compliant AIWorkload status");
+    let c = &embed.body["status"]["conditions"][0];
+    assert_eq!(c["status"], "True");
+    assert_eq!(c["reason"], "Compliant");
+    assert_eq!(
+        embed.body["status"]["matchedWorkloads"],
+        json!([{"kind": "Deployment", "name": "embed", "compliant": true}])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_policy_gets_ready_false_with_its_errors() {
+    let (client, log) = writable_api();
+    let leadership = leader(&client).await;
+    let (inv, mut w) = inventory();
+    let mut broken = policy("broken");
+    broken.spec.endpoints.allowed_hosts = vec!["https://bad".into()];
+    w.policies.apply_watcher_event(&Event::Apply(broken));
+    let built = inv.build(&BuildInput::default());
+    assert!(built.invalid_policies.contains_key("broken"));
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    write(&mut writer, &inv, &built, &Tally::default())
+        .await
+        .unwrap();
+    let w = writes(&log);
+    let p = w
+        .iter()
+        .find(|s| s.path.ends_with("/hostingpolicies/broken/status"))
+        .unwrap();
+    let c = &p.body["status"]["conditions"][0];
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "InvalidSpec");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.endpoints.allowedHosts[0]"),
+        "{c}"
+    );
+    assert_eq!(p.body["status"]["violations"], 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_are_emitted_once_per_violation() {
+    let (client, log) = writable_api();
+    let leadership = leader(&client).await;
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let violating = tally(
+        &built,
+        &[
+            deployment("chat", "https://api.openai.com/v1"),
+            deployment("other", "https://bedrock-runtime.us-east-1.amazonaws.com"),
+            deployment("embed", "https://contoso.openai.azure.com/openai/v1"),
+        ],
+    );
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    assert_eq!(
+        write(&mut writer, &inv, &built, &violating).await.unwrap(),
+        2
+    );
+    // The same violations at the next audit: no new Event.
+    assert_eq!(
+        write(&mut writer, &inv, &built, &violating).await.unwrap(),
+        0
+    );
+
+    let events: Vec<Seen> = writes(&log)
+        .into_iter()
+        .filter(|s| s.path.contains("/events"))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for e in &events {
+        assert!(e.is("POST", "/apis/events.k8s.io/v1/namespaces/team-a/events"));
+        assert_eq!(e.body["type"], "Warning");
+        assert_eq!(e.body["reason"], status::VIOLATION_REASON);
+        assert_eq!(e.body["reportingController"], "hostguard");
+        assert_eq!(e.body["reportingInstance"], "replica-a");
+        assert_eq!(e.body["regarding"]["kind"], "Deployment");
+        assert!(
+            e.body["note"]
+                .as_str()
+                .unwrap()
+                .starts_with("policy azure-only (Deny): ")
+        );
+    }
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e.body["regarding"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["chat", "other"]);
+
+    // Fixed, then broken again: a new Event.
+    let fixed = tally(
+        &built,
+        &[deployment(
+            "chat",
+            "https://contoso.openai.azure.com/openai/v1",
+        )],
+    );
+    assert_eq!(write(&mut writer, &inv, &built, &fixed).await.unwrap(), 0);
+    let broken_again = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
+    assert_eq!(
+        write(&mut writer, &inv, &built, &broken_again)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_leader_writes_nothing() {
+    let (client, log) = writable_api();
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
+    let mut writer = status::Writer::new(client, Leadership::default(), "replica-b");
+    assert!(matches!(
+        write(&mut writer, &inv, &built, &t).await,
+        Err(WriteError::NotLeader)
+    ));
+    assert!(log.lock().unwrap().is_empty(), "{:#?}", log.lock().unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_past_its_renew_deadline_stops_writing() {
+    let (client, log) = writable_api();
+    let leadership = leader(&client).await;
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
+    let before = log.lock().unwrap().len();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    assert!(matches!(
+        write(&mut writer, &inv, &built, &t).await,
+        Err(WriteError::NotLeader)
+    ));
+    assert_eq!(log.lock().unwrap().len(), before);
+}
+
+// ---------------------------------------------------------------- watches
+
+fn policy_list(rv: &str, names: &[&str]) -> Value {
+    json!({
+        "apiVersion": "hostguard.dev/v1alpha1", "kind": "HostingPolicyList",
+        "metadata": {"resourceVersion": rv},
+        "items": names.iter().map(|n| {
+            let mut p = serde_json::to_value(policy(n)).unwrap();
+            p["metadata"]["resourceVersion"] = json!(rv);
+            p
+        }).collect::<Vec<_>>()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_error_is_followed_by_a_relist_and_recovery() {
+    let lists = Arc::new(Mutex::new(0));
+    let n = Arc::clone(&lists);
+    let (client, log) = mock_api(move |r| {
+        assert_eq!(r.path, "/apis/hostguard.dev/v1alpha1/hostingpolicies");
+        if r.query_has("watch=true") {
+            let listed = *n.lock().unwrap();
+            return if listed == 1 {
+                // The watch breaks: the resource version is too old (410 Gone).
+                Reply::Lines(vec![
+                    json!({"type": "ERROR", "object": status(410, "Expired")}),
+                ])
+            } else {
+                Reply::Hang
+            };
+        }
+        let mut listed = n.lock().unwrap();
+        *listed += 1;
+        if *listed == 1 {
+            Reply::Json(200, policy_list("10", &["first"]))
+        } else {
+            Reply::Json(200, policy_list("20", &["first", "second"]))
+        }
+    });
+
+    let (inv, w) = Inventory::new();
+    let metrics = Metrics::new();
+    let notify = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let synced = Arc::new(AtomicBool::new(false));
+    let stream = watcher::watcher(
+        kube::Api::<HostingPolicy>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let task = tokio::spawn(reflect::reflect(
+        "hostingpolicies",
+        stream,
+        w.policies,
+        |p: &HostingPolicy| hostguard::cluster::inventory::spec_fingerprint(&p.spec),
+        Arc::clone(&synced),
+        Shared {
+            notify: Arc::clone(&notify),
+            metrics: Arc::clone(&metrics),
+            stop: stop_rx,
+        },
+    ));
+
+    notify.notified().await;
+    assert!(synced.load(Ordering::SeqCst));
+    assert_eq!(inv.policies.len(), 1);
+
+    // After the error the watcher backs off, lists again and the store recovers.
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while inv.policies.len() < 2 {
+            notify.notified().await;
+        }
+    })
+    .await
+    .expect("the store recovers after the watch error");
+    let label = ResourceLabel {
+        resource: "hostingpolicies",
+    };
+    assert_eq!(metrics.watch_errors.get_or_create(&label).get(), 1);
+    assert_eq!(metrics.watch_restarts.get_or_create(&label).get(), 1);
+    let built = inv.build(&BuildInput::default());
+    assert_eq!(built.policies.len(), 2);
+
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    let seen = log.lock().unwrap().clone();
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|s| {
+            if s.query_has("watch=true") {
+                "watch"
+            } else {
+                "list"
+            }
+        })
+        .collect();
+    assert_eq!(&kinds[..4], ["list", "watch", "list", "watch"], "{seen:#?}");
+    assert!(seen[0].query_has("limit=500"), "{}", seen[0].query);
+    assert!(seen[1].query_has("resourceVersion=10"), "{}", seen[1].query);
+    assert!(
+        seen[1].query_has("allowWatchBookmarks=true"),
+        "{}",
+        seen[1].query
+    );
+    assert!(seen[3].query_has("resourceVersion=20"), "{}", seen[3].query);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_watch_start_is_retried_and_events_then_arrive() {
+    let watches = Arc::new(Mutex::new(0));
+    let n = Arc::clone(&watches);
+    let (client, _log) = mock_api(move |r| {
+        if !r.query_has("watch=true") {
+            return Reply::Json(200, policy_list("10", &[]));
+        }
+        let mut w = n.lock().unwrap();
+        *w += 1;
+        match *w {
+            1 => Reply::Json(500, status(500, "InternalError")),
+            2 => {
+                let mut p = serde_json::to_value(policy("late")).unwrap();
+                p["metadata"]["resourceVersion"] = json!("11");
+                Reply::Lines(vec![json!({"type": "ADDED", "object": p})])
+            }
+            _ => Reply::Hang,
+        }
+    });
+    let (inv, w) = Inventory::new();
+    let metrics = Metrics::new();
+    let notify = Arc::new(Notify::new());
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let stream = watcher::watcher(
+        kube::Api::<HostingPolicy>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    tokio::spawn(reflect::reflect(
+        "hostingpolicies",
+        stream,
+        w.policies,
+        |p: &HostingPolicy| hostguard::cluster::inventory::spec_fingerprint(&p.spec),
+        Arc::new(AtomicBool::new(false)),
+        Shared {
+            notify: Arc::clone(&notify),
+            metrics: Arc::clone(&metrics),
+            stop: stop_rx,
+        },
+    ));
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while inv.policies.is_empty() {
+            notify.notified().await;
+        }
+    })
+    .await
+    .expect("the policy arrives after the retried watch");
+    let label = ResourceLabel {
+        resource: "hostingpolicies",
+    };
+    assert_eq!(metrics.watch_errors.get_or_create(&label).get(), 1);
+    assert_eq!(metrics.watch_restarts.get_or_create(&label).get(), 0);
+}
+
+// ---------------------------------------------------------------- audit lists
+
+#[tokio::test(start_paused = true)]
+async fn the_audit_lists_in_pages_and_leaves_owned_objects_to_their_owner() {
+    let (client, log) = mock_api(|r| {
+        let empty =
+            |kind: &str| json!({"kind": kind, "apiVersion": "v1", "metadata": {}, "items": []});
+        let item = |name: &str, owner: Option<&str>| {
+            let mut d = deployment(name, "https://api.openai.com/v1");
+            d.as_object_mut().unwrap().remove("apiVersion");
+            d.as_object_mut().unwrap().remove("kind");
+            if let Some(kind) = owner {
+                d["metadata"]["ownerReferences"] = json!([{
+                    "apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": "u", "controller": true
+                }]);
+            }
+            d
+        };
+        let reply = match r.path.as_str() {
+            "/apis/apps/v1/deployments" if r.query_has("continue=page2") => json!({
+                "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {},
+                "items": [item("d2", None)]
+            }),
+            "/apis/apps/v1/deployments" => json!({
+                "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {"continue": "page2"},
+                "items": [item("d1", None)]
+            }),
+            "/apis/apps/v1/replicasets" => json!({
+                "kind": "ReplicaSetList", "apiVersion": "apps/v1", "metadata": {},
+                "items": [item("rs-owned", Some("Deployment")), item("rs-bare", None)]
+            }),
+            other => empty(other),
+        };
+        Reply::Json(200, reply)
+    });
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+        .await
+        .unwrap();
+    assert_eq!(t.objects, 3, "d1, d2 and the ReplicaSet no Deployment owns");
+    let violating: Vec<&str> = t.policies["azure-only"]
+        .first
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(violating, ["d1", "d2", "rs-bare"]);
+    let seen = log.lock().unwrap().clone();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/apis/apps/v1/deployments",
+            "/apis/apps/v1/deployments",
+            "/apis/apps/v1/statefulsets",
+            "/apis/apps/v1/daemonsets",
+            "/apis/apps/v1/replicasets",
+            "/apis/batch/v1/jobs",
+            "/apis/batch/v1/cronjobs",
+            "/api/v1/pods",
+        ]
+    );
+    assert!(
+        seen.iter()
+            .all(|s| s.method == "GET" && s.query_has("limit=250"))
+    );
+    assert!(seen[1].query_has("continue=page2"));
+    // No Secret is ever read.
+    assert!(seen.iter().all(|s| !s.path.contains("secrets")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_audit_stops_listing() {
+    let (client, log) = mock_api(|_| Reply::Json(200, json!({"metadata": {}, "items": []})));
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let r = audit::run(&client, None, &built.policies, &built.snapshot, &|| false).await;
+    assert!(matches!(r, Err(audit::AuditError::Interrupted)));
+    assert!(log.lock().unwrap().is_empty());
+}
+
+#[test]
+fn tally_caps_keep_memory_bounded() {
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let mut t = Tally::default();
+    for i in 0..(audit::MAX_VIOLATING_OBJECTS + 5) {
+        audit::evaluate_into(
+            &mut t,
+            &deployment(&format!("d{i}"), "https://api.openai.com/v1"),
+            &built.policies,
+            &built.snapshot,
+        );
+    }
+    let p = &t.policies["azure-only"];
+    assert_eq!(p.violating, (audit::MAX_VIOLATING_OBJECTS + 5) as i64);
+    assert_eq!(p.first.len(), audit::MAX_VIOLATING_OBJECTS);
+}
+
+// ---------------------------------------------------------------- ConfigMaps
+
+fn config_map(name: &str, rv: &str, url: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "team-a", "resourceVersion": rv},
+        "data": {"OPENAI_BASE_URL": url}
+    })
+}
+
+fn data_of(cache: &ConfigMapCache, name: &str) -> Option<String> {
+    match cache.get("team-a", name) {
+        Lookup::Found(d) => d.get("OPENAI_BASE_URL").cloned(),
+        _ => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefetch_caches_found_and_absent_config_maps_and_a_timeout_leaves_them_unknown() {
+    let (client, log) = mock_api(|r| match r.path.as_str() {
+        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Json(
+            200,
+            config_map("endpoints", "1", "https://api.openai.com/v1"),
+        ),
+        "/api/v1/namespaces/team-a/configmaps/slow" => Reply::Hang,
+        _ => not_found(),
+    });
+    let cache = ConfigMapCache::new(16);
+    let fetcher = Fetcher {
+        client,
+        cache: Arc::clone(&cache),
+        metrics: Metrics::new(),
+    };
+    let names = ["endpoints", "missing", "slow"].map(String::from);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    fetcher.fetch_missing("team-a", &names, deadline).await;
+    assert_eq!(
+        tokio::time::Instant::now(),
+        deadline,
+        "gave up at the deadline"
+    );
+    assert_eq!(
+        data_of(&cache, "endpoints").as_deref(),
+        Some("https://api.openai.com/v1")
+    );
+    assert_eq!(cache.get("team-a", "missing"), Lookup::Absent);
+    assert_eq!(
+        cache.get("team-a", "slow"),
+        Lookup::Unknown,
+        "a timeout caches nothing"
+    );
+
+    // Cached names are not fetched again.
+    let before = log.lock().unwrap().len();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    fetcher.fetch_missing("team-a", &names[..2], deadline).await;
+    assert_eq!(log.lock().unwrap().len(), before);
+    assert!(log.lock().unwrap().iter().all(|s| s.method == "GET"));
+}
+
+fn cm_meta(name: &str, rv: &str) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+           "metadata": {"name": name, "namespace": "team-a", "resourceVersion": rv}})
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_config_map_watch_refreshes_changed_and_forgets_deleted_entries() {
+    let watches = Arc::new(Mutex::new(0));
+    let n = Arc::clone(&watches);
+    let (client, log) = mock_api(move |r| match r.path.as_str() {
+        "/api/v1/configmaps" if r.query_has("watch=true") => {
+            let mut w = n.lock().unwrap();
+            *w += 1;
+            if *w == 1 {
+                Reply::Lines(vec![
+                    json!({"type": "MODIFIED", "object": cm_meta("endpoints", "2")}),
+                    json!({"type": "MODIFIED", "object": cm_meta("unrelated", "9")}),
+                    json!({"type": "DELETED", "object": cm_meta("doomed", "3")}),
+                ])
+            } else {
+                Reply::Hang
+            }
+        }
+        "/api/v1/configmaps" => Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "PartialObjectMetadataList",
+                   "metadata": {"resourceVersion": "1"},
+                   "items": [cm_meta("endpoints", "1"), cm_meta("doomed", "1"), cm_meta("unrelated", "1")]}),
+        ),
+        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Json(
+            200,
+            config_map(
+                "endpoints",
+                "2",
+                "https://contoso.openai.azure.com/openai/v1",
+            ),
+        ),
+        _ => not_found(),
+    });
+    let cache = ConfigMapCache::new(16);
+    let old: ConfigMap =
+        serde_json::from_value(config_map("endpoints", "1", "https://api.openai.com/v1")).unwrap();
+    cache.insert("team-a", "endpoints", Some(&old));
+    let doomed: ConfigMap =
+        serde_json::from_value(config_map("doomed", "1", "https://x.example.com")).unwrap();
+    cache.insert("team-a", "doomed", Some(&doomed));
+    let fetcher = Fetcher {
+        client,
+        cache: Arc::clone(&cache),
+        metrics: Metrics::new(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(config_maps::keep_fresh(fetcher, stop_rx));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while cache.get("team-a", "doomed") != Lookup::Absent {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the deletion reaches the cache");
+    assert_eq!(
+        data_of(&cache, "endpoints").as_deref(),
+        Some("https://contoso.openai.azure.com/openai/v1")
+    );
+    // Uncached ConfigMaps are neither fetched nor kept.
+    assert_eq!(cache.get("team-a", "unrelated"), Lookup::Unknown);
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    let gets: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path.starts_with("/api/v1/namespaces/"))
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(gets, ["/api/v1/namespaces/team-a/configmaps/endpoints"]);
+}
