@@ -7,7 +7,7 @@ use hostguard::api::{HostingPolicy, crd_documents};
 use hostguard::policy::default_policy;
 
 /// Every directory that holds a copy of the generated CRDs.
-const CRD_DIRS: &[&str] = &["crds"];
+const CRD_DIRS: &[&str] = &["crds", "charts/hostguard/crds"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -19,6 +19,10 @@ pub fn run(args: CrdsArgs) -> u8 {
         print!("{}", crate::api::crd_yaml());
         return EXIT_CLEAN;
     };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("hostguard crds: cannot create {}: {e}", dir.display());
+        return EXIT_BAD_INPUT;
+    }
     for (file, doc) in crate::api::crd_documents() {
         let path = dir.join(file);
         if let Err(e) = std::fs::write(&path, doc) {

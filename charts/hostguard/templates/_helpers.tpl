@@ -1,0 +1,107 @@
+{{/* Names, labels and the pieces shared by several templates. */}}
+
+{{- define "hostguard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's base name; also the Service name the API server calls. */}}
+{{- define "hostguard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "hostguard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hostguard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "hostguard.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "hostguard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hostguard
+{{- end }}
+
+{{- define "hostguard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "hostguard.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "hostguard.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "hostguard.leaseName" -}}
+{{- default (printf "%s-leader" (include "hostguard.fullname" .)) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* The Secret holding the webhook's serving certificate (tls.crt, tls.key). */}}
+{{- define "hostguard.tlsSecretName" -}}
+{{- if eq .Values.tls.source "secret" }}
+{{- required "tls.secret.name is required when tls.source is secret" .Values.tls.secret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "hostguard.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Annotations and caBundle of the webhook configurations: cert-manager's CA injector fills the bundle
+from the serving Certificate; with a user-provided Secret the bundle is given in the values.
+*/}}
+{{- define "hostguard.webhookAnnotations" -}}
+{{- if eq .Values.tls.source "certManager" }}
+  annotations:
+    cert-manager.io/inject-ca-from: {{ printf "%s/%s-tls" .Release.Namespace (include "hostguard.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "hostguard.clientConfig" -}}
+clientConfig:
+  service:
+    name: {{ include "hostguard.fullname" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    path: {{ .path }}
+    port: {{ .root.Values.service.port }}
+  {{- if eq .root.Values.tls.source "secret" }}
+  caBundle: {{ required "tls.secret.caBundle (base64 PEM of the CA) is required when tls.source is secret" .root.Values.tls.secret.caBundle }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Namespaces hostguard never sees: kube-system, the release namespace (so that hostguard's own pods can
+always start, even when no replica is up to answer), the configured ones, and any namespace
+labelled hostguard.dev/ignore=true.
+*/}}
+{{- define "hostguard.excludedNamespaces" -}}
+{{- concat (list "kube-system" .Release.Namespace) .Values.webhook.excludedNamespaces | uniq | toJson }}
+{{- end }}
+
+{{- define "hostguard.namespaceSelector" -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values:
+        {{- range (include "hostguard.excludedNamespaces" . | fromJsonArray) }}
+        - {{ . | quote }}
+        {{- end }}
+    - key: hostguard.dev/ignore
+      operator: NotIn
+      values: ["true"]
+{{- end }}

@@ -1,0 +1,332 @@
+//! The examples under `examples/` do what they say, through the built binary as a user runs it
+//! (`hostguard check -f FILE -o json --cluster-provider azure`): every workload example gets the
+//! verdict its first line announces (`# ALLOWED`, `# WARNED`, `# DENIED`; see
+//! `examples/README.md`), and the policy and AIWorkload examples are accepted by the engine.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use pretty_assertions::assert_eq;
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+/// The folders of `examples/` and how each is checked; a file anywhere else is an error.
+const FOLDERS: &[&str] = &["workloads", "policies", "aiworkloads", "helm"];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The YAML files of `examples/DIR`, as paths relative to the package root, sorted.
+fn examples(dir: &str) -> Result<Vec<String>, Box<dyn Error>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root().join("examples").join(dir))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let name = path.file_name().ok_or("no file name")?.to_string_lossy();
+            out.push(format!("examples/{dir}/{name}"));
+        }
+    }
+    out.sort();
+    assert!(!out.is_empty(), "examples/{dir}/ has no example");
+    Ok(out)
+}
+
+/// The verdict a workload example announces on its first line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Expected {
+    Allowed,
+    Warned,
+    Denied,
+}
+
+impl Expected {
+    fn of(file: &str) -> Result<Self, Box<dyn Error>> {
+        let text = std::fs::read_to_string(root().join(file))?;
+        let first = text.lines().next().unwrap_or("");
+        [
+            ("# ALLOWED", Expected::Allowed),
+            ("# WARNED", Expected::Warned),
+            ("# DENIED", Expected::Denied),
+        ]
+        .into_iter()
+        .find(|(marker, _)| first.starts_with(marker))
+        .map(|(_, expected)| expected)
+        .ok_or_else(|| {
+            format!(
+                "{file}: the first line must start with # ALLOWED, # WARNED or # DENIED \
+                 (examples/README.md), found {first:?}"
+            )
+            .into()
+        })
+    }
+
+    fn verdict(self) -> &'static str {
+        match self {
+            Expected::Allowed => "allow",
+            Expected::Warned => "warn",
+            Expected::Denied => "deny",
+        }
+    }
+
+    fn exit_code(self) -> i32 {
+        match self {
+            Expected::Allowed | Expected::Warned => 0,
+            Expected::Denied => 1,
+        }
+    }
+}
+
+/// Runs `hostguard check -o json --cluster-provider PROVIDER ARGS` from the package root and
+/// returns its exit code and report.
+fn check(provider: &str, args: &[&str]) -> Result<(i32, Value), Box<dyn Error>> {
+    let out = Command::cargo_bin("hostguard")?
+        .current_dir(root())
+        .env_remove("HOSTGUARD_CLUSTER_PROVIDER")
+        .args(["check", "-o", "json", "--cluster-provider", provider])
+        .args(args)
+        .output()?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(stderr.is_empty(), "hostguard check {args:?}: {stderr}");
+    let report = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("hostguard check {args:?} printed no JSON report: {e}"))?;
+    Ok((out.status.code().unwrap_or(-1), report))
+}
+
+fn results(report: &Value) -> &[Value] {
+    report["results"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+fn is_hostguard_resource(result: &Value) -> bool {
+    str_of(result, "apiVersion").starts_with("hostguard.dev/")
+}
+
+/// The results a workload example is about: documents with a pod template. hostguard's own
+/// resources and skipped documents (ConfigMaps) only support them.
+fn judged(report: &Value) -> Vec<&Value> {
+    results(report)
+        .iter()
+        .filter(|r| !is_hostguard_resource(r) && str_of(r, "verdict") != "skipped")
+        .collect()
+}
+
+fn describe(result: &Value) -> String {
+    format!(
+        "{}#{} {} {}",
+        str_of(result, "source"),
+        result["document"],
+        str_of(result, "kind"),
+        str_of(result, "name")
+    )
+}
+
+#[test]
+fn every_example_is_in_a_checked_folder() -> TestResult {
+    for entry in std::fs::read_dir(root().join("examples"))? {
+        let path = entry?.path();
+        let name = path.file_name().ok_or("no file name")?.to_string_lossy();
+        if path.is_dir() {
+            assert!(
+                FOLDERS.contains(&name.as_ref()),
+                "examples/{name}/ is checked by no test; see examples/README.md"
+            );
+        } else {
+            assert_eq!(name, "README.md", "examples/{name} belongs in a folder");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_workload_example_declares_its_verdict_and_there_is_one_of_each() -> TestResult {
+    let mut seen = Vec::new();
+    for file in examples("workloads")? {
+        seen.push(Expected::of(&file)?);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        vec![Expected::Allowed, Expected::Warned, Expected::Denied]
+    );
+    Ok(())
+}
+
+#[test]
+fn every_workload_example_is_listed_in_the_examples_readme() -> TestResult {
+    let readme = std::fs::read_to_string(root().join("examples/README.md"))?;
+    for file in examples("workloads")? {
+        let rel = file.trim_start_matches("examples/");
+        assert!(
+            readme.contains(&format!("`{rel}`")),
+            "examples/README.md does not list {rel}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn workload_examples_get_the_verdict_they_declare() -> TestResult {
+    for file in examples("workloads")? {
+        let expected = Expected::of(&file)?;
+        let (code, report) = check("azure", &["-f", &file])?;
+        assert_eq!(code, expected.exit_code(), "{file}: exit code\n{report:#}");
+        let workloads = judged(&report);
+        assert!(!workloads.is_empty(), "{file} holds no workload");
+        for w in workloads {
+            let what = describe(w);
+            assert_eq!(str_of(w, "verdict"), expected.verdict(), "{what}\n{w:#}");
+            let violations = w["violations"].as_array().map_or(0, Vec::len);
+            let warnings = w["warnings"].as_array().map_or(0, Vec::len);
+            match expected {
+                Expected::Denied => assert!(violations > 0, "{what}: denied without a violation"),
+                Expected::Warned => {
+                    assert!(
+                        warnings > 0 && violations == 0,
+                        "{what}: want warnings only"
+                    )
+                }
+                Expected::Allowed => assert_eq!(violations, 0, "{what}"),
+            }
+            for v in w["violations"].as_array().into_iter().flatten() {
+                // The message a user reads starts with the field path it is about.
+                let path = str_of(v, "path");
+                assert!(
+                    !path.is_empty() && str_of(v, "message").starts_with(path),
+                    "{what}: violation without its field path first: {v}"
+                );
+            }
+        }
+        // Supporting documents: hostguard's own resources are valid, the rest is not judged.
+        for r in results(&report).iter().filter(|r| is_hostguard_resource(r)) {
+            assert_eq!(str_of(r, "verdict"), "allow", "{}", describe(r));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_workload_folder_at_once_gives_every_document_the_verdict_it_gets_alone() -> TestResult {
+    let mut alone = BTreeMap::new();
+    for file in examples("workloads")? {
+        let (_, report) = check("azure", &["-f", &file])?;
+        for r in results(&report) {
+            alone.insert(describe(r), str_of(r, "verdict").to_string());
+        }
+    }
+    // As in the README's first command: the examples must not leak into each other (a ConfigMap
+    // or an AIWorkload of one example matching another's workload).
+    let (code, report) = check("azure", &["-f", "examples/workloads/"])?;
+    assert_eq!(code, 1, "something in examples/workloads/ is denied");
+    let together: BTreeMap<String, String> = results(&report)
+        .iter()
+        .map(|r| (describe(r), str_of(r, "verdict").to_string()))
+        .collect();
+    assert_eq!(together, alone);
+    Ok(())
+}
+
+#[test]
+fn allowed_azure_examples_are_denied_on_a_cluster_that_is_not_azure() -> TestResult {
+    let mut governed = 0;
+    for file in examples("workloads")? {
+        if Expected::of(&file)? != Expected::Allowed {
+            continue;
+        }
+        let (_, on_azure) = check("azure", &["-f", &file])?;
+        let (_, on_aws) = check("aws", &["-f", &file])?;
+        for (a, b) in results(&on_azure).iter().zip(results(&on_aws)) {
+            let stateless_to_azure =
+                a["findings"].as_array().into_iter().flatten().any(|f| {
+                    str_of(f, "apiClass") == "stateless" && str_of(f, "hosting") == "azure"
+                });
+            let want = if stateless_to_azure { "deny" } else { "allow" };
+            if !is_hostguard_resource(a) && str_of(a, "verdict") != "skipped" {
+                assert_eq!(str_of(b, "verdict"), want, "{} on aws\n{b:#}", describe(b));
+                governed += usize::from(stateless_to_azure);
+            }
+        }
+    }
+    assert!(
+        governed > 0,
+        "no allowed example sends stateless traffic to Azure"
+    );
+    Ok(())
+}
+
+/// Checks that every file of `examples/DIR` holds only documents of `kind`, which the engine
+/// accepts.
+fn accepted(dir: &str, kind: &str) -> TestResult {
+    for file in examples(dir)? {
+        let (code, report) = check("azure", &["-f", &file])?;
+        assert_eq!(code, 0, "{file}\n{report:#}");
+        assert!(!results(&report).is_empty(), "{file} is empty");
+        for r in results(&report) {
+            assert_eq!(str_of(r, "kind"), kind, "{}", describe(r));
+            assert_eq!(str_of(r, "verdict"), "allow", "{}\n{r:#}", describe(r));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn policy_examples_are_accepted() -> TestResult {
+    accepted("policies", "HostingPolicy")
+}
+
+#[test]
+fn aiworkload_examples_are_accepted() -> TestResult {
+    accepted("aiworkloads", "AIWorkload")
+}
+
+#[test]
+fn policy_examples_load_as_policy_files() -> TestResult {
+    // `--policy` reads and compiles every file of the folder; a bad one would exit 2.
+    let (code, report) = check(
+        "azure",
+        &[
+            "--policy",
+            "examples/policies/",
+            "-f",
+            "examples/workloads/chat-azure-openai.yaml",
+        ],
+    )?;
+    assert!(code == 0 || code == 1, "exit {code}\n{report:#}");
+    assert!(!judged(&report).is_empty());
+    Ok(())
+}
+
+#[test]
+fn helm_examples_are_values_files_not_manifests() -> TestResult {
+    // They are rendered by scripts/chart-test; `check` lists them as skipped, never as errors.
+    for file in examples("helm")? {
+        let (code, report) = check("azure", &["-f", &file])?;
+        assert_eq!(code, 0, "{file}");
+        for r in results(&report) {
+            assert_eq!(str_of(r, "verdict"), "skipped", "{}", describe(r));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn examples_readme_names_only_files_that_exist() -> TestResult {
+    let readme = std::fs::read_to_string(root().join("examples/README.md"))?;
+    let named: Vec<PathBuf> = readme
+        .split('`')
+        .filter(|s| s.ends_with(".yaml") && s.contains('/') && !s.contains(' '))
+        .map(|s| root().join("examples").join(s))
+        .collect();
+    assert!(!named.is_empty());
+    for path in named {
+        assert!(path.exists(), "examples/README.md names {}", path.display());
+    }
+    Ok(())
+}
