@@ -521,6 +521,9 @@ fn yaml_options(len: usize) -> serde_saphyr::Options {
         budget: budget,
         with_snippet: false,
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
+        // Kubernetes reads manifests as YAML 1.1 (sigs.k8s.io/yaml): `defaultMode: 0400` is
+        // octal 256, as the Kubernetes documentation writes file modes.
+        legacy_octal_numbers: true,
     }
 }
 
@@ -681,6 +684,15 @@ fn expand_lists(documents: Vec<Document>) -> Vec<Document> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn leading_zero_file_modes_are_octal_as_kubernetes_reads_them() {
+        let docs =
+            parse_str("m.yaml", "defaultMode: 0400\nother: 0644\nplain: 400\n").expect("parses");
+        assert_eq!(docs[0].value["defaultMode"], serde_json::json!(256));
+        assert_eq!(docs[0].value["other"], serde_json::json!(420));
+        assert_eq!(docs[0].value["plain"], serde_json::json!(400));
+    }
+
     use super::*;
     use pretty_assertions::assert_eq;
     use rstest::rstest;

@@ -99,11 +99,26 @@ pub fn run(args: ServeArgs) -> u8 {
     match runtime.block_on(serve(args)) {
         Ok(()) => 0,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "hostguard serve failed");
-            eprintln!("hostguard serve: {e:#}");
+            let message = causes(&e);
+            tracing::error!(error = %message, "hostguard serve failed");
+            eprintln!("hostguard serve: {message}");
             1
         }
     }
+}
+
+/// An error with its causes, like `{:#}`, but without repeating a cause that the message before
+/// it already quotes (kube's errors include their source in their own text).
+fn causes(error: &anyhow::Error) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.last().is_some_and(|previous| previous.contains(&text)) {
+            continue;
+        }
+        out.push(text);
+    }
+    out.join(": ")
 }
 
 fn init_tracing(format: LogFormat) {
