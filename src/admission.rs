@@ -183,26 +183,31 @@ pub enum Parsed {
 
 /// Reads an AdmissionReview body. `Err` only when the body is not JSON at all.
 pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
-    let review: ReviewIn =
-        match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)) {
-            Ok(r) => r,
-            Err(e) => {
-                // JSON at all? If not, the caller's error; if so, refuse with the reason.
-                let value: Value = serde_json::from_slice(body)?;
-                let uid = value
-                    .pointer("/request/uid")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let message = if path == "." {
-                    format!("{inner}")
-                } else {
-                    format!("{path}: {inner}")
-                };
-                return Ok(refused(uid, message));
-            }
-        };
+    // The fast path parses without tracking the path; only an unreadable body pays for a second
+    // pass that names the field at fault.
+    let review: ReviewIn = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(_) => {
+            // JSON at all? If not, the caller's error; if so, refuse with the reason.
+            let value: Value = serde_json::from_slice(body)?;
+            let uid = value
+                .pointer("/request/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let message = match serde_path_to_error::deserialize::<_, ReviewIn>(&value) {
+                Ok(_) => "the AdmissionReview cannot be read".to_string(),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    if path == "." {
+                        e.into_inner().to_string()
+                    } else {
+                        format!("{path}: {}", e.into_inner())
+                    }
+                }
+            };
+            return Ok(refused(uid, message));
+        }
+    };
     if review.api_version != ADMISSION_API_VERSION || review.kind != ADMISSION_KIND {
         let uid = review
             .request

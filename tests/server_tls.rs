@@ -266,9 +266,17 @@ impl Sender {
             .header("host", SERVICE_NAME)
             .body(Full::new(Bytes::from(body)))
             .expect("request");
+        // Wait until the connection can take another request (HTTP/1.1 finishes the previous
+        // exchange first).
         let response = match self {
-            Sender::H1(s) => s.send_request(request).await,
-            Sender::H2(s) => s.send_request(request).await,
+            Sender::H1(s) => {
+                s.ready().await.expect("connection ready");
+                s.send_request(request).await
+            }
+            Sender::H2(s) => {
+                s.ready().await.expect("connection ready");
+                s.send_request(request).await
+            }
         }
         .expect("response");
         let status = response.status();

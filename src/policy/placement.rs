@@ -8,10 +8,10 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
-};
+use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
 use serde_json::Value;
+
+use crate::workload::PodSpecView;
 
 const REQUIRED: [&str; 4] = [
     "spec",
@@ -50,17 +50,8 @@ fn implies(term: &NodeSelectorTerm, required: &NodeSelectorTerm) -> bool {
 
 /// Whether a Pod can only schedule onto nodes that `required` selects: it has required node
 /// affinity and each of its terms implies one of `required`'s terms.
-pub fn pod_is_pinned(spec: &PodSpec, required: &NodeSelector) -> bool {
-    let terms = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .map(|r| r.node_selector_terms.as_slice())
-        .unwrap_or_default();
+pub fn pod_is_pinned(spec: &PodSpecView, required: &NodeSelector) -> bool {
+    let terms = spec.required_node_terms();
     !terms.is_empty()
         && terms
             .iter()
@@ -93,19 +84,10 @@ fn pointer(tokens: &[&str]) -> PointerBuf {
 /// `required`. Empty when it is already pinned.
 pub fn pin_pod_patch(
     pod: &Value,
-    spec: &PodSpec,
+    spec: &PodSpecView,
     required: &[&NodeSelector],
 ) -> Vec<PatchOperation> {
-    let existing: Vec<NodeSelectorTerm> = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .map(|r| r.node_selector_terms.clone())
-        .unwrap_or_default();
+    let existing: Vec<NodeSelectorTerm> = spec.required_node_terms().to_vec();
 
     // Fold every policy's selector into the terms.
     let mut terms = existing.clone();

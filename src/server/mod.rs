@@ -86,8 +86,11 @@ fn parse_provider(s: &str) -> Result<crate::api::ClusterProvider, String> {
 /// Runs the server to completion; returns the process exit code.
 pub fn run(args: ServeArgs) -> u8 {
     init_tracing(args.log_format);
+    // Few blocking threads: they serve only large reviews and certificate re-reads, and each
+    // thread costs memory.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(8)
         .build()
     {
         Ok(rt) => rt,

@@ -28,6 +28,8 @@ use crate::admission::{self, Webhook};
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Deadline when the API server sends no `timeout` parameter (its own default is 10 s).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bodies up to this size are decided on the request's own task; larger ones on the blocking pool.
+const INLINE_DECISION_BYTES: usize = 256 * 1024;
 /// The longest deadline honoured (the API server caps webhook timeouts at 30 s).
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -184,40 +186,43 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         }
     }
 
-    // Decide off the reactor, so that the deadline can abandon a slow decision: the answer
-    // is then a 500, never a late verdict.
-    let decided = tokio::task::spawn_blocking(move || {
+    // A typical review (a few KiB) is decided in microseconds, right here: handing it to another
+    // thread would cost more than the decision. A large one is decided off the reactor, so that
+    // it cannot stall other requests and the deadline can abandon it. Either way a decision that
+    // ends after the deadline is answered with a 500, never with a late verdict.
+    let answer = if body.len() <= INLINE_DECISION_BYTES {
         admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
-    });
-    let answer = match tokio::time::timeout_at(deadline.into(), decided).await {
-        // A decision that finished after the deadline is as late as one that never finished.
-        Ok(Ok(answer)) if Instant::now() <= deadline => answer,
-        Ok(Ok(_)) => {
-            metrics.reject("timeout");
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the decision did not finish before the request's timeout",
-            );
-        }
-        Ok(Err(join)) => {
-            metrics.reject("panic");
-            tracing::error!(error = %join, "the decision task failed");
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed");
-        }
-        Err(_) => {
-            metrics.reject("timeout");
-            tracing::warn!(
-                webhook = webhook.as_str(),
-                timeout_ms = timeout.as_millis() as u64,
-                "decision abandoned at the request's deadline"
-            );
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the decision did not finish before the request's timeout",
-            );
+    } else {
+        let decided = tokio::task::spawn_blocking(move || {
+            admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
+        });
+        match tokio::time::timeout_at(deadline.into(), decided).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(join)) => {
+                metrics.reject("panic");
+                tracing::error!(error = %join, "the decision task failed");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed");
+            }
+            Err(_) => return too_late(metrics, webhook, timeout),
         }
     };
+    if Instant::now() > deadline {
+        return too_late(metrics, webhook, timeout);
+    }
     respond(&state, webhook, answer, started)
+}
+
+fn too_late(metrics: &Metrics, webhook: Webhook, timeout: Duration) -> Response {
+    metrics.reject("timeout");
+    tracing::warn!(
+        webhook = webhook.as_str(),
+        timeout_ms = timeout.as_millis() as u64,
+        "decision abandoned at the request's deadline"
+    );
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the decision did not finish before the request's timeout",
+    )
 }
 
 /// Encodes an answer, logs it and counts it.

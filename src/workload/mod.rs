@@ -10,9 +10,9 @@ pub mod env;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, NodeAffinity, NodeSelectorTerm};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -102,7 +102,65 @@ pub struct PodTemplateView {
     pub path: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    pub spec: PodSpec,
+    pub spec: PodSpecView,
+}
+
+/// The parts of object metadata hostguard reads. Everything else (`managedFields`, often the
+/// largest part of an object the API server sends) is skipped, not parsed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaView {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    deletion_timestamp: Option<IgnoredAny>,
+}
+
+/// The parts of a pod spec hostguard reads: containers of every kind and node affinity, with
+/// the Kubernetes types for what matters (`EnvVar`, `EnvFromSource`, `NodeAffinity`). Other
+/// fields are skipped, so a malformed field hostguard never reads cannot fail a review.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpecView {
+    pub containers: Option<Vec<ContainerSpec>>,
+    pub init_containers: Option<Vec<ContainerSpec>>,
+    pub ephemeral_containers: Option<Vec<ContainerSpec>>,
+    pub affinity: Option<AffinityView>,
+}
+
+impl PodSpecView {
+    /// The terms of `affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`.
+    pub fn required_node_terms(&self) -> &[NodeSelectorTerm] {
+        self.affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .map(|r| r.node_selector_terms.as_slice())
+            .unwrap_or_default()
+    }
+}
+
+/// `affinity`, of which only node affinity matters here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AffinityView {
+    pub node_affinity: Option<NodeAffinity>,
+}
+
+/// One container (regular, init or ephemeral: the fields read are the same).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSpec {
+    #[serde(default)]
+    pub name: String,
+    pub env: Option<Vec<EnvVar>>,
+    pub env_from: Option<Vec<EnvFromSource>>,
+    pub command: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
 }
 
 impl PodTemplateView {
@@ -135,7 +193,7 @@ impl PodTemplateView {
                 args: c.args.as_deref().unwrap_or_default(),
             });
         }
-        for (i, c) in self.spec.containers.iter().enumerate() {
+        for (i, c) in self.spec.containers.iter().flatten().enumerate() {
             out.push(ContainerView {
                 path: format!("{spec_path}.containers[{i}]"),
                 name: &c.name,
@@ -189,12 +247,12 @@ pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewE
     if !object.is_object() {
         return Err(ViewError::NotAnObject);
     }
-    let meta: ObjectMeta = parse_at(object, &["metadata"])?.unwrap_or_default();
+    let meta: MetaView = parse_at(object, &["metadata"])?.unwrap_or_default();
 
     let keys = kind.template_keys();
     let template_path = keys.join(".");
     let (t_labels, t_annotations, spec) = if keys.is_empty() {
-        let spec: PodSpec = parse_at(object, &["spec"])?.unwrap_or_default();
+        let spec: PodSpecView = parse_at(object, &["spec"])?.unwrap_or_default();
         (
             meta.labels.clone().unwrap_or_default(),
             meta.annotations.clone().unwrap_or_default(),
@@ -203,10 +261,10 @@ pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewE
     } else {
         let mut meta_keys = keys.to_vec();
         meta_keys.push("metadata");
-        let t_meta: ObjectMeta = parse_at(object, &meta_keys)?.unwrap_or_default();
+        let t_meta: MetaView = parse_at(object, &meta_keys)?.unwrap_or_default();
         let mut spec_keys = keys.to_vec();
         spec_keys.push("spec");
-        let spec: PodSpec = parse_at(object, &spec_keys)?.unwrap_or_default();
+        let spec: PodSpecView = parse_at(object, &spec_keys)?.unwrap_or_default();
         (
             t_meta.labels.unwrap_or_default(),
             t_meta.annotations.unwrap_or_default(),
@@ -250,6 +308,11 @@ fn parse_at<T: for<'de> Deserialize<'de>>(
     };
     if value.is_null() {
         return Ok(None);
+    }
+    // The fast path parses without tracking the path; only a failure pays for a second pass
+    // that names the field.
+    if let Ok(parsed) = T::deserialize(value) {
+        return Ok(Some(parsed));
     }
     serde_path_to_error::deserialize(value)
         .map(Some)
