@@ -150,27 +150,9 @@ impl ParsedReview {
     pub fn config_map_refs(&self) -> std::collections::BTreeSet<String> {
         let mut out = std::collections::BTreeSet::new();
         if let Some(object) = &self.request.object {
-            collect_config_map_refs(object, &mut out);
+            crate::workload::config_map_refs(object, &mut out);
         }
         out
-    }
-}
-
-fn collect_config_map_refs(value: &Value, out: &mut std::collections::BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                if (key == "configMapKeyRef" || key == "configMapRef")
-                    && let Some(name) = child.get("name").and_then(Value::as_str)
-                {
-                    out.insert(name.to_string());
-                } else {
-                    collect_config_map_refs(child, out);
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_config_map_refs(v, out)),
-        _ => {}
     }
 }
 

@@ -228,25 +228,6 @@ fn object_reference(object: &Value) -> ObjectReference {
     }
 }
 
-/// Names of the ConfigMaps an object's containers read.
-pub fn config_map_refs(value: &Value, out: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                if (key == "configMapKeyRef" || key == "configMapRef")
-                    && let Some(name) = child.get("name").and_then(Value::as_str)
-                {
-                    out.insert(name.to_string());
-                } else {
-                    config_map_refs(child, out);
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| config_map_refs(v, out)),
-        _ => {}
-    }
-}
-
 /// Evaluates one listed object and records it.
 pub fn evaluate_into(
     tally: &mut Tally,
@@ -307,7 +288,7 @@ pub async fn run(
                 };
                 if let Some(fetcher) = fetcher {
                     let mut names = BTreeSet::new();
-                    config_map_refs(&value, &mut names);
+                    crate::workload::config_map_refs(&value, &mut names);
                     if !names.is_empty() {
                         let namespace = object.metadata.namespace.clone().unwrap_or_default();
                         let names: Vec<String> = names.into_iter().collect();

@@ -298,6 +298,26 @@ pub fn template_value(kind: WorkloadKind, object: &Value) -> Option<&Value> {
     keys.iter().try_fold(object, |v, k| v.get(k))
 }
 
+/// Names of the ConfigMaps an object's containers read (`configMapKeyRef`, `configMapRef`), so
+/// that the fronts can make them available before the engine decides (the engine does no I/O).
+pub fn config_map_refs(object: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match object {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if (key == "configMapKeyRef" || key == "configMapRef")
+                    && let Some(name) = child.get("name").and_then(Value::as_str)
+                {
+                    out.insert(name.to_string());
+                } else {
+                    config_map_refs(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| config_map_refs(v, out)),
+        _ => {}
+    }
+}
+
 /// Deserialises the value at `keys`, naming the exact field on failure.
 fn parse_at<T: for<'de> Deserialize<'de>>(
     object: &Value,
