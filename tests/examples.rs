@@ -1,7 +1,10 @@
 //! The examples under `examples/` do what they say, through the built binary as a user runs it
 //! (`hostguard check -f FILE -o json --cluster-provider azure`): every workload example gets the
 //! verdict its first line announces (`# ALLOWED`, `# WARNED`, `# DENIED`; see
-//! `examples/README.md`), and the policy and AIWorkload examples are accepted by the engine.
+//! `examples/README.md`), the policy and AIWorkload examples are accepted by the engine, the
+//! policy variants do what they say (Audit reports what the default denies, the API Management
+//! policy admits its gateway), and the GitOps and CI files are no workloads. scripts/chart-test
+//! checks the GitOps and CI files themselves (tests/chart/gitops.py).
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -14,7 +17,21 @@ use serde_json::Value;
 type TestResult = Result<(), Box<dyn Error>>;
 
 /// The folders of `examples/` and how each is checked; a file anywhere else is an error.
-const FOLDERS: &[&str] = &["workloads", "policies", "aiworkloads", "helm"];
+const FOLDERS: &[&str] = &[
+    "workloads",
+    "policies",
+    "aiworkloads",
+    "helm",
+    "gitops",
+    "ci",
+];
+
+/// The Audit-first variant of the default policy, and the default policy itself.
+const AUDIT_POLICY: &str = "examples/policies/openai-stateless-on-azure-audit.yaml";
+const DEFAULT_POLICY: &str = "examples/policies/openai-stateless-on-azure.yaml";
+/// The policy that also admits one API Management gateway, and the workload that uses it.
+const APIM_POLICY: &str = "examples/policies/openai-stateless-via-apim.yaml";
+const APIM_WORKLOAD: &str = "examples/workloads/chat-through-apim-gateway.yaml";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -303,6 +320,124 @@ fn policy_examples_load_as_policy_files() -> TestResult {
     Ok(())
 }
 
+fn yaml(rel: &str) -> Result<Value, Box<dyn Error>> {
+    Ok(serde_saphyr::from_str(&std::fs::read_to_string(
+        root().join(rel),
+    )?)?)
+}
+
+#[test]
+fn the_audit_variant_is_the_default_policy_with_action_audit() -> TestResult {
+    let mut audit = yaml(AUDIT_POLICY)?;
+    let default = yaml(DEFAULT_POLICY)?;
+    assert_eq!(audit["spec"]["action"], "Audit");
+    assert_eq!(default["spec"]["action"], "Deny");
+    // The same object: applying the default file later switches it to Deny in place.
+    audit["spec"]["action"] = "Deny".into();
+    assert_eq!(audit, default);
+    Ok(())
+}
+
+#[test]
+fn under_the_audit_variant_nothing_is_denied_and_every_denial_is_reported() -> TestResult {
+    for file in examples("workloads")? {
+        let expected = Expected::of(&file)?;
+        let (code, report) = check("azure", &["--policy", AUDIT_POLICY, "-f", &file])?;
+        assert_eq!(code, 0, "{file}: Audit blocks nothing\n{report:#}");
+        for w in judged(&report) {
+            let what = describe(w);
+            assert_eq!(str_of(w, "verdict"), "allow", "{what}\n{w:#}");
+            let violations = w["violations"].as_array().map_or(&[][..], Vec::as_slice);
+            match expected {
+                Expected::Denied => {
+                    assert!(!violations.is_empty(), "{what}: the denial is not reported");
+                    for v in violations {
+                        assert_eq!(str_of(v, "action"), "Audit", "{what}: {v}");
+                    }
+                }
+                Expected::Allowed => assert!(violations.is_empty(), "{what}: {w:#}"),
+                // An in-cluster endpoint is a warning under Deny; an Audit policy never speaks
+                // to the user, so nothing is asserted about it here.
+                Expected::Warned => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_apim_policy_admits_its_gateway_which_the_default_policy_denies() -> TestResult {
+    assert_eq!(Expected::of(APIM_WORKLOAD)?, Expected::Denied);
+    let (code, report) = check("azure", &["--policy", APIM_POLICY, "-f", APIM_WORKLOAD])?;
+    assert_eq!(code, 0, "{report:#}");
+    for w in judged(&report) {
+        assert_eq!(str_of(w, "verdict"), "allow", "{}\n{w:#}", describe(w));
+        let azure = w["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| str_of(f, "hosting") == "azure");
+        assert!(azure, "the gateway counts as an allowed host: {w:#}");
+    }
+    // Only the named gateway: another API Management instance is still denied.
+    let other = std::fs::read_to_string(root().join(APIM_WORKLOAD))?.replace(
+        "contoso-ai-gateway.azure-api.net",
+        "someone-else.azure-api.net",
+    );
+    let out = Command::cargo_bin("hostguard")?
+        .current_dir(root())
+        .args(["check", "-o", "json", "--cluster-provider", "azure"])
+        .args(["--policy", APIM_POLICY, "-f", "-"])
+        .write_stdin(other)
+        .output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // On a cluster that is not Azure-backed the placement rule still applies.
+    let (code, _) = check("aws", &["--policy", APIM_POLICY, "-f", APIM_WORKLOAD])?;
+    assert_eq!(code, 1);
+    Ok(())
+}
+
+#[test]
+fn aiworkload_examples_cover_a_stateless_chat_and_a_stateful_assistants_service() -> TestResult {
+    let mut classes = Vec::new();
+    for file in examples("aiworkloads")? {
+        let aiw = yaml(&file)?;
+        classes.push((
+            str_of(&aiw["spec"], "apiClass").to_string(),
+            aiw["spec"]["apis"].clone(),
+        ));
+    }
+    let has = |class: &str, api: &str| {
+        classes.iter().any(|(c, apis)| {
+            c == class && apis.as_array().is_some_and(|a| a.iter().any(|x| x == api))
+        })
+    };
+    assert!(has("stateless", "chat.completions"), "{classes:?}");
+    assert!(has("stateful", "assistants"), "{classes:?}");
+    Ok(())
+}
+
+#[test]
+fn gitops_and_ci_examples_are_not_workloads() -> TestResult {
+    // A pipeline that runs `hostguard check -f examples/` (or a GitOps repository holding these
+    // files) gets them listed as skipped, never as errors or denials.
+    let (code, report) = check("azure", &["-f", "examples/gitops/", "-f", "examples/ci/"])?;
+    assert_eq!(code, 0, "{report:#}");
+    let kinds: Vec<&str> = results(&report).iter().map(|r| str_of(r, "kind")).collect();
+    for kind in ["Application", "ConfigMap", "GitRepository", "HelmRelease"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    for r in results(&report) {
+        assert_eq!(str_of(r, "verdict"), "skipped", "{}", describe(r));
+    }
+    Ok(())
+}
+
 #[test]
 fn helm_examples_are_values_files_not_manifests() -> TestResult {
     // They are rendered by scripts/chart-test; `check` lists them as skipped, never as errors.
@@ -328,5 +463,46 @@ fn examples_readme_names_only_files_that_exist() -> TestResult {
     for path in named {
         assert!(path.exists(), "examples/README.md names {}", path.display());
     }
+    Ok(())
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn readme_links_point_at_files_and_headings_that_exist() -> TestResult {
+    let readme = std::fs::read_to_string(root().join("README.md"))?;
+    let anchors: Vec<String> = readme
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| anchor(l.trim_start_matches('#')))
+        .collect();
+    let mut checked = 0;
+    for (_, rest) in readme
+        .match_indices("](")
+        .map(|(i, _)| readme.split_at(i + 2))
+    {
+        let target = rest.split(')').next().unwrap_or("");
+        if target.starts_with("http") || target.contains(' ') {
+            continue;
+        }
+        match target.strip_prefix('#') {
+            Some(a) => assert!(anchors.iter().any(|h| h == a), "README.md links to #{a}"),
+            None => assert!(
+                root().join(target).exists(),
+                "README.md links to {target}, which does not exist"
+            ),
+        }
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} links found");
     Ok(())
 }

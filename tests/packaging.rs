@@ -2,7 +2,8 @@
 //! checked by reading it: an official Rust build stage that builds the locked release binary, a
 //! distroless final stage that holds only that binary and runs it as a numeric non-root user with
 //! `ENTRYPOINT ["/hostguard"]` and `CMD ["serve"]`, a build context that admits what Cargo reads,
-//! and the user, ports and version the chart assumes.
+//! and the user, ports and version the chart assumes. The chart's ClusterRole and Role grant
+//! exactly the controller's own RBAC table (`hostguard::cluster::rbac::RULES`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -367,5 +368,89 @@ fn the_chart_and_the_image_tag_carry_the_crate_version() -> TestResult {
     // The image tag defaults to appVersion: chart, image and binary are released together.
     assert_eq!(chart["appVersion"].as_str(), Some(crate_version));
     assert_eq!(chart["version"].as_str(), Some(crate_version));
+    Ok(())
+}
+
+/// `(scope, apiGroup, resource, verb)` of every permission in a list of RBAC rules.
+type Permissions = BTreeSet<(String, String, String, String)>;
+
+/// The chart's RBAC template as YAML: its template actions are only names, labels, annotations
+/// and the leading comment, so with those lines dropped the rules read as they render.
+fn chart_permissions() -> Result<Permissions, Box<dyn Error>> {
+    let text = read("charts/hostguard/templates/rbac.yaml")?;
+    let mut plain = String::new();
+    let mut in_comment = false;
+    for line in text.lines() {
+        if line.contains("{{- /*") || line.contains("{{/*") {
+            in_comment = true;
+        }
+        if !in_comment && !line.contains("{{") {
+            plain.push_str(line);
+            plain.push('\n');
+        }
+        if line.contains("*/") {
+            in_comment = false;
+        }
+    }
+    let mut out = Permissions::new();
+    for doc in plain.split("\n---\n") {
+        let doc: Value = serde_saphyr::from_str(doc)?;
+        let scope = match doc["kind"].as_str() {
+            Some("ClusterRole") => "Cluster",
+            Some("Role") => "OwnNamespace",
+            _ => continue,
+        };
+        for rule in doc["rules"].as_array().ok_or("a role without rules")? {
+            let list = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            };
+            for group in list("apiGroups") {
+                for resource in list("resources") {
+                    for verb in list("verbs") {
+                        out.insert((scope.into(), group.clone(), resource.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn the_chart_grants_exactly_the_controllers_rbac_rules() -> TestResult {
+    use hostguard::cluster::rbac::{RULES, Scope};
+    let mut want = Permissions::new();
+    for rule in RULES {
+        let scope = match rule.scope {
+            Scope::Cluster => "Cluster",
+            Scope::OwnNamespace => "OwnNamespace",
+        };
+        for resource in rule.resources {
+            for verb in rule.verbs {
+                want.insert((
+                    scope.into(),
+                    rule.api_group.into(),
+                    (*resource).into(),
+                    (*verb).into(),
+                ));
+            }
+        }
+    }
+    let got = chart_permissions()?;
+    // scripts/chart-test compares the rendered ClusterRole and Role with the same table.
+    assert_eq!(
+        (
+            got.difference(&want).collect::<Vec<_>>(),
+            want.difference(&got).collect::<Vec<_>>()
+        ),
+        (Vec::new(), Vec::new()),
+        "(granted by charts/hostguard/templates/rbac.yaml but not in src/cluster/rbac.rs RULES, \
+         in RULES but not granted)"
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ optional resources present exactly when enabled. `check_defaults` pins the value
 they set nothing, so that the derived checks cannot drift together with the defaults.
 """
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -17,20 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY_FILE = ROOT / "examples/policies/openai-stateless-on-azure.yaml"
 APP_VERSION = yaml.safe_load((ROOT / "charts/hostguard/Chart.yaml").read_text())["appVersion"]
 
-# Every permission the controller has, and nothing else (charts/hostguard/templates/rbac.yaml).
-READ = ("get", "list", "watch")
-EXPECTED_CLUSTER_PERMISSIONS = (
-    {("hostguard.dev", r, v) for r in ("hostingpolicies", "aiworkloads") for v in READ}
-    | {("hostguard.dev", r, v) for r in ("hostingpolicies/status", "aiworkloads/status")
-       for v in ("update", "patch")}
-    | {("", r, v) for r in ("namespaces", "nodes", "configmaps", "pods", "replicationcontrollers")
-       for v in READ}
-    | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets", "replicasets")
-       for v in READ}
-    | {("batch", r, v) for r in ("jobs", "cronjobs") for v in READ}
-    | {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
-)
-EXPECTED_LEASE_PERMISSIONS = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+# The controller's own list of the permissions it uses: the chart must grant exactly these.
+RBAC_SOURCE = ROOT / "src/cluster/rbac.rs"
 DANGEROUS_VERBS = {"escalate", "bind", "impersonate", "approve", "sign"}
 
 # What the validating webhooks must see: every pod controller and Pods (ephemeral containers too),
@@ -88,6 +77,34 @@ def differences(got, want, path=""):
     return out
 
 
+def controller_permissions():
+    """The `(apiGroup, resource, verb)` triples of `RULES` in src/cluster/rbac.rs, by where they
+    are granted: `{"ClusterRole": {...}, "Role": {...}}` (Scope::Cluster and Scope::OwnNamespace).
+
+    Read from the Rust source text, so that a rule added there and not to the chart (or the other
+    way round) fails; a `Rule` this parser cannot read fails too, rather than being skipped."""
+    text = RBAC_SOURCE.read_text()
+    start = text.index("pub const RULES: &[Rule] = &[")
+    body = text[start:text.index("\n];", start)]
+    body = re.sub(r"//[^\n]*", "", body)
+    blocks = body.split("Rule {")[1:]
+    if not blocks:
+        raise ValueError(f"{RBAC_SOURCE}: no Rule in RULES")
+    strings = lambda s: re.findall(r'"([^"]*)"', s)
+    out = {"ClusterRole": set(), "Role": set()}
+    for block in blocks:
+        scope = re.search(r"\bscope:\s*Scope::(\w+)", block)
+        group = re.search(r'\bapi_group:\s*"([^"]*)"', block)
+        resources = re.search(r"\bresources:\s*&\[(.*?)\]", block, re.S)
+        verbs = re.search(r"\bverbs:\s*&\[(.*?)\]", block, re.S)
+        if not (scope and group and resources and verbs):
+            raise ValueError(f"{RBAC_SOURCE}: cannot read the rule {block.strip()[:200]!r}")
+        kind = {"Cluster": "ClusterRole", "OwnNamespace": "Role"}[scope.group(1)]
+        out[kind] |= {(group.group(1), r, v) for r in strings(resources.group(1))
+                      for v in strings(verbs.group(1))}
+    return out
+
+
 def fullname(values, release):
     if values.get("fullnameOverride"):
         return values["fullnameOverride"][:63].rstrip("-")
@@ -138,8 +155,10 @@ def check_defaults(c, values):
     c.equal(values["webhook"]["mutating"]["enabled"], True, "mutating webhook on by default")
     c.equal(values["defaultPolicy"], {"enabled": True, "action": "Deny"}, "default policy")
     c.ok(values["replicaCount"] >= 2, "at least two replicas by default (fail-closed webhook)")
-    c.equal(values["tls"]["source"], "certManager", "TLS from cert-manager by default")
-    c.equal(values["tls"]["certManager"]["issuerRef"], {}, "self-signed CA chain by default")
+    c.equal(values["certManager"]["enabled"], True, "TLS from cert-manager by default")
+    c.equal(values["certManager"]["issuerRef"], {}, "self-signed CA chain by default")
+    c.equal((values["tls"]["existingSecret"], values["tls"]["caBundle"]), ("", ""),
+            "no existing Secret by default")
     c.equal(values["server"]["clusterProvider"], "", "cluster provider detected by default")
     c.equal(values["networkPolicy"]["enabled"], False, "NetworkPolicy off by default")
     c.equal(values["serviceMonitor"]["enabled"], False, "ServiceMonitor off by default")
@@ -147,9 +166,8 @@ def check_defaults(c, values):
 
 def check_render(c, docs, values, release, namespace):
     name = fullname(values, release)
-    tls = values["tls"]
-    cert_manager = tls["source"] == "certManager"
-    self_signed = cert_manager and not tls["certManager"]["issuerRef"]
+    cert_manager = values["certManager"]["enabled"]
+    self_signed = cert_manager and not values["certManager"]["issuerRef"]
     replicas = values["replicaCount"]
     sa_name = (values["serviceAccount"]["name"] or name) if values["serviceAccount"]["create"] \
         else values["serviceAccount"]["name"]
@@ -181,6 +199,10 @@ def check_render(c, docs, values, release, namespace):
          "no Helm hooks")
 
     # -- metadata
+    common_labels = values["commonLabels"]
+    # A resource's own annotations win over the common ones.
+    own_annotations = {"Service": values["service"]["annotations"],
+                       "ServiceAccount": values["serviceAccount"]["annotations"]}
     for d in docs:
         meta = d["metadata"]
         what = f"{d['kind']}/{meta.get('name')}"
@@ -192,6 +214,10 @@ def check_render(c, docs, values, release, namespace):
             labels = meta.get("labels") or {}
             c.equal(labels.get("app.kubernetes.io/instance"), release, f"{what} instance label")
             c.equal(labels.get("app.kubernetes.io/part-of"), "hostguard", f"{what} part-of label")
+            c.equal({k: labels.get(k) for k in common_labels}, common_labels, f"{what} commonLabels")
+            annotations = meta.get("annotations") or {}
+            want = dict(values["commonAnnotations"], **own_annotations.get(d["kind"], {}))
+            c.equal({k: annotations.get(k) for k in want}, want, f"{what} annotations")
 
     deployment = of_kind(docs, "Deployment")[0]
     selector = deployment["spec"]["selector"]["matchLabels"]
@@ -217,9 +243,15 @@ def check_deployment(c, deployment, values, name, sa_name):
     template_labels = spec["template"]["metadata"]["labels"]
     c.ok(all(template_labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()),
          "pod labels match the Deployment selector")
+    c.ok(all(template_labels.get(k) == v for k, v in {**values["commonLabels"], **values["podLabels"]}.items()),
+         "pod labels carry commonLabels and podLabels")
+    c.equal(spec["template"]["metadata"].get("annotations"), values["podAnnotations"] or None,
+            "pod annotations are podAnnotations (commonAnnotations stay on the resources)")
     c.equal(spec["strategy"]["rollingUpdate"]["maxUnavailable"],
             values["updateStrategy"]["rollingUpdate"]["maxUnavailable"], "rolling update")
     c.equal(pod["serviceAccountName"], sa_name, "pod ServiceAccount")
+    c.equal(pod.get("automountServiceAccountToken"), True,
+            "the pod mounts the API token it needs, explicitly")
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         c.ok(not pod.get(key), f"pod does not set {key}")
     c.ok(not pod.get("initContainers"), "no init containers")
@@ -380,6 +412,7 @@ def check_webhooks(c, docs, values, namespace, service):
 
 
 def check_rbac(c, docs, namespace, sa_name):
+    want = controller_permissions()
     for d in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
         what = f"{d['kind']}/{d['metadata']['name']}"
         for rule in d["rules"]:
@@ -389,11 +422,15 @@ def check_rbac(c, docs, namespace, sa_name):
             c.ok("secrets" not in rule.get("resources", []), f"{what}: never Secrets")
             c.ok(not DANGEROUS_VERBS & set(rule.get("verbs", [])), f"{what}: no escalate/bind/impersonate")
     cluster_role = of_kind(docs, "ClusterRole")[0]
-    c.equal(sorted(permissions(cluster_role["rules"]) ^ EXPECTED_CLUSTER_PERMISSIONS), [],
-            "ClusterRole grants exactly the controller's permissions (symmetric difference)")
+    got = permissions(cluster_role["rules"])
+    c.equal({"granted, not in RULES": sorted(got - want["ClusterRole"]),
+             "in RULES, not granted": sorted(want["ClusterRole"] - got)},
+            {"granted, not in RULES": [], "in RULES, not granted": []},
+            "ClusterRole grants exactly the Scope::Cluster rules of src/cluster/rbac.rs")
     role = of_kind(docs, "Role")[0]
     c.equal(role["metadata"]["namespace"], namespace, "the Lease Role is in the release namespace")
-    c.equal(permissions(role["rules"]), EXPECTED_LEASE_PERMISSIONS, "Role: leases get/create/update only")
+    c.equal(permissions(role["rules"]), want["Role"],
+            "Role grants exactly the Scope::OwnNamespace rules of src/cluster/rbac.rs")
     subject = [{"kind": "ServiceAccount", "name": sa_name, "namespace": namespace}]
     for binding, target in ((of_kind(docs, "ClusterRoleBinding")[0], cluster_role),
                             (of_kind(docs, "RoleBinding")[0], role)):
@@ -402,21 +439,24 @@ def check_rbac(c, docs, namespace, sa_name):
         c.equal(binding["subjects"], subject, f"{binding['kind']} subject")
     for sa in of_kind(docs, "ServiceAccount"):
         c.equal(sa["metadata"]["name"], sa_name, "ServiceAccount name")
+        c.equal(sa.get("automountServiceAccountToken"), False,
+                "the ServiceAccount gives no token to pods that do not ask for one")
 
 
 def check_tls(c, docs, values, namespace, service, deployment, self_signed):
     tls = values["tls"]
+    cert_manager = values["certManager"]
     pod = deployment["spec"]["template"]["spec"]
     secret_name = {v["name"]: v for v in pod["volumes"]}["tls"]["secret"]["secretName"]
     configs = of_kind(docs, "ValidatingWebhookConfiguration") + of_kind(docs, "MutatingWebhookConfiguration")
     svc = service["metadata"]["name"]
-    if tls["source"] == "secret":
-        c.equal(secret_name, tls["secret"]["name"], "the pod mounts the given Secret")
+    if not cert_manager["enabled"]:
+        c.equal(secret_name, tls["existingSecret"], "the pod mounts the given Secret")
         for cfg in configs:
             c.ok("cert-manager.io/inject-ca-from" not in (cfg["metadata"].get("annotations") or {}),
                  f"{cfg['kind']}: no CA injection without cert-manager")
             for w in cfg["webhooks"]:
-                c.equal(w["clientConfig"].get("caBundle"), tls["secret"]["caBundle"], f"{w['name']}: caBundle")
+                c.equal(w["clientConfig"].get("caBundle"), tls["caBundle"], f"{w['name']}: caBundle")
         return
 
     certs = {d["metadata"]["name"]: d for d in of_kind(docs, "Certificate")}
@@ -426,8 +466,10 @@ def check_tls(c, docs, values, namespace, service, deployment, self_signed):
     c.equal(cert["spec"]["secretName"], secret_name, "the pod mounts the serving Certificate's Secret")
     c.ok(f"{svc}.{namespace}.svc" in cert["spec"]["dnsNames"], "certificate valid for the Service's DNS name")
     c.ok("server auth" in cert["spec"].get("usages", []), "certificate usable for server auth")
-    c.equal(cert["spec"]["duration"], tls["certManager"]["duration"], "certificate duration")
-    c.equal(cert["spec"]["renewBefore"], tls["certManager"]["renewBefore"], "certificate renewBefore")
+    c.ok(f"{svc}.{namespace}.svc.cluster.local" in cert["spec"]["dnsNames"],
+         "certificate valid for the Service's fully qualified DNS name")
+    c.equal(cert["spec"]["duration"], cert_manager["duration"], "certificate duration")
+    c.equal(cert["spec"]["renewBefore"], cert_manager["renewBefore"], "certificate renewBefore")
     c.equal(cert["spec"]["privateKey"].get("rotationPolicy"), "Always", "a renewal rotates the key")
     for cfg in configs:
         c.equal((cfg["metadata"].get("annotations") or {}).get("cert-manager.io/inject-ca-from"),
@@ -446,7 +488,7 @@ def check_tls(c, docs, values, namespace, service, deployment, self_signed):
         root = issuers.get(ca_cert[0]["spec"]["issuerRef"]["name"], {}) if ca_cert else {}
         c.equal(root.get("spec"), {"selfSigned": {}}, "CA Certificate signed by the self-signed Issuer")
     else:
-        want = dict(tls["certManager"]["issuerRef"])
+        want = dict(cert_manager["issuerRef"])
         c.equal({k: cert["spec"]["issuerRef"].get(k) for k in want}, want, "serving certificate from the given issuer")
 
 

@@ -1,17 +1,22 @@
 """Lints, renders and checks charts/hostguard; run by scripts/chart-test.
 
 1. The chart's sources: CRDs byte-identical to the generated ones in crds/, no certificate or
-   random material generated in templates, every value documented with a default.
+   random material generated in templates, every value set with a default and described by a
+   helm-docs `# --` comment in values.yaml.
 2. `helm lint --strict`, with the defaults and with every variant's values.
 3. `helm template` of every variant (defaults, tests/chart/values/*.yaml, examples/helm/*.yaml,
-   another release name and namespace): every document validated against the Kubernetes 1.33
+   the values of the Argo CD Application and the Flux HelmRelease of examples/gitops/, another
+   release name and namespace): every document validated against the Kubernetes 1.33
    JSON schemas (strict: unknown fields rejected); HostingPolicies against the chart's own CRD
    schema; cert-manager and Prometheus Operator kinds, which have no schema here, listed as
    skipped. Then the assertions of assert_render.py; `hostguard check` on the rendering (the
    chart's own Deployment is not an AI workload and its HostingPolicy is valid, so nothing is
    denied); and the Deployment's arguments and environment given to the real `hostguard`, which
    must accept them (it then stops for want of a cluster, not with a usage error).
-4. Values the schema must reject: a typo'd key, wrong types, out-of-range or unknown enum
+4. NOTES.txt, rendered by a client-side dry-run install: how to check that the webhook is live,
+   how to switch to Audit first.
+5. The GitOps and CI examples (gitops.py): Argo CD, its Lua health checks, Flux, GitHub Actions.
+6. Values the schema must reject: a typo'd key, wrong types, out-of-range or unknown enum
    values, and combinations the templates refuse.
 
 The renderings are kept under target/chart-test/ for inspection. The last line is the tally.
@@ -32,6 +37,7 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError
 
 import assert_render
+import gitops
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -82,10 +88,15 @@ REJECTED = [
     ("unknown failure policy", ["--set", "webhook.failurePolicy=Sometimes"], "/webhook/failurePolicy"),
     ("unknown policy action", ["--set", "defaultPolicy.action=Block"], "/defaultPolicy/action"),
     ("unknown cluster provider", ["--set", "server.clusterProvider=mixed"], "/server/clusterProvider"),
-    ("unknown TLS source", ["--set", "tls.source=selfSigned"], "/tls/source"),
-    ("secret TLS without Secret or CA", ["--set", "tls.source=secret"], "/tls/secret/name"),
-    ("secret TLS without CA", ["--set", "tls.source=secret", "--set", "tls.secret.name=cert"], "/tls/secret/caBundle"),
-    ("issuer without name", ["--set", "tls.certManager.issuerRef.kind=ClusterIssuer"], "/tls/certManager/issuerRef"),
+    ("no cert-manager and no Secret", ["--set", "certManager.enabled=false"], "/tls/existingSecret"),
+    ("no cert-manager and no CA", ["--set", "certManager.enabled=false", "--set", "tls.existingSecret=cert"],
+     "/tls/caBundle"),
+    ("existing Secret while cert-manager issues one", ["--set", "tls.existingSecret=cert"],
+     "set certManager.enabled=false"),
+    ("string for certManager.enabled", ["--set-string", "certManager.enabled=false"], "/certManager/enabled"),
+    ("issuer without name", ["--set", "certManager.issuerRef.kind=ClusterIssuer"], "/certManager/issuerRef"),
+    ("an earlier name of the TLS values", ["--set", "tls.source=secret"], "additional properties 'source'"),
+    ("invalid common label value", ["--set", "commonLabels.team=platform team"], "/commonLabels/team"),
     ("invalid namespace name", ["--set", "webhook.excludedNamespaces[0]=Team_A"], "/webhook/excludedNamespaces/0"),
     ("image tag as digest", ["--set", "image.digest=latest"], "/image/digest"),
     ("duration with a space", ["--set", "server.auditInterval=10 m"], "/server/auditInterval"),
@@ -122,6 +133,46 @@ def undocumented(schema, values, prefix=""):
             yield from undocumented(sub, values[key], path + ".")
 
 
+def helm_docs_comments(text):
+    """The key paths of a values file, and those with the `# --` comment helm-docs reads: a comment
+    block directly above the key (no blank line between) with a line starting `# --`."""
+    keys, documented = set(), set()
+    stack, comment = [], []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            comment = []
+            continue
+        if stripped.startswith("#"):
+            comment.append(stripped)
+            continue
+        m = re.match(r"^( *)([A-Za-z0-9_.\-]+):(\s|$)", line)
+        if m:
+            indent = len(m.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            path = ".".join([k for _, k in stack] + [m.group(2)])
+            stack.append((indent, m.group(2)))
+            keys.add(path)
+            if any(c.startswith("# --") for c in comment):
+                documented.add(path)
+        comment = []
+    return keys, documented
+
+
+def value_leaves(schema, values, prefix=""):
+    """The values a user sets, as helm-docs lists them: schema properties, descending into maps
+    that have properties of their own and a non-empty default."""
+    for key, sub in schema.get("properties", {}).items():
+        if key == "global" or not isinstance(values, dict) or key not in values:
+            continue
+        path = f"{prefix}{key}"
+        if sub.get("properties") and isinstance(values[key], dict) and values[key]:
+            yield from value_leaves(sub, values[key], path + ".")
+        else:
+            yield path
+
+
 def check_sources(c, values):
     c.scope = "chart sources"
     top, chart = ROOT / "crds", CHART / "crds"
@@ -139,6 +190,9 @@ def check_sources(c, values):
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
     missing = list(undocumented(schema, values))
     c.equal(missing, [], "values.yaml sets a documented default for every value of the schema")
+    _, commented = helm_docs_comments((CHART / "values.yaml").read_text())
+    uncommented = [p for p in value_leaves(schema, values) if p not in commented]
+    c.equal(uncommented, [], "every value has a helm-docs `# --` comment in values.yaml")
 
 
 def lint(c, helm, variants_):
@@ -228,10 +282,35 @@ def check_serve_arguments(c, hostguard, docs):
          f"got {r.returncode}: {r.stderr.strip()}")
 
 
+def check_notes(c, helm):
+    """NOTES.txt (which `helm template` does not render; a client-side dry-run install does): how
+    to check that the webhook is live, and how to switch the default policy to Audit first."""
+    c.scope = "NOTES.txt"
+    cases = [
+        ("Deny", [], ["--dry-run=server", "denied the request", "defaultPolicy.action=Audit"]),
+        ("Warn", ["--set", "defaultPolicy.action=Warn"], ["--dry-run=server", "Warning:", "defaultPolicy.action=Audit"]),
+        ("Audit", ["--set", "defaultPolicy.action=Audit"],
+         ["--dry-run=server", "hostguard_admission_requests_total", "defaultPolicy.action=Warn"]),
+        ("no default policy", ["--set", "defaultPolicy.enabled=false"],
+         ["--dry-run=server", "hostguard_admission_requests_total"]),
+    ]
+    for what, extra, fragments in cases:
+        r = run([helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *extra])
+        if not c.ok(r.returncode == 0, f"{what}: helm install --dry-run=client failed: {r.stderr}"):
+            continue
+        notes = r.stdout[r.stdout.find("NOTES:"):]
+        for fragment in fragments:
+            c.ok(fragment in notes, f"{what}: NOTES mention {fragment!r}:\n{notes}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--helm", required=True)
     parser.add_argument("--hostguard", required=True, help="the built hostguard binary")
+    parser.add_argument("--lua", action="append", default=[],
+                        help="a Lua interpreter for the Argo CD health checks (repeatable)")
+    parser.add_argument("--lua-missing", action="append", default=[],
+                        help="why a Lua interpreter is missing: its checks are skipped (repeatable)")
     args = parser.parse_args()
     helm = args.helm
 
@@ -240,7 +319,7 @@ def main():
     check_sources(c, defaults)
     assert_render.check_defaults(c, defaults)
 
-    all_variants = variants()
+    all_variants = variants() + gitops.variants(Variant, OUT)
     lint(c, helm, all_variants)
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -263,6 +342,9 @@ def main():
             c.ok(False, f"rendering lacks an expected part: {type(e).__name__}: {e}")
         check_with_hostguard(c, args.hostguard, OUT / f"{v.name}.yaml")
         check_serve_arguments(c, args.hostguard, docs)
+
+    check_notes(c, helm)
+    gitops.check(c, args.hostguard, args.lua, args.lua_missing)
 
     c.scope = "rejected values"
     for what, extra, fragment in REJECTED:

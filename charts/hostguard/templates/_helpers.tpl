@@ -29,6 +29,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: hostguard
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The `annotations:` of a resource's metadata: commonAnnotations merged with the resource's own
+(`extra`, which win), or nothing at all. Call with (dict "root" $ "extra" $map).
+*/}}
+{{- define "hostguard.annotations" -}}
+{{- $all := merge (deepCopy (default dict .extra)) (deepCopy (default dict .root.Values.commonAnnotations)) }}
+{{- with $all -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{- define "hostguard.serviceAccountName" -}}
@@ -53,10 +68,13 @@ app.kubernetes.io/part-of: hostguard
 
 {{/* The Secret holding the webhook's serving certificate (tls.crt, tls.key). */}}
 {{- define "hostguard.tlsSecretName" -}}
-{{- if eq .Values.tls.source "secret" }}
-{{- required "tls.secret.name is required when tls.source is secret" .Values.tls.secret.name }}
-{{- else }}
+{{- if .Values.certManager.enabled }}
+{{- if .Values.tls.existingSecret }}
+{{- fail "tls.existingSecret is set but certManager.enabled is true: set certManager.enabled=false to use your own Secret" }}
+{{- end }}
 {{- printf "%s-tls" (include "hostguard.fullname" .) }}
+{{- else }}
+{{- required "tls.existingSecret is required when certManager.enabled is false" .Values.tls.existingSecret }}
 {{- end }}
 {{- end }}
 
@@ -65,10 +83,11 @@ Annotations and caBundle of the webhook configurations: cert-manager's CA inject
 from the serving Certificate; with a user-provided Secret the bundle is given in the values.
 */}}
 {{- define "hostguard.webhookAnnotations" -}}
-{{- if eq .Values.tls.source "certManager" }}
-  annotations:
-    cert-manager.io/inject-ca-from: {{ printf "%s/%s-tls" .Release.Namespace (include "hostguard.fullname" .) }}
+{{- $own := dict }}
+{{- if .Values.certManager.enabled }}
+{{- $own = dict "cert-manager.io/inject-ca-from" (printf "%s/%s-tls" .Release.Namespace (include "hostguard.fullname" .)) }}
 {{- end }}
+{{- include "hostguard.annotations" (dict "root" . "extra" $own) }}
 {{- end }}
 
 {{- define "hostguard.clientConfig" -}}
@@ -78,8 +97,8 @@ clientConfig:
     namespace: {{ .root.Release.Namespace }}
     path: {{ .path }}
     port: {{ .root.Values.service.port }}
-  {{- if eq .root.Values.tls.source "secret" }}
-  caBundle: {{ required "tls.secret.caBundle (base64 PEM of the CA) is required when tls.source is secret" .root.Values.tls.secret.caBundle }}
+  {{- if not .root.Values.certManager.enabled }}
+  caBundle: {{ required "tls.caBundle (base64 PEM of the CA) is required when certManager.enabled is false" .root.Values.tls.caBundle }}
   {{- end }}
 {{- end }}
 
