@@ -305,18 +305,43 @@ fn aiworkload_examples_are_accepted() -> TestResult {
 
 #[test]
 fn policy_examples_load_as_policy_files() -> TestResult {
-    // `--policy` reads and compiles every file of the folder; a bad one would exit 2.
-    let (code, report) = check(
-        "azure",
-        &[
+    // Each policy file loads and compiles as a `--policy` file (a bad one would exit 2).
+    let mut files: Vec<_> = std::fs::read_dir(root().join("examples/policies"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    for file in files {
+        let file = file.to_string_lossy().to_string();
+        let (code, report) = check(
+            "azure",
+            &[
+                "--policy",
+                &file,
+                "-f",
+                "examples/workloads/chat-azure-openai.yaml",
+            ],
+        )?;
+        assert!(code == 0 || code == 1, "{file}: exit {code}\n{report:#}");
+        assert!(!judged(&report).is_empty(), "{file}");
+    }
+    // The folder as a whole holds the default and its Audit variant under one name: that is
+    // ambiguous, and refused rather than one silently shadowing the other.
+    let out = Command::cargo_bin("hostguard")?
+        .current_dir(root())
+        .args([
+            "check",
             "--policy",
             "examples/policies/",
             "-f",
             "examples/workloads/chat-azure-openai.yaml",
-        ],
-    )?;
-    assert!(code == 0 || code == 1, "exit {code}\n{report:#}");
-    assert!(!judged(&report).is_empty());
+        ])
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains("openai-stateless-on-azure") && stderr.contains("unique"),
+        "{stderr}"
+    );
     Ok(())
 }
 

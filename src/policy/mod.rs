@@ -221,10 +221,20 @@ impl PolicySet {
     pub fn compile<'a>(
         policies: impl IntoIterator<Item = &'a HostingPolicy>,
     ) -> Result<Self, Vec<PolicyError>> {
-        let mut compiled = Vec::new();
+        let mut compiled: Vec<CompiledPolicy> = Vec::new();
         let mut errors = Vec::new();
         for p in policies {
             match CompiledPolicy::compile(p) {
+                // Two policies of one name would silently shadow each other; in a cluster the
+                // API server prevents it, in files it is a mistake to stop for.
+                Ok(c) if compiled.iter().any(|other| other.name == c.name) => {
+                    errors.push(PolicyError {
+                        policy: c.name.clone(),
+                        path: "metadata.name".into(),
+                        message: "is used by another policy given; policy names must be unique"
+                            .into(),
+                    })
+                }
                 Ok(c) => compiled.push(c),
                 Err(mut e) => errors.append(&mut e),
             }
