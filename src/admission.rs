@@ -42,7 +42,13 @@ impl Webhook {
 /// The body is not JSON at all.
 #[derive(Debug, Error)]
 #[error("the body is not JSON: {0}")]
-pub struct NotJson(#[from] serde_json::Error);
+pub struct NotJson(String);
+
+impl From<serde_json::Error> for NotJson {
+    fn from(e: serde_json::Error) -> Self {
+        NotJson(e.to_string())
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +171,14 @@ pub enum Parsed {
 
 /// Reads an AdmissionReview body. `Err` only when the body is not JSON at all.
 pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
+    // JSON is UTF-8. serde_json does not check the bytes of fields it skips, so without this a
+    // body with invalid bytes in a field hostguard does not read would still be decided.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(NotJson(format!(
+            "invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        )));
+    }
     // The fast path parses without tracking the path; only an unreadable body pays for a second
     // pass that names the field at fault.
     let review: ReviewIn = match serde_json::from_slice(body) {

@@ -344,3 +344,16 @@ async fn decisions_are_counted_by_webhook_kind_operation_and_decision() {
     );
     assert!(text.contains(r#"hostguard_policy_violations_total{policy="openai-stateless-on-azure",action="Deny"} 2"#), "{text}");
 }
+
+#[tokio::test]
+async fn invalid_utf8_anywhere_in_the_body_is_not_json() {
+    // Even inside a field hostguard never reads: a review with such bytes is not a review.
+    let mut body = fixture("deployment-denied.json");
+    let at = String::from_utf8_lossy(&body)
+        .find("alice")
+        .expect("a username in the fixture");
+    body[at] = 0x89;
+    body[at + 1] = 0x9c;
+    let (status, _) = post(app(), "/validate", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
