@@ -8,7 +8,6 @@ mod policies;
 pub mod report;
 mod review;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +69,3 @@ pub struct ClusterArgs {
 fn parse_provider(s: &str) -> Result<ClusterProvider, String> {
     s.parse()
 }
-
-/// Paths given on the command line.
-pub type Paths = Vec<PathBuf>;
