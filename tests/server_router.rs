@@ -11,7 +11,7 @@ use base64::Engine as _;
 use hostguard::api::ClusterProvider;
 use hostguard::policy::PolicySet;
 use hostguard::server::metrics::Metrics;
-use hostguard::server::state::{Readiness, SharedState};
+use hostguard::server::state::SharedState;
 use hostguard::server::webhook::{MAX_BODY_BYTES, WebhookState, router};
 use hostguard::snapshot::Snapshot;
 use http_body_util::BodyExt;
@@ -29,7 +29,6 @@ fn app_with(provider: ClusterProvider, permits: usize, loaded: bool) -> (Router,
     let state = WebhookState {
         engine,
         metrics: Arc::clone(&metrics),
-        readiness: Arc::new(Readiness::default()),
         limiter: Arc::new(Semaphore::new(permits)),
         prefetch: None,
     };

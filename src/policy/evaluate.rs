@@ -104,15 +104,17 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         decision.warnings.extend(f.notes.iter().cloned());
     }
 
+    // Borrowed, not cloned: this runs for every review.
+    let no_labels = crate::snapshot::Labels::new();
     let ns_labels = match snapshot.namespace_labels(&namespace) {
-        Lookup::Found(labels) => Some(labels.clone()),
-        Lookup::Absent => Some(Default::default()),
+        Lookup::Found(labels) => Some(labels),
+        Lookup::Absent => Some(&no_labels),
         Lookup::Unknown => None,
     };
     let mut governing: BTreeSet<&str> = BTreeSet::new();
     let mut pin_with: Vec<&CompiledPolicy> = Vec::new();
     for policy in policies.policies() {
-        if !policy.applies_in(&namespace, ns_labels.as_ref()) {
+        if !policy.applies_in(&namespace, ns_labels) {
             continue;
         }
         for (template, template_facts) in view.templates.iter().zip(&facts) {

@@ -243,7 +243,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let webhook_router = webhook::router(webhook::WebhookState {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
-        readiness: Arc::clone(&readiness),
         limiter: Arc::new(Semaphore::new(args.max_concurrent_reviews as usize)),
         prefetch: cluster.as_ref().map(|c| Arc::clone(&c.prefetch)),
     });

@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
-use super::state::{ConfigMapPrefetch, Readiness, SharedState};
+use super::state::{ConfigMapPrefetch, SharedState};
 use crate::admission::{self, Webhook};
 
 /// The API server's own limit on request bodies.
@@ -38,7 +38,6 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct WebhookState {
     pub engine: Arc<SharedState>,
     pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
     pub limiter: Arc<Semaphore>,
     /// Cluster mode: fetches referenced ConfigMaps the cache lacks.
     pub prefetch: Option<Arc<dyn ConfigMapPrefetch>>,
