@@ -1,18 +1,20 @@
-//! hostguard: decides where AI workloads may send model traffic and where they may run.
+//! hostguard's fronts: the offline CLI ([`cli`]), the HTTPS admission webhook ([`server`]) and
+//! the cluster controller ([`cluster`]). They read their inputs — manifest files ([`manifest`],
+//! [`policy_files`]), AdmissionReviews, watched cluster objects — and ask the one pure engine,
+//! [`hostguard_engine`], for every decision; [`state`] holds the engine state the webhook and the
+//! controller share, and [`metrics`] the Prometheus registry both write to.
 //!
-//! The library follows the data flow of `design.md`: an object becomes a [`workload`] view,
-//! [`detect`] turns it into facts, [`endpoint`] classifies every endpoint, and [`policy`] evaluates
-//! the facts against the policies and a read-only [`snapshot`] of cluster state. The fronts —
-//! [`admission`] (webhook and `review`) and [`cli`] — only translate to and from that one engine.
+//! Import order, top to bottom, with no circle: `cli` → `server` → `cluster` → `state`,
+//! `metrics`, `policy_files`, `manifest` → `hostguard_engine`.
 
-pub mod admission;
-pub mod api;
 pub mod cli;
 pub mod cluster;
-pub mod detect;
-pub mod endpoint;
 pub mod manifest;
-pub mod policy;
+pub mod metrics;
+pub mod policy_files;
 pub mod server;
-pub mod snapshot;
-pub mod workload;
+pub mod state;
+
+// The engine's modules under their old paths, so that the fronts read `crate::policy::evaluate`
+// as before; the code of each lives in the engine crate.
+pub use hostguard_engine::{admission, api, detect, endpoint, policy, snapshot, workload};

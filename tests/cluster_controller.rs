@@ -17,7 +17,7 @@ use hostguard::cluster::inventory::{BuildInput, Built, Inventory, Writers};
 use hostguard::cluster::lease::{Elector, Leadership, Timings};
 use hostguard::cluster::status::{self, WriteError};
 use hostguard::cluster::watch::{self as reflect, Shared};
-use hostguard::server::metrics::{Metrics, ResourceLabel};
+use hostguard::metrics::{Metrics, ResourceLabel};
 use hostguard::snapshot::{ConfigMapSource, Lookup};
 use http::{Request, Response};
 use k8s_openapi::api::core::v1::ConfigMap;

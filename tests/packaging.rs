@@ -318,6 +318,31 @@ fn cargo_inputs(manifest: &str) -> BTreeSet<String> {
     out
 }
 
+/// The members of `[workspace] members = [...]` other than the root package itself.
+fn workspace_members(manifest: &str) -> Vec<String> {
+    let mut in_workspace = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_workspace = line == "[workspace]";
+        } else if in_workspace && let Some(list) = line.strip_prefix("members = ") {
+            return list
+                .trim_matches(['[', ']'])
+                .split(',')
+                .map(|m| m.trim().trim_matches('"').to_string())
+                .filter(|m| !m.is_empty() && m != ".")
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
+#[test]
+fn workspace_members_are_read_from_the_manifest() {
+    let manifest = "[workspace]\nmembers = [\".\", \"engine\"]\n\n[package]\nname = \"x\"\n";
+    assert_eq!(workspace_members(manifest), ["engine"]);
+    assert!(workspace_members("[package]\nname = \"x\"\n").is_empty());
+}
+
 #[test]
 fn the_build_context_admits_only_what_cargo_reads() -> TestResult {
     let ignore = read(".dockerignore")?;
@@ -345,6 +370,16 @@ fn the_build_context_admits_only_what_cargo_reads() -> TestResult {
     let manifest = read("Cargo.toml")?;
     let mut needed = cargo_inputs(&manifest);
     needed.extend(["Cargo.toml".to_string(), "Cargo.lock".to_string()]);
+    // Cargo loads every workspace member's manifest and targets, even to build one binary.
+    for member in workspace_members(&manifest) {
+        needed.insert(format!("{member}/Cargo.toml"));
+        let member_manifest = read(&format!("{member}/Cargo.toml"))?;
+        needed.extend(
+            cargo_inputs(&member_manifest)
+                .into_iter()
+                .map(|dir| format!("{member}/{dir}")),
+        );
+    }
     for input in &needed {
         assert!(
             admitted.contains(input.as_str()),

@@ -12,10 +12,10 @@
 #![no_main]
 
 use base64::Engine as _;
-use hostguard::admission::{self, ADMISSION_API_VERSION, Answer, Webhook};
-use hostguard::api::ClusterProvider;
-use hostguard::policy::PolicySet;
-use hostguard::snapshot::Snapshot;
+use hostguard_engine::admission::{self, ADMISSION_API_VERSION, Answer, Webhook};
+use hostguard_engine::api::ClusterProvider;
+use hostguard_engine::policy::PolicySet;
+use hostguard_engine::snapshot::Snapshot;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::sync::LazyLock;

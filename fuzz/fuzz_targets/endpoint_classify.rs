@@ -16,8 +16,8 @@
 
 use std::sync::LazyLock;
 
-use hostguard::endpoint::{EndpointRules, HostPattern, Hosting, classify, mentions_model_host};
-use hostguard::policy::AZURE_OPENAI_HOSTS;
+use hostguard_engine::endpoint::{EndpointRules, HostPattern, Hosting, classify, mentions_model_host};
+use hostguard_engine::policy::AZURE_OPENAI_HOSTS;
 use libfuzzer_sys::fuzz_target;
 
 static PATTERNS: LazyLock<Vec<HostPattern>> = LazyLock::new(|| {

@@ -14,12 +14,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::policies::{PolicyArgs, PolicyFiles, compile_or_default, load_policy_files};
 use super::report::{Format, Report};
 use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DENIED};
 use crate::api::{AIWorkload, ClusterProvider, GROUP, HostingPolicy};
 use crate::manifest::{self, Document};
 use crate::policy::{CompiledPolicy, Decision, Operation, Request, evaluate};
+use crate::policy_files::{PolicyArgs, PolicyFiles, compile_or_default, load_policy_files};
 use crate::snapshot::{DeclaredWorkload, Snapshot};
 
 /// Arguments of `hostguard check`.

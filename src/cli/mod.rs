@@ -4,7 +4,7 @@
 
 mod check;
 mod crds;
-mod policies;
+
 pub mod report;
 mod review;
 
@@ -16,7 +16,7 @@ use crate::api::ClusterProvider;
 
 pub use check::CheckArgs;
 pub use crds::CrdsArgs;
-pub use policies::{PolicyArgs, PolicyFiles, compile_or_default, load_policies, load_policy_files};
+
 pub use review::ReviewArgs;
 
 /// Exit code: nothing denied.

@@ -4,20 +4,31 @@ use std::io::Read;
 
 use clap::Args;
 
-use super::policies::{PolicyArgs, compile_or_default, load_policy_files};
 use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN};
 use crate::admission::{self, Webhook};
+use crate::policy_files::{PolicyArgs, compile_or_default, load_policy_files};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReviewArgs {
     /// Which webhook to answer as.
-    #[arg(long, value_enum, default_value = "validate")]
+    #[arg(long, default_value = "validate", value_parser = webhook_name())]
     pub webhook: Webhook,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// The webhook names the engine knows, offered as the flag's possible values.
+fn webhook_name() -> impl clap::builder::TypedValueParser<Value = Webhook> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Webhook::ALL.map(Webhook::as_str)).map(|name| {
+        Webhook::ALL
+            .into_iter()
+            .find(|w| w.as_str() == name)
+            .unwrap_or(Webhook::Validate)
+    })
 }
 
 pub fn run(args: ReviewArgs) -> u8 {

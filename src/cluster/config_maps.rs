@@ -22,9 +22,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::server::metrics::{Metrics, ResourceLabel};
-use crate::server::state::ConfigMapPrefetch;
+use crate::metrics::{Metrics, ResourceLabel};
 use crate::snapshot::{ConfigMapData, ConfigMapSource, Lookup};
+use crate::state::ConfigMapPrefetch;
 
 type Key = (String, String);
 

@@ -20,7 +20,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::server::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Lease timings.
 #[derive(Debug, Clone, Copy)]

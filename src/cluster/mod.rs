@@ -43,11 +43,9 @@ use tokio::sync::{Notify, watch as channel};
 use tokio::task::JoinHandle;
 
 use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
+use crate::metrics::{ClusterProviderLabels, Metrics, ProviderLabel, ResultLabel, ViolationLabels};
 use crate::policy::{CompiledPolicy, PolicyError};
-use crate::server::metrics::{
-    ClusterProviderLabels, Metrics, ProviderLabel, ResultLabel, ViolationLabels,
-};
-use crate::server::state::{ConfigMapPrefetch, SharedState};
+use crate::state::{ConfigMapPrefetch, SharedState};
 use config_maps::{ConfigMapCache, Fetcher};
 use inventory::{BuildInput, Inventory};
 use lease::{Elector, Leadership, Timings};
@@ -510,7 +508,7 @@ impl Auditor {
 
     async fn audit_once(
         &mut self,
-        state: &crate::server::state::EngineState,
+        state: &crate::state::EngineState,
         stop: &channel::Receiver<bool>,
     ) {
         let started = Instant::now();

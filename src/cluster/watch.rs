@@ -11,7 +11,7 @@ use kube::runtime::reflector::{ObjectRef, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::{Notify, watch};
 
-use crate::server::metrics::{Metrics, ResourceLabel};
+use crate::metrics::{Metrics, ResourceLabel};
 
 /// What every reflector shares.
 #[derive(Clone)]

@@ -9,8 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::metrics::Metrics;
-use super::state::{Readiness, SharedState};
+use crate::metrics::Metrics;
+use crate::state::{Readiness, SharedState};
 
 #[derive(Clone)]
 pub struct AdminState {

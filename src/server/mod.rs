@@ -7,9 +7,7 @@
 
 mod admin;
 mod listener;
-pub mod metrics;
 mod shutdown;
-pub mod state;
 pub mod tls;
 pub mod webhook;
 
@@ -23,9 +21,9 @@ use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::cli::{PolicyArgs, load_policy_files};
+use crate::policy_files::{PolicyArgs, compile_or_default, load_policy_files};
 use crate::snapshot::Snapshot;
-use state::{Readiness, SharedState};
+use crate::state::{Readiness, SharedState};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,7 +138,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let metrics = metrics::Metrics::new();
+    let metrics = crate::metrics::Metrics::new();
     let readiness = Arc::new(Readiness::default());
     let engine = SharedState::new();
     let shutdown = shutdown::on_signals(Arc::clone(&readiness));
@@ -149,7 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("loading --policy files")?;
     let cluster = if args.standalone {
-        let policies = crate::cli::compile_or_default(&files.policies)
+        let policies = compile_or_default(&files.policies)
             .map_err(anyhow::Error::msg)
             .context("compiling policies")?;
         let cluster_provider = args.cluster_provider.unwrap_or_default();

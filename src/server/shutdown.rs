@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::state::Readiness;
+use crate::state::Readiness;
 
 /// Exit code when a second signal cuts the drain short (128 + SIGINT, as shells report it).
 const EXIT_ABORTED: i32 = 130;

@@ -20,7 +20,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use thiserror::Error;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// A serving certificate or client CA that cannot be used.
 #[derive(Debug, Error)]

@@ -20,9 +20,9 @@ use axum::routing::post;
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::Semaphore;
 
-use super::metrics::Metrics;
-use super::state::{ConfigMapPrefetch, SharedState};
 use crate::admission::{self, Webhook};
+use crate::metrics::Metrics;
+use crate::state::{ConfigMapPrefetch, SharedState};
 
 /// The API server's own limit on request bodies.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;

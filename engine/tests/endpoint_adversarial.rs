@@ -3,7 +3,7 @@
 //! some HTTP client (httpx, urllib, requests, Node, Go) could send to a host other than the one a
 //! naive check sees, or a clean URL that simply is not Azure.
 
-use hostguard::endpoint::{Classification, EndpointRules, HostPattern, Hosting, classify};
+use hostguard_engine::endpoint::{Classification, EndpointRules, HostPattern, Hosting, classify};
 use rstest::rstest;
 
 const DEFAULT_ALLOWED: [&str; 5] = [

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::api::{AIWorkload, HostingPolicy};
 use crate::manifest;
-use crate::policy::{PolicySet, default_policy};
+use crate::policy::PolicySet;
 use crate::snapshot::{DeclaredWorkload, Snapshot};
 
 /// Where policies come from.
@@ -92,13 +92,9 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<HostingPolicy>, String> {
     load_policy_files(paths).map(|f| f.policies)
 }
 
-/// Compiles policies, falling back to the built-in default when the list is empty. Every
-/// problem of every policy is reported.
+/// [`PolicySet::compile_or_default`], with every problem of every policy on a line of its own.
 pub fn compile_or_default(policies: &[HostingPolicy]) -> Result<PolicySet, String> {
-    if policies.is_empty() {
-        return PolicySet::compile([&default_policy()]).map_err(join_errors);
-    }
-    PolicySet::compile(policies).map_err(join_errors)
+    PolicySet::compile_or_default(policies).map_err(join_errors)
 }
 
 fn join_errors(errors: Vec<crate::policy::PolicyError>) -> String {

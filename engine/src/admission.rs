@@ -8,8 +8,8 @@
 //! denial lists every violation in `status.message` and `status.details.causes`.
 
 use base64::Engine as _;
-use kube::core::response::{StatusCause, StatusDetails, StatusSummary};
-use kube::core::{GroupVersionKind, Status};
+use kube_core::response::{StatusCause, StatusDetails, StatusSummary};
+use kube_core::{GroupVersionKind, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -22,7 +22,7 @@ pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 const ADMISSION_KIND: &str = "AdmissionReview";
 
 /// Which webhook is answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Webhook {
     /// `/validate`: admit or deny, with warnings.
     Validate,
@@ -31,6 +31,9 @@ pub enum Webhook {
 }
 
 impl Webhook {
+    /// Both webhooks, in the order the CLI lists them.
+    pub const ALL: [Webhook; 2] = [Webhook::Validate, Webhook::Mutate];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Webhook::Validate => "validate",

@@ -18,7 +18,7 @@ pub use hosting_policy::{
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 
 /// API group of hostguard's resources.
 pub const GROUP: &str = "hostguard.dev";

@@ -18,7 +18,7 @@ pub use placement::{pin_pod_patch, pod_is_pinned};
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::NodeSelector;
-use kube::core::{Selector, SelectorExt};
+use kube_core::{Selector, SelectorExt};
 use thiserror::Error;
 
 use crate::api::{Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
@@ -262,6 +262,15 @@ impl PolicySet {
             policies,
             known_hosts,
         }
+    }
+
+    /// The policies given, or the built-in default when none is given (the offline commands and
+    /// `serve --standalone`). Fails with every problem of every policy.
+    pub fn compile_or_default(policies: &[HostingPolicy]) -> Result<Self, Vec<PolicyError>> {
+        if policies.is_empty() {
+            return Self::compile([&default_policy()]);
+        }
+        Self::compile(policies)
     }
 
     /// The built-in default policy alone.

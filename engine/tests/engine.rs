@@ -1,12 +1,12 @@
 //! Table-driven tests of the engine: every kind, every container kind, each detection source,
 //! each variable-resolution rule, each action, placement and mutation.
 
-use hostguard::api::{Action, ClusterProvider, Disposition, HostingPolicy};
-use hostguard::endpoint::Hosting;
-use hostguard::policy::{
+use hostguard_engine::api::{Action, ClusterProvider, Disposition, HostingPolicy};
+use hostguard_engine::endpoint::Hosting;
+use hostguard_engine::policy::{
     Decision, Operation, PolicySet, Request, Verdict, default_policy, evaluate,
 };
-use hostguard::snapshot::{DeclaredWorkload, Snapshot};
+use hostguard_engine::snapshot::{DeclaredWorkload, Snapshot};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -236,7 +236,7 @@ fn update_of_an_object_being_deleted_is_never_blocked() {
 #[test]
 fn aiworkload_declaring_stateful_exempts_from_the_stateless_policy() {
     let mut snapshot = azure_snapshot();
-    let aiw: hostguard::api::AIWorkload = serde_json::from_value(json!({
+    let aiw: hostguard_engine::api::AIWorkload = serde_json::from_value(json!({
         "apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
         "metadata": {"name": "assistants", "namespace": "team-a"},
         "spec": {"selector": {"matchLabels": {"app": "chat"}}, "provider": "openai", "apiClass": "stateful"}
@@ -251,7 +251,7 @@ fn aiworkload_declaring_stateful_exempts_from_the_stateless_policy() {
 #[test]
 fn aiworkload_declared_endpoint_is_checked_and_selector_must_match() {
     let mut snapshot = azure_snapshot();
-    let aiw: hostguard::api::AIWorkload = serde_json::from_value(json!({
+    let aiw: hostguard_engine::api::AIWorkload = serde_json::from_value(json!({
         "apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
         "metadata": {"name": "chat", "namespace": "team-a"},
         "spec": {"selector": {"matchLabels": {"app": "chat"}}, "provider": "openai",

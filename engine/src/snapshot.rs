@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::core::{Selector, SelectorExt};
+use kube_core::{Selector, SelectorExt};
 use thiserror::Error;
 
 use crate::api::{AIWorkload, ApiClass, ClusterProvider, WorkloadApiClass};

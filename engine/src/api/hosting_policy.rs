@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::NodeAffinity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,7 @@ use super::common::{Action, ApiClass, ClusterProvider, Disposition};
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "hostguard.dev",
     version = "v1alpha1",
     kind = "HostingPolicy",

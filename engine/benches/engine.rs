@@ -17,18 +17,18 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hostguard::admission::{self, Webhook};
-use hostguard::api::{AIWorkload, ClusterProvider, HostingPolicy};
-use hostguard::endpoint::{EndpointRules, HostPattern, Hosting, classify};
-use hostguard::policy::{
+use hostguard_engine::admission::{self, Webhook};
+use hostguard_engine::api::{AIWorkload, ClusterProvider, HostingPolicy};
+use hostguard_engine::endpoint::{EndpointRules, HostPattern, Hosting, classify};
+use hostguard_engine::policy::{
     AZURE_OPENAI_HOSTS, DEFAULT_POLICY_NAME, Decision, Operation, PolicySet, Request, Verdict,
     default_policy, evaluate,
 };
-use hostguard::snapshot::{DeclaredWorkload, Snapshot};
+use hostguard_engine::snapshot::{DeclaredWorkload, Snapshot};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 
-const FIXTURE: &[u8] = include_bytes!("fixtures/deployment-review.json");
+const FIXTURE: &[u8] = include_bytes!("../../benches/fixtures/deployment-review.json");
 const NAMESPACE: &str = "team-a";
 const NAMESPACES: usize = 50;
 const AIWORKLOADS_PER_NAMESPACE: usize = 20;
