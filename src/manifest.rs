@@ -1,22 +1,26 @@
 //! Reading manifests: files, directories and stdin into [`Document`]s, each with the line of every
 //! field, for the offline commands.
 //!
-//! Values come from `serde-saphyr` (YAML) or `serde_json` (JSON, for its clearer errors); a second
-//! pass over the `granit-parser` events of the same text records where each document starts and
-//! the line of every mapping key and sequence item, so that a report can point at the exact line
-//! of a field path such as `spec.template.spec.containers[0].env[OPENAI_BASE_URL]`. Both passes are
-//! linear in the input. Documents keep their position in the file counting every `---`, empty ones
-//! included, and `kind: List` documents (the output of `kubectl get -o yaml`) are expanded into
-//! their items. Bad input is an error naming the file and line, never a panic.
+//! YAML is read as kubectl applies it ([`kubectl_yaml`]: documents cut at `---` lines, YAML 1.1
+//! scalars, merge keys and overrides as go-yaml v2 and `sigs.k8s.io/yaml` read them, refused
+//! where hostguard cannot be sure), JSON with `serde_json` (kubectl reads a stream that starts
+//! with `{` as JSON too). Each document keeps the line of every mapping key and sequence item, so
+//! that a report can point at the exact line of a field path such as
+//! `spec.template.spec.containers[0].env[OPENAI_BASE_URL]`. Documents keep their position in the
+//! file counting every `---`, empty ones included, and lists (`kind: List` from `kubectl get -o
+//! yaml`, or any object with `items`) are expanded into their items at every level. Bad input is
+//! an error naming the file and line, never a panic.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use granit_parser::{Event, Parser, ScalarStyle};
+use granit_parser::{Event, Parser};
 use serde_json::Value;
 use thiserror::Error;
+
+mod kubectl_yaml;
 
 /// The source name of documents read from standard input.
 pub const STDIN_SOURCE: &str = "<stdin>";
@@ -351,24 +355,7 @@ pub fn parse_str(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     } else {
         parse_yaml(source, text)?
     };
-    Ok(expand_lists(documents))
-}
-
-/// What the event pass learned about one document.
-struct Skeleton {
-    line: usize,
-    root: Root,
-    lines: Lines,
-}
-
-/// The kind of a document's root node, to match documents with the values `serde-saphyr`
-/// returns (it leaves out null documents).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Root {
-    /// Empty, `~`, `null` or `!!null`: serde-saphyr returns no value for it.
-    Null,
-    Scalar,
-    Collection,
+    expand_lists(documents)
 }
 
 /// A syntax error of the event pass: line (1-based), column (1-based), message.
@@ -388,15 +375,16 @@ enum Frame {
     },
 }
 
-/// The event pass: document boundaries, root kinds and the line of every field. Iterative, so
-/// deep nesting cannot exhaust the stack; aliases are recorded as leaves, never expanded.
-fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
+/// The line of every field of each document of JSON text, read as YAML events (JSON values are
+/// decoded by `serde_json`; this pass only finds lines). Iterative, so deep nesting cannot
+/// exhaust the stack.
+fn scan(text: &str) -> Result<Vec<Lines>, ScanFailure> {
     let mut options = granit_parser::Options::default();
     options.set_emit_comments(false);
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut root: Option<(Root, Lines)> = None;
+    let mut root: Option<Lines> = None;
     for event in &mut parser {
         let (event, span) = event.map_err(|e| {
             (
@@ -413,41 +401,14 @@ fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
                 None
             }
             Event::DocumentEnd => {
-                let (kind, lines) = root.take().unwrap_or((Root::Null, Lines::leaf(line)));
-                docs.push(Skeleton {
-                    line: lines.line,
-                    root: kind,
-                    lines,
-                });
+                docs.push(root.take().unwrap_or_else(|| Lines::leaf(line)));
                 None
             }
-            Event::Scalar(value, style, _, tag) => {
-                if stack.is_empty() {
-                    let null = match &tag {
-                        Some(tag) => tag.is_yaml_core_schema_tag("null"),
-                        None => {
-                            style == ScalarStyle::Plain
-                                && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
-                        }
-                    };
-                    root = Some((
-                        if null { Root::Null } else { Root::Scalar },
-                        Lines::leaf(line),
-                    ));
-                    None
-                } else {
-                    let wants_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
-                    Some((Lines::leaf(line), wants_key.then(|| value.into_owned())))
-                }
+            Event::Scalar(value, _, _, _) => {
+                let wants_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
+                Some((Lines::leaf(line), wants_key.then(|| value.into_owned())))
             }
-            Event::Alias(_) | Event::UnresolvedAlias(_) => {
-                if stack.is_empty() {
-                    root = Some((Root::Scalar, Lines::leaf(line)));
-                    None
-                } else {
-                    Some((Lines::leaf(line), None))
-                }
-            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => Some((Lines::leaf(line), None)),
             Event::MappingStart(..) => {
                 stack.push(Frame::Map {
                     line,
@@ -484,7 +445,7 @@ fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
         };
         if let Some((node, key_text)) = done {
             match stack.last_mut() {
-                None => root = Some((Root::Collection, node)),
+                None => root = Some(node),
                 Some(Frame::Seq { items, .. }) => items.push(node),
                 Some(Frame::Map { entries, key, .. }) => match key.take() {
                     None => *key = Some((key_text, node.line)),
@@ -504,89 +465,31 @@ fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
     Ok(docs)
 }
 
-/// serde-saphyr options: its default budget guards against hostile input but caps a stream at
-/// 1024 documents and 250 000 nodes, which `helm template` of a large chart exceeds. The input is
-/// already in memory, so the structural limits grow with its size; alias limits stay as they
-/// are (they are what stops an alias bomb).
-fn yaml_options(len: usize) -> serde_saphyr::Options {
-    let defaults = serde_saphyr::Budget::default();
-    let budget = serde_saphyr::budget! {
-        max_events: defaults.max_events.max(len.saturating_mul(2)),
-        max_nodes: defaults.max_nodes.max(len),
-        max_documents: defaults.max_documents.max(len / 3 + 1),
-        max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(len.saturating_mul(2)),
-        max_depth: 128,
-    };
-    serde_saphyr::options! {
-        budget: budget,
-        with_snippet: false,
-        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
-        // Kubernetes reads manifests as YAML 1.1 (sigs.k8s.io/yaml): `defaultMode: 0400` is
-        // octal 256, as the Kubernetes documentation writes file modes.
-        legacy_octal_numbers: true,
-    }
-}
-
+/// Reads a YAML stream as kubectl does (see [`kubectl_yaml`]): cut at its `---` lines, each
+/// piece one document. Documents are numbered as in a YAML stream: every `---` starts one, and
+/// the text before the first `---` is one when it holds anything but comments.
 fn parse_yaml(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
-    let syntax = |(line, column, message): ScanFailure| LoadError::Syntax {
+    let syntax = |(line, column, message): kubectl_yaml::Failure| LoadError::Syntax {
         path: source.to_string(),
         line,
         column,
         message,
     };
-    let skeletons = scan(text).map_err(syntax)?;
-    let values: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| {
-                (l.line().max(1) as usize, l.column().max(1) as usize)
-            });
-            let message = e.render_with_formatter(&serde_saphyr::UserMessageFormatter);
-            let suffix = format!(" at line {line}, column {column}");
-            let message = message
-                .strip_suffix(&suffix)
-                .unwrap_or(&message)
-                .to_string();
-            syntax((line, column, message))
-        })?;
-
-    // serde-saphyr returns one value per non-null document, in order.
-    let mut values = values.into_iter();
-    let mut documents = Vec::with_capacity(skeletons.len());
-    for (index, skeleton) in skeletons.into_iter().enumerate() {
-        let value = match skeleton.root {
-            Root::Null => Value::Null,
-            Root::Scalar | Root::Collection => {
-                let value = values.next();
-                let fits = match (&value, skeleton.root) {
-                    (Some(v), Root::Collection) => v.is_object() || v.is_array(),
-                    (Some(_), _) => true,
-                    (None, _) => false,
-                };
-                if !fits {
-                    return Err(syntax((
-                        skeleton.line,
-                        1,
-                        "the document could not be read (its value does not match its structure)"
-                            .into(),
-                    )));
-                }
-                value.unwrap_or_default()
-            }
+    let mut documents = Vec::new();
+    for segment in kubectl_yaml::split(text).map_err(syntax)? {
+        let read = kubectl_yaml::read_segment(segment).map_err(syntax)?;
+        let (value, lines) = match read {
+            Some(read) => (read.value, read.lines),
+            None if segment.after_separator => (Value::Null, Lines::leaf(segment.first_line)),
+            None => continue,
         };
         documents.push(Document {
             source: source.to_string(),
-            index,
-            line: skeleton.line,
+            index: documents.len(),
+            line: lines.line,
             value,
-            lines: skeleton.lines,
+            lines,
         });
-    }
-    if values.next().is_some() {
-        return Err(syntax((
-            1,
-            1,
-            "the documents could not be told apart".into(),
-        )));
     }
     Ok(documents)
 }
@@ -632,45 +535,70 @@ fn parse_json(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     if let Ok(skeletons) = scan(text)
         && skeletons.len() == documents.len()
     {
-        for (doc, skeleton) in documents.iter_mut().zip(skeletons) {
-            doc.lines = skeleton.lines;
+        for (doc, lines) in documents.iter_mut().zip(skeletons) {
+            doc.lines = lines;
         }
     }
     Ok(documents)
 }
 
-/// Replaces each List document (`kind: List` from `kubectl get -o yaml`, or any `*List` kind with
-/// an `items` array) by its items, which keep the List's source and index and get their own line.
-fn expand_lists(documents: Vec<Document>) -> Vec<Document> {
+/// Replaces each list document by its items, at every level, as kubectl's decoding finds lists
+/// (apimachinery `unstructuredJSONScheme.decode` and `decodeToList`, cli-runtime
+/// `FlattenListVisitor`): an object with a `kind` and an `items` field is a list whatever its
+/// kind (a `Deployment` with `items` is applied as its items, its own body dropped), `items:
+/// null` is an empty list, and an item with neither `kind` nor `apiVersion` takes the list's
+/// kind without its `List` suffix and the list's apiVersion. Items keep the list's source and
+/// index and get their own line. kubectl refuses a list inside a list (`meta.ExtractList`: "is
+/// not a list"), and other tools flatten one level; flattening every level checks whatever any
+/// of them could apply.
+fn expand_lists(documents: Vec<Document>) -> Result<Vec<Document>, LoadError> {
     let mut out = Vec::with_capacity(documents.len());
-    for mut doc in documents {
-        let is_list = doc.kind().is_some_and(|k| k.ends_with("List"))
-            && doc.value.get("items").is_some_and(Value::is_array);
+    // Depth-first in input order; nesting is bounded by the YAML depth limit.
+    let mut pending: Vec<Document> = documents.into_iter().rev().collect();
+    while let Some(mut doc) = pending.pop() {
+        let is_list = doc.kind().is_some() && doc.value.get("items").is_some();
         if !is_list {
             out.push(doc);
             continue;
         }
-        let Some(Value::Array(items)) = doc.value.get_mut("items").map(Value::take) else {
-            continue;
-        };
-        let mut item_lines = match &mut doc.lines.children {
+        let items_lines = match &mut doc.lines.children {
             Children::Map(entries) => entries
                 .iter_mut()
                 .find(|(k, _)| k == "items")
-                .map(|(_, l)| std::mem::take(&mut l.children)),
+                .map(|(_, l)| std::mem::take(l)),
             _ => None,
         };
-        let item_lines = match &mut item_lines {
-            Some(Children::Seq(lines)) if lines.len() == items.len() => Some(std::mem::take(lines)),
-            _ => None,
+        let items_line = items_lines.as_ref().map_or(doc.line, |l| l.line);
+        let items = match doc.value.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            Some(Value::Null) | None => continue,
+            Some(_) => {
+                return Err(LoadError::Syntax {
+                    path: doc.source.clone(),
+                    line: items_line,
+                    column: 1,
+                    message: "`items` of a list is not a list (kubectl refuses the document)"
+                        .into(),
+                });
+            }
         };
-        let mut item_lines = item_lines.map(Vec::into_iter);
-        for value in items {
-            let lines = item_lines
-                .as_mut()
-                .and_then(Iterator::next)
-                .unwrap_or_else(|| Lines::leaf(doc.line));
-            out.push(Document {
+        let item_kind = doc.kind().map(|k| k.strip_suffix("List").unwrap_or(k).to_string());
+        let list_api_version = doc.api_version().unwrap_or("").to_string();
+        let mut item_lines = match items_lines.map(|l| l.children) {
+            Some(Children::Seq(lines)) if lines.len() == items.len() => lines.into_iter(),
+            _ => Vec::new().into_iter(),
+        };
+        let mut expanded = Vec::with_capacity(items.len());
+        for mut value in items {
+            let lines = item_lines.next().unwrap_or_else(|| Lines::leaf(items_line));
+            if let Value::Object(item) = &mut value {
+                let named = |key: &str| item.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+                if !named("kind") && !named("apiVersion") {
+                    item.insert("kind".into(), Value::from(item_kind.clone().unwrap_or_default()));
+                    item.insert("apiVersion".into(), Value::from(list_api_version.clone()));
+                }
+            }
+            expanded.push(Document {
                 source: doc.source.clone(),
                 index: doc.index,
                 line: lines.line,
@@ -678,8 +606,9 @@ fn expand_lists(documents: Vec<Document>) -> Vec<Document> {
                 lines,
             });
         }
+        pending.extend(expanded.into_iter().rev());
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -838,16 +767,19 @@ spec:
         assert_eq!(docs[1].line_of("spec.containers[0].env[X]"), 10);
     }
 
+    /// A value reached through an alias is reported at the alias, where the document uses it:
+    /// `spec: *b` for `spec.env[X]`, and `<<: *b` for a key the merge brought in.
     #[test]
-    fn aliases_and_merge_keys_resolve_to_the_nearest_line() {
+    fn aliases_and_merge_keys_resolve_to_the_line_of_the_alias() {
         let text =
             "base: &b\n  env:\n  - name: X\nkind: Pod\nspec: *b\nother:\n  <<: *b\n  extra: 1\n";
         let docs = parse(text);
         assert_eq!(docs[0].value["spec"]["env"][0]["name"], "X");
         assert_eq!(docs[0].value["other"]["env"][0]["name"], "X");
         assert_eq!(docs[0].line_of("spec.env[X]"), 5);
-        assert_eq!(docs[0].line_of("other.env[X]"), 6);
+        assert_eq!(docs[0].line_of("other.env[X]"), 7);
         assert_eq!(docs[0].line_of("other.extra"), 8);
+        assert_eq!(docs[0].line_of("base.env[X]"), 3);
     }
 
     #[test]
