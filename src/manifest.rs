@@ -465,6 +465,26 @@ fn scan(text: &str) -> Result<Vec<Lines>, ScanFailure> {
     Ok(docs)
 }
 
+/// One document as kubectl reads it (the text between two `---` lines, without them): its JSON,
+/// `Null` when it is empty. For comparing hostguard's reading with kubectl's decoder
+/// (`tests/yaml_differential.rs`).
+pub fn read_kubectl_document(source: &str, text: &str) -> Result<Value, LoadError> {
+    let segment = kubectl_yaml::Segment {
+        text,
+        first_line: 1,
+        after_separator: false,
+    };
+    match kubectl_yaml::read_segment(segment) {
+        Ok(read) => Ok(read.map_or(Value::Null, |r| r.value)),
+        Err((line, column, message)) => Err(LoadError::Syntax {
+            path: source.to_string(),
+            line,
+            column,
+            message,
+        }),
+    }
+}
+
 /// Reads a YAML stream as kubectl does (see [`kubectl_yaml`]): cut at its `---` lines, each
 /// piece one document. Documents are numbered as in a YAML stream: every `---` starts one, and
 /// the text before the first `---` is one when it holds anything but comments.

@@ -197,7 +197,9 @@ enum Open {
 fn compose(text: &str) -> Result<Option<Tree>, Failure> {
     let mut options = granit_parser::Options::default();
     options.set_emit_comments(false);
+    options.emit_anchor_events = true;
     let parser = Parser::new_from_str_with_options(text, options);
+    let mut block_scalars: Vec<(usize, usize)> = Vec::new();
     let mut nodes: Vec<(Node, usize, usize)> = Vec::new();
     let mut anchors: HashMap<usize, usize> = HashMap::new();
     let mut stack: Vec<Open> = Vec::new();
@@ -215,11 +217,13 @@ fn compose(text: &str) -> Result<Option<Tree>, Failure> {
         let node = match event {
             Event::DocumentStart(_, version) => {
                 documents += 1;
-                if documents > 1 && root.is_some() {
+                if documents > 1 {
+                    // go-yaml reads one document; after a `...` it drops what follows, or
+                    // refuses a document that is only `...` before content.
                     return Err((
                         line,
                         column,
-                        "a second document after `...`: kubectl reads only the first and drops the rest; separate documents with `---`".into(),
+                        "a second document after `...`: kubectl reads only the first; separate documents with `---`".into(),
                     ));
                 }
                 if version.is_some() {
@@ -231,7 +235,34 @@ fn compose(text: &str) -> Result<Option<Tree>, Failure> {
                 }
                 continue;
             }
+            Event::Anchor(_, name) => {
+                // libyaml's `yaml_parser_scan_anchor` takes only ASCII letters, digits, `-` and
+                // `_`; YAML 1.2 takes more (`&a.b`, `&a:`), which would change the document.
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    return Err((
+                        line,
+                        column,
+                        format!("anchor name {name:?}: kubectl's YAML parser accepts only letters, digits, `-` and `_`"),
+                    ));
+                }
+                continue;
+            }
             Event::Scalar(value, style, anchor, tag) => {
+                match style {
+                    ScalarStyle::DoubleQuoted => {
+                        let raw = span
+                            .start
+                            .byte_offset()
+                            .zip(span.end.byte_offset())
+                            .and_then(|(a, b)| text.get(a..b))
+                            .unwrap_or("");
+                        check_escapes(raw).map_err(|message| (line, column, message))?;
+                    }
+                    ScalarStyle::Literal | ScalarStyle::Folded => {
+                        block_scalars.push((line, span.end.line()));
+                    }
+                    _ => {}
+                }
                 let tag = tag.map(|t| format!("{}{}", t.handle(), t.suffix()));
                 let implicit =
                     (style == ScalarStyle::Plain && tag.is_none()) || tag.as_deref() == Some("!");
@@ -310,7 +341,99 @@ fn compose(text: &str) -> Result<Option<Tree>, Failure> {
             None => root = Some(node),
         }
     }
-    Ok(root.map(|root| Tree { nodes, root }))
+    check_tabs(text, &block_scalars)?;
+    let Some(root) = root else {
+        return Ok(None);
+    };
+    // A `...` before the first node ends a document that go-yaml then finds empty ("did not
+    // find expected node content"); YAML 1.2 parsers skip it.
+    let root_line = nodes[root].1;
+    if let Some(index) = text.split('\n').take(root_line - 1).position(|l| {
+        l.strip_prefix("...")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '#']))
+    }) {
+        return Err((
+            index + 1,
+            1,
+            "a `...` document end before any content: kubectl refuses it".into(),
+        ));
+    }
+    Ok(Some(Tree { nodes, root }))
+}
+
+/// go-yaml v2's scanner (`scannerc.go`, `yaml_parser_scan_double_quoted_scalar`) knows fewer
+/// escapes than YAML 1.2: no `\/`, and no `\u` or `\U` code in the surrogate range or past
+/// U+10FFFF (YAML 1.2 parsers combine surrogate pairs). kubectl refuses such a scalar.
+fn check_escapes(raw: &str) -> Result<(), String> {
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            continue;
+        }
+        let length = match chars.next() {
+            Some('/') => return Err("the escape `\\/` is not YAML 1.1: kubectl refuses it".into()),
+            Some('x') => 2,
+            Some('u') => 4,
+            Some('U') => 8,
+            _ => continue,
+        };
+        let code: String = chars.by_ref().take(length).collect();
+        if let Ok(value) = u32::from_str_radix(&code, 16)
+            && ((0xD800..=0xDFFF).contains(&value) || value > 0x10FFFF)
+        {
+            return Err(format!(
+                "the escape for U+{value:04X} is not a character for kubectl's YAML parser"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// go-yaml v2 takes tabs as separation only after content, after a `:` and in flow context; a
+/// tab in a line's indentation, after a block `-` or `?`, or in the indentation of a block
+/// scalar is an error there ("found character that cannot start any token"), while YAML 1.2
+/// parsers accept some of them. hostguard refuses a tab before the first content of a line
+/// (which is more than go-yaml refuses inside multi-line quoted and flow scalars), and in a
+/// block scalar a tab within the indentation of its first content line.
+fn check_tabs(text: &str, block_scalars: &[(usize, usize)]) -> Result<(), Failure> {
+    let mut indent: Option<usize> = None;
+    for (index, line) in text.split('\n').enumerate() {
+        let number = index + 1;
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        let in_block = block_scalars
+            .iter()
+            .any(|&(start, end)| number > start && number <= end);
+        if in_block {
+            let content = line.trim_end_matches('\r');
+            if indent.is_none() && !content.trim().is_empty() {
+                indent = Some(spaces);
+                if content[spaces..].starts_with('\t') {
+                    return Err((number, spaces + 1, "a tab in the indentation of a block scalar (kubectl refuses it)".into()));
+                }
+            }
+            if content[spaces..].starts_with('\t') && indent.is_none_or(|i| spaces < i) {
+                return Err((number, spaces + 1, "a tab in the indentation of a block scalar (kubectl refuses it)".into()));
+            }
+            continue;
+        }
+        indent = None;
+        let prefix_end = line
+            .char_indices()
+            .find(|&(i, c)| {
+                !(c == ' ' || c == '\t')
+                    && !(matches!(c, '-' | '?' | ':')
+                        && line[i + 1..].starts_with([' ', '\t']))
+            })
+            .map_or(line.len(), |(i, _)| i);
+        if let Some(at) = line[..prefix_end].find('\t') {
+            return Err((
+                number,
+                at + 1,
+                "a tab before the content of a line: kubectl's YAML parser refuses it or reads it differently".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A value as go-yaml v2 decodes it into `interface{}`: what `convertToJSONableObject` then
@@ -709,11 +832,11 @@ fn resolve(tag: &str, input: &str) -> Result<Go, String> {
         return Ok(out);
     }
     if tag == FLOAT_TAG && rtag == INT_TAG {
-        return Ok(Go::Float(match out {
-            Go::Int(i) => i as f64,
-            Go::Uint(u) => u as f64,
-            other => return Ok(other),
-        }));
+        // Only go-yaml's int and int64 become floats; a uint64 does not (`resolve`'s deferred
+        // switch), and the tag check below refuses it.
+        if let Go::Int(i) = out {
+            return Ok(Go::Float(i as f64));
+        }
     }
     let short = |t: &str| t.replace("tag:yaml.org,2002:", "!!");
     Err(format!(
