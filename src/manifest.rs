@@ -11,15 +11,11 @@
 //! yaml`, or any object with `items`) are expanded into their items at every level. Bad input is
 //! an error naming the file and line, never a panic.
 
-use std::collections::HashSet;
-use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-
 use granit_parser::{Event, Parser};
 use serde_json::Value;
 use thiserror::Error;
 
+mod files;
 mod kubectl_yaml;
 
 /// The source name of documents read from standard input.
@@ -226,116 +222,11 @@ pub enum LoadError {
     },
     #[error("{path}: the directory holds no .yaml, .yml or .json file")]
     EmptyDirectory { path: String },
+    #[error("{path}: larger than {limit} bytes, the most hostguard reads from one file")]
+    TooLarge { path: String, limit: u64 },
 }
 
-/// Reads every document of the given paths, in order: `-` is standard input; a directory is
-/// walked recursively in name order, reading files ending in `.yaml`, `.yml` or `.json` and
-/// skipping hidden entries (names starting with `.`); a file given explicitly is read whatever
-/// its extension.
-pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
-    let mut documents = Vec::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| LoadError::Io {
-                    path: STDIN_SOURCE.into(),
-                    source,
-                })?;
-            documents.extend(parse_str(STDIN_SOURCE, &text)?);
-            continue;
-        }
-        let metadata = fs::metadata(path).map_err(|e| io_error(path, e))?;
-        if metadata.is_dir() {
-            let mut files = Vec::new();
-            let mut visited = HashSet::new();
-            walk(path, &mut files, &mut visited)?;
-            if files.is_empty() {
-                return Err(LoadError::EmptyDirectory {
-                    path: path.display().to_string(),
-                });
-            }
-            for file in files {
-                documents.extend(load_file(&file)?);
-            }
-        } else {
-            documents.extend(load_file(path)?);
-        }
-    }
-    Ok(documents)
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> LoadError {
-    let path = path.display().to_string();
-    if source.kind() == std::io::ErrorKind::NotFound {
-        LoadError::NotFound { path }
-    } else {
-        LoadError::Io { path, source }
-    }
-}
-
-/// Collects manifest files under `dir`, sorted by name at each level. Symbolic links to
-/// directories are followed once (`visited` breaks cycles).
-fn walk(
-    dir: &Path,
-    files: &mut Vec<PathBuf>,
-    visited: &mut HashSet<PathBuf>,
-) -> Result<(), LoadError> {
-    let canonical = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
-    if !visited.insert(canonical) {
-        return Ok(());
-    }
-    let mut entries = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
-        let entry = entry.map_err(|e| io_error(dir, e))?;
-        entries.push(entry.file_name());
-    }
-    entries.sort();
-    for name in entries {
-        let Some(text) = name.to_str() else {
-            continue;
-        };
-        if text.starts_with('.') {
-            continue;
-        }
-        let path = dir.join(&name);
-        // Follows symbolic links; a dangling link is skipped like any unreadable non-manifest.
-        let Ok(metadata) = fs::metadata(&path) else {
-            continue;
-        };
-        if metadata.is_dir() {
-            walk(&path, files, visited)?;
-        } else if is_manifest_name(text) {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn is_manifest_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".yaml", ".yml", ".json"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
-}
-
-fn load_file(path: &Path) -> Result<Vec<Document>, LoadError> {
-    let source = path.display().to_string();
-    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        LoadError::Syntax {
-            path: source.clone(),
-            line,
-            column,
-            message: "the file is not valid UTF-8".into(),
-        }
-    })?;
-    parse_str(&source, &text)
-}
+pub use files::{Loaded, MAX_FILE_BYTES, load_paths, load_paths_with_limit};
 
 /// Parses the documents of one file. JSON (a `.json` source, or text starting with `{` or `[`
 /// that parses as JSON) may hold several concatenated values, one document each; anything else
@@ -645,6 +536,7 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
     use rstest::rstest;
+    use std::fs;
 
     fn parse(text: &str) -> Vec<Document> {
         match parse_str("test.yaml", text) {
@@ -832,6 +724,90 @@ spec:
         assert_eq!((docs[0].index, docs[0].line), (0, 4));
     }
 
+    /// apimachinery `unstructuredJSONScheme.decode`: any object with a kind and `items` is a
+    /// list, whatever its kind; kubectl applies the items and drops the body.
+    #[test]
+    fn any_object_with_items_is_a_list_and_its_body_is_dropped() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: decoy}\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: real}\n";
+        let docs = parse(text);
+        let got: Vec<(Option<&str>, Option<&str>, usize)> =
+            docs.iter().map(|d| (d.kind(), d.name(), d.line)).collect();
+        assert_eq!(got, vec![(Some("Pod"), Some("real"), 5)]);
+    }
+
+    /// `decodeToList`: an item with neither kind nor apiVersion takes the list's kind without
+    /// its `List` suffix and the list's apiVersion.
+    #[test]
+    fn items_without_kind_take_the_kind_of_their_list() {
+        let text = "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a}\n- kind: ConfigMap\n  metadata: {name: b}\n- apiVersion: v2\n  metadata: {name: c}\n";
+        let docs = parse(text);
+        let got: Vec<(Option<&str>, Option<&str>, Option<&str>)> = docs
+            .iter()
+            .map(|d| (d.api_version(), d.kind(), d.name()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("v1"), Some("Pod"), Some("a")),
+                (None, Some("ConfigMap"), Some("b")),
+                (Some("v2"), None, Some("c")),
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_inside_lists_are_flattened_at_every_level() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- kind: Namespace\n  apiVersion: v1\n- apiVersion: v1\n  kind: List\n  items:\n  - apiVersion: v1\n    kind: List\n    items:\n    - apiVersion: apps/v1\n      kind: Deployment\n      metadata: {name: deep}\n- kind: ConfigMap\n  apiVersion: v1\n";
+        let docs = parse(text);
+        let got: Vec<(usize, Option<&str>, usize)> =
+            docs.iter().map(|d| (d.index, d.kind(), d.line)).collect();
+        assert_eq!(
+            got,
+            vec![(0, Some("Namespace"), 4), (0, Some("Deployment"), 12), (0, Some("ConfigMap"), 15)]
+        );
+        assert_eq!(docs[1].line_of("metadata.name"), 14);
+    }
+
+    #[test]
+    fn a_list_with_null_items_applies_nothing_and_other_items_are_refused() {
+        assert!(parse("kind: List\nitems:\n").is_empty());
+        assert!(parse("kind: Deployment\nitems: ~\n").is_empty());
+        let err = parse_str("l.yaml", "kind: List\nitems: {a: 1}\n").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("l.yaml:2:1: `items` of a list is not a list (kubectl refuses the document)")
+        );
+        // Without a kind kubectl refuses the document; a values file with `items` stays one.
+        assert_eq!(parse("items: [a, b]\n")[0].value["items"][0], "a");
+    }
+
+    /// What kubectl reads differently from a YAML 1.2 parser, end to end through parse_str: the
+    /// ConfigMap keys a configMapKeyRef names, and overrides by merge keys.
+    #[test]
+    fn config_map_keys_and_merges_read_as_kubectl_stores_them() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ai}\nx-defaults: &d {OPENAI_BASE_URL: https://api.openai.com/v1}\ndata:\n  on: https://a.openai.azure.com/\n  0777: b\n  0x1A: c\n  1_000: d\n  OPENAI_BASE_URL: https://a.openai.azure.com/\n  <<: *d\n";
+        let docs = parse(text);
+        let data = &docs[0].value["data"];
+        assert_eq!(data["true"], "https://a.openai.azure.com/");
+        assert!(data.get("on").is_none());
+        assert_eq!((&data["511"], &data["26"], &data["1000"]), (&"b".into(), &"c".into(), &"d".into()));
+        assert_eq!(data["OPENAI_BASE_URL"], "https://api.openai.com/v1");
+        assert_eq!(docs[0].line_of("data[true]"), 6);
+        assert_eq!(docs[0].line_of("data[OPENAI_BASE_URL]"), 11);
+    }
+
+    #[rstest]
+    #[case::separator_with_content("a: 1\n--- b\n", "t.yaml:2:4: invalid document separator")]
+    #[case::line_separator("a: b\u{2028}c: d\n", "t.yaml:1:5: U+2028 is a line break")]
+    #[case::document_end("a: 1\n...\nkind: Pod\n", "t.yaml:3:1: a second document after `...`")]
+    #[case::keys_that_become_one("data:\n  1: a\n  \"1\": b\n", "t.yaml:3:3: keys 1 (a number) (line 2) and \"1\"")]
+    #[case::yaml11_duplicate("---\ndata:\n  on: a\n  true: b\n", "t.yaml:4:3: duplicate key true")]
+    #[case::nan_value("value: .nan\n", "t.yaml:1:8: .nan cannot be written as JSON")]
+    fn what_kubectl_reads_differently_is_refused_with_its_line(#[case] text: &str, #[case] start: &str) {
+        let err = parse_str("t.yaml", text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with(start), "{err}");
+    }
+
     #[test]
     fn json_input_is_read_with_lines() {
         let text = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"spec\": {\n    \"containers\": [\n      {\"name\": \"a\",\n       \"env\": [{\"name\": \"OPENAI_BASE_URL\", \"value\": \"https://api.openai.com/v1\"}]}\n    ]\n  }\n}\n";
@@ -977,7 +953,8 @@ spec:
         fs::write(root.join(".hidden/x.yaml"), "kind: Hidden\n")?;
         fs::write(root.join("explicit.txt"), "kind: Explicit\n")?;
         let docs = load_paths(&[root.to_path_buf(), root.join("explicit.txt")])
-            .map_err(std::io::Error::other)?;
+            .map_err(std::io::Error::other)?
+            .documents;
         let kinds: Vec<&str> = docs.iter().filter_map(Document::kind).collect();
         assert_eq!(kinds, vec!["First", "Second", "A", "Z", "Explicit"]);
         assert_eq!(
