@@ -493,7 +493,9 @@ fn expand_lists(documents: Vec<Document>) -> Result<Vec<Document>, LoadError> {
                 });
             }
         };
-        let item_kind = doc.kind().map(|k| k.strip_suffix("List").unwrap_or(k).to_string());
+        let item_kind = doc
+            .kind()
+            .map(|k| k.strip_suffix("List").unwrap_or(k).to_string());
         let list_api_version = doc.api_version().unwrap_or("").to_string();
         let mut item_lines = match items_lines.map(|l| l.children) {
             Some(Children::Seq(lines)) if lines.len() == items.len() => lines.into_iter(),
@@ -503,9 +505,16 @@ fn expand_lists(documents: Vec<Document>) -> Result<Vec<Document>, LoadError> {
         for mut value in items {
             let lines = item_lines.next().unwrap_or_else(|| Lines::leaf(items_line));
             if let Value::Object(item) = &mut value {
-                let named = |key: &str| item.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+                let named = |key: &str| {
+                    item.get(key)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+                };
                 if !named("kind") && !named("apiVersion") {
-                    item.insert("kind".into(), Value::from(item_kind.clone().unwrap_or_default()));
+                    item.insert(
+                        "kind".into(),
+                        Value::from(item_kind.clone().unwrap_or_default()),
+                    );
                     item.insert("apiVersion".into(), Value::from(list_api_version.clone()));
                 }
             }
@@ -763,7 +772,11 @@ spec:
             docs.iter().map(|d| (d.index, d.kind(), d.line)).collect();
         assert_eq!(
             got,
-            vec![(0, Some("Namespace"), 4), (0, Some("Deployment"), 12), (0, Some("ConfigMap"), 15)]
+            vec![
+                (0, Some("Namespace"), 4),
+                (0, Some("Deployment"), 12),
+                (0, Some("ConfigMap"), 15)
+            ]
         );
         assert_eq!(docs[1].line_of("metadata.name"), 14);
     }
@@ -772,7 +785,9 @@ spec:
     fn a_list_with_null_items_applies_nothing_and_other_items_are_refused() {
         assert!(parse("kind: List\nitems:\n").is_empty());
         assert!(parse("kind: Deployment\nitems: ~\n").is_empty());
-        let err = parse_str("l.yaml", "kind: List\nitems: {a: 1}\n").err().map(|e| e.to_string());
+        let err = parse_str("l.yaml", "kind: List\nitems: {a: 1}\n")
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("l.yaml:2:1: `items` of a list is not a list (kubectl refuses the document)")
@@ -790,7 +805,10 @@ spec:
         let data = &docs[0].value["data"];
         assert_eq!(data["true"], "https://a.openai.azure.com/");
         assert!(data.get("on").is_none());
-        assert_eq!((&data["511"], &data["26"], &data["1000"]), (&"b".into(), &"c".into(), &"d".into()));
+        assert_eq!(
+            (&data["511"], &data["26"], &data["1000"]),
+            (&"b".into(), &"c".into(), &"d".into())
+        );
         assert_eq!(data["OPENAI_BASE_URL"], "https://api.openai.com/v1");
         assert_eq!(docs[0].line_of("data[true]"), 6);
         assert_eq!(docs[0].line_of("data[OPENAI_BASE_URL]"), 11);
@@ -800,11 +818,20 @@ spec:
     #[case::separator_with_content("a: 1\n--- b\n", "t.yaml:2:4: invalid document separator")]
     #[case::line_separator("a: b\u{2028}c: d\n", "t.yaml:1:5: U+2028 is a line break")]
     #[case::document_end("a: 1\n...\nkind: Pod\n", "t.yaml:3:1: a second document after `...`")]
-    #[case::keys_that_become_one("data:\n  1: a\n  \"1\": b\n", "t.yaml:3:3: keys 1 (a number) (line 2) and \"1\"")]
+    #[case::keys_that_become_one(
+        "data:\n  1: a\n  \"1\": b\n",
+        "t.yaml:3:3: keys 1 (a number) (line 2) and \"1\""
+    )]
     #[case::yaml11_duplicate("---\ndata:\n  on: a\n  true: b\n", "t.yaml:4:3: duplicate key true")]
     #[case::nan_value("value: .nan\n", "t.yaml:1:8: .nan cannot be written as JSON")]
-    fn what_kubectl_reads_differently_is_refused_with_its_line(#[case] text: &str, #[case] start: &str) {
-        let err = parse_str("t.yaml", text).err().map(|e| e.to_string()).unwrap_or_default();
+    fn what_kubectl_reads_differently_is_refused_with_its_line(
+        #[case] text: &str,
+        #[case] start: &str,
+    ) {
+        let err = parse_str("t.yaml", text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.starts_with(start), "{err}");
     }
 

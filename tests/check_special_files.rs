@@ -60,7 +60,10 @@ fn special_files_in_a_directory_are_skipped_with_a_note() -> TestResult {
     let dir_arg = root.display().to_string();
     let (code, stdout, stderr) = check(&["-f", &dir_arg])?;
     assert_eq!(code, 1, "the Deployment is judged: {stdout}{stderr}");
-    assert!(stdout.contains("app.yaml#0 Deployment team-a/chat: DENY"), "{stdout}");
+    assert!(
+        stdout.contains("app.yaml#0 Deployment team-a/chat: DENY"),
+        "{stdout}"
+    );
     for (name, why) in [
         ("fifo.yaml", "not a regular file (a FIFO)"),
         ("zero.yaml", "not a regular file (a character device)"),
@@ -86,7 +89,10 @@ fn directory_links_are_followed_only_inside_the_paths_given() -> TestResult {
     symlink("/", root.join("slash"))?;
     let outside = dir.path().join("outside");
     std::fs::create_dir_all(&outside)?;
-    std::fs::write(outside.join("other.yaml"), DENIED.replace("chat", "outside"))?;
+    std::fs::write(
+        outside.join("other.yaml"),
+        DENIED.replace("chat", "outside"),
+    )?;
     symlink(&outside, root.join("elsewhere"))?;
     // Inside the tree: followed, and a cycle back to the root ends.
     symlink(root.join("base"), root.join("overlay"))?;
@@ -99,7 +105,11 @@ fn directory_links_are_followed_only_inside_the_paths_given() -> TestResult {
         .as_array()
         .map(|r| r.iter().filter_map(|e| e["name"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(names, vec!["chat"], "base/app.yaml once, nothing from outside");
+    assert_eq!(
+        names,
+        vec!["chat"],
+        "base/app.yaml once, nothing from outside"
+    );
     for link in ["slash", "elsewhere"] {
         let note = format!(
             "hostguard check: note: {}: skipped: a symbolic link to a directory outside the paths given, not followed",
@@ -192,6 +202,10 @@ fn process_substitution_and_dev_stdin_are_read() -> TestResult {
         .output()?;
     let stdout = String::from_utf8(out.stdout)?;
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert_eq!(stdout.matches("Deployment team-a/chat: DENY").count(), 2, "{stdout}");
+    assert_eq!(
+        stdout.matches("Deployment team-a/chat: DENY").count(),
+        2,
+        "{stdout}"
+    );
     Ok(())
 }

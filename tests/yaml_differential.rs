@@ -87,11 +87,13 @@ fn run_oracle(oracle: &Path, cases: &[String]) -> Vec<Kubectl> {
 /// float is an int64), and both are the same number.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(x), Some(y), _, _) => x == y,
-            (_, _, Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y), _, _) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
         }
@@ -106,38 +108,183 @@ fn same(a: &Value, b: &Value) -> bool {
 /// is easy to get wrong.
 const SCALARS: &[&str] = &[
     // Booleans, every spelling of resolveMapList and near misses.
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
-    "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "tRUE", "yEs", "oN", "nO", "Yes!",
+    "y",
+    "Y",
+    "yes",
+    "Yes",
+    "YES",
+    "n",
+    "N",
+    "no",
+    "No",
+    "NO",
+    "true",
+    "True",
+    "TRUE",
+    "false",
+    "False",
+    "FALSE",
+    "on",
+    "On",
+    "ON",
+    "off",
+    "Off",
+    "OFF",
+    "tRUE",
+    "yEs",
+    "oN",
+    "nO",
+    "Yes!",
     // Nulls.
-    "~", "null", "Null", "NULL", "nULL", "nil",
+    "~",
+    "null",
+    "Null",
+    "NULL",
+    "nULL",
+    "nil",
     // Integers in Go's ParseInt(s, 0, 64) syntax after removing underscores.
-    "0", "00", "-0", "+0", "7", "0777", "-0777", "0o17", "0O17", "0x1A", "0X1a", "0x_1A", "-0x1A",
-    "+0x1A", "0b101", "0B101", "-0b101", "+0b101", "1_000", "1__0", "_1000", "1000_", "08", "09",
-    "010", "0_7", "0x", "0b", "0o", "0x1G", "0b102", "9223372036854775807", "9223372036854775808",
-    "-9223372036854775808", "-9223372036854775809", "18446744073709551615",
-    "18446744073709551616", "+18446744073709551615", "99999999999999999999999",
+    "0",
+    "00",
+    "-0",
+    "+0",
+    "7",
+    "0777",
+    "-0777",
+    "0o17",
+    "0O17",
+    "0x1A",
+    "0X1a",
+    "0x_1A",
+    "-0x1A",
+    "+0x1A",
+    "0b101",
+    "0B101",
+    "-0b101",
+    "+0b101",
+    "1_000",
+    "1__0",
+    "_1000",
+    "1000_",
+    "08",
+    "09",
+    "010",
+    "0_7",
+    "0x",
+    "0b",
+    "0o",
+    "0x1G",
+    "0b102",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551615",
+    "18446744073709551616",
+    "+18446744073709551615",
+    "99999999999999999999999",
     // Sexagesimal (YAML 1.1 only; go-yaml dropped it).
-    "190:20:30", "1:30", "-1:30", "1:30.5",
+    "190:20:30",
+    "1:30",
+    "-1:30",
+    "1:30.5",
     // Floats.
-    "1.5", "1.", ".5", "-.5", "+.5", "1e3", "1E3", "1e+3", "1e-3", "1.5e3", "1_000.5", "1_000e3",
-    ".5e3", ".5_0", "._5", ".", "..", ".e3", "6.8523015e+5", "685.230_15e+03", "685_230.15",
-    "1e999", "-1e999", "1e-999", "0.1", "3.14159265358979", "123456789.0", "1e21", "1e20",
-    "-0.0", "0.0", "1e", "1e+", "+", "-", "0x1p3", "1.5.5",
+    "1.5",
+    "1.",
+    ".5",
+    "-.5",
+    "+.5",
+    "1e3",
+    "1E3",
+    "1e+3",
+    "1e-3",
+    "1.5e3",
+    "1_000.5",
+    "1_000e3",
+    ".5e3",
+    ".5_0",
+    "._5",
+    ".",
+    "..",
+    ".e3",
+    "6.8523015e+5",
+    "685.230_15e+03",
+    "685_230.15",
+    "1e999",
+    "-1e999",
+    "1e-999",
+    "0.1",
+    "3.14159265358979",
+    "123456789.0",
+    "1e21",
+    "1e20",
+    "-0.0",
+    "0.0",
+    "1e",
+    "1e+",
+    "+",
+    "-",
+    "0x1p3",
+    "1.5.5",
     // Infinities and NaN.
-    ".inf", ".Inf", ".INF", "+.inf", "-.inf", "-.Inf", "+.INF", ".nan", ".NaN", ".NAN", ".Nan",
-    "inf", "nan", "Infinity", "+inf", "-inf", ".infinity",
+    ".inf",
+    ".Inf",
+    ".INF",
+    "+.inf",
+    "-.inf",
+    "-.Inf",
+    "+.INF",
+    ".nan",
+    ".NaN",
+    ".NAN",
+    ".Nan",
+    "inf",
+    "nan",
+    "Infinity",
+    "+inf",
+    "-inf",
+    ".infinity",
     // Timestamps (strings in an interface{}).
-    "2001-12-14", "2001-12-14t21:59:43.10-05:00", "2001-12-14T21:59:43.10Z",
-    "2001-12-14 21:59:43.10 -5", "2002-1-2", "2001-12-14 21:59:43.10", "2001-13-45",
+    "2001-12-14",
+    "2001-12-14t21:59:43.10-05:00",
+    "2001-12-14T21:59:43.10Z",
+    "2001-12-14 21:59:43.10 -5",
+    "2002-1-2",
+    "2001-12-14 21:59:43.10",
+    "2001-13-45",
     // Strings that look special.
-    "<<", "=", "<<<", "hello", "a b", "http://x:1/", "a:b", "0777a", "1_0_0_0", "+-1", "--1",
-    "0x-1", "1,000", "$1", "1e3e3", "٣",
+    "<<",
+    "=",
+    "<<<",
+    "hello",
+    "a b",
+    "http://x:1/",
+    "a:b",
+    "0777a",
+    "1_0_0_0",
+    "+-1",
+    "--1",
+    "0x-1",
+    "1,000",
+    "$1",
+    "1e3e3",
+    "٣",
 ];
 
 /// Tags put in front of scalars.
 const TAGS: &[&str] = &[
-    "!!str", "!!int", "!!float", "!!bool", "!!null", "!", "!custom", "!!map", "!!seq",
-    "!<tag:yaml.org,2002:int>", "!<!!str>", "!!timestamp", "!!merge",
+    "!!str",
+    "!!int",
+    "!!float",
+    "!!bool",
+    "!!null",
+    "!",
+    "!custom",
+    "!!map",
+    "!!seq",
+    "!<tag:yaml.org,2002:int>",
+    "!<!!str>",
+    "!!timestamp",
+    "!!merge",
 ];
 
 fn generated_cases() -> Vec<String> {
@@ -188,7 +335,10 @@ fn generated_cases() -> Vec<String> {
     cases.push(format!("{}: long key\n", "k".repeat(1100)));
     cases.push(format!("\"{}\": long quoted key\n", "k".repeat(1100)));
     cases.push(format!("{}x\n", "[".repeat(130)));
-    cases.push(format!("a: &a [x, x]\nb: &b [{}]\n", vec!["*a"; 200].join(", ")));
+    cases.push(format!(
+        "a: &a [x, x]\nb: &b [{}]\n",
+        vec!["*a"; 200].join(", ")
+    ));
     cases.push(alias_bomb(9));
     cases.push(alias_bomb(3));
     cases
@@ -201,7 +351,7 @@ fn alias_bomb(levels: usize) -> String {
         let previous = format!("*l{}", level - 1);
         text.push_str(&format!(
             "l{level}: &l{level} [{}]\n",
-            vec![previous.as_str(); 9].join(", ")
+            [previous.as_str(); 9].join(", ")
         ));
     }
     text
@@ -526,6 +676,9 @@ fn the_issue_cases_read_as_kubectl_reads_them() {
         };
         let got = read_kubectl_document("case.yaml", case)
             .unwrap_or_else(|e| panic!("hostguard refuses {case:?}: {e}"));
-        assert!(same(&want, &got), "{case:?}\nkubectl:   {want}\nhostguard: {got}");
+        assert!(
+            same(&want, &got),
+            "{case:?}\nkubectl:   {want}\nhostguard: {got}"
+        );
     }
 }

@@ -152,7 +152,8 @@ impl Walk<'_> {
     }
 
     fn note(&mut self, path: &Path, why: &str) {
-        self.notes.push(format!("{}: skipped: {why}", path.display()));
+        self.notes
+            .push(format!("{}: skipped: {why}", path.display()));
     }
 }
 

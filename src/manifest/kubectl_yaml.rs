@@ -75,7 +75,9 @@ pub(super) fn split(text: &str) -> Result<Vec<Segment<'_>>, Failure> {
                 return Err((
                     line_number,
                     4,
-                    format!("invalid document separator: kubectl refuses text after `---` ({rest:?})"),
+                    format!(
+                        "invalid document separator: kubectl refuses text after `---` ({rest:?})"
+                    ),
                 ));
             }
             segments.push(Segment {
@@ -238,11 +240,17 @@ fn compose(text: &str) -> Result<Option<Tree>, Failure> {
             Event::Anchor(_, name) => {
                 // libyaml's `yaml_parser_scan_anchor` takes only ASCII letters, digits, `-` and
                 // `_`; YAML 1.2 takes more (`&a.b`, `&a:`), which would change the document.
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
                     return Err((
                         line,
                         column,
-                        format!("anchor name {name:?}: kubectl's YAML parser accepts only letters, digits, `-` and `_`"),
+                        format!(
+                            "anchor name {name:?}: kubectl's YAML parser accepts only letters, digits, `-` and `_`"
+                        ),
                     ));
                 }
                 continue;
@@ -408,11 +416,19 @@ fn check_tabs(text: &str, block_scalars: &[(usize, usize)]) -> Result<(), Failur
             if indent.is_none() && !content.trim().is_empty() {
                 indent = Some(spaces);
                 if content[spaces..].starts_with('\t') {
-                    return Err((number, spaces + 1, "a tab in the indentation of a block scalar (kubectl refuses it)".into()));
+                    return Err((
+                        number,
+                        spaces + 1,
+                        "a tab in the indentation of a block scalar (kubectl refuses it)".into(),
+                    ));
                 }
             }
             if content[spaces..].starts_with('\t') && indent.is_none_or(|i| spaces < i) {
-                return Err((number, spaces + 1, "a tab in the indentation of a block scalar (kubectl refuses it)".into()));
+                return Err((
+                    number,
+                    spaces + 1,
+                    "a tab in the indentation of a block scalar (kubectl refuses it)".into(),
+                ));
             }
             continue;
         }
@@ -420,9 +436,9 @@ fn check_tabs(text: &str, block_scalars: &[(usize, usize)]) -> Result<(), Failur
         let prefix_end = line
             .char_indices()
             .find(|&(i, c)| {
-                !(c == ' ' || c == '\t')
-                    && !(matches!(c, '-' | '?' | ':')
-                        && line[i + 1..].starts_with([' ', '\t']))
+                !(c == ' '
+                    || c == '\t'
+                    || matches!(c, '-' | '?' | ':') && line[i + 1..].starts_with([' ', '\t']))
             })
             .map_or(line.len(), |(i, _)| i);
         if let Some(at) = line[..prefix_end].find('\t') {
@@ -540,7 +556,9 @@ impl Decoder<'_> {
             return Err((
                 line,
                 column,
-                format!("nesting deeper than {MAX_EXPANDED_DEPTH} levels once aliases are expanded"),
+                format!(
+                    "nesting deeper than {MAX_EXPANDED_DEPTH} levels once aliases are expanded"
+                ),
             ));
         }
         let site = alias_site.unwrap_or((line, column));
@@ -551,14 +569,17 @@ impl Decoder<'_> {
             leaf: alias_site.is_some(),
         };
         match node {
-            Node::Alias(target) => self.alias(id, *target, alias_site.or(Some((line, column))), depth),
+            Node::Alias(target) => {
+                self.alias(id, *target, alias_site.or(Some((line, column))), depth)
+            }
             Node::Scalar {
                 value,
                 tag,
                 implicit,
-            } => Ok(spot(scalar(value, tag.as_deref(), *implicit).map_err(
-                |message| (line, column, message),
-            )?)),
+            } => Ok(spot(
+                scalar(value, tag.as_deref(), *implicit)
+                    .map_err(|message| (line, column, message))?,
+            )),
             Node::Seq(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for &item in items {
@@ -604,7 +625,11 @@ impl Decoder<'_> {
     ) -> Result<Spot, Failure> {
         let (_, line, column) = self.tree.nodes[alias];
         if self.expanding.contains(&alias) {
-            return Err((line, column, "an anchor's value contains an alias to itself".into()));
+            return Err((
+                line,
+                column,
+                "an anchor's value contains an alias to itself".into(),
+            ));
         }
         self.expanding.push(alias);
         self.alias_depth += 1;
@@ -638,7 +663,11 @@ impl Decoder<'_> {
             let key_spot = self.unmarshal(key, alias_site, depth + 1)?;
             let (_, line, column) = self.tree.nodes[key];
             if matches!(key_spot.go, Go::Seq(_) | Go::Map(_)) {
-                return Err((line, column, "a mapping key that is a list or a map (kubectl refuses it)".into()));
+                return Err((
+                    line,
+                    column,
+                    "a mapping key that is a list or a map (kubectl refuses it)".into(),
+                ));
             }
             let id = key_id(&key_spot.go);
             if id.as_ref().is_some_and(|id| own_keys.contains(id)) {
@@ -736,13 +765,23 @@ impl Decoder<'_> {
         let (line, column) = (*line, *column);
         self.count(line, column)?;
         if depth > MAX_EXPANDED_DEPTH {
-            return Err((line, column, format!("nesting deeper than {MAX_EXPANDED_DEPTH} levels once aliases are expanded")));
+            return Err((
+                line,
+                column,
+                format!(
+                    "nesting deeper than {MAX_EXPANDED_DEPTH} levels once aliases are expanded"
+                ),
+            ));
         }
         match node {
             Node::Alias(target) => {
                 let target = *target;
                 if self.expanding.contains(&id) {
-                    return Err((line, column, "an anchor's value contains an alias to itself".into()));
+                    return Err((
+                        line,
+                        column,
+                        "an anchor's value contains an alias to itself".into(),
+                    ));
                 }
                 self.expanding.push(id);
                 self.alias_depth += 1;
@@ -1071,10 +1110,17 @@ fn json_float(f: f64) -> Result<Value, String> {
     if !f.is_finite() {
         return Err(format!(
             "{} cannot be written as JSON (kubectl refuses it)",
-            if f.is_nan() { ".nan" } else { "an infinite number" }
+            if f.is_nan() {
+                ".nan"
+            } else {
+                "an infinite number"
+            }
         ));
     }
-    if f.fract() == 0.0 && f.abs() < 1e21 && f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0 {
+    if f.fract() == 0.0
+        && f.abs() < 1e21
+        && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
+    {
         return Ok(Value::from(f as i64));
     }
     Number::from_f64(f)
@@ -1120,7 +1166,7 @@ fn format_float32_g(f: f64) -> String {
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if exponent < -4 || exponent >= 6 {
+    if !(-4..6).contains(&exponent) {
         let (first, rest) = digits.split_at(1);
         let fraction = if rest.is_empty() {
             String::new()
@@ -1160,7 +1206,7 @@ mod tests {
     #[case(-2.5, "-2.5")]
     #[case(-0.0, "-0")]
     #[case(1e39, ".inf")]
-    #[case(3.14159265358979, "3.1415927")]
+    #[case(1.2345678901, "1.2345679")]
     fn float_keys_are_formatted_as_go_formats_float32(#[case] f: f64, #[case] want: &str) {
         assert_eq!(format_float32_g(f), want);
     }
