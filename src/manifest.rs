@@ -1,22 +1,22 @@
 //! Reading manifests: files, directories and stdin into [`Document`]s, each with the line of every
 //! field, for the offline commands.
 //!
-//! Values come from `serde-saphyr` (YAML) or `serde_json` (JSON, for its clearer errors); a second
-//! pass over the `granit-parser` events of the same text records where each document starts and
-//! the line of every mapping key and sequence item, so that a report can point at the exact line
-//! of a field path such as `spec.template.spec.containers[0].env[OPENAI_BASE_URL]`. Both passes are
-//! linear in the input. Documents keep their position in the file counting every `---`, empty ones
-//! included, and `kind: List` documents (the output of `kubectl get -o yaml`) are expanded into
-//! their items. Bad input is an error naming the file and line, never a panic.
+//! YAML is read as kubectl applies it ([`kubectl_yaml`]: documents cut at `---` lines, YAML 1.1
+//! scalars, merge keys and overrides as go-yaml v2 and `sigs.k8s.io/yaml` read them, refused
+//! where hostguard cannot be sure), JSON with `serde_json` (kubectl reads a stream that starts
+//! with `{` as JSON too). Each document keeps the line of every mapping key and sequence item, so
+//! that a report can point at the exact line of a field path such as
+//! `spec.template.spec.containers[0].env[OPENAI_BASE_URL]`. Documents keep their position in the
+//! file counting every `---`, empty ones included, and lists (`kind: List` from `kubectl get -o
+//! yaml`, or any object with `items`) are expanded into their items at every level. Bad input is
+//! an error naming the file and line, never a panic.
 
-use std::collections::HashSet;
-use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-
-use granit_parser::{Event, Parser, ScalarStyle};
+use granit_parser::{Event, Parser};
 use serde_json::Value;
 use thiserror::Error;
+
+mod files;
+mod kubectl_yaml;
 
 /// The source name of documents read from standard input.
 pub const STDIN_SOURCE: &str = "<stdin>";
@@ -222,116 +222,11 @@ pub enum LoadError {
     },
     #[error("{path}: the directory holds no .yaml, .yml or .json file")]
     EmptyDirectory { path: String },
+    #[error("{path}: larger than {limit} bytes, the most hostguard reads from one file")]
+    TooLarge { path: String, limit: u64 },
 }
 
-/// Reads every document of the given paths, in order: `-` is standard input; a directory is
-/// walked recursively in name order, reading files ending in `.yaml`, `.yml` or `.json` and
-/// skipping hidden entries (names starting with `.`); a file given explicitly is read whatever
-/// its extension.
-pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
-    let mut documents = Vec::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| LoadError::Io {
-                    path: STDIN_SOURCE.into(),
-                    source,
-                })?;
-            documents.extend(parse_str(STDIN_SOURCE, &text)?);
-            continue;
-        }
-        let metadata = fs::metadata(path).map_err(|e| io_error(path, e))?;
-        if metadata.is_dir() {
-            let mut files = Vec::new();
-            let mut visited = HashSet::new();
-            walk(path, &mut files, &mut visited)?;
-            if files.is_empty() {
-                return Err(LoadError::EmptyDirectory {
-                    path: path.display().to_string(),
-                });
-            }
-            for file in files {
-                documents.extend(load_file(&file)?);
-            }
-        } else {
-            documents.extend(load_file(path)?);
-        }
-    }
-    Ok(documents)
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> LoadError {
-    let path = path.display().to_string();
-    if source.kind() == std::io::ErrorKind::NotFound {
-        LoadError::NotFound { path }
-    } else {
-        LoadError::Io { path, source }
-    }
-}
-
-/// Collects manifest files under `dir`, sorted by name at each level. Symbolic links to
-/// directories are followed once (`visited` breaks cycles).
-fn walk(
-    dir: &Path,
-    files: &mut Vec<PathBuf>,
-    visited: &mut HashSet<PathBuf>,
-) -> Result<(), LoadError> {
-    let canonical = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
-    if !visited.insert(canonical) {
-        return Ok(());
-    }
-    let mut entries = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
-        let entry = entry.map_err(|e| io_error(dir, e))?;
-        entries.push(entry.file_name());
-    }
-    entries.sort();
-    for name in entries {
-        let Some(text) = name.to_str() else {
-            continue;
-        };
-        if text.starts_with('.') {
-            continue;
-        }
-        let path = dir.join(&name);
-        // Follows symbolic links; a dangling link is skipped like any unreadable non-manifest.
-        let Ok(metadata) = fs::metadata(&path) else {
-            continue;
-        };
-        if metadata.is_dir() {
-            walk(&path, files, visited)?;
-        } else if is_manifest_name(text) {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn is_manifest_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".yaml", ".yml", ".json"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
-}
-
-fn load_file(path: &Path) -> Result<Vec<Document>, LoadError> {
-    let source = path.display().to_string();
-    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        LoadError::Syntax {
-            path: source.clone(),
-            line,
-            column,
-            message: "the file is not valid UTF-8".into(),
-        }
-    })?;
-    parse_str(&source, &text)
-}
+pub use files::{Loaded, MAX_FILE_BYTES, load_paths, load_paths_with_limit};
 
 /// Parses the documents of one file. JSON (a `.json` source, or text starting with `{` or `[`
 /// that parses as JSON) may hold several concatenated values, one document each; anything else
@@ -351,24 +246,7 @@ pub fn parse_str(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     } else {
         parse_yaml(source, text)?
     };
-    Ok(expand_lists(documents))
-}
-
-/// What the event pass learned about one document.
-struct Skeleton {
-    line: usize,
-    root: Root,
-    lines: Lines,
-}
-
-/// The kind of a document's root node, to match documents with the values `serde-saphyr`
-/// returns (it leaves out null documents).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Root {
-    /// Empty, `~`, `null` or `!!null`: serde-saphyr returns no value for it.
-    Null,
-    Scalar,
-    Collection,
+    expand_lists(documents)
 }
 
 /// A syntax error of the event pass: line (1-based), column (1-based), message.
@@ -388,15 +266,16 @@ enum Frame {
     },
 }
 
-/// The event pass: document boundaries, root kinds and the line of every field. Iterative, so
-/// deep nesting cannot exhaust the stack; aliases are recorded as leaves, never expanded.
-fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
+/// The line of every field of each document of JSON text, read as YAML events (JSON values are
+/// decoded by `serde_json`; this pass only finds lines). Iterative, so deep nesting cannot
+/// exhaust the stack.
+fn scan(text: &str) -> Result<Vec<Lines>, ScanFailure> {
     let mut options = granit_parser::Options::default();
     options.set_emit_comments(false);
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut root: Option<(Root, Lines)> = None;
+    let mut root: Option<Lines> = None;
     for event in &mut parser {
         let (event, span) = event.map_err(|e| {
             (
@@ -413,41 +292,14 @@ fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
                 None
             }
             Event::DocumentEnd => {
-                let (kind, lines) = root.take().unwrap_or((Root::Null, Lines::leaf(line)));
-                docs.push(Skeleton {
-                    line: lines.line,
-                    root: kind,
-                    lines,
-                });
+                docs.push(root.take().unwrap_or_else(|| Lines::leaf(line)));
                 None
             }
-            Event::Scalar(value, style, _, tag) => {
-                if stack.is_empty() {
-                    let null = match &tag {
-                        Some(tag) => tag.is_yaml_core_schema_tag("null"),
-                        None => {
-                            style == ScalarStyle::Plain
-                                && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
-                        }
-                    };
-                    root = Some((
-                        if null { Root::Null } else { Root::Scalar },
-                        Lines::leaf(line),
-                    ));
-                    None
-                } else {
-                    let wants_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
-                    Some((Lines::leaf(line), wants_key.then(|| value.into_owned())))
-                }
+            Event::Scalar(value, _, _, _) => {
+                let wants_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
+                Some((Lines::leaf(line), wants_key.then(|| value.into_owned())))
             }
-            Event::Alias(_) | Event::UnresolvedAlias(_) => {
-                if stack.is_empty() {
-                    root = Some((Root::Scalar, Lines::leaf(line)));
-                    None
-                } else {
-                    Some((Lines::leaf(line), None))
-                }
-            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => Some((Lines::leaf(line), None)),
             Event::MappingStart(..) => {
                 stack.push(Frame::Map {
                     line,
@@ -484,7 +336,7 @@ fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
         };
         if let Some((node, key_text)) = done {
             match stack.last_mut() {
-                None => root = Some((Root::Collection, node)),
+                None => root = Some(node),
                 Some(Frame::Seq { items, .. }) => items.push(node),
                 Some(Frame::Map { entries, key, .. }) => match key.take() {
                     None => *key = Some((key_text, node.line)),
@@ -504,89 +356,51 @@ fn scan(text: &str) -> Result<Vec<Skeleton>, ScanFailure> {
     Ok(docs)
 }
 
-/// serde-saphyr options: its default budget guards against hostile input but caps a stream at
-/// 1024 documents and 250 000 nodes, which `helm template` of a large chart exceeds. The input is
-/// already in memory, so the structural limits grow with its size; alias limits stay as they
-/// are (they are what stops an alias bomb).
-fn yaml_options(len: usize) -> serde_saphyr::Options {
-    let defaults = serde_saphyr::Budget::default();
-    let budget = serde_saphyr::budget! {
-        max_events: defaults.max_events.max(len.saturating_mul(2)),
-        max_nodes: defaults.max_nodes.max(len),
-        max_documents: defaults.max_documents.max(len / 3 + 1),
-        max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(len.saturating_mul(2)),
-        max_depth: 128,
+/// One document as kubectl reads it (the text between two `---` lines, without them): its JSON,
+/// `Null` when it is empty. For comparing hostguard's reading with kubectl's decoder
+/// (`tests/yaml_differential.rs`).
+pub fn read_kubectl_document(source: &str, text: &str) -> Result<Value, LoadError> {
+    let segment = kubectl_yaml::Segment {
+        text,
+        first_line: 1,
+        after_separator: false,
     };
-    serde_saphyr::options! {
-        budget: budget,
-        with_snippet: false,
-        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
-        // Kubernetes reads manifests as YAML 1.1 (sigs.k8s.io/yaml): `defaultMode: 0400` is
-        // octal 256, as the Kubernetes documentation writes file modes.
-        legacy_octal_numbers: true,
+    match kubectl_yaml::read_segment(segment) {
+        Ok(read) => Ok(read.map_or(Value::Null, |r| r.value)),
+        Err((line, column, message)) => Err(LoadError::Syntax {
+            path: source.to_string(),
+            line,
+            column,
+            message,
+        }),
     }
 }
 
+/// Reads a YAML stream as kubectl does (see [`kubectl_yaml`]): cut at its `---` lines, each
+/// piece one document. Documents are numbered as in a YAML stream: every `---` starts one, and
+/// the text before the first `---` is one when it holds anything but comments.
 fn parse_yaml(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
-    let syntax = |(line, column, message): ScanFailure| LoadError::Syntax {
+    let syntax = |(line, column, message): kubectl_yaml::Failure| LoadError::Syntax {
         path: source.to_string(),
         line,
         column,
         message,
     };
-    let skeletons = scan(text).map_err(syntax)?;
-    let values: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options(text.len())).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| {
-                (l.line().max(1) as usize, l.column().max(1) as usize)
-            });
-            let message = e.render_with_formatter(&serde_saphyr::UserMessageFormatter);
-            let suffix = format!(" at line {line}, column {column}");
-            let message = message
-                .strip_suffix(&suffix)
-                .unwrap_or(&message)
-                .to_string();
-            syntax((line, column, message))
-        })?;
-
-    // serde-saphyr returns one value per non-null document, in order.
-    let mut values = values.into_iter();
-    let mut documents = Vec::with_capacity(skeletons.len());
-    for (index, skeleton) in skeletons.into_iter().enumerate() {
-        let value = match skeleton.root {
-            Root::Null => Value::Null,
-            Root::Scalar | Root::Collection => {
-                let value = values.next();
-                let fits = match (&value, skeleton.root) {
-                    (Some(v), Root::Collection) => v.is_object() || v.is_array(),
-                    (Some(_), _) => true,
-                    (None, _) => false,
-                };
-                if !fits {
-                    return Err(syntax((
-                        skeleton.line,
-                        1,
-                        "the document could not be read (its value does not match its structure)"
-                            .into(),
-                    )));
-                }
-                value.unwrap_or_default()
-            }
+    let mut documents = Vec::new();
+    for segment in kubectl_yaml::split(text).map_err(syntax)? {
+        let read = kubectl_yaml::read_segment(segment).map_err(syntax)?;
+        let (value, lines) = match read {
+            Some(read) => (read.value, read.lines),
+            None if segment.after_separator => (Value::Null, Lines::leaf(segment.first_line)),
+            None => continue,
         };
         documents.push(Document {
             source: source.to_string(),
-            index,
-            line: skeleton.line,
+            index: documents.len(),
+            line: lines.line,
             value,
-            lines: skeleton.lines,
+            lines,
         });
-    }
-    if values.next().is_some() {
-        return Err(syntax((
-            1,
-            1,
-            "the documents could not be told apart".into(),
-        )));
     }
     Ok(documents)
 }
@@ -632,45 +446,79 @@ fn parse_json(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
     if let Ok(skeletons) = scan(text)
         && skeletons.len() == documents.len()
     {
-        for (doc, skeleton) in documents.iter_mut().zip(skeletons) {
-            doc.lines = skeleton.lines;
+        for (doc, lines) in documents.iter_mut().zip(skeletons) {
+            doc.lines = lines;
         }
     }
     Ok(documents)
 }
 
-/// Replaces each List document (`kind: List` from `kubectl get -o yaml`, or any `*List` kind with
-/// an `items` array) by its items, which keep the List's source and index and get their own line.
-fn expand_lists(documents: Vec<Document>) -> Vec<Document> {
+/// Replaces each list document by its items, at every level, as kubectl's decoding finds lists
+/// (apimachinery `unstructuredJSONScheme.decode` and `decodeToList`, cli-runtime
+/// `FlattenListVisitor`): an object with a `kind` and an `items` field is a list whatever its
+/// kind (a `Deployment` with `items` is applied as its items, its own body dropped), `items:
+/// null` is an empty list, and an item with neither `kind` nor `apiVersion` takes the list's
+/// kind without its `List` suffix and the list's apiVersion. Items keep the list's source and
+/// index and get their own line. kubectl refuses a list inside a list (`meta.ExtractList`: "is
+/// not a list"), and other tools flatten one level; flattening every level checks whatever any
+/// of them could apply.
+fn expand_lists(documents: Vec<Document>) -> Result<Vec<Document>, LoadError> {
     let mut out = Vec::with_capacity(documents.len());
-    for mut doc in documents {
-        let is_list = doc.kind().is_some_and(|k| k.ends_with("List"))
-            && doc.value.get("items").is_some_and(Value::is_array);
+    // Depth-first in input order; nesting is bounded by the YAML depth limit.
+    let mut pending: Vec<Document> = documents.into_iter().rev().collect();
+    while let Some(mut doc) = pending.pop() {
+        let is_list = doc.kind().is_some() && doc.value.get("items").is_some();
         if !is_list {
             out.push(doc);
             continue;
         }
-        let Some(Value::Array(items)) = doc.value.get_mut("items").map(Value::take) else {
-            continue;
-        };
-        let mut item_lines = match &mut doc.lines.children {
+        let items_lines = match &mut doc.lines.children {
             Children::Map(entries) => entries
                 .iter_mut()
                 .find(|(k, _)| k == "items")
-                .map(|(_, l)| std::mem::take(&mut l.children)),
+                .map(|(_, l)| std::mem::take(l)),
             _ => None,
         };
-        let item_lines = match &mut item_lines {
-            Some(Children::Seq(lines)) if lines.len() == items.len() => Some(std::mem::take(lines)),
-            _ => None,
+        let items_line = items_lines.as_ref().map_or(doc.line, |l| l.line);
+        let items = match doc.value.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            Some(Value::Null) | None => continue,
+            Some(_) => {
+                return Err(LoadError::Syntax {
+                    path: doc.source.clone(),
+                    line: items_line,
+                    column: 1,
+                    message: "`items` of a list is not a list (kubectl refuses the document)"
+                        .into(),
+                });
+            }
         };
-        let mut item_lines = item_lines.map(Vec::into_iter);
-        for value in items {
-            let lines = item_lines
-                .as_mut()
-                .and_then(Iterator::next)
-                .unwrap_or_else(|| Lines::leaf(doc.line));
-            out.push(Document {
+        let item_kind = doc
+            .kind()
+            .map(|k| k.strip_suffix("List").unwrap_or(k).to_string());
+        let list_api_version = doc.api_version().unwrap_or("").to_string();
+        let mut item_lines = match items_lines.map(|l| l.children) {
+            Some(Children::Seq(lines)) if lines.len() == items.len() => lines.into_iter(),
+            _ => Vec::new().into_iter(),
+        };
+        let mut expanded = Vec::with_capacity(items.len());
+        for mut value in items {
+            let lines = item_lines.next().unwrap_or_else(|| Lines::leaf(items_line));
+            if let Value::Object(item) = &mut value {
+                let named = |key: &str| {
+                    item.get(key)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+                };
+                if !named("kind") && !named("apiVersion") {
+                    item.insert(
+                        "kind".into(),
+                        Value::from(item_kind.clone().unwrap_or_default()),
+                    );
+                    item.insert("apiVersion".into(), Value::from(list_api_version.clone()));
+                }
+            }
+            expanded.push(Document {
                 source: doc.source.clone(),
                 index: doc.index,
                 line: lines.line,
@@ -678,8 +526,9 @@ fn expand_lists(documents: Vec<Document>) -> Vec<Document> {
                 lines,
             });
         }
+        pending.extend(expanded.into_iter().rev());
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -696,6 +545,7 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
     use rstest::rstest;
+    use std::fs;
 
     fn parse(text: &str) -> Vec<Document> {
         match parse_str("test.yaml", text) {
@@ -838,16 +688,19 @@ spec:
         assert_eq!(docs[1].line_of("spec.containers[0].env[X]"), 10);
     }
 
+    /// A value reached through an alias is reported at the alias, where the document uses it:
+    /// `spec: *b` for `spec.env[X]`, and `<<: *b` for a key the merge brought in.
     #[test]
-    fn aliases_and_merge_keys_resolve_to_the_nearest_line() {
+    fn aliases_and_merge_keys_resolve_to_the_line_of_the_alias() {
         let text =
             "base: &b\n  env:\n  - name: X\nkind: Pod\nspec: *b\nother:\n  <<: *b\n  extra: 1\n";
         let docs = parse(text);
         assert_eq!(docs[0].value["spec"]["env"][0]["name"], "X");
         assert_eq!(docs[0].value["other"]["env"][0]["name"], "X");
         assert_eq!(docs[0].line_of("spec.env[X]"), 5);
-        assert_eq!(docs[0].line_of("other.env[X]"), 6);
+        assert_eq!(docs[0].line_of("other.env[X]"), 7);
         assert_eq!(docs[0].line_of("other.extra"), 8);
+        assert_eq!(docs[0].line_of("base.env[X]"), 3);
     }
 
     #[test]
@@ -878,6 +731,108 @@ spec:
         let docs = parse(text);
         assert_eq!(docs.len(), 1);
         assert_eq!((docs[0].index, docs[0].line), (0, 4));
+    }
+
+    /// apimachinery `unstructuredJSONScheme.decode`: any object with a kind and `items` is a
+    /// list, whatever its kind; kubectl applies the items and drops the body.
+    #[test]
+    fn any_object_with_items_is_a_list_and_its_body_is_dropped() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: decoy}\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: real}\n";
+        let docs = parse(text);
+        let got: Vec<(Option<&str>, Option<&str>, usize)> =
+            docs.iter().map(|d| (d.kind(), d.name(), d.line)).collect();
+        assert_eq!(got, vec![(Some("Pod"), Some("real"), 5)]);
+    }
+
+    /// `decodeToList`: an item with neither kind nor apiVersion takes the list's kind without
+    /// its `List` suffix and the list's apiVersion.
+    #[test]
+    fn items_without_kind_take_the_kind_of_their_list() {
+        let text = "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a}\n- kind: ConfigMap\n  metadata: {name: b}\n- apiVersion: v2\n  metadata: {name: c}\n";
+        let docs = parse(text);
+        let got: Vec<(Option<&str>, Option<&str>, Option<&str>)> = docs
+            .iter()
+            .map(|d| (d.api_version(), d.kind(), d.name()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("v1"), Some("Pod"), Some("a")),
+                (None, Some("ConfigMap"), Some("b")),
+                (Some("v2"), None, Some("c")),
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_inside_lists_are_flattened_at_every_level() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- kind: Namespace\n  apiVersion: v1\n- apiVersion: v1\n  kind: List\n  items:\n  - apiVersion: v1\n    kind: List\n    items:\n    - apiVersion: apps/v1\n      kind: Deployment\n      metadata: {name: deep}\n- kind: ConfigMap\n  apiVersion: v1\n";
+        let docs = parse(text);
+        let got: Vec<(usize, Option<&str>, usize)> =
+            docs.iter().map(|d| (d.index, d.kind(), d.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Some("Namespace"), 4),
+                (0, Some("Deployment"), 12),
+                (0, Some("ConfigMap"), 15)
+            ]
+        );
+        assert_eq!(docs[1].line_of("metadata.name"), 14);
+    }
+
+    #[test]
+    fn a_list_with_null_items_applies_nothing_and_other_items_are_refused() {
+        assert!(parse("kind: List\nitems:\n").is_empty());
+        assert!(parse("kind: Deployment\nitems: ~\n").is_empty());
+        let err = parse_str("l.yaml", "kind: List\nitems: {a: 1}\n")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("l.yaml:2:1: `items` of a list is not a list (kubectl refuses the document)")
+        );
+        // Without a kind kubectl refuses the document; a values file with `items` stays one.
+        assert_eq!(parse("items: [a, b]\n")[0].value["items"][0], "a");
+    }
+
+    /// What kubectl reads differently from a YAML 1.2 parser, end to end through parse_str: the
+    /// ConfigMap keys a configMapKeyRef names, and overrides by merge keys.
+    #[test]
+    fn config_map_keys_and_merges_read_as_kubectl_stores_them() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ai}\nx-defaults: &d {OPENAI_BASE_URL: https://api.openai.com/v1}\ndata:\n  on: https://a.openai.azure.com/\n  0777: b\n  0x1A: c\n  1_000: d\n  OPENAI_BASE_URL: https://a.openai.azure.com/\n  <<: *d\n";
+        let docs = parse(text);
+        let data = &docs[0].value["data"];
+        assert_eq!(data["true"], "https://a.openai.azure.com/");
+        assert!(data.get("on").is_none());
+        assert_eq!(
+            (&data["511"], &data["26"], &data["1000"]),
+            (&"b".into(), &"c".into(), &"d".into())
+        );
+        assert_eq!(data["OPENAI_BASE_URL"], "https://api.openai.com/v1");
+        assert_eq!(docs[0].line_of("data[true]"), 6);
+        assert_eq!(docs[0].line_of("data[OPENAI_BASE_URL]"), 11);
+    }
+
+    #[rstest]
+    #[case::separator_with_content("a: 1\n--- b\n", "t.yaml:2:4: invalid document separator")]
+    #[case::line_separator("a: b\u{2028}c: d\n", "t.yaml:1:5: U+2028 is a line break")]
+    #[case::document_end("a: 1\n...\nkind: Pod\n", "t.yaml:3:1: a second document after `...`")]
+    #[case::keys_that_become_one(
+        "data:\n  1: a\n  \"1\": b\n",
+        "t.yaml:3:3: keys 1 (a number) (line 2) and \"1\""
+    )]
+    #[case::yaml11_duplicate("---\ndata:\n  on: a\n  true: b\n", "t.yaml:4:3: duplicate key true")]
+    #[case::nan_value("value: .nan\n", "t.yaml:1:8: .nan cannot be written as JSON")]
+    fn what_kubectl_reads_differently_is_refused_with_its_line(
+        #[case] text: &str,
+        #[case] start: &str,
+    ) {
+        let err = parse_str("t.yaml", text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with(start), "{err}");
     }
 
     #[test]
@@ -1025,7 +980,8 @@ spec:
         fs::write(root.join(".hidden/x.yaml"), "kind: Hidden\n")?;
         fs::write(root.join("explicit.txt"), "kind: Explicit\n")?;
         let docs = load_paths(&[root.to_path_buf(), root.join("explicit.txt")])
-            .map_err(std::io::Error::other)?;
+            .map_err(std::io::Error::other)?
+            .documents;
         let kinds: Vec<&str> = docs.iter().filter_map(Document::kind).collect();
         assert_eq!(kinds, vec!["First", "Second", "A", "Z", "Explicit"]);
         assert_eq!(

@@ -49,8 +49,11 @@ pub fn load_policy_files(paths: &[PathBuf]) -> Result<PolicyFiles, String> {
     if paths.is_empty() {
         return Ok(out);
     }
-    let docs = manifest::load_paths(paths).map_err(|e| e.to_string())?;
-    for doc in docs {
+    let loaded = manifest::load_paths(paths).map_err(|e| e.to_string())?;
+    for note in &loaded.notes {
+        eprintln!("hostguard: note: --policy {note}");
+    }
+    for doc in loaded.documents {
         if doc.value.is_null() {
             continue;
         }

@@ -68,9 +68,13 @@ pub fn run(args: CheckArgs) -> u8 {
 
 /// Reads the input and the policies and evaluates every document.
 fn check(args: &CheckArgs) -> Result<Report, String> {
-    let documents = manifest::load_paths(&args.filenames).map_err(|e| e.to_string())?;
+    let loaded = manifest::load_paths(&args.filenames).map_err(|e| e.to_string())?;
+    // What was skipped (a FIFO, a device, a link out of the tree) is said, not judged.
+    for note in &loaded.notes {
+        eprintln!("hostguard check: note: {note}");
+    }
     let files = load_policy_files(&args.policy.policies)?;
-    check_documents(&documents, files, args.cluster.cluster_provider)
+    check_documents(&loaded.documents, files, args.cluster.cluster_provider)
 }
 
 /// Evaluates documents as `check` does: HostingPolicies among them join `policies` (the built-in
