@@ -31,10 +31,13 @@ import socket
 import sys
 import tempfile
 import traceback
+from urllib.parse import urlsplit
 
-# The prompt every probe sends: a request whose body carries it is model traffic; any other
-# request (token exchange, tokenizer download) is auxiliary.
+# The prompt every probe sends: a request whose body carries it, or whose path is a stateless
+# API's (embeddings carry token ids, not the text), is model traffic; any other request (a token
+# exchange, a tokenizer download) is auxiliary.
 MARKER = "hostguard-oracle-prompt"
+MODEL_PATHS = ("/chat/completions", "/completions", "/embeddings", "/responses")
 PROBE_TIMEOUT_SECONDS = 30
 
 # Import-time reads matter only for variables whose value differs between cases: the check
@@ -55,7 +58,8 @@ def _record(via: str, method: str, url: str, scheme: str, host: str, port, body:
             "scheme": scheme,
             "host": host,
             "port": port,
-            "model_traffic": bool(body) and MARKER.encode() in body,
+            "model_traffic": (bool(body) and MARKER.encode() in body)
+            or urlsplit(url).path.endswith(MODEL_PATHS),
         }
     )
 
@@ -121,8 +125,6 @@ def install_recorders() -> None:
     import requests.adapters
 
     def requests_send(self, request, **kwargs):
-        from urllib.parse import urlsplit
-
         parts = urlsplit(request.url)
         body = request.body.encode() if isinstance(request.body, str) else request.body
         _record("requests", request.method, request.url, parts.scheme, parts.hostname or "", parts.port, body)
@@ -133,8 +135,6 @@ def install_recorders() -> None:
     import botocore.httpsession
 
     def botocore_send(self, request):
-        from urllib.parse import urlsplit
-
         parts = urlsplit(request.url)
         body = request.body if isinstance(request.body, bytes) else None
         _record("botocore", request.method, request.url, parts.scheme, parts.hostname or "", parts.port, body)
