@@ -181,7 +181,9 @@ function loadClients(watched) {
 const messages = [{ role: "user", content: MARKER }];
 // Each built the way its documentation shows with the fewest arguments the user must write: a
 // model name (for AzureOpenAI the deployment is the model; LangChain's AzureChatOpenAI takes its
-// deployment from AZURE_OPENAI_API_DEPLOYMENT_NAME, as its documentation sets it up).
+// deployment from AZURE_OPENAI_API_DEPLOYMENT_NAME, as its documentation sets it up). LangChain
+// also gets `maxRetries: 0`: it retries a refusal (an admin key only, say) with back-off for
+// minutes; the retry count changes no destination, and the first attempt is the one recorded.
 const PROBES = {
   "node/openai/OpenAI()": async () => {
     await new clients.openai.OpenAI().chat.completions.create({ model: "gpt-4o", messages });
@@ -190,13 +192,13 @@ const PROBES = {
     await new clients.openai.AzureOpenAI().chat.completions.create({ model: "gpt-4o", messages });
   },
   "node/langchain/ChatOpenAI({model})": async () => {
-    await new clients.langchain.ChatOpenAI({ model: "gpt-4o" }).invoke(MARKER);
+    await new clients.langchain.ChatOpenAI({ model: "gpt-4o", maxRetries: 0 }).invoke(MARKER);
   },
   "node/langchain/AzureChatOpenAI({model})": async () => {
-    await new clients.langchain.AzureChatOpenAI({ model: "gpt-4o" }).invoke(MARKER);
+    await new clients.langchain.AzureChatOpenAI({ model: "gpt-4o", maxRetries: 0 }).invoke(MARKER);
   },
   "node/langchain/OpenAIEmbeddings()": async () => {
-    await new clients.langchain.OpenAIEmbeddings().embedQuery(MARKER);
+    await new clients.langchain.OpenAIEmbeddings({ maxRetries: 0 }).embedQuery(MARKER);
   },
 };
 
@@ -209,6 +211,7 @@ async function runProbe(name) {
   recorded = [];
   let error = null;
   let timer;
+  const started = Date.now();
   try {
     await Promise.race([
       PROBES[name](),
@@ -221,11 +224,13 @@ async function runProbe(name) {
   } finally {
     clearTimeout(timer);
   }
+  if (store.ORACLE_DEBUG) process.stderr.write(`${store.ORACLE_CASE} ${name} ${Date.now() - started} ms ${error || ""}\n`);
   return { requests: recorded, error };
 }
 
 async function runCase(testCase, baseEnv) {
   setCaseEnvironment(baseEnv, testCase.env);
+  if (store.ORACLE_DEBUG) store.ORACLE_CASE = testCase.id;
   const probes = {};
   for (const name of Object.keys(PROBES)) probes[name] = await runProbe(name);
   return { id: testCase.id, probes };
