@@ -122,6 +122,7 @@ def run_hostguard(binary: str, cases: list[dict], work: Path) -> dict[str, dict]
         report = json.loads(done.stdout)
     except ValueError as error:
         raise ToolError(f"hostguard check printed no JSON: {error}: {done.stdout[:500]!r}") from error
+    (work / "hostguard.json").write_text(done.stdout)
     verdicts = {result["name"]: result for result in report["results"]}
     missing = [case["id"] for case in cases if case["id"] not in verdicts]
     if missing:
@@ -216,11 +217,16 @@ def categorise(case: dict, verdict: dict, probes: dict) -> dict:
     for client, probe in sorted(probes.items()):
         model = [r for r in probe["requests"] if r["model_traffic"] or r["via"] in ("socket", "dns", "http", "https")]
         auxiliary = [r for r in probe["requests"] if r not in model]
+        # A URL without a host (openai-python with a blank or padded OPENAI_BASE_URL) reaches no
+        # server: the HTTP layer fails before connecting. It is listed, not judged.
+        unsendable = [r for r in model if not r.get("host")]
+        model = [r for r in model if r.get("host")]
         judged = [(r, *judge_destination(r)) for r in model]
         clients[client] = {
             "sends": bool(model),
             "destinations": [{"url": r["url"], "allowed": ok, "why": why, "via": r["via"]} for r, ok, why in judged],
             "auxiliary": [r["url"] for r in auxiliary],
+            "unsendable": [r["url"] for r in unsendable],
             "error": probe["error"],
         }
     senders = {c: v for c, v in clients.items() if v["sends"]}
@@ -362,6 +368,41 @@ def text_report(summary: dict, judged: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_results(path: Path) -> dict[str, dict]:
+    return {r["id"]: r["probes"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def finish(out: Path, cases: list[dict], verdicts: dict, results: dict, timings: dict, self_check: dict) -> int:
+    judged = [categorise(c, verdicts[c["id"]], results[c["id"]]) for c in cases]
+    summary = summarise(judged, timings, self_check)
+    (out / "report.json").write_text(json.dumps({"summary": summary, "environments": judged}, indent=1))
+    text = text_report(summary, judged)
+    (out / "report.txt").write_text(text)
+    print(text, end="")
+    print(f"(full report: {out / 'report.txt'} and {out / 'report.json'})")
+    if self_check["differences"]:
+        raise ToolError(
+            "fresh processes disagree with the batch run, so its answers cannot be trusted:\n"
+            + "\n".join(self_check["differences"][:20])
+        )
+    # The closing line CI reads: each environment is one check.
+    fails = summary["by_category"].get("FAIL", 0)
+    print(f"clients-oracle: {len(judged) - fails} passed, {fails} failed")
+    return 1 if fails else 0
+
+
+def rejudge(out: Path, hostguard: str) -> int:
+    previous = json.loads((out / "report.json").read_text())["summary"]
+    cases = [json.loads(line) for line in (out / "environments.jsonl").read_text().splitlines()]
+    work = out / "work"
+    shutil.rmtree(work / "manifests")
+    verdicts = run_hostguard(hostguard, cases, work)
+    python_results = load_results(work / "python.results.jsonl")
+    node_results = load_results(work / "node.results.jsonl")
+    results = {c["id"]: {**python_results[c["id"]], **node_results[c["id"]]} for c in cases}
+    return finish(out, cases, verdicts, results, previous["timings_seconds"], previous["self_check"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hostguard", default=os.environ.get("HOSTGUARD_BIN", "target/debug/hostguard"))
@@ -372,9 +413,14 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N environments (a quick look)")
     parser.add_argument("--fresh-python", type=int, default=6, help="cases re-run in fresh Python processes")
     parser.add_argument("--fresh-node", type=int, default=40, help="cases re-run in fresh Node processes")
+    parser.add_argument(
+        "--rejudge", action="store_true", help="judge the probe results of the last run in --out again (after a change here)"
+    )
     args = parser.parse_args()
+    if args.rejudge:
+        return rejudge(Path(args.out).resolve(), args.hostguard)
 
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -420,21 +466,9 @@ def main() -> int:
         differences += compare_fresh("node", node_results, fresh)
     timings["self-check"] = round(time.monotonic() - t, 1)
     self_check = {"python_cases": len(python_sample), "node_cases": len(node_sample), "differences": differences}
-
-    judged = [categorise(c, verdicts[c["id"]], {**python_results[c["id"]], **node_results[c["id"]]}) for c in cases]
     timings["total"] = round(time.monotonic() - start, 1)
-    summary = summarise(judged, timings, self_check)
-    (out / "report.json").write_text(json.dumps({"summary": summary, "environments": judged}, indent=1))
-    text = text_report(summary, judged)
-    (out / "report.txt").write_text(text)
-    print(text, end="")
-    print(f"(full report: {out / 'report.txt'} and {out / 'report.json'})")
-    if differences:
-        raise ToolError("fresh processes disagree with the batch run, so its answers cannot be trusted:\n" + "\n".join(differences[:20]))
-    # The closing line CI reads: each environment is one check.
-    fails = summary["by_category"].get("FAIL", 0)
-    print(f"clients-oracle: {len(judged) - fails} passed, {fails} failed")
-    return 1 if fails else 0
+    results = {c["id"]: {**python_results[c["id"]], **node_results[c["id"]]} for c in cases}
+    return finish(out, cases, verdicts, results, timings, self_check)
 
 
 if __name__ == "__main__":
