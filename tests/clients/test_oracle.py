@@ -102,6 +102,11 @@ class Categorise(unittest.TestCase):
         self.assertEqual(self.category("allow", {"a": probe(socket)}), "FAIL")
 
 
+    def test_a_url_without_a_host_reaches_no_server(self):
+        hostless = request("https:///chat/completions", "https", "")
+        self.assertEqual(self.category("allow", {"a": probe(hostless)}), "no-request")
+
+
 class Generator(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
