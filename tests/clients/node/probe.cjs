@@ -158,6 +158,9 @@ function setCaseEnvironment(baseEnv, caseEnv) {
   Object.assign(store, baseEnv, caseEnv);
 }
 
+// ORACLE_DEBUG=1 in the harness environment: each probe's time and error on stderr.
+const debug = process.env.ORACLE_DEBUG ? { case: null } : null;
+
 let clients = null;
 function loadClients(watched) {
   const requireFromCache = createRequire(path.join(process.env.ORACLE_NODE_MODULES || "", "package.json"));
@@ -224,13 +227,13 @@ async function runProbe(name) {
   } finally {
     clearTimeout(timer);
   }
-  if (store.ORACLE_DEBUG) process.stderr.write(`${store.ORACLE_CASE} ${name} ${Date.now() - started} ms ${error || ""}\n`);
+  if (debug) process.stderr.write(`${debug.case} ${name} ${Date.now() - started} ms ${error || ""}\n`);
   return { requests: recorded, error };
 }
 
 async function runCase(testCase, baseEnv) {
   setCaseEnvironment(baseEnv, testCase.env);
-  if (store.ORACLE_DEBUG) store.ORACLE_CASE = testCase.id;
+  if (debug) debug.case = testCase.id;
   const probes = {};
   for (const name of Object.keys(PROBES)) probes[name] = await runProbe(name);
   return { id: testCase.id, probes };

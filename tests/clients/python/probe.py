@@ -189,49 +189,51 @@ def install_recorders() -> None:
 
 # The clients, each built the way its documentation shows with the fewest arguments the user
 # must write: a model name (a deployment name for the Azure clients, which their request URL uses).
-def probe_openai(_):
+def probe_openai():
     from openai import OpenAI
 
     OpenAI().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": MARKER}])
 
 
-def probe_azure_openai(_):
+def probe_azure_openai():
     from openai import AzureOpenAI
 
     AzureOpenAI().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": MARKER}])
 
 
-def probe_openai_module(_):
+def probe_openai_module():
     import openai
 
     openai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": MARKER}])
 
 
-def probe_langchain_chat(_):
+def probe_langchain_chat():
     from langchain_openai import ChatOpenAI
 
     ChatOpenAI(model="gpt-4o").invoke(MARKER)
 
 
-def probe_langchain_azure_chat(_):
+def probe_langchain_azure_chat():
     from langchain_openai import AzureChatOpenAI
 
     AzureChatOpenAI(azure_deployment="gpt-4o").invoke(MARKER)
 
 
-def probe_langchain_embeddings(_):
+def probe_langchain_embeddings():
     from langchain_openai import OpenAIEmbeddings
 
     OpenAIEmbeddings().embed_query(MARKER)
 
 
-def probe_litellm_openai(_):
+# What `num_retries=0` is for: LiteLLM's own retry loop would repeat the same request; the first
+# one is the destination. It is a call argument of the request, not client configuration.
+def probe_litellm_openai():
     import litellm
 
     litellm.completion(model="gpt-4o", messages=[{"role": "user", "content": MARKER}], num_retries=0)
 
 
-def probe_litellm_azure(_):
+def probe_litellm_azure():
     import litellm
 
     litellm.completion(model="azure/gpt-4o", messages=[{"role": "user", "content": MARKER}], num_retries=0)
@@ -248,8 +250,6 @@ PROBES = {
     "py/litellm/completion(azure/gpt-4o)": probe_litellm_azure,
 }
 
-# What `num_retries=0` is for: LiteLLM's own retry loop would repeat the same request; the first
-# one is the destination. It is a call argument of the request, not client configuration.
 
 
 def _short_error(exc: BaseException) -> str:
@@ -272,7 +272,7 @@ def run_probe(name: str) -> dict:
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(PROBE_TIMEOUT_SECONDS)
     try:
-        PROBES[name](None)
+        PROBES[name]()
     except BaseException as exc:  # the client's refusal is the result, whatever it raises
         error = _short_error(exc)
     finally:
