@@ -457,12 +457,13 @@ def run_forked(cases: list[dict], base_env: dict, jobs: int, scratch: str) -> li
     return [results[case["id"]] for case in cases]
 
 
-def run_fresh(cases: list[dict], base_env: dict, scratch: str) -> list[dict]:
-    """Each case in a brand-new interpreter that imports the clients after its environment is set."""
+def run_fresh(cases: list[dict], base_env: dict, jobs: int, scratch: str) -> list[dict]:
+    """Each case in a brand-new interpreter that imports the clients after its environment is
+    set, `jobs` at a time."""
     import subprocess
+    from concurrent.futures import ThreadPoolExecutor
 
-    results = []
-    for case in cases:
+    def one(case: dict) -> dict:
         case_path = os.path.join(scratch, f"{case['id']}.case.json")
         out_path = os.path.join(scratch, f"{case['id']}.fresh.json")
         json.dump(case, open(case_path, "w"))
@@ -472,8 +473,10 @@ def run_fresh(cases: list[dict], base_env: dict, scratch: str) -> list[dict]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        results.append(json.load(open(out_path)))
-    return results
+        return json.load(open(out_path))
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, cases))
 
 
 def run_one(case_path: str, base_env: dict, out_path: str) -> None:
@@ -503,7 +506,7 @@ def main() -> None:
         return
     cases = [json.loads(line) for line in open(args.cases) if line.strip()]
     with tempfile.TemporaryDirectory(prefix="oracle-py-") as scratch:
-        results = run_fresh(cases, base_env, scratch) if args.fresh else run_forked(cases, base_env, args.jobs, scratch)
+        results = run_fresh(cases, base_env, args.jobs, scratch) if args.fresh else run_forked(cases, base_env, args.jobs, scratch)
     with open(args.out, "w") as out:
         for result in results:
             for probe in result["probes"].values():
