@@ -2,7 +2,8 @@
 //! from Nodes, the on-demand ConfigMap cache, the background audit, status and events, and the
 //! leader lease that decides which replica writes.
 //!
-//! Tasks, all stopped by the shutdown signal (or [`Cluster::stop`]):
+//! Tasks, all stopped by [`Cluster::stop`]; the audit and the Lease elector already by the
+//! shutdown signal (the server keeps answering through its drain, from current caches):
 //! - four reflectors ([`watch::reflect`]): HostingPolicies and AIWorkloads (full objects),
 //!   Namespaces (metadata-only: labels are all the engine reads), Nodes (full watch, because
 //!   `spec.providerID` is not metadata; trimmed to the provider ID, provider labels and
@@ -177,19 +178,23 @@ pub fn start_with_client(
 
     let (stop_tx, stop_rx) = channel::channel(false);
     let stop_tx = Arc::new(stop_tx);
+    // Leading ends with the shutdown signal: the audit stops and the Lease is released at once,
+    // so another replica takes over without waiting for it to expire. The watches go on until
+    // `Cluster::stop`, which the server calls once the webhook has drained: reviews answered
+    // during the drain are decided with current policies.
+    let (lead_stop_tx, lead_stop_rx) = channel::channel(false);
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
     {
-        // The shutdown signal stops everything; so does `Cluster::stop`.
-        let stop_tx = Arc::clone(&stop_tx);
         let mut shutdown = ctx.shutdown.clone();
         let mut own = stop_rx.clone();
         tasks.push((
             "shutdown",
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = shutdown.wait_for(|s| *s) => { let _ = stop_tx.send(true); }
+                    _ = shutdown.wait_for(|s| *s) => {}
                     _ = own.wait_for(|s| *s) => {}
                 }
+                let _ = lead_stop_tx.send(true);
             }),
         ));
     }
@@ -312,9 +317,9 @@ pub fn start_with_client(
     };
     tasks.push((
         "audit",
-        tokio::spawn(auditor.run(policy_rx, stop_rx.clone())),
+        tokio::spawn(auditor.run(policy_rx, lead_stop_rx.clone())),
     ));
-    let elector = tokio::spawn(elector.run(Arc::clone(&ctx.metrics), stop_rx));
+    let elector = tokio::spawn(elector.run(Arc::clone(&ctx.metrics), lead_stop_rx));
 
     Ok(Cluster {
         prefetch: Arc::new(fetcher),
@@ -530,7 +535,7 @@ impl Auditor {
             Err(e) => {
                 let result = match e {
                     audit::AuditError::Interrupted => "interrupted",
-                    audit::AuditError::List { .. } => "error",
+                    audit::AuditError::List { .. } | audit::AuditError::Timeout { .. } => "error",
                 };
                 self.metrics
                     .audit_runs
@@ -572,13 +577,19 @@ impl Auditor {
         m.audit_duration.observe(seconds);
         let violating: i64 = tally.policies.values().map(|t| t.violating).sum();
         match written {
-            Ok(events) => {
+            Ok(status::Written {
+                statuses,
+                unchanged,
+                events,
+            }) => {
                 m.audit_runs
                     .get_or_create(&ResultLabel { result: "ok" })
                     .inc();
                 tracing::info!(
                     objects = tally.objects,
                     violating,
+                    statuses_written = statuses,
+                    statuses_unchanged = unchanged,
                     events,
                     events_over_cap = tally.events_dropped,
                     seconds,
