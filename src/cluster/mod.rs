@@ -71,9 +71,46 @@ pub struct ClusterArgs {
     /// How many ConfigMaps the on-demand cache keeps.
     #[arg(long, env = "HOSTGUARD_CONFIGMAP_CACHE_SIZE", default_value_t = 4096)]
     pub config_map_cache_size: usize,
+    /// `leaseDurationSeconds` of the Lease: how long other replicas wait, after they last saw it
+    /// renewed, before they take over.
+    #[arg(long, env = "HOSTGUARD_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// How long the holder trusts its last renewal: it stops writing this long after it, well
+    /// before another replica may take over.
+    #[arg(long, env = "HOSTGUARD_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often the holder renews the Lease.
+    #[arg(long, env = "HOSTGUARD_LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lease_renew_interval: Duration,
+    /// How often a replica that does not hold the Lease tries to take it.
+    #[arg(long, env = "HOSTGUARD_LEASE_RETRY_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lease_retry_interval: Duration,
 }
 
 impl ClusterArgs {
+    /// The Lease timings, checked: renewals must come well within the renew deadline, and the
+    /// renew deadline must end before anyone else may take over.
+    pub fn lease_timings(&self) -> anyhow::Result<Timings> {
+        let t = Timings {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.lease_renew_deadline,
+            renew_interval: self.lease_renew_interval,
+            retry_interval: self.lease_retry_interval,
+        };
+        if t.lease_duration.as_secs() < 1 {
+            anyhow::bail!("--lease-duration must be at least 1s (the Lease counts whole seconds)");
+        }
+        if !(t.renew_interval < t.renew_deadline && t.renew_deadline < t.lease_duration) {
+            anyhow::bail!(
+                "lease timings must satisfy --lease-renew-interval < --lease-renew-deadline < --lease-duration"
+            );
+        }
+        if t.retry_interval.is_zero() {
+            anyhow::bail!("--lease-retry-interval must be above zero");
+        }
+        Ok(t)
+    }
+
     fn lease_namespace(&self) -> String {
         self.lease_namespace
             .clone()
@@ -154,7 +191,10 @@ pub async fn start(args: &ClusterArgs, ctx: ClusterContext) -> anyhow::Result<Cl
     let client = Client::try_default()
         .await
         .context("configuring the Kubernetes client (in-cluster service account or kubeconfig)")?;
-    start_with_client(client, args, ctx, Options::default())
+    let options = Options {
+        lease: args.lease_timings()?,
+    };
+    start_with_client(client, args, ctx, options)
 }
 
 /// [`start`] with a given client.
