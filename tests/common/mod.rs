@@ -1,10 +1,11 @@
 //! Helpers shared by the tests that run the real `hostguard serve` binary: certificates laid
 //! out like a mounted Secret, the server process, TLS clients that trust only the CA and dial
-//! the service name, and (in submodules) a strict mock API server and a load client that
-//! behaves like kube-apiserver.
+//! the service name, and (in `load`) a load client that behaves like kube-apiserver.
 //!
 //! Each test file uses part of this, so items unused by one of them are expected.
 #![allow(dead_code)]
+
+pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -163,7 +164,12 @@ impl Server {
     /// Starts `hostguard serve` with `args` (plus `--addr`/`--admin-addr` on free loopback ports
     /// and JSON logs) and waits until it logs that it listens.
     pub fn start(args: &[&str], env: &[(&str, &str)], log: PathBuf) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hostguard"));
+        Server::start_bin(Path::new(env!("CARGO_BIN_EXE_hostguard")), args, env, log)
+    }
+
+    /// [`Server::start`] with another build of the binary (see [`release_bin`]).
+    pub fn start_bin(bin: &Path, args: &[&str], env: &[(&str, &str)], log: PathBuf) -> Server {
+        let mut command = Command::new(bin);
         command
             .arg("serve")
             .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
@@ -378,5 +384,69 @@ pub fn standalone(ca: &Ca, extra: &[&str]) -> Standalone {
     ];
     args.extend_from_slice(extra);
     let server = Server::start(&args, &[], dir.path().join("serve.log"));
+    Standalone { server, certs, dir }
+}
+
+/// The optimised (release) binary, for the fault tests that put real load on it: the debug
+/// build answers a few hundred reviews a second on this project's 2-core machine, a tenth of
+/// what the release build does, so 1,000 reviews a second would measure an overloaded debug
+/// server. `scripts/test` builds it first and names it in `HOSTGUARD_RELEASE_BIN`; run alone,
+/// the test builds it here (cargo builds it incrementally, from the same sources).
+pub fn release_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HOSTGUARD_RELEASE_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "HOSTGUARD_RELEASE_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "--release", "--locked", "--bin", "hostguard"])
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the release binary failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("release/hostguard")
+    })
+    .clone()
+}
+
+/// A standalone server from `bin`, with its own certificate signed by `ca`.
+pub fn standalone_bin(bin: &Path, ca: &Ca, name: &str, extra: &[&str]) -> Standalone {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = ca.leaf(&[SERVICE_NAME], name);
+    let certs = VolumeDir::new(
+        dir.path(),
+        "certs",
+        &[("tls.crt", &cert), ("tls.key", &key)],
+    );
+    let cert_path = certs.file("tls.crt");
+    let key_path = certs.file("tls.key");
+    let mut args = vec![
+        "--standalone",
+        "--cluster-provider",
+        "azure",
+        "--tls-reload-interval",
+        "100ms",
+        "--tls-cert",
+        cert_path.to_str().expect("utf-8"),
+        "--tls-key",
+        key_path.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start_bin(bin, &args, &[], dir.path().join("serve.log"));
     Standalone { server, certs, dir }
 }
