@@ -22,8 +22,20 @@ use tokio::sync::watch;
 
 use super::{SERVICE_NAME, client_config, tls_connect};
 
+/// Reviews a second the fault tests send: 1,000, as the issue asks. `HOSTGUARD_FAULT_RATE`
+/// lowers it only to debug a test against the debug build (which cannot answer 1,000 a second
+/// on two cores); CI never sets it.
+pub fn rate() -> u32 {
+    std::env::var("HOSTGUARD_FAULT_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1000)
+}
+
 /// Requests are given up after this long, like the API server's webhook timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a pooled connection may take to accept a request before it counts as unusable.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Attempts per request (the first plus retries of unprocessed requests).
 const ATTEMPTS: usize = 5;
 
@@ -113,19 +125,29 @@ fn unprocessed(error: &hyper::Error) -> bool {
 
 impl Pools {
     async fn h2_sender(&self) -> Result<(SocketAddr, http2::SendRequest<Body>), String> {
-        let mut current = self.h2.lock().await;
+        let mut current = tokio::time::timeout(REQUEST_TIMEOUT / 4, self.h2.lock())
+            .await
+            .map_err(|_| "h2 pool: waited for the dialer".to_string())?;
         if let Some((addr, sender)) = current.as_ref()
             && !sender.is_closed()
         {
             return Ok((*addr, sender.clone()));
         }
         let addr = self.service.pick()?;
-        let tls = tls_connect(addr, Arc::clone(&self.service.h2))
-            .await
-            .map_err(|e| format!("dial {addr}: {e}"))?;
-        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("h2 handshake {addr}: {e}"))?;
+        let tls = tokio::time::timeout(
+            REQUEST_TIMEOUT / 4,
+            tls_connect(addr, Arc::clone(&self.service.h2)),
+        )
+        .await
+        .map_err(|_| format!("dial {addr}: timed out"))?
+        .map_err(|e| format!("dial {addr}: {e}"))?;
+        let (sender, conn) = tokio::time::timeout(
+            REQUEST_TIMEOUT / 4,
+            http2::handshake(TokioExecutor::new(), TokioIo::new(tls)),
+        )
+        .await
+        .map_err(|_| format!("h2 handshake {addr}: timed out"))?
+        .map_err(|e| format!("h2 handshake {addr}: {e}"))?;
         tokio::spawn(conn);
         *current = Some((addr, sender.clone()));
         Ok((addr, sender))
@@ -168,17 +190,32 @@ impl Pools {
             Proto::H2 => {
                 let (addr, mut sender) = self.h2_sender().await.map_err(|e| (false, e))?;
                 *endpoint = Some(addr);
-                if sender.ready().await.is_err() {
-                    return Err((true, "h2 connection closed before sending".into()));
+                // Go never puts a new request on a connection that got GOAWAY; hyper does not
+                // say when one did, but such a connection never becomes ready again: drop it.
+                match tokio::time::timeout(READY_TIMEOUT, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => {
+                        let mut current = self.h2.lock().await;
+                        if current
+                            .as_ref()
+                            .is_some_and(|(a, s)| *a == addr && s.is_ready() == sender.is_ready())
+                        {
+                            *current = None;
+                        }
+                        return Err((true, "h2 connection no longer takes requests".into()));
+                    }
                 }
-                match sender.try_send_request(request).await {
+                match tokio::time::timeout(REQUEST_TIMEOUT / 2, sender.try_send_request(request))
+                    .await
+                    .map_err(|_| (false, format!("h2 {addr}: sent, no answer")))?
+                {
                     Ok(r) => (r, None),
                     Err(mut e) => {
                         let not_sent = e.take_message().is_some();
                         let error = e.into_error();
                         return Err((
                             not_sent || unprocessed(&error),
-                            format!("h2 {addr}: {error}"),
+                            format!("h2 {addr}: {error:?}"),
                         ));
                     }
                 }
