@@ -106,7 +106,9 @@ type Body = Full<Bytes>;
 /// The client's connections.
 struct Pools {
     service: Arc<Service>,
-    h2: tokio::sync::Mutex<Option<(SocketAddr, http2::SendRequest<Body>)>>,
+    /// The HTTP/2 connection in use: (id, endpoint, sender).
+    h2: tokio::sync::Mutex<Option<(u64, SocketAddr, http2::SendRequest<Body>)>>,
+    dials: std::sync::atomic::AtomicU64,
     h1: Mutex<Vec<(SocketAddr, http1::SendRequest<Body>)>>,
 }
 
@@ -124,14 +126,14 @@ fn unprocessed(error: &hyper::Error) -> bool {
 }
 
 impl Pools {
-    async fn h2_sender(&self) -> Result<(SocketAddr, http2::SendRequest<Body>), String> {
+    async fn h2_sender(&self) -> Result<(u64, SocketAddr, http2::SendRequest<Body>), String> {
         let mut current = tokio::time::timeout(REQUEST_TIMEOUT / 4, self.h2.lock())
             .await
             .map_err(|_| "h2 pool: waited for the dialer".to_string())?;
-        if let Some((addr, sender)) = current.as_ref()
+        if let Some((id, addr, sender)) = current.as_ref()
             && !sender.is_closed()
         {
-            return Ok((*addr, sender.clone()));
+            return Ok((*id, *addr, sender.clone()));
         }
         let addr = self.service.pick()?;
         let tls = tokio::time::timeout(
@@ -149,8 +151,9 @@ impl Pools {
         .map_err(|_| format!("h2 handshake {addr}: timed out"))?
         .map_err(|e| format!("h2 handshake {addr}: {e}"))?;
         tokio::spawn(conn);
-        *current = Some((addr, sender.clone()));
-        Ok((addr, sender))
+        let id = self.dials.fetch_add(1, Ordering::Relaxed);
+        *current = Some((id, addr, sender.clone()));
+        Ok((id, addr, sender))
     }
 
     async fn h1_sender(&self) -> Result<(SocketAddr, http1::SendRequest<Body>), String> {
@@ -188,7 +191,7 @@ impl Pools {
             .expect("request");
         let (response, back) = match proto {
             Proto::H2 => {
-                let (addr, mut sender) = self.h2_sender().await.map_err(|e| (false, e))?;
+                let (id, addr, mut sender) = self.h2_sender().await.map_err(|e| (false, e))?;
                 *endpoint = Some(addr);
                 // Go never puts a new request on a connection that got GOAWAY; hyper does not
                 // say when one did, but such a connection never becomes ready again: drop it.
@@ -196,10 +199,7 @@ impl Pools {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) | Err(_) => {
                         let mut current = self.h2.lock().await;
-                        if current
-                            .as_ref()
-                            .is_some_and(|(a, s)| *a == addr && s.is_ready() == sender.is_ready())
-                        {
+                        if current.as_ref().is_some_and(|(c, _, _)| *c == id) {
                             *current = None;
                         }
                         return Err((true, "h2 connection no longer takes requests".into()));
@@ -306,6 +306,7 @@ impl Load {
         let pools = Arc::new(Pools {
             service,
             h2: tokio::sync::Mutex::new(None),
+            dials: std::sync::atomic::AtomicU64::new(0),
             h1: Mutex::new(Vec::new()),
         });
         let outcomes = Arc::new(Mutex::new(Vec::new()));
