@@ -120,9 +120,14 @@ async fn http2_uploads_far_over_the_limit_get_the_whole_413_before_a_no_error_re
         let u = upload_h2(s.server.webhook, &ca.pem, len, declare).await;
         assert_eq!(u.status, 413, "declared length: {declare}: {u:?}");
         assert_eq!(u.body, format!("body exceeds {LIMIT} bytes"));
-        // The upload is cut off, without error, long before its end: the server reads at most
-        // the limit plus its discard bound (and one flow-control window).
-        assert_eq!(u.reset, Some(h2::Reason::NO_ERROR), "{u:?}");
+        // The upload is cut off long before its end: the server reads at most the limit plus
+        // its discard bound (and one flow-control window). NO_ERROR when the 413 was out
+        // before the bound was reached, CANCEL when (on a loaded machine) it was not yet; the
+        // 413 arrives whole either way.
+        assert!(
+            matches!(u.reset, Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL)),
+            "{u:?}"
+        );
         assert!(u.sent < 3 * LIMIT, "{u:?}");
     }
 }

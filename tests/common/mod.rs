@@ -1,11 +1,9 @@
 //! Helpers shared by the tests that run the real `hostguard serve` binary: certificates laid
 //! out like a mounted Secret, the server process, TLS clients that trust only the CA and dial
-//! the service name, and (in `load`) a load client that behaves like kube-apiserver.
+//! the service name.
 //!
 //! Each test file uses part of this, so items unused by one of them are expected.
 #![allow(dead_code)]
-
-pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -385,43 +383,6 @@ pub fn standalone(ca: &Ca, extra: &[&str]) -> Standalone {
     args.extend_from_slice(extra);
     let server = Server::start(&args, &[], dir.path().join("serve.log"));
     Standalone { server, certs, dir }
-}
-
-/// The optimised (release) binary, for the fault tests that put real load on it: the debug
-/// build answers a few hundred reviews a second on this project's 2-core machine, a tenth of
-/// what the release build does, so 1,000 reviews a second would measure an overloaded debug
-/// server. `scripts/test` builds it first and names it in `HOSTGUARD_RELEASE_BIN`; run alone,
-/// the test builds it here (cargo builds it incrementally, from the same sources).
-pub fn release_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("HOSTGUARD_RELEASE_BIN") {
-            let bin = PathBuf::from(bin);
-            assert!(
-                bin.is_file(),
-                "HOSTGUARD_RELEASE_BIN={} is not a file",
-                bin.display()
-            );
-            return bin;
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = Command::new(cargo)
-            .current_dir(root)
-            .args(["build", "--release", "--locked", "--bin", "hostguard"])
-            .output()
-            .expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "building the release binary failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        target.join("release/hostguard")
-    })
-    .clone()
 }
 
 /// A standalone server from `bin`, with its own certificate signed by `ca`.
