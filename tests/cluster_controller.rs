@@ -434,6 +434,7 @@ fn writes(log: &Log) -> Vec<Seen> {
         .collect()
 }
 
+/// Writes statuses and events; returns the number of Events published.
 async fn write(
     writer: &mut status::Writer,
     inv: &Inventory,
@@ -450,6 +451,7 @@ async fn write(
             now(),
         )
         .await
+        .map(|w| w.events)
 }
 
 #[tokio::test(start_paused = true)]
@@ -888,6 +890,7 @@ async fn the_audit_lists_in_pages_and_leaves_owned_objects_to_their_owner() {
             "/apis/apps/v1/statefulsets",
             "/apis/apps/v1/daemonsets",
             "/apis/apps/v1/replicasets",
+            "/api/v1/replicationcontrollers",
             "/apis/batch/v1/jobs",
             "/apis/batch/v1/cronjobs",
             "/api/v1/pods",
@@ -1044,12 +1047,15 @@ async fn the_config_map_watch_refreshes_changed_and_forgets_deleted_entries() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(config_maps::keep_fresh(fetcher, stop_rx));
     tokio::time::timeout(Duration::from_secs(30), async {
-        while cache.get("team-a", "doomed") != Lookup::Absent {
+        while cache.get("team-a", "doomed") != Lookup::Absent
+            || data_of(&cache, "endpoints").as_deref()
+                != Some("https://contoso.openai.azure.com/openai/v1")
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("the deletion reaches the cache");
+    .expect("the deletion and the refetch reach the cache");
     assert_eq!(
         data_of(&cache, "endpoints").as_deref(),
         Some("https://contoso.openai.azure.com/openai/v1")
@@ -1066,4 +1072,340 @@ async fn the_config_map_watch_refreshes_changed_and_forgets_deleted_entries() {
         .map(|s| s.path.clone())
         .collect();
     assert_eq!(gets, ["/api/v1/namespaces/team-a/configmaps/endpoints"]);
+}
+
+// ---------------------------------------------------------------- issue 14: availability
+
+#[tokio::test(start_paused = true)]
+async fn a_refetch_that_hangs_does_not_hold_up_the_config_map_watch() {
+    // The watch reports a change to "endpoints" (its GET never answers), then deletes
+    // "doomed": the deletion must land while the refetch still hangs.
+    let (client, _log) = mock_api(move |r| match r.path.as_str() {
+        "/api/v1/configmaps" if r.query_has("watch=true") => Reply::Hang,
+        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Hang,
+        _ => not_found(),
+    });
+    let cache = ConfigMapCache::new(16);
+    for (name, uid) in [("endpoints", "u-e"), ("doomed", "u-d")] {
+        let mut cm: ConfigMap =
+            serde_json::from_value(config_map(name, "1", "https://x.example.com")).unwrap();
+        cm.metadata.uid = Some(uid.into());
+        cache.insert("team-a", name, Some(&cm));
+    }
+    let fetcher = Fetcher {
+        client,
+        cache: Arc::clone(&cache),
+        metrics: Metrics::new(),
+    };
+    let meta = |name: &str, rv: &str, uid: &str| -> kube::core::PartialObjectMeta<ConfigMap> {
+        let mut v = cm_meta(name, rv);
+        v["metadata"]["uid"] = json!(uid);
+        serde_json::from_value(v).unwrap()
+    };
+    let events = futures::StreamExt::chain(
+        futures::stream::iter(vec![
+            Ok::<_, watcher::Error>(Event::Apply(meta("endpoints", "2", "u-e"))),
+            Ok(Event::Delete(meta("doomed", "3", "u-d"))),
+        ]),
+        futures::stream::pending(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(config_maps::apply_events(fetcher, events, stop_rx));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while cache.get("team-a", "doomed") != Lookup::Absent {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the delete is applied while the refetch hangs");
+    // The stale entry is still served while its refetch is out (it is at most as old as the
+    // watch's knowledge); once the refetch gives up, it is dropped, never kept stale.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(cache.get("team-a", "endpoints"), Lookup::Unknown);
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relist_that_no_longer_shows_a_cached_config_map_asks_before_forgetting_it() {
+    // The list comes back without "endpoints", but the GET (newer than the list) still finds
+    // it: it stays cached, with the GET's data.
+    let (client, log) = mock_api(move |r| match r.path.as_str() {
+        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Json(
+            200,
+            config_map(
+                "endpoints",
+                "5",
+                "https://contoso.openai.azure.com/openai/v1",
+            ),
+        ),
+        _ => not_found(),
+    });
+    let cache = ConfigMapCache::new(16);
+    let old: ConfigMap =
+        serde_json::from_value(config_map("endpoints", "1", "https://api.openai.com/v1")).unwrap();
+    cache.insert("team-a", "endpoints", Some(&old));
+    let fetcher = Fetcher {
+        client,
+        cache: Arc::clone(&cache),
+        metrics: Metrics::new(),
+    };
+    let events = futures::StreamExt::chain(
+        futures::stream::iter(vec![
+            Ok::<Event<kube::core::PartialObjectMeta<ConfigMap>>, watcher::Error>(Event::Init),
+            Ok(Event::InitDone),
+        ]),
+        futures::stream::pending(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(config_maps::apply_events(fetcher, events, stop_rx));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while data_of(&cache, "endpoints").as_deref()
+            != Some("https://contoso.openai.azure.com/openai/v1")
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the entry is fetched again, not marked absent");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.is("GET", "/api/v1/namespaces/team-a/configmaps/endpoints"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unchanged_status_is_not_written_again() {
+    let (client, log) = writable_api();
+    let leadership = leader(&client).await;
+    let (inv, mut w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    let first = writer
+        .write(
+            &inv.policies.state(),
+            &built.invalid_policies,
+            &built.shadowed,
+            &inv.workloads.state(),
+            &t,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((first.statuses, first.unchanged), (3, 0));
+    // The watch delivers what was written (the mock answers a patch with its body).
+    let patches: Vec<Seen> = writes(&log)
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .collect();
+    for p in &patches {
+        if p.path.contains("/hostingpolicies/") {
+            let mut policy = inv.policies.state()[0].as_ref().clone();
+            policy.status = Some(serde_json::from_value(p.body["status"].clone()).unwrap());
+            w.policies.apply_watcher_event(&Event::Apply(policy));
+        } else {
+            let name = p.path.split('/').rev().nth(1).unwrap();
+            let mut aiw = inv
+                .workloads
+                .state()
+                .into_iter()
+                .find(|a| a.metadata.name.as_deref() == Some(name))
+                .unwrap()
+                .as_ref()
+                .clone();
+            aiw.status = Some(serde_json::from_value(p.body["status"].clone()).unwrap());
+            w.workloads.apply_watcher_event(&Event::Apply(aiw));
+        }
+    }
+    // An hour later, the same results: nothing is written, lastAuditTime stays.
+    let later: k8s_openapi::jiff::Timestamp = "2026-03-01T13:00:00Z".parse().unwrap();
+    let again = writer
+        .write(
+            &inv.policies.state(),
+            &built.invalid_policies,
+            &built.shadowed,
+            &inv.workloads.state(),
+            &t,
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.statuses, again.unchanged), (0, 3));
+    let patch_count = |log: &Log| {
+        writes(log)
+            .into_iter()
+            .filter(|s| s.method == "PATCH")
+            .count()
+    };
+    assert_eq!(patch_count(&log), 3);
+    // A changed result is written, with the new time.
+    let fixed = tally(
+        &built,
+        &[deployment(
+            "chat",
+            "https://contoso.openai.azure.com/openai/v1",
+        )],
+    );
+    let changed = writer
+        .write(
+            &inv.policies.state(),
+            &built.invalid_policies,
+            &built.shadowed,
+            &inv.workloads.state(),
+            &fixed,
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.statuses, 2, "the policy and the chat AIWorkload");
+    let last = writes(&log)
+        .into_iter()
+        .rfind(|s| s.path.ends_with("/hostingpolicies/azure-only/status"))
+        .unwrap();
+    assert_eq!(last.body["status"]["violations"], 0);
+    assert_eq!(last.body["status"]["lastAuditTime"], "2026-03-01T13:00:00Z");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_continue_token_relists_the_kind_without_counting_twice() {
+    let deployments = Arc::new(Mutex::new(0));
+    let n = Arc::clone(&deployments);
+    let (client, log) = mock_api(move |r| {
+        let empty = json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []});
+        let item = |name: &str| {
+            let mut d = deployment(name, "https://api.openai.com/v1");
+            d.as_object_mut().unwrap().remove("apiVersion");
+            d.as_object_mut().unwrap().remove("kind");
+            d
+        };
+        if r.path != "/apis/apps/v1/deployments" {
+            return Reply::Json(200, empty);
+        }
+        let mut calls = n.lock().unwrap();
+        *calls += 1;
+        match (*calls, r.query_has("continue=page2")) {
+            // First pass: page 1, then the token has expired.
+            (1, false) => Reply::Json(
+                200,
+                json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
+                "metadata": {"continue": "page2"}, "items": [item("d1")]}),
+            ),
+            (2, true) => Reply::Json(410, status(410, "Expired")),
+            // From the start again: both pages.
+            (3, false) => Reply::Json(
+                200,
+                json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
+                "metadata": {"continue": "page2"}, "items": [item("d1")]}),
+            ),
+            (4, true) => Reply::Json(
+                200,
+                json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
+                "metadata": {}, "items": [item("d2")]}),
+            ),
+            other => panic!("unexpected deployments list {other:?}"),
+        }
+    });
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+        .await
+        .expect("the audit finishes despite the expired token");
+    assert_eq!(t.objects, 2, "d1 once, d2 once");
+    let names: Vec<&str> = t.policies["azure-only"]
+        .first
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, ["d1", "d2"]);
+    assert_eq!(t.policies["azure-only"].violating, 2);
+    let lists = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == "/apis/apps/v1/deployments")
+        .count();
+    assert_eq!(lists, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_of_controllers_the_audit_does_not_list_are_audited() {
+    let (client, _log) = mock_api(|r| {
+        let pod = |name: &str, owner: Option<(&str, &str)>, ephemeral: bool| {
+            let mut p = json!({
+                "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}")},
+                "spec": {"containers": [{"name": "app", "image": "i", "env": [
+                    {"name": "OPENAI_API_KEY", "value": "sk-test"}
+                ]}]}
+            });
+            if let Some((api_version, kind)) = owner {
+                p["metadata"]["ownerReferences"] = json!([{
+                    "apiVersion": api_version, "kind": kind, "name": "owner", "uid": "o", "controller": true
+                }]);
+            }
+            if ephemeral {
+                p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox"}]);
+            }
+            p
+        };
+        let items = match r.path.as_str() {
+            "/api/v1/pods" => vec![
+                pod("bare", None, false),
+                pod("of-replicaset", Some(("apps/v1", "ReplicaSet")), false),
+                pod("of-rc", Some(("v1", "ReplicationController")), false),
+                pod("of-job", Some(("batch/v1", "Job")), false),
+                pod("of-raycluster", Some(("ray.io/v1", "RayCluster")), false),
+                pod(
+                    "of-spark",
+                    Some(("sparkoperator.k8s.io/v1beta2", "SparkApplication")),
+                    false,
+                ),
+                pod(
+                    "of-pytorchjob",
+                    Some(("kubeflow.org/v1", "PyTorchJob")),
+                    false,
+                ),
+                // OpenKruise's Advanced StatefulSet: same kind name, another API group.
+                pod(
+                    "of-kruise",
+                    Some(("apps.kruise.io/v1beta1", "StatefulSet")),
+                    false,
+                ),
+                // Debugged with `kubectl debug`: differs from its ReplicaSet's template.
+                pod("debugged", Some(("apps/v1", "ReplicaSet")), true),
+            ],
+            _ => vec![],
+        };
+        Reply::Json(
+            200,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}),
+        )
+    });
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+        .await
+        .unwrap();
+    let mut audited: Vec<&str> = t.policies["azure-only"]
+        .first
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    audited.sort_unstable();
+    assert_eq!(
+        audited,
+        [
+            "bare",
+            "debugged",
+            "of-kruise",
+            "of-pytorchjob",
+            "of-raycluster",
+            "of-spark"
+        ]
+    );
+    assert_eq!(t.objects, 6);
 }

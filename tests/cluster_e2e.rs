@@ -367,6 +367,8 @@ async fn serve_syncs_from_the_api_then_enforces_a_policy_from_the_watch() {
         .arg(dir.path().join("tls.key"))
         .arg("--shutdown-grace")
         .arg("2s")
+        .arg("--drain-delay")
+        .arg("1s")
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("KUBERNETES_SERVICE_PORT")

@@ -1,7 +1,8 @@
 //! The webhook as the API server calls it: the real `hostguard serve` binary, HTTPS with a CA
 //! generated here, the service DNS name `hostguard.hostguard.svc`, HTTP/2 and HTTP/1.1,
 //! AdmissionReview v1. Also: TLS 1.1 refused, client certificates, rotation by symlink swap,
-//! garbage and oversized bodies, and SIGTERM with requests in flight.
+//! garbage and oversized bodies, and SIGTERM: the drain keeps answering, then in-flight reviews
+//! finish.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -257,6 +258,13 @@ impl Sender {
             let (send, conn) = http1::handshake(io).await.expect("h1 handshake");
             tokio::spawn(conn);
             Sender::H1(send)
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
         }
     }
 
@@ -531,13 +539,24 @@ async fn garbage_and_oversized_bodies_are_refused_and_the_server_keeps_answering
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_in_flight_reviews_finish_and_exits_zero() {
+async fn sigterm_keeps_answering_for_the_drain_delay_then_finishes_in_flight_reviews() {
     let ca = Ca::new("hostguard test CA");
-    let server = Server::start(&ca, &[]);
+    let server = Server::start(&ca, &["--drain-delay", "3s"]);
     let tls = tls_connect(server.webhook, &ca.pem, b"http/1.1", None)
         .await
         .expect("TLS");
     let (mut tls_read, mut tls_write) = tokio::io::split(tls);
+    // An HTTP/2 connection in use before the signal.
+    let h2 = tls_connect(server.webhook, &ca.pem, b"h2", None)
+        .await
+        .expect("TLS");
+    let mut kept = Sender::over(h2).await;
+    assert_eq!(
+        kept.post("/validate", fixture("deployment-denied.json"))
+            .await
+            .0,
+        StatusCode::OK
+    );
 
     // Send the headers and half the body, so the review is in flight when the signal comes.
     let body = fixture("deployment-denied.json");
@@ -549,10 +568,10 @@ async fn sigterm_lets_in_flight_reviews_finish_and_exits_zero() {
     tls_write.write_all(head.as_bytes()).await.expect("write");
     tls_write.write_all(first).await.expect("write");
     tls_write.flush().await.expect("flush");
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     server.signal("TERM");
-    // Readiness goes false while the drain runs.
+    let signalled = std::time::Instant::now();
+    // Readiness goes false at once, so that the endpoint leaves the Service.
     let mut not_ready = false;
     for _ in 0..50 {
         match tokio::time::timeout(
@@ -565,20 +584,64 @@ async fn sigterm_lets_in_flight_reviews_finish_and_exits_zero() {
                 not_ready = true;
                 break;
             }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(_) => break,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
     assert!(not_ready, "readiness did not turn false on SIGTERM");
-    // New connections are no longer accepted.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        tls_connect(server.webhook, &ca.pem, b"h2", None)
+
+    // Until the endpoint is gone, new connections are still accepted and answered; over
+    // HTTP/1.1 the answer asks the client to reconnect (through the Service).
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let tls = tls_connect(server.webhook, &ca.pem, alpn, None)
             .await
-            .is_err(),
-        "listener still accepting"
+            .expect("accepted during the drain");
+        let mut sender = Sender::over(tls).await;
+        let (status, body) = sender
+            .post("/validate", fixture("deployment-denied.json"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let out: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(out["response"]["allowed"], false);
+    }
+    let (code, text) = raw_h1_review(server.webhook, &ca.pem).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{text}"
+    );
+    // The HTTP/2 connection open at the signal got a GOAWAY: the client opens a new one.
+    let goaway = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if kept.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(goaway.is_ok(), "the HTTP/2 connection was not asked to go");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the checks above must run within the drain delay; the machine is too slow"
     );
 
+    // After the drain delay, the listener is closed.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tls_connect(server.webhook, &ca.pem, b"h2", None)
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "listener still accepting after the drain delay");
+    assert!(signalled.elapsed() >= Duration::from_secs(3));
+
+    // The review in flight since before the signal is still answered.
     tls_write.write_all(rest).await.expect("write rest");
     tls_write.flush().await.expect("flush");
     let mut response = Vec::new();
@@ -592,9 +655,6 @@ async fn sigterm_lets_in_flight_reviews_finish_and_exits_zero() {
             break;
         }
         response.extend_from_slice(&buf[..n]);
-        if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}") {
-            break;
-        }
     }
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
@@ -606,4 +666,32 @@ async fn sigterm_lets_in_flight_reviews_finish_and_exits_zero() {
     drop(tls_read);
     let status = server.wait(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+/// One review over a fresh HTTP/1.1 connection, read raw: (status code, whole answer).
+async fn raw_h1_review(addr: SocketAddr, ca_pem: &str) -> (u16, String) {
+    let mut tls = tls_connect(addr, ca_pem, b"http/1.1", None)
+        .await
+        .expect("TLS");
+    let body = fixture("deployment-denied.json");
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: {SERVICE_NAME}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.expect("write");
+    tls.write_all(&body).await.expect("write");
+    tls.flush().await.expect("flush");
+    let mut answer = Vec::new();
+    // The server closes the connection after the answer: read to the end.
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
 }

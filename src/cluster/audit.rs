@@ -6,13 +6,23 @@
 //! dropped after evaluation; the tally keeps counts plus capped lists (the first violating
 //! objects per policy, the matched workloads per AIWorkload, the violations to turn into
 //! Events).
+//!
+//! What is listed: every kind of [`audit_kinds`], and of each only the objects no audited kind
+//! controls (a ReplicaSet is covered by its Deployment, a Pod by its ReplicaSet). An object
+//! whose controller is anything else, a KubeRay RayCluster, a Spark application, a Kubeflow
+//! job, an OpenKruise `apps.kruise.io` StatefulSet, is audited itself: controllers are told
+//! apart by API group and kind, not by kind alone.
+//!
+//! A paginated list can outlive its continue token (the API server compacts old revisions,
+//! every five minutes by default, and answers 410 Gone). The kind is then listed again from the
+//! start, its results so far thrown away, so that nothing is counted twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use kube::api::{ApiResource, DynamicObject, ListParams, TypeMeta};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -33,45 +43,79 @@ pub const MAX_EVENT_CANDIDATES: usize = 5000;
 /// How long the audit waits for the ConfigMaps one workload references.
 const CONFIG_MAP_DEADLINE: Duration = Duration::from_secs(5);
 
-/// A kind the audit lists, and which of its objects it leaves to their owner.
+/// How long the audit waits for one page of a list.
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often one kind is listed again from the start after its continue token expired.
+const MAX_RELISTS: usize = 3;
+
+/// A kind the audit lists, and which of its objects it leaves to their controller.
 #[derive(Debug, Clone)]
 pub struct AuditKind {
     pub resource: ApiResource,
-    /// Skip objects controlled by an owner of one of these kinds (its own audit covers them);
-    /// `*` skips any controlled object.
-    pub skip_controlled_by: &'static [&'static str],
+    /// Skip objects controlled by an owner of one of these (API group, kind) pairs: the audit of
+    /// that kind covers them.
+    pub skip_controlled_by: Vec<(String, String)>,
 }
 
-/// Deployments, StatefulSets, DaemonSets, ReplicaSets no Deployment controls, Jobs no CronJob
-/// controls, CronJobs, and bare Pods (no controller at all).
+/// Deployments, StatefulSets, DaemonSets, ReplicaSets no Deployment controls,
+/// ReplicationControllers, Jobs no CronJob controls, CronJobs, and Pods that no audited kind
+/// controls (bare Pods, and Pods of controllers hostguard does not know).
 pub fn audit_kinds() -> Vec<AuditKind> {
-    vec![
-        kind::<Deployment>(&[]),
-        kind::<StatefulSet>(&[]),
-        kind::<DaemonSet>(&[]),
-        kind::<ReplicaSet>(&["Deployment"]),
-        kind::<Job>(&["CronJob"]),
-        kind::<CronJob>(&[]),
-        kind::<Pod>(&["*"]),
-    ]
+    let mut kinds = vec![
+        kind::<Deployment>(vec![]),
+        kind::<StatefulSet>(vec![]),
+        kind::<DaemonSet>(vec![]),
+        kind::<ReplicaSet>(vec![group_kind(&ApiResource::erase::<Deployment>(&()))]),
+        kind::<ReplicationController>(vec![]),
+        kind::<Job>(vec![group_kind(&ApiResource::erase::<CronJob>(&()))]),
+        kind::<CronJob>(vec![]),
+    ];
+    // A Pod is left to its controller only when that controller is audited itself.
+    let controllers = kinds.iter().map(|k| group_kind(&k.resource)).collect();
+    kinds.push(kind::<Pod>(controllers));
+    kinds
 }
 
-fn kind<K: kube::Resource<DynamicType = ()>>(skip: &'static [&'static str]) -> AuditKind {
+fn group_kind(r: &ApiResource) -> (String, String) {
+    (r.group.clone(), r.kind.clone())
+}
+
+fn kind<K: kube::Resource<DynamicType = ()>>(skip: Vec<(String, String)>) -> AuditKind {
     AuditKind {
         resource: ApiResource::erase::<K>(&()),
         skip_controlled_by: skip,
     }
 }
 
-/// Whether an object is left to its controller.
-pub fn is_skipped(object: &DynamicObject, skip: &[&str]) -> bool {
-    object
+/// The API group of an `apiVersion` (`apps/v1` → `apps`, `v1` → the core group `""`).
+fn api_group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+/// Whether an object is left to its controller: its controller owner reference names one of
+/// `skip` by API group and kind. A Pod with ephemeral containers is never left to its
+/// controller: those were added to the Pod itself (`kubectl debug`), its template does not
+/// have them.
+pub fn is_skipped(object: &DynamicObject, skip: &[(String, String)]) -> bool {
+    let controlled = object
         .metadata
         .owner_references
         .iter()
         .flatten()
         .filter(|o| o.controller == Some(true))
-        .any(|o| skip.contains(&"*") || skip.contains(&o.kind.as_str()))
+        .any(|o| {
+            skip.iter()
+                .any(|(group, kind)| *group == api_group(&o.api_version) && *kind == o.kind)
+        });
+    controlled && !has_ephemeral_containers(object)
+}
+
+fn has_ephemeral_containers(object: &DynamicObject) -> bool {
+    object
+        .data
+        .pointer("/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty())
 }
 
 /// One violating object of one policy, to become an Event.
@@ -201,6 +245,37 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// Adds what `other` found after what this tally holds, keeping every cap, as if its
+    /// objects had been recorded here one by one.
+    pub fn absorb(&mut self, other: Tally) {
+        self.objects += other.objects;
+        for (name, t) in other.policies {
+            let mine = self.policies.entry(name).or_default();
+            mine.violating += t.violating;
+            if t.action.is_some() {
+                mine.action = t.action;
+            }
+            let room = MAX_VIOLATING_OBJECTS.saturating_sub(mine.first.len());
+            mine.first.extend(t.first.into_iter().take(room));
+        }
+        for (key, t) in other.declared {
+            let mine = self.declared.entry(key).or_default();
+            mine.total += t.total;
+            mine.violating += t.violating;
+            if mine.first_violation.is_none() {
+                mine.first_violation = t.first_violation;
+            }
+            let room = MAX_MATCHED.saturating_sub(mine.matched.len());
+            mine.matched.extend(t.matched.into_iter().take(room));
+        }
+        let room = MAX_EVENT_CANDIDATES.saturating_sub(self.events.len());
+        let offered = other.events.len();
+        self.events.extend(other.events.into_iter().take(room));
+        self.events_dropped += other.events_dropped + offered.saturating_sub(room);
+    }
+}
+
 /// The pod template labels of a workload object (a Pod's own labels).
 pub fn template_labels(object: &Value) -> Option<Labels> {
     let pointer = match object.get("kind").and_then(Value::as_str)? {
@@ -264,49 +339,95 @@ pub async fn run(
 ) -> Result<Tally, AuditError> {
     let mut tally = Tally::default();
     for kind in audit_kinds() {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        loop {
-            if !keep_going() {
-                return Err(AuditError::Interrupted);
-            }
-            let page = api.list(&params).await.map_err(|error| AuditError::List {
-                kind: kind.resource.kind.clone(),
-                error,
-            })?;
-            for mut object in page.items {
-                if is_skipped(&object, kind.skip_controlled_by) {
-                    continue;
-                }
-                object.types = Some(TypeMeta {
-                    api_version: kind.resource.api_version.clone(),
-                    kind: kind.resource.kind.clone(),
-                });
-                object.metadata.managed_fields = None;
-                let Ok(value) = serde_json::to_value(&object) else {
-                    continue;
-                };
-                if let Some(fetcher) = fetcher {
-                    let mut names = BTreeSet::new();
-                    crate::workload::config_map_refs(&value, &mut names);
-                    if !names.is_empty() {
-                        let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                        let names: Vec<String> = names.into_iter().collect();
-                        let deadline = tokio::time::Instant::now() + CONFIG_MAP_DEADLINE;
-                        fetcher.fetch_missing(&namespace, &names, deadline).await;
+        let mut relists = 0;
+        let found = loop {
+            match list_kind(client, fetcher, &kind, policies, snapshot, keep_going).await {
+                Err(AuditError::List { kind: name, error }) if is_expired(&error) => {
+                    relists += 1;
+                    if relists > MAX_RELISTS {
+                        return Err(AuditError::List { kind: name, error });
                     }
+                    tracing::info!(
+                        kind = %name,
+                        relists,
+                        "the list's continue token expired (410 Gone); listing this kind again from the start"
+                    );
                 }
-                evaluate_into(&mut tally, &value, policies, snapshot);
+                other => break other?,
             }
-            match page.metadata.continue_.as_deref() {
-                Some(token) if !token.is_empty() => {
-                    params = ListParams::default().limit(PAGE_SIZE).continue_token(token);
-                }
-                _ => break,
-            }
-        }
+        };
+        tally.absorb(found);
     }
     Ok(tally)
+}
+
+/// Whether a list failed because its continue token (or resource version) is too old.
+fn is_expired(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 410)
+}
+
+/// Lists one kind, all pages, into a tally of its own.
+async fn list_kind(
+    client: &Client,
+    fetcher: Option<&Fetcher>,
+    kind: &AuditKind,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+    keep_going: &(dyn Fn() -> bool + Sync),
+) -> Result<Tally, AuditError> {
+    let mut tally = Tally::default();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    loop {
+        if !keep_going() {
+            return Err(AuditError::Interrupted);
+        }
+        let page = match tokio::time::timeout(LIST_TIMEOUT, api.list(&params)).await {
+            Ok(Ok(page)) => page,
+            Ok(Err(error)) => {
+                return Err(AuditError::List {
+                    kind: kind.resource.kind.clone(),
+                    error,
+                });
+            }
+            Err(_) => {
+                return Err(AuditError::Timeout {
+                    kind: kind.resource.kind.clone(),
+                    after: LIST_TIMEOUT,
+                });
+            }
+        };
+        for mut object in page.items {
+            if is_skipped(&object, &kind.skip_controlled_by) {
+                continue;
+            }
+            object.types = Some(TypeMeta {
+                api_version: kind.resource.api_version.clone(),
+                kind: kind.resource.kind.clone(),
+            });
+            object.metadata.managed_fields = None;
+            let Ok(value) = serde_json::to_value(&object) else {
+                continue;
+            };
+            if let Some(fetcher) = fetcher {
+                let mut names = BTreeSet::new();
+                crate::workload::config_map_refs(&value, &mut names);
+                if !names.is_empty() {
+                    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+                    let names: Vec<String> = names.into_iter().collect();
+                    let deadline = tokio::time::Instant::now() + CONFIG_MAP_DEADLINE;
+                    fetcher.fetch_missing(&namespace, &names, deadline).await;
+                }
+            }
+            evaluate_into(&mut tally, &value, policies, snapshot);
+        }
+        match page.metadata.continue_.as_deref() {
+            Some(token) if !token.is_empty() => {
+                params = ListParams::default().limit(PAGE_SIZE).continue_token(token);
+            }
+            _ => return Ok(tally),
+        }
+    }
 }
 
 /// Why an audit did not finish.
@@ -314,6 +435,8 @@ pub async fn run(
 pub enum AuditError {
     #[error("listing {kind}: {error}")]
     List { kind: String, error: kube::Error },
+    #[error("listing {kind}: no answer within {}s", after.as_secs())]
+    Timeout { kind: String, after: Duration },
     #[error("interrupted (leadership lost or shutting down)")]
     Interrupted,
 }

@@ -2,7 +2,8 @@
 //! from Nodes, the on-demand ConfigMap cache, the background audit, status and events, and the
 //! leader lease that decides which replica writes.
 //!
-//! Tasks, all stopped by the shutdown signal (or [`Cluster::stop`]):
+//! Tasks, all stopped by [`Cluster::stop`]; the audit and the Lease elector already by the
+//! shutdown signal (the server keeps answering through its drain, from current caches):
 //! - four reflectors ([`watch::reflect`]): HostingPolicies and AIWorkloads (full objects),
 //!   Namespaces (metadata-only: labels are all the engine reads), Nodes (full watch, because
 //!   `spec.providerID` is not metadata; trimmed to the provider ID, provider labels and
@@ -68,9 +69,46 @@ pub struct ClusterArgs {
     /// How many ConfigMaps the on-demand cache keeps.
     #[arg(long, env = "HOSTGUARD_CONFIGMAP_CACHE_SIZE", default_value_t = 4096)]
     pub config_map_cache_size: usize,
+    /// `leaseDurationSeconds` of the Lease: how long other replicas wait, after they last saw it
+    /// renewed, before they take over.
+    #[arg(long, env = "HOSTGUARD_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// How long the holder trusts its last renewal: it stops writing this long after it, well
+    /// before another replica may take over.
+    #[arg(long, env = "HOSTGUARD_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often the holder renews the Lease.
+    #[arg(long, env = "HOSTGUARD_LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lease_renew_interval: Duration,
+    /// How often a replica that does not hold the Lease tries to take it.
+    #[arg(long, env = "HOSTGUARD_LEASE_RETRY_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lease_retry_interval: Duration,
 }
 
 impl ClusterArgs {
+    /// The Lease timings, checked: renewals must come well within the renew deadline, and the
+    /// renew deadline must end before anyone else may take over.
+    pub fn lease_timings(&self) -> anyhow::Result<Timings> {
+        let t = Timings {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.lease_renew_deadline,
+            renew_interval: self.lease_renew_interval,
+            retry_interval: self.lease_retry_interval,
+        };
+        if t.lease_duration.as_secs() < 1 {
+            anyhow::bail!("--lease-duration must be at least 1s (the Lease counts whole seconds)");
+        }
+        if !(t.renew_interval < t.renew_deadline && t.renew_deadline < t.lease_duration) {
+            anyhow::bail!(
+                "lease timings must satisfy --lease-renew-interval < --lease-renew-deadline < --lease-duration"
+            );
+        }
+        if t.retry_interval.is_zero() {
+            anyhow::bail!("--lease-retry-interval must be above zero");
+        }
+        Ok(t)
+    }
+
     fn lease_namespace(&self) -> String {
         self.lease_namespace
             .clone()
@@ -151,7 +189,10 @@ pub async fn start(args: &ClusterArgs, ctx: ClusterContext) -> anyhow::Result<Cl
     let client = Client::try_default()
         .await
         .context("configuring the Kubernetes client (in-cluster service account or kubeconfig)")?;
-    start_with_client(client, args, ctx, Options::default())
+    let options = Options {
+        lease: args.lease_timings()?,
+    };
+    start_with_client(client, args, ctx, options)
 }
 
 /// [`start`] with a given client.
@@ -175,19 +216,23 @@ pub fn start_with_client(
 
     let (stop_tx, stop_rx) = channel::channel(false);
     let stop_tx = Arc::new(stop_tx);
+    // Leading ends with the shutdown signal: the audit stops and the Lease is released at once,
+    // so another replica takes over without waiting for it to expire. The watches go on until
+    // `Cluster::stop`, which the server calls once the webhook has drained: reviews answered
+    // during the drain are decided with current policies.
+    let (lead_stop_tx, lead_stop_rx) = channel::channel(false);
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
     {
-        // The shutdown signal stops everything; so does `Cluster::stop`.
-        let stop_tx = Arc::clone(&stop_tx);
         let mut shutdown = ctx.shutdown.clone();
         let mut own = stop_rx.clone();
         tasks.push((
             "shutdown",
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = shutdown.wait_for(|s| *s) => { let _ = stop_tx.send(true); }
+                    _ = shutdown.wait_for(|s| *s) => {}
                     _ = own.wait_for(|s| *s) => {}
                 }
+                let _ = lead_stop_tx.send(true);
             }),
         ));
     }
@@ -310,9 +355,9 @@ pub fn start_with_client(
     };
     tasks.push((
         "audit",
-        tokio::spawn(auditor.run(policy_rx, stop_rx.clone())),
+        tokio::spawn(auditor.run(policy_rx, lead_stop_rx.clone())),
     ));
-    let elector = tokio::spawn(elector.run(Arc::clone(&ctx.metrics), stop_rx));
+    let elector = tokio::spawn(elector.run(Arc::clone(&ctx.metrics), lead_stop_rx));
 
     Ok(Cluster {
         prefetch: Arc::new(fetcher),
@@ -528,7 +573,7 @@ impl Auditor {
             Err(e) => {
                 let result = match e {
                     audit::AuditError::Interrupted => "interrupted",
-                    audit::AuditError::List { .. } => "error",
+                    audit::AuditError::List { .. } | audit::AuditError::Timeout { .. } => "error",
                 };
                 self.metrics
                     .audit_runs
@@ -570,13 +615,19 @@ impl Auditor {
         m.audit_duration.observe(seconds);
         let violating: i64 = tally.policies.values().map(|t| t.violating).sum();
         match written {
-            Ok(events) => {
+            Ok(status::Written {
+                statuses,
+                unchanged,
+                events,
+            }) => {
                 m.audit_runs
                     .get_or_create(&ResultLabel { result: "ok" })
                     .inc();
                 tracing::info!(
                     objects = tally.objects,
                     violating,
+                    statuses_written = statuses,
+                    statuses_unchanged = unchanged,
                     events,
                     events_over_cap = tally.events_dropped,
                     seconds,

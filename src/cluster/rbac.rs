@@ -66,9 +66,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         scope: Scope::Cluster,
         api_group: "",
-        resources: &["pods"],
+        resources: &["pods", "replicationcontrollers"],
         verbs: &["get", "list", "watch"],
-        why: "audit of bare Pods (paginated lists)",
+        why: "audit of ReplicationControllers and of Pods no audited controller owns (paginated lists)",
     },
     Rule {
         scope: Scope::Cluster,

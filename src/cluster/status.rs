@@ -4,7 +4,17 @@
 //!
 //! Status goes to the status subresource by server-side apply with the `hostguard` field
 //! manager: hostguard owns the whole status, so a field it stops sending (an emptied
-//! `violatingObjects`) is removed, which a merge patch would not do. Events go through
+//! `violatingObjects`) is removed, which a merge patch would not do.
+//!
+//! A status is written only when its content changed: the new status is compared with the one
+//! the watch last delivered, `lastAuditTime` left out. An audit that finds what the previous one
+//! found writes nothing, so that every watcher of HostingPolicies and AIWorkloads (GitOps
+//! controllers, every hostguard replica) is not woken by each audit, and etcd is not rewritten
+//! every interval for every policy. `lastAuditTime` is therefore the time of the audit that last
+//! changed the status: since when it has read as it does. (That the audit still runs shows in
+//! `hostguard_audit_runs_total`.) A status someone else edited differs, and is written back.
+//!
+//! Events go through
 //! kube-runtime's [`Recorder`], and are deduplicated here per object and policy: one Event when
 //! a violation is first seen by this leader, none while it persists, a new one if it comes back
 //! after being fixed.
@@ -194,6 +204,35 @@ pub fn workload_status(
     }
 }
 
+/// Whether a new HostingPolicy status says what the current one says, `lastAuditTime` aside.
+pub fn same_policy_status(
+    current: Option<&HostingPolicyStatus>,
+    new: &HostingPolicyStatus,
+) -> bool {
+    current.is_some_and(|current| {
+        HostingPolicyStatus {
+            last_audit_time: None,
+            ..current.clone()
+        } == HostingPolicyStatus {
+            last_audit_time: None,
+            ..new.clone()
+        }
+    })
+}
+
+/// Whether a new AIWorkload status says what the current one says, `lastAuditTime` aside.
+pub fn same_workload_status(current: Option<&AIWorkloadStatus>, new: &AIWorkloadStatus) -> bool {
+    current.is_some_and(|current| {
+        AIWorkloadStatus {
+            last_audit_time: None,
+            ..current.clone()
+        } == AIWorkloadStatus {
+            last_audit_time: None,
+            ..new.clone()
+        }
+    })
+}
+
 /// The server-side apply body for a status.
 pub fn apply_body<K: kube::Resource<DynamicType = ()>>(
     status: &impl serde::Serialize,
@@ -212,6 +251,17 @@ pub struct Writer {
     recorder: Recorder,
     /// (object, policy) pairs this leader has published an Event for, still violating.
     emitted: HashSet<(String, String)>,
+}
+
+/// What one [`Writer::write`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Statuses written (their content changed).
+    pub statuses: usize,
+    /// Statuses left as they were (nothing but `lastAuditTime` would have changed).
+    pub unchanged: usize,
+    /// Events published.
+    pub events: usize,
 }
 
 /// Why writing stopped.
@@ -251,9 +301,9 @@ impl Writer {
         self.emitted.clear();
     }
 
-    /// Writes every HostingPolicy's and AIWorkload's status, then the new Events. Returns the
-    /// number of Events published. Individual write failures are logged and skipped (the next
-    /// audit writes again); losing leadership stops everything at once.
+    /// Writes every HostingPolicy's and AIWorkload's status whose content changed, then the new
+    /// Events. Individual write failures are logged and skipped (the next audit writes again);
+    /// losing leadership stops everything at once.
     pub async fn write(
         &mut self,
         policies: &[std::sync::Arc<HostingPolicy>],
@@ -262,8 +312,9 @@ impl Writer {
         workloads: &[std::sync::Arc<AIWorkload>],
         tally: &Tally,
         now: Timestamp,
-    ) -> Result<usize, WriteError> {
+    ) -> Result<Written, WriteError> {
         let now = Time(now);
+        let mut written = Written::default();
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let policy_api: Api<HostingPolicy> = Api::all(self.client.clone());
         for policy in policies {
@@ -276,7 +327,12 @@ impl Writer {
                 None => PolicyState::Enforced,
             };
             let status = policy_status(policy, state, tally.policies.get(name), &now);
+            if same_policy_status(policy.status.as_ref(), &status) {
+                written.unchanged += 1;
+                continue;
+            }
             self.check()?;
+            written.statuses += 1;
             let body = apply_body::<HostingPolicy>(&status);
             if let Err(e) = policy_api
                 .patch_status(name, &params, &Patch::Apply(&body))
@@ -297,14 +353,20 @@ impl Writer {
                 tally.declared.get(&(ns.to_string(), name.to_string())),
                 &now,
             );
+            if same_workload_status(aiw.status.as_ref(), &status) {
+                written.unchanged += 1;
+                continue;
+            }
             self.check()?;
+            written.statuses += 1;
             let api: Api<AIWorkload> = Api::namespaced(self.client.clone(), ns);
             let body = apply_body::<AIWorkload>(&status);
             if let Err(e) = api.patch_status(name, &params, &Patch::Apply(&body)).await {
                 tracing::warn!(namespace = ns, name, error = %e, "cannot write AIWorkload status");
             }
         }
-        self.publish_events(tally).await
+        written.events = self.publish_events(tally).await?;
+        Ok(written)
     }
 
     /// Publishes one Warning Event per (object, policy) not published before, at most

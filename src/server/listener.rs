@@ -1,36 +1,85 @@
 //! The HTTPS listener: TCP accept with `TCP_NODELAY`, the TLS handshake under a deadline, then
-//! HTTP/1.1 or HTTP/2 (by ALPN) on hyper, every connection tracked for a graceful drain.
+//! HTTP/1.1 or HTTP/2 (by ALPN) on hyper, and the drain that makes a rollout invisible to the
+//! API server.
 //!
 //! `TCP_NODELAY` matters: without it small HTTP/2 frames wait for delayed ACKs and answers stall
 //! for tens of milliseconds.
+//!
+//! # The drain
+//!
+//! When a Pod is deleted, the kubelet's SIGTERM and the removal of the Pod's endpoint from the
+//! Service's EndpointSlices happen at the same time, but the endpoint removal still has to reach
+//! every kube-proxy (and so the API server's route to the Service) — seconds, not milliseconds —
+//! and connections the API server already holds stay pinned to this Pod by conntrack whatever the
+//! endpoints say. A listener that closes on SIGTERM refuses every review sent meanwhile, and with
+//! `failurePolicy: Fail` each is a rejected Pod. So shutdown goes through three [`Phase`]s:
+//!
+//! 1. [`Phase::Serving`] until the first signal.
+//! 2. [`Phase::Draining`] for the drain delay: readiness is already false, and the listener keeps
+//!    accepting and answering. Clients are asked to move, in the only ways that lose nothing:
+//!    HTTP/2 connections open at the signal get a graceful GOAWAY (the client finishes its
+//!    streams, and opens a new connection for the next request, which a Go client retries
+//!    itself if it raced the GOAWAY); every HTTP/1.1 answer carries `Connection: close`, so the
+//!    client closes after reading it. Idle HTTP/1.1 connections are left alone: closing one can
+//!    race a request the client is writing, which a client may not retry (Go does not retry a
+//!    POST it has written).
+//! 3. [`Phase::Closing`] after the drain delay: the listener closes, every connection is shut
+//!    down gracefully (HTTP/2 GOAWAY; HTTP/1.1 after its current answer, idle ones at once), and
+//!    in-flight reviews get the shutdown grace to finish.
+//!
+//! By the end of the drain delay the endpoint is gone, so nothing new arrives; what is left are
+//! HTTP/1.1 connections that stayed idle through the whole delay, which clients no longer pick
+//! (Go reuses the most recently used idle connection first).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, Request, Version, header};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use super::shutdown::Drain;
+use super::tls::WebhookTls;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` over TLS on `listener` until `shutdown` turns true; then stops accepting,
-/// lets in-flight requests finish for at most `grace`, and returns whether they all did.
+/// Where the listener is in its shutdown (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Serving,
+    Draining,
+    Closing,
+}
+
+/// How the drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection finished within the grace.
+    Complete,
+    /// The grace ran out with connections still open.
+    GraceElapsed,
+}
+
+type Builder = auto::Builder<TokioExecutor>;
+
+/// Serves `router` over TLS on `listener` until `shutdown` turns true, then drains as the module
+/// documentation says and returns how the drain ended.
 pub async fn serve_tls(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: Arc<WebhookTls>,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-) -> bool {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
+    drain: Drain,
+) -> Drained {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -43,15 +92,27 @@ pub async fn serve_tls(
         .max_concurrent_streams(1024)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
+    // Every connection task holds a receiver; `closed()` on the sender tells when all are done.
+    let (phase, _) = watch::channel(Phase::Serving);
 
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
-            changed = shutdown.changed() => {
+            changed = shutdown.changed(), if deadline.is_none() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    break;
+                    // Without a signal sender left there is nothing to drain for: close now.
+                    let delay = if changed.is_err() { Duration::ZERO } else { drain.delay };
+                    deadline = Some(tokio::time::Instant::now() + delay);
+                    phase.send_replace(Phase::Draining);
+                    tracing::info!(
+                        drain_delay_seconds = delay.as_secs_f64(),
+                        "draining: still accepting and answering while the endpoint is removed"
+                    );
                 }
                 continue;
             }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline.is_some() => break,
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
@@ -63,37 +124,115 @@ pub async fn serve_tls(
                 continue;
             }
         };
+        let connection = Connection {
+            tls: tls.config(),
+            builder: Arc::clone(&builder),
+            router: router.clone(),
+            phase: phase.subscribe(),
+        };
+        tokio::spawn(connection.serve(tcp, peer));
+    }
+    drop(listener);
+    let open = phase.receiver_count();
+    phase.send_replace(Phase::Closing);
+    tracing::info!(
+        open_connections = open,
+        grace_seconds = drain.grace.as_secs_f64(),
+        "webhook listener closed; finishing in-flight reviews"
+    );
+    match tokio::time::timeout(drain.grace, phase.closed()).await {
+        Ok(()) => Drained::Complete,
+        Err(_) => Drained::GraceElapsed,
+    }
+}
+
+/// One accepted connection and what it needs.
+struct Connection {
+    tls: Arc<rustls::ServerConfig>,
+    builder: Arc<Builder>,
+    router: Router,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Connection {
+    async fn serve(mut self, tcp: TcpStream, peer: std::net::SocketAddr) {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let acceptor = acceptor.clone();
-        let builder = Arc::clone(&builder);
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let acceptor = TlsAcceptor::from(self.tls);
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
             }
-        });
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let service =
+            TowerToHyperService::new(close_when_draining(self.router, self.phase.clone()));
+        let conn = self.builder.serve_connection(TokioIo::new(tls), service);
+        tokio::pin!(conn);
+        // A connection accepted while draining is served until the listener closes: asking it
+        // to go at once would only make the client reconnect here again.
+        let mut told = false;
+        if *self.phase.borrow_and_update() == Phase::Closing {
+            conn.as_mut().graceful_shutdown();
+            told = true;
+        }
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                changed = self.phase.changed(), if !told => {
+                    let phase = if changed.is_err() {
+                        Phase::Closing
+                    } else {
+                        *self.phase.borrow_and_update()
+                    };
+                    if phase == Phase::Closing || (phase == Phase::Draining && http2) {
+                        conn.as_mut().graceful_shutdown();
+                        told = true;
+                    }
+                }
+            }
+        }
     }
-    drop(listener);
-    tracing::info!(
-        grace_seconds = grace.as_secs_f64(),
-        "webhook listener closed; draining connections"
-    );
-    tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_ok()
+}
+
+/// The router, with `Connection: close` on every HTTP/1.x answer sent once the drain has
+/// started, so that the client opens its next connection through the Service.
+fn close_when_draining(
+    router: Router,
+    phase: watch::Receiver<Phase>,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
+> + Clone
++ Send {
+    tower::service_fn(move |request: Request<Incoming>| {
+        let http1 = request.version() < Version::HTTP_2;
+        let phase = phase.clone();
+        let answer = router.clone().oneshot(request);
+        async move {
+            let mut response = answer.await?;
+            // Decided when the answer is ready: a review that arrived before the signal and is
+            // answered after it closes its connection too.
+            if http1 && *phase.borrow() != Phase::Serving {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        }
+    })
 }

@@ -3,7 +3,10 @@
 //! The server only translates: every review goes through [`crate::admission::answer`], the same
 //! code as `hostguard review`, against the engine state published in [`state::SharedState`].
 //! Start-up order: metrics, policies and snapshot, TLS, then the listeners; readiness turns true
-//! only when all of that is done, and false as soon as shutdown starts.
+//! only when all of that is done, and false as soon as shutdown starts. Shutdown order: the
+//! webhook drains (it answers for `--drain-delay`, then finishes in-flight reviews within
+//! `--shutdown-grace`, see `listener`), then the admin server, then the cluster side, whose
+//! caches keep the engine current until the last review is answered.
 
 mod admin;
 mod listener;
@@ -67,7 +70,15 @@ pub struct ServeArgs {
     /// Log format. The level comes from HOSTGUARD_LOG (tracing filter syntax, default info).
     #[arg(long, env = "HOSTGUARD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// How long in-flight reviews may take to finish after SIGTERM.
+    /// How long the webhook keeps accepting and answering after SIGTERM, with readiness already
+    /// false, before it stops accepting. It covers the time the Pod's endpoint takes to leave
+    /// the Service everywhere (EndpointSlice update, then every kube-proxy's rule sync): reviews
+    /// the API server sends meanwhile are still answered. The default, 15s, leaves room for a
+    /// busy control plane; the Pod's terminationGracePeriodSeconds must exceed this plus
+    /// --shutdown-grace.
+    #[arg(long, env = "HOSTGUARD_DRAIN_DELAY", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+    /// How long in-flight reviews may take to finish once the drain delay is over.
     #[arg(long, env = "HOSTGUARD_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// Reviews decided at once; more are refused with 429 at once rather than queued.
@@ -195,7 +206,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&metrics),
     )
     .context("loading the serving certificate")?;
-    let tls_config = tls::server_config(Arc::clone(&cert), args.client_ca.as_deref(), provider)
+    let webhook_tls = tls::WebhookTls::load(cert, args.client_ca.as_deref(), provider)
         .context("configuring TLS")?;
 
     let webhook_listener = TcpListener::bind(args.addr)
@@ -230,13 +241,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
     });
 
-    let cert_stop = {
-        let mut rx = shutdown.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    // Certificates keep reloading through the drain: it lasts the drain delay plus the grace,
+    // long enough for a renewal to land in the middle of it.
+    let (cert_stop_tx, cert_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let cert_stop = async move {
+        let _ = cert_stop_rx.await;
     };
-    tokio::spawn(Arc::clone(&cert).watch(args.tls_reload_interval, cert_stop));
+    tokio::spawn(Arc::clone(&webhook_tls).watch(args.tls_reload_interval, cert_stop));
 
     let webhook_router = webhook::router(webhook::WebhookState {
         engine: Arc::clone(&engine),
@@ -244,17 +255,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limiter: Arc::new(Semaphore::new(args.max_concurrent_reviews as usize)),
         prefetch: cluster.as_ref().map(|c| Arc::clone(&c.prefetch)),
     });
+    let drain = shutdown::Drain {
+        delay: args.drain_delay,
+        grace: args.shutdown_grace,
+    };
     let drained = listener::serve_tls(
         webhook_listener,
-        Arc::new(tls_config),
+        webhook_tls,
         webhook_router,
         shutdown,
-        args.shutdown_grace,
+        drain,
     )
     .await;
-    if !drained {
+    if drained == listener::Drained::GraceElapsed {
         tracing::warn!("shutdown grace elapsed with requests still in flight");
     }
+    let _ = cert_stop_tx.send(());
     let _ = admin_stop_tx.send(());
     match tokio::time::timeout(Duration::from_secs(2), admin).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server ended with an error"),

@@ -1,11 +1,26 @@
 //! One shutdown signal for everything: the first SIGTERM or SIGINT turns readiness off and tells
 //! every server to drain; a second one exits at once.
+//!
+//! What the webhook does with the signal is [`Drain`]: it keeps answering for the drain delay
+//! (the endpoint is still being removed from the Service), then stops accepting and gives
+//! in-flight reviews the grace to finish (see `listener`). The Pod's
+//! `terminationGracePeriodSeconds` must cover both, or the kubelet kills the process mid-drain.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::state::Readiness;
+
+/// How the webhook winds down after the first signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// How long the listener keeps accepting and answering after the signal.
+    pub delay: Duration,
+    /// How long in-flight reviews may then take to finish.
+    pub grace: Duration,
+}
 
 /// Exit code when a second signal cuts the drain short (128 + SIGINT, as shells report it).
 const EXIT_ABORTED: i32 = 130;

@@ -2,8 +2,9 @@
 //! engine through [`crate::admission::answer`] (the same translation `hostguard review` uses),
 //! and send its response.
 //!
-//! Failure semantics (design.md): a body over 3 MiB gets 413 without being read whole; a body
-//! that is not JSON gets 400; an unreadable review gets 200 with `allowed: false`; when the server
+//! Failure semantics (design.md): a body over 3 MiB gets 413 without being read whole (what the
+//! client still sends is read and dropped, bounded, so that HTTP/2 clients see the 413 and not
+//! a reset stream: see [`discard_rest`]); a body that is not JSON gets 400; an unreadable review gets 200 with `allowed: false`; when the server
 //! cannot decide (no policy snapshot, deadline passed) it answers 500 so that the webhook's
 //! `failurePolicy` applies; excess load is shed at once with 429 instead of queueing past the
 //! API server's deadline.
@@ -32,6 +33,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const INLINE_DECISION_BYTES: usize = 256 * 1024;
 /// The longest deadline honoured (the API server caps webhook timeouts at 30 s).
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+/// What is still read (and dropped) of a body refused as too large, beyond the limit, at most,
+/// and for how long.
+const DISCARD_BYTES: u64 = MAX_BODY_BYTES as u64;
+const DISCARD_TIME: Duration = Duration::from_secs(5);
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -95,12 +100,15 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    let http2 = request.version() == axum::http::Version::HTTP_2;
+    if let Some(len) = declared_len.filter(|len| *len > MAX_BODY_BYTES as u64) {
         metrics.reject("too_large");
-        return plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body exceeds {MAX_BODY_BYTES} bytes"),
-        );
+        // Nothing read yet: the client may still send the whole declared length.
+        let rest = MAX_BODY_BYTES as u64 + DISCARD_BYTES;
+        if http2 && len <= rest {
+            discard_rest(request.into_body(), rest);
+        }
+        return too_large();
     }
     let Ok(_permit) = Arc::clone(&state.limiter).try_acquire_owned() else {
         metrics.reject("overloaded");
@@ -125,15 +133,15 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     // Answer a little before the API server gives up, so that a 500 arrives while it still waits.
     let deadline = started + timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250)));
 
-    let body = match tokio::time::timeout_at(deadline.into(), read_body(request.into_body())).await
-    {
+    let mut unread = request.into_body();
+    let body = match tokio::time::timeout_at(deadline.into(), read_body(&mut unread)).await {
         Ok(Ok(body)) => body,
         Ok(Err(BodyError::TooLarge)) => {
             metrics.reject("too_large");
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body exceeds {MAX_BODY_BYTES} bytes"),
-            );
+            if http2 {
+                discard_rest(unread, DISCARD_BYTES);
+            }
+            return too_large();
         }
         Ok(Err(BodyError::Read(e))) => {
             metrics.reject("unreadable");
@@ -263,13 +271,50 @@ enum BodyError {
     Read(String),
 }
 
-/// Reads at most [`MAX_BODY_BYTES`]; stops as soon as the limit is passed.
-async fn read_body(body: Body) -> Result<Bytes, BodyError> {
+fn too_large() -> Response {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body exceeds {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]; stops as soon as the limit is passed, leaving the rest of
+/// the body to the caller.
+async fn read_body(body: &mut Body) -> Result<Bytes, BodyError> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
         Err(e) => Err(BodyError::Read(e.to_string())),
     }
+}
+
+/// Reads what is left of a body refused over HTTP/2 in the background and drops it, up to
+/// `up_to` bytes (the limit was already read, or the declared length is within the limit plus
+/// [`DISCARD_BYTES`]) or for [`DISCARD_TIME`].
+///
+/// Answering before the body is in is allowed, but what happens to the rest decides whether the
+/// client sees the answer. A request body dropped unread makes the server end the stream with
+/// RST_STREAM(NO_ERROR) right after the 413 (RFC 9113 §8.1 allows exactly that); Go's client
+/// (the API server's) and hyper's then read the 413, but a client that is still uploading, such
+/// as curl with nghttp2, reports a stream error and never shows it. Reading the rest lets the
+/// stream end with both sides' END_STREAM and no reset. A body larger than the bound is still
+/// cut off (with the reset), so an endless upload costs at most the bound. HTTP/1.1 is left to
+/// hyper, which closes the connection after the answer: reading on there changes nothing for
+/// curl and makes Go's client more likely to report its failed write instead of the 413.
+fn discard_rest(mut body: Body, up_to: u64) {
+    tokio::spawn(async move {
+        let mut left = up_to;
+        let _ = tokio::time::timeout(DISCARD_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                let Some(rest) = left.checked_sub(len) else {
+                    break;
+                };
+                left = rest;
+            }
+        })
+        .await;
+    });
 }
 
 fn log_answer(webhook: Webhook, answer: &admission::Answer) {

@@ -288,9 +288,13 @@ def check_deployment(c, deployment, values, name, sa_name):
     c.equal(f.get("addr"), f"{host}:{server['port']}", "--addr")
     c.equal(f.get("admin-addr"), f"{host}:{server['adminPort']}", "--admin-addr")
     c.equal(f.get("log-format"), server["logFormat"], "--log-format")
+    c.equal(f.get("drain-delay"), f"{server['drainDelaySeconds']}s", "--drain-delay")
     c.equal(f.get("shutdown-grace"), f"{server['shutdownGraceSeconds']}s", "--shutdown-grace")
-    c.equal(pod["terminationGracePeriodSeconds"], server["shutdownGraceSeconds"] + 5,
-            "termination grace outlasts the shutdown grace")
+    c.equal(pod["terminationGracePeriodSeconds"],
+            server["drainDelaySeconds"] + server["shutdownGraceSeconds"] + 5,
+            "termination grace outlasts the drain delay plus the shutdown grace")
+    c.ok(not ctr.get("lifecycle", {}).get("preStop"),
+         "no preStop hook: the drain delay is in the binary, readiness turns false at once")
     c.equal(f.get("max-concurrent-reviews"), str(server["maxConcurrentReviews"]), "--max-concurrent-reviews")
     c.equal(f.get("audit-interval"), server["auditInterval"], "--audit-interval")
     c.equal(f.get("lease-name"), values["leaderElection"]["leaseName"] or f"{name}-leader", "--lease-name")

@@ -119,7 +119,8 @@ pub struct AIWorkloadStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matched_workloads: Vec<MatchedWorkload>,
 
-    /// When the last audit finished.
+    /// When an audit last changed this status (an audit that finds the same results writes
+    /// nothing): since when the status has read as it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_audit_time: Option<Time>,
 }

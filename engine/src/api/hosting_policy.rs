@@ -162,7 +162,8 @@ pub struct HostingPolicyStatus {
     #[serde(default)]
     pub violations: i64,
 
-    /// When the last audit finished.
+    /// When an audit last changed this status (an audit that finds the same results writes
+    /// nothing): since when the status has read as it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_audit_time: Option<Time>,
 
