@@ -1,9 +1,11 @@
 //! Helpers shared by the tests that run the real `hostguard serve` binary: certificates laid
 //! out like a mounted Secret, the server process, TLS clients that trust only the CA and dial
-//! the service name.
+//! the service name, and (in `load`) the Go load client of the fault tests.
 //!
 //! Each test file uses part of this, so items unused by one of them are expected.
 #![allow(dead_code)]
+
+pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -383,6 +385,75 @@ pub fn standalone(ca: &Ca, extra: &[&str]) -> Standalone {
     args.extend_from_slice(extra);
     let server = Server::start(&args, &[], dir.path().join("serve.log"));
     Standalone { server, certs, dir }
+}
+
+/// The optimised (release) binary, for the fault tests that put real load on it: the debug
+/// build answers a few hundred reviews a second on this project's 2-core machine, a fraction of
+/// what the release build does, so 1,000 reviews a second would measure an overloaded debug
+/// server. `scripts/test` builds it first and names it in `HOSTGUARD_RELEASE_BIN`; without it,
+/// the test builds it here (cargo builds it incrementally, from the same sources).
+pub fn release_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HOSTGUARD_RELEASE_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "HOSTGUARD_RELEASE_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "--release", "--locked", "--bin", "hostguard"])
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the release binary failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("release/hostguard")
+    })
+    .clone()
+}
+
+/// The load client of the fault tests (`tests/load-client/main.go`, Go's own HTTP client, as
+/// kube-apiserver calls webhooks with it). `HOSTGUARD_LOAD_CLIENT` names a built binary
+/// (`.ci/run` builds it with `tests/load-client/build`); otherwise the test builds it with the
+/// machine's Go, and without Go it cannot run: that is a failure, not a skip, because the fault
+/// tests are what shows a rollout loses no review.
+pub fn load_client() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HOSTGUARD_LOAD_CLIENT") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "HOSTGUARD_LOAD_CLIENT={} is not a file: build it with tests/load-client/build",
+                bin.display()
+            );
+            return bin;
+        }
+        let build = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/load-client/build");
+        let output = Command::new(&build)
+            .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("load-client"))
+            .output()
+            .expect("tests/load-client/build runs");
+        assert!(
+            output.status.success(),
+            "building the load client failed (it needs Go: apt-get install golang-go):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+    .clone()
 }
 
 /// A standalone server from `bin`, with its own certificate signed by `ca`.
