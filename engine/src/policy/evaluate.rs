@@ -215,7 +215,7 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                     continue;
                 }
                 let message = format!(
-                    "{}: the OpenAI clients disagree about where this container's {} goes: {why}; make it unambiguous: name the key AZURE_OPENAI_API_KEY, or set OPENAI_BASE_URL to the Azure v1 endpoint (allowed: {})",
+                    "{}: the OpenAI clients disagree about where this container's {} goes: {why}; make it unambiguous: for Azure, name the key AZURE_OPENAI_API_KEY; otherwise set OPENAI_BASE_URL to the endpoint every client should use, such as the Azure v1 endpoint https://<resource>.openai.azure.com/openai/v1 (allowed: {})",
                     endpoint.path,
                     traffic(policy),
                     policy.allowed_list()
