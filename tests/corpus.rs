@@ -173,11 +173,15 @@ fn ai_manifests_get_the_expected_verdicts() {
         "Deployment",
         Verdict::Allow,
     );
-    // open-webui pointed at an in-cluster vLLM service: a warning, not a denial.
+    // open-webui pointed at an in-cluster vLLM service through its own OPENAI_API_BASE_URLS,
+    // with an OPENAI_API_KEY and no OPENAI_BASE_URL: any plain OpenAI client in the container
+    // (openai-python, openai-node, LangChain, LiteLLM) sends to api.openai.com, so the clients
+    // disagree: ambiguous, which the default policy denies (issue 9: fail closed, the message
+    // says to set OPENAI_BASE_URL as well).
     expect(
         "026-ai-on-eks-openwebui-vllm.yaml",
         "Deployment",
-        Verdict::Warn,
+        Verdict::Deny,
     );
     // k8sgpt serve with the openai backend and no base URL goes to api.openai.com.
     expect(

@@ -5,8 +5,9 @@
 //! `azure`"), checked here with plain string operations rather than a URL parser: when the verdict
 //! is `azure`, the input is printable ASCII with no `\` or whitespace, starts with `https://`, its
 //! authority (up to the next `/`, `?` or the end) has no `@` or `%`, and its host (the authority
-//! minus one trailing dot) is a lower-case DNS name ending in `.` + one of the allowed suffixes,
-//! and is the host reported.
+//! minus an `https` default port `:443` and one trailing dot, lower-cased: the spellings every
+//! client reads as the same host, issue 9) is a DNS name of letters, digits and `-` ending in `.`
+//! + one of the allowed suffixes, and is the host reported.
 //!
 //! `@` and `%` are allowed after the authority on purpose: `/openai/deployments/my%20model` is a
 //! clean Azure URL (tests/endpoint_adversarial.rs `encoded_path`), and once `\` is refused every
@@ -70,7 +71,9 @@ fuzz_target!(|data: &[u8]| {
             "{raw:?}: azure but the authority has {forbidden:?}"
         );
     }
-    let host = authority.strip_suffix('.').unwrap_or(authority);
+    let authority = authority.strip_suffix(":443").unwrap_or(authority);
+    let host = authority.strip_suffix('.').unwrap_or(authority).to_ascii_lowercase();
+    let host = host.as_str();
     assert!(
         SUFFIXES.iter().any(|suffix| host
             .strip_suffix(suffix)

@@ -9,8 +9,10 @@ send its request, then judges:
   allow, and hostguard's verdict is not `deny`;
 - over-denied (reported, not failing for now): at least one client sends, every client that
   sends reaches only allowed hosts, and hostguard denies;
-- agreed (deny where a client leaves Azure; allow or warn where all stay on Azure), and
-  no-request (no client sends at all; hostguard's verdict is listed).
+- agreed (deny where a client leaves Azure; allow or warn where all stay on Azure; warn where
+  the only non-allowed destinations are in-cluster hosts, as the default policy's
+  `inCluster: Warn` says), and no-request (no client sends at all; hostguard's verdict is
+  listed).
 
 "Allowed" is judged here from the destination the client's own HTTP layer reports, independently
 of hostguard's code: https, the default port, and a host under one of the default policy's
@@ -232,7 +234,17 @@ def categorise(case: dict, verdict: dict, probes: dict) -> dict:
     senders = {c: v for c, v in clients.items() if v["sends"]}
     leaving = {c: v for c, v in senders.items() if not all(d["allowed"] for d in v["destinations"])}
     decided = verdict["verdict"]
-    if leaving and decided != "deny":
+    in_cluster_only = bool(leaving) and all(
+        is_in_cluster_host(d["url"].split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
+        for v in leaving.values()
+        for d in v["destinations"]
+        if not d["allowed"]
+    )
+    # An in-cluster destination is a gateway or model server whose onward route nobody outside
+    # it can see: the default policy's `inCluster: Warn` says to warn, so a warn agrees.
+    if leaving and in_cluster_only and decided == "warn":
+        category = "agree-in-cluster-warn"
+    elif leaving and decided != "deny":
         category = "FAIL"
     elif leaving:
         category = "agree-deny"
@@ -242,12 +254,6 @@ def categorise(case: dict, verdict: dict, probes: dict) -> dict:
         category = "agree-allow"
     else:
         category = "no-request"
-    in_cluster_only = bool(leaving) and all(
-        is_in_cluster_host(d["url"].split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
-        for v in leaving.values()
-        for d in v["destinations"]
-        if not d["allowed"]
-    )
     return {
         "id": case["id"],
         "source": case["source"],

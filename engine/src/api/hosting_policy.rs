@@ -110,6 +110,16 @@ pub struct EndpointRulesSpec {
     /// server. Default Warn.
     #[serde(default = "default_in_cluster")]
     pub in_cluster: Disposition,
+
+    /// What to do when the real OpenAI clients disagree about where a container's traffic goes:
+    /// an OpenAI key (`OPENAI_API_KEY`) with no usable `OPENAI_BASE_URL`, beside an endpoint that
+    /// only some clients read (`AZURE_OPENAI_ENDPOINT`, `OPENAI_API_BASE`, `AZURE_API_BASE`, ...).
+    /// `OpenAI()` in Python and Node, LangChain's `ChatOpenAI` and LiteLLM then call
+    /// `https://api.openai.com/v1`, while the Azure clients use the endpoint. Default Deny. To make
+    /// such a workload unambiguous, name the key `AZURE_OPENAI_API_KEY`, or set `OPENAI_BASE_URL`
+    /// to the Azure v1 endpoint (`https://<resource>.openai.azure.com/openai/v1`).
+    #[serde(default = "default_ambiguous")]
+    pub ambiguous: Disposition,
 }
 
 fn default_true() -> bool {
@@ -120,6 +130,9 @@ fn default_unresolved() -> Disposition {
 }
 fn default_in_cluster() -> Disposition {
     Disposition::Warn
+}
+fn default_ambiguous() -> Disposition {
+    Disposition::Deny
 }
 
 /// Placement rules of a HostingPolicy.

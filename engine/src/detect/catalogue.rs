@@ -144,7 +144,13 @@ pub const CATALOGUE: &[Variable] = &[
     var(
         "AWS_BEDROCK_BASE_URL",
         Endpoint(Url),
-        "apps that point the OpenAI SDK at Bedrock when OPENAI_API_TYPE=amazon-bedrock",
+        "openai-python providers/bedrock.py:410 (the module client with OPENAI_API_TYPE=amazon-bedrock)",
+    ),
+    // LiteLLM's proxy route (`litellm_proxy/...` models, and every model with USE_LITELLM_PROXY).
+    var(
+        "LITELLM_PROXY_API_BASE",
+        Endpoint(Url),
+        "litellm llms/litellm_proxy/chat/transformation.py:57",
     ),
     // open-webui.
     var(

@@ -13,6 +13,7 @@
 //! not say is stateless (fail closed). Detection never decides anything: it reports.
 
 pub mod catalogue;
+pub mod clients;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,12 @@ pub enum Signal {
 pub enum EndpointValue {
     Url(String),
     Unresolved(String),
+    /// Where some clients send the traffic while others use another visible endpoint (see
+    /// [`clients`]): the URL they send it to, and which clients do and why.
+    Ambiguous {
+        url: String,
+        why: String,
+    },
 }
 
 /// One place the workload may send model traffic to.
@@ -312,10 +319,16 @@ fn infer_container(
             endpoint_vars_possible.push(variable.name);
         }
         let candidates = env.candidates(variable.name);
-        // An empty value is the same as unset: SDKs and apps ignore it (or fail at start).
+        // An empty value is the same as unset: SDKs and apps ignore it (or fail at start). A
+        // whitespace-only key is not: openai-python sends it (`_client_auth.py:179`).
+        let is_key = matches!(variable.role, Role::ApiKey(_));
         let set: Vec<_> = candidates
             .into_iter()
-            .filter(|c| !matches!(&c.value, EnvValue::Literal(v) if v.trim().is_empty()))
+            .filter(|c| match &c.value {
+                EnvValue::Literal(v) if is_key => !v.is_empty(),
+                EnvValue::Literal(v) => !v.trim().is_empty(),
+                EnvValue::Unreadable(_) => true,
+            })
             .collect();
         if set.is_empty() {
             continue;
@@ -423,6 +436,12 @@ fn infer_container(
             }
         }
     }
+
+    // Where the clients go on their own (the OpenAI default beside Azure-only variables,
+    // gateways, proxies, workload identity, Bedrock): see `clients`.
+    let routes = clients::routes(env, &endpoints);
+    signals.extend(routes.signals);
+    endpoints.extend(routes.endpoints);
 
     if flavour == Some(Flavour::NotThisProvider) && endpoints.is_empty() {
         return None;

@@ -60,11 +60,15 @@ pub enum Hosting {
     External,
     /// The value could not be read (for example it comes from a Secret).
     Unresolved,
+    /// The real clients disagree about where the traffic goes: some send it to an allowed
+    /// endpoint, others to a default that is not (an OpenAI key beside an Azure-only endpoint
+    /// variable). Never returned by [`classify`]; detection marks such endpoints.
+    Ambiguous,
 }
 
 impl Hosting {
     /// The same string serde writes: `azure`, `openai-direct`, `other-cloud`, `in-cluster`,
-    /// `external`, `unresolved`.
+    /// `external`, `unresolved`, `ambiguous`.
     pub fn as_str(self) -> &'static str {
         match self {
             Hosting::Azure => "azure",
@@ -73,6 +77,7 @@ impl Hosting {
             Hosting::InCluster => "in-cluster",
             Hosting::External => "external",
             Hosting::Unresolved => "unresolved",
+            Hosting::Ambiguous => "ambiguous",
         }
     }
 }
@@ -301,15 +306,43 @@ fn violation_problem(v: SyntaxViolation) -> String {
     }
 }
 
-/// The canonical serialisation must equal the input, except that a bare host may omit the `/`
-/// the parser adds (`https://x.openai.azure.com` ≡ `https://x.openai.azure.com/`).
+/// The canonical serialisation must equal the input, up to the spellings that every client
+/// resolves to the same host and port (issue 9, measured against openai-python, openai-node,
+/// LangChain and LiteLLM):
+/// - a bare host may omit the `/` the parser adds (`https://x.openai.azure.com`);
+/// - host letters may be upper-case (DNS names are case-insensitive; every parser lower-cases);
+/// - `https` may name its default port, exactly `:443`;
+/// - a query may follow the host directly (`https://x.openai.azure.com?api-version=...`: the
+///   WHATWG parser, httpx and Node all read the path as `/`).
+///
+/// Every other difference (a default port with a leading zero, `http` with `:80`, dot
+/// segments, encodings) still refuses the value.
 fn is_canonical(url: &Url, raw: &str) -> bool {
     let canonical = url.as_str();
+    let respelled = accepted_respelling(url, raw);
+    let raw = respelled.as_deref().unwrap_or(raw);
     canonical == raw
         || (url.path() == "/"
             && url.query().is_none()
             && url.fragment().is_none()
             && canonical.strip_suffix('/') == Some(raw))
+}
+
+/// `raw` with its authority lower-cased, an `https` `:443` dropped and a `/` put between the
+/// host and a query that follows it directly; `None` when none of these applies.
+fn accepted_respelling(url: &Url, raw: &str) -> Option<String> {
+    let (scheme, rest) = raw.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut host = authority.to_ascii_lowercase();
+    if url.scheme() == "https"
+        && let Some(bare) = host.strip_suffix(":443")
+    {
+        host = bare.to_owned();
+    }
+    let slash = if tail.starts_with('?') { "/" } else { "" };
+    let out = format!("{scheme}://{host}{slash}{tail}");
+    (out != raw).then_some(out)
 }
 
 /// The parsed domain with one trailing dot stripped, checked to be a plain DNS name: labels of

@@ -54,6 +54,7 @@ pub fn default_policy() -> HostingPolicy {
                 require_https: true,
                 unresolved: Disposition::Deny,
                 in_cluster: Disposition::Warn,
+                ambiguous: Disposition::Deny,
             },
             placement: Some(PlacementSpec {
                 cluster_providers: vec![ClusterProvider::Azure],

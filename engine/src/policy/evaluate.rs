@@ -210,6 +210,18 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                 );
                 dispose(decision, policy, policy.unresolved, &endpoint.path, message);
             }
+            EndpointValue::Ambiguous { url, why } => {
+                if classify(url, &rules).hosting == Hosting::Azure {
+                    continue;
+                }
+                let message = format!(
+                    "{}: the OpenAI clients disagree about where this container's {} goes: {why}; make it unambiguous: for Azure, name the key AZURE_OPENAI_API_KEY; otherwise set OPENAI_BASE_URL to the endpoint every client should use, such as the Azure v1 endpoint https://<resource>.openai.azure.com/openai/v1 (allowed: {})",
+                    endpoint.path,
+                    traffic(policy),
+                    policy.allowed_list()
+                );
+                dispose(decision, policy, policy.ambiguous, &endpoint.path, message);
+            }
             EndpointValue::Url(url) => {
                 let c = classify(url, &rules);
                 let what = match c.hosting {
@@ -226,7 +238,9 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                     }
                     Hosting::OpenaiDirect => "OpenAI's own API (openai-direct)",
                     Hosting::OtherCloud => "another cloud's model service (other-cloud)",
-                    Hosting::External | Hosting::Unresolved => "an external host (external)",
+                    Hosting::External | Hosting::Unresolved | Hosting::Ambiguous => {
+                        "an external host (external)"
+                    }
                 };
                 let problem = c
                     .problem
@@ -417,6 +431,13 @@ fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Finding> {
                     EndpointValue::Url(url) => (url.clone(), classify(url, &rules).hosting),
                     EndpointValue::Unresolved(why) => {
                         (format!("(unresolved: {why})"), Hosting::Unresolved)
+                    }
+                    EndpointValue::Ambiguous { url, .. } => {
+                        let hosting = match classify(url, &rules).hosting {
+                            Hosting::Azure => Hosting::Azure,
+                            _ => Hosting::Ambiguous,
+                        };
+                        (url.clone(), hosting)
                     }
                 };
                 out.push(Finding {

@@ -47,6 +47,7 @@ pub struct CompiledPolicy {
     pub require_https: bool,
     pub unresolved: Disposition,
     pub in_cluster: Disposition,
+    pub ambiguous: Disposition,
     pub cluster_providers: Vec<ClusterProvider>,
     /// The node affinity governed Pods must carry.
     pub required_nodes: Option<NodeSelector>,
@@ -171,6 +172,7 @@ impl CompiledPolicy {
             require_https: spec.endpoints.require_https,
             unresolved: spec.endpoints.unresolved,
             in_cluster: spec.endpoints.in_cluster,
+            ambiguous: spec.endpoints.ambiguous,
             cluster_providers,
             required_nodes,
             generation: policy.metadata.generation,

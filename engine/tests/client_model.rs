@@ -1,0 +1,172 @@
+//! The clients' own routing rules (engine/src/detect/clients.rs), one row per rule of
+//! `shared/reference/sdk-env-vars.md`: each environment is what a container carries, and the
+//! expected verdict is where the real clients send a chat completion built with no arguments,
+//! judged by the built-in default policy on an Azure cluster. The file and line in each row's
+//! comment is the client code that decides it.
+
+use hostguard_engine::api::{ClusterProvider, Disposition};
+use hostguard_engine::endpoint::Hosting;
+use hostguard_engine::policy::{
+    Decision, Operation, PolicySet, Request, Verdict, default_policy, evaluate,
+};
+use hostguard_engine::snapshot::Snapshot;
+use rstest::rstest;
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-proj-0123456789";
+const AZURE_V1: &str = "https://contoso.openai.azure.com/openai/v1";
+const AZURE_ENDPOINT: &str = "https://contoso.openai.azure.com/";
+
+fn deployment(env: &[(&str, &str)]) -> Value {
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "chat", "namespace": "team-a"},
+           "spec": {"selector": {"matchLabels": {"app": "chat"}}, "template": {
+               "metadata": {"labels": {"app": "chat"}},
+               "spec": {"containers": [{"name": "app", "image": "app:1", "env": env}]}}}})
+}
+
+fn decide_with(env: &[(&str, &str)], policies: &PolicySet) -> Decision {
+    let obj = deployment(env);
+    evaluate(
+        &Request {
+            operation: Operation::Create,
+            object: Some(&obj),
+            old_object: None,
+            namespace: None,
+        },
+        policies,
+        &Snapshot::offline(ClusterProvider::Azure),
+    )
+}
+
+fn decide(env: &[(&str, &str)]) -> Decision {
+    decide_with(env, &PolicySet::builtin())
+}
+
+fn messages(d: &Decision) -> String {
+    let mut all: Vec<String> = d.violations.iter().map(|v| v.message.clone()).collect();
+    all.extend(d.warnings.iter().cloned());
+    all.join("\n")
+}
+
+/// Environments in which at least one modelled client sends to a host the default policy does
+/// not allow: hostguard must deny.
+#[rstest]
+// openai-python _client_auth.py:228-232, openai-node client.ts:452: OPENAI_BASE_URL or the
+// default; neither reads AZURE_OPENAI_ENDPOINT.
+#[case::key_beside_azure_endpoint(&[("OPENAI_API_KEY", KEY), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)])]
+// openai >= 1 does not read OPENAI_API_BASE (LangChain and LiteLLM do).
+#[case::key_beside_openai_api_base(&[("OPENAI_API_KEY", KEY), ("OPENAI_API_BASE", AZURE_V1)])]
+// LiteLLM azure/ reads AZURE_API_BASE; the plain clients do not.
+#[case::key_beside_litellm_azure_base(&[("OPENAI_API_KEY", KEY), ("AZURE_API_BASE", AZURE_ENDPOINT)])]
+// OPENAI_API_TYPE steers only the module client (_module_runtime.py:42).
+#[case::key_with_api_type_azure(&[("OPENAI_API_KEY", KEY), ("OPENAI_API_TYPE", "azure"), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)])]
+// An empty OPENAI_BASE_URL: openai-node treats it as unset (env.ts:10).
+#[case::key_with_empty_base_url(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", ""), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)])]
+// A padded OPENAI_BASE_URL: LangChain Python resolves against api.openai.com
+// (chat_models/_client_utils.py:395).
+#[case::key_with_padded_base_url(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", " https://contoso.openai.azure.com/openai/v1")])]
+// A whitespace key is sent by openai-python (_client_auth.py:179).
+#[case::whitespace_key(&[("OPENAI_API_KEY", "   ")])]
+#[case::tab_key(&[("OPENAI_API_KEY", "\t")])]
+// LangSmith's gateway beats OPENAI_BASE_URL in LangChain Python (_gateway.py:220,248-325).
+#[case::gateway_true(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "true")])]
+#[case::gateway_yes_upper(&[("LANGSMITH_API_KEY", "lsv2"), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "YES")])]
+#[case::gateway_one(&[("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "1"), ("OPENAI_API_KEY", KEY)])]
+#[case::gateway_url(&[("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "https://gw.example.com/"), ("OPENAI_API_KEY", KEY)])]
+// LiteLLM's proxy switch (transformation.py:100; str_to_bool trims and ignores case).
+#[case::litellm_proxy(&[("OPENAI_BASE_URL", AZURE_V1), ("OPENAI_API_KEY", KEY), ("USE_LITELLM_PROXY", "True"), ("LITELLM_PROXY_API_BASE", "https://proxy.example.com")])]
+#[case::litellm_proxy_without_base(&[("AZURE_API_KEY", "k"), ("AZURE_API_BASE", AZURE_ENDPOINT), ("USE_LITELLM_PROXY", " true "), ("LITELLM_PROXY_API_KEY", "k")])]
+// LiteLLM's OpenAI workload identity (workload_identity.py:60-95): no key at all.
+#[case::litellm_workload_identity(&[("OPENAI_IDENTITY_PROVIDER_ID", "idp"), ("OPENAI_SERVICE_ACCOUNT_ID", "sa"), ("OPENAI_IDENTITY_TOKEN_FILE", "/var/run/secrets/openai/token")])]
+// The module client with OPENAI_API_TYPE=amazon-bedrock (bedrock.py:103-109), even beside an
+// Azure endpoint.
+#[case::module_client_bedrock(&[("OPENAI_API_TYPE", "amazon-bedrock"), ("AWS_REGION", "us-east-1"), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT), ("AZURE_OPENAI_API_KEY", "k"), ("OPENAI_API_VERSION", "2024-10-21")])]
+// K8sGPT's backend switch says nothing about the OpenAI SDKs in the same container.
+#[case::k8sgpt_localai_beside_a_key(&[("K8SGPT_BACKEND", "localai"), ("OPENAI_API_KEY", KEY)])]
+fn a_client_leaves_the_allowed_hosts(#[case] env: &[(&str, &str)]) {
+    let d = decide(env);
+    assert_eq!(d.verdict, Verdict::Deny, "{env:?}: {}", messages(&d));
+}
+
+/// Environments in which every client that sends stays on an allowed host: hostguard allows.
+#[rstest]
+// The Azure clients only: no OpenAI key, so OpenAI() refuses to start.
+#[case::azure_clients_only(&[("AZURE_OPENAI_API_KEY", "k"), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT), ("OPENAI_API_VERSION", "2024-10-21")])]
+// OPENAI_BASE_URL pointed at the Azure v1 endpoint: every plain client goes there.
+#[case::key_with_azure_v1_base_url(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1)])]
+#[case::key_with_azure_v1_base_url_and_endpoint(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)])]
+// Spellings every client reads as the same Azure host on 443.
+#[case::endpoint_with_default_port(&[("AZURE_OPENAI_API_KEY", "k"), ("AZURE_OPENAI_ENDPOINT", "https://contoso.openai.azure.com:443/"), ("OPENAI_API_VERSION", "2024-10-21")])]
+#[case::endpoint_upper_case(&[("AZURE_OPENAI_API_KEY", "k"), ("AZURE_OPENAI_ENDPOINT", "https://Contoso.OpenAI.Azure.com/"), ("OPENAI_API_VERSION", "2024-10-21")])]
+#[case::endpoint_query_after_host(&[("AZURE_OPENAI_API_KEY", "k"), ("AZURE_OPENAI_ENDPOINT", "https://contoso.openai.azure.com?api-version=2024-10-21"), ("OPENAI_API_VERSION", "2024-10-21")])]
+#[case::base_url_with_default_port(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", "https://contoso.openai.azure.com:443/openai/v1")])]
+// Switches that are off.
+#[case::gateway_false(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "false")])]
+#[case::gateway_no(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "No")])]
+#[case::litellm_proxy_off(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("USE_LITELLM_PROXY", "false")])]
+// Workload identity with OPENAI_BASE_URL at Azure: LiteLLM does not use it (it targets OpenAI
+// only), and no other client has a key.
+#[case::identity_with_azure_base(&[("OPENAI_IDENTITY_PROVIDER_ID", "idp"), ("OPENAI_SERVICE_ACCOUNT_ID", "sa"), ("OPENAI_IDENTITY_TOKEN_FILE", "/t"), ("OPENAI_BASE_URL", AZURE_V1)])]
+fn every_client_stays_on_allowed_hosts(#[case] env: &[(&str, &str)]) {
+    let d = decide(env);
+    assert_ne!(d.verdict, Verdict::Deny, "{env:?}: {}", messages(&d));
+}
+
+#[test]
+fn an_openai_key_beside_an_azure_only_endpoint_is_ambiguous_and_says_how_to_fix_it() {
+    let env = [
+        ("OPENAI_API_KEY", KEY),
+        ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT),
+    ];
+    let d = decide(&env);
+    assert_eq!(d.verdict, Verdict::Deny);
+    assert!(
+        d.findings.iter().any(|f| f.hosting == Hosting::Ambiguous),
+        "{:?}",
+        d.findings
+    );
+    let text = messages(&d);
+    assert!(text.contains("AZURE_OPENAI_API_KEY"), "{text}");
+    assert!(text.contains("OPENAI_BASE_URL"), "{text}");
+    assert!(text.contains("AZURE_OPENAI_ENDPOINT"), "{text}");
+}
+
+#[test]
+fn the_ambiguous_disposition_is_the_policys() {
+    let mut p = default_policy();
+    p.spec.endpoints.ambiguous = Disposition::Warn;
+    let policies = PolicySet::compile([&p]).expect("compiles");
+    let env = [
+        ("OPENAI_API_KEY", KEY),
+        ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT),
+    ];
+    let d = decide_with(&env, &policies);
+    assert_ne!(d.verdict, Verdict::Deny, "{}", messages(&d));
+    assert!(
+        d.warnings.iter().any(|w| w.contains("disagree")),
+        "{:?}",
+        d.warnings
+    );
+    // A plain key with no other endpoint is not ambiguous: the default is where it goes.
+    let d = decide_with(&[("OPENAI_API_KEY", KEY)], &policies);
+    assert_eq!(d.verdict, Verdict::Deny, "{}", messages(&d));
+}
+
+#[test]
+fn bedrock_module_client_goes_to_the_mantle_endpoint_of_the_region() {
+    let d = decide(&[
+        ("OPENAI_API_TYPE", "amazon-bedrock"),
+        ("AWS_REGION", "eu-west-3"),
+    ]);
+    assert_eq!(d.verdict, Verdict::Deny);
+    let endpoints: Vec<&str> = d.findings.iter().map(|f| f.endpoint.as_str()).collect();
+    assert!(
+        endpoints.contains(&"https://bedrock-mantle.eu-west-3.api.aws/openai/v1"),
+        "{endpoints:?}"
+    );
+}
