@@ -221,9 +221,23 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             ),
         ));
     }
-    let Some(request) = review.request else {
+    if let Some(message) = miscased_field(body) {
+        let uid = review.request.as_ref().map_or("", |r| r.uid.as_str());
+        return Ok(refused(uid, message));
+    }
+    let Some(mut request) = review.request else {
         return Ok(refused("", "the AdmissionReview has no request".into()));
     };
+    if request.uid.len() > MAX_UID_BYTES {
+        return Ok(refused(
+            &request.uid,
+            format!(
+                "request.uid: is {} bytes long; the API server's uids are UUIDs (hostguard reads at most {MAX_UID_BYTES} bytes)",
+                request.uid.len()
+            ),
+        ));
+    }
+
     let operation = match request.operation.as_str() {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
@@ -236,6 +250,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             ));
         }
     };
+    if matches!(operation, Operation::Create | Operation::Update)
+        && let Err(message) = check_objects(&mut request, operation)
+    {
+        return Ok(refused(&request.uid, message));
+    }
     let info = RequestInfo {
         uid: request.uid.clone(),
         kind: request.kind.kind.clone(),
@@ -262,6 +281,211 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
         operation,
         info,
     })))
+}
+
+/// The longest `request.uid` read. The API server's uids are UUIDs (36 bytes); a longer one
+/// comes from a client that is not the API server, and is refused rather than copied into every
+/// log line and metric.
+pub const MAX_UID_BYTES: usize = 128;
+
+/// CREATE and UPDATE must carry the object they are about, and the object must be of the type
+/// `request.kind` names: hostguard judges what the API server will store, never less.
+///
+/// The API server builds the review from the versioned object it is admitting
+/// (`CreateV1AdmissionReview` in k8s.io/apiserver: `kind` is the versioned kind, `object` the
+/// object converted to it), so the two always agree and `object` is only null for DELETE and
+/// CONNECT. A review where they disagree was not written by the API server, or is read wrong:
+/// either way judging the object by its own type field could skip a Deployment dressed as a
+/// ConfigMap, so it is refused. An object without `apiVersion`/`kind` (encoders may leave
+/// TypeMeta empty) is read as `request.kind` says.
+fn check_objects(request: &mut RequestIn, operation: Operation) -> Result<(), String> {
+    let gvk = &request.kind;
+    if gvk.kind.is_empty() || gvk.version.is_empty() {
+        return Err(format!(
+            "request.kind: {:?} does not name a kind and version; hostguard cannot tell what the object is",
+            gvk_string(gvk)
+        ));
+    }
+    let Some(object) = request.object.as_mut() else {
+        return Err(format!(
+            "request.object: a {} review must carry the object (it is missing or null), so there is nothing to judge",
+            operation.as_str()
+        ));
+    };
+    reconcile_type(object, gvk, "request.object")?;
+    if let Some(old) = request.old_object.as_mut() {
+        reconcile_type(old, gvk, "request.oldObject")?;
+    }
+    Ok(())
+}
+
+/// `group/version` as written in `apiVersion` (the core group has no prefix).
+fn api_version_of(gvk: &GroupVersionKind) -> String {
+    if gvk.group.is_empty() {
+        gvk.version.clone()
+    } else {
+        format!("{}/{}", gvk.group, gvk.version)
+    }
+}
+
+fn gvk_string(gvk: &GroupVersionKind) -> String {
+    format!("{} {}", api_version_of(gvk), gvk.kind)
+}
+
+/// Fills a missing `apiVersion`/`kind` from `request.kind`, and refuses an object whose own
+/// type fields say something else.
+fn reconcile_type(object: &mut Value, gvk: &GroupVersionKind, field: &str) -> Result<(), String> {
+    let Some(map) = object.as_object_mut() else {
+        return Err(format!("{field}: is not a JSON object"));
+    };
+    let expected = [
+        ("apiVersion", api_version_of(gvk)),
+        ("kind", gvk.kind.clone()),
+    ];
+    for (key, want) in expected {
+        match map.get(key) {
+            None | Some(Value::Null) => {
+                map.insert(key.to_string(), Value::String(want));
+            }
+            Some(Value::String(s)) if s.is_empty() => {
+                map.insert(key.to_string(), Value::String(want));
+            }
+            Some(Value::String(s)) if *s == want => {}
+            Some(other) => {
+                return Err(format!(
+                    "{field}.{key}: {other} disagrees with request.kind ({}); hostguard judges an object only as the type the API server admits it as",
+                    gvk_string(gvk)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fields of `admission.k8s.io/v1` AdmissionReview and AdmissionRequest, as the API server
+/// writes them.
+const REVIEW_FIELDS: &[&str] = &["apiVersion", "kind", "request", "response"];
+const REQUEST_FIELDS: &[&str] = &[
+    "uid",
+    "kind",
+    "resource",
+    "subResource",
+    "requestKind",
+    "requestResource",
+    "requestSubResource",
+    "name",
+    "namespace",
+    "operation",
+    "userInfo",
+    "object",
+    "oldObject",
+    "dryRun",
+    "options",
+];
+
+/// A review field spelled with other letter case than the API server's, e.g. `Object`.
+///
+/// The API server decodes with sigs.k8s.io/json (`UnmarshalCaseSensitivePreserveInts`, used by
+/// k8s.io/apimachinery's JSON serializer), which matches object keys case-sensitively, as serde
+/// does here; Go's `encoding/json` would instead match `Object` to `object` (its `EqualFold`).
+/// The API server never writes such a key, so a review that has one was written by something
+/// else for a decoder that might read it: refused, rather than judged without the field. Only
+/// the envelope (review and request) is checked: the object inside is the API server's own
+/// serialisation of a typed object.
+fn miscased_field(body: &[u8]) -> Option<String> {
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    /// Collects `path: key` for every miscased key at one level, descending into `request`.
+    struct Keys {
+        known: &'static [&'static str],
+        path: &'static str,
+        nested: bool,
+    }
+    impl<'de> serde::de::DeserializeSeed<'de> for Keys {
+        type Value = Option<String>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if self.nested && key == "request" {
+                    let inner = Keys {
+                        known: REQUEST_FIELDS,
+                        path: "request.",
+                        nested: false,
+                    };
+                    let miscased = map.next_value_seed(inner)?;
+                    found = found.or(miscased);
+                    continue;
+                }
+                map.next_value::<IgnoredAny>()?;
+                if found.is_none()
+                    && !self.known.contains(&key.as_str())
+                    && let Some(field) = self.known.iter().find(|k| folds_to(&key, k))
+                {
+                    found = Some(format!(
+                        "{}{key:?}: field names are case-sensitive and the API server writes {}{field}; refusing a review that a case-insensitive decoder would read differently",
+                        self.path, self.path
+                    ));
+                }
+            }
+            Ok(found)
+        }
+        // Anything else at this level is the main parse's business.
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    let seed = Keys {
+        known: REVIEW_FIELDS,
+        path: "",
+        nested: true,
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(seed, &mut de)
+        .ok()
+        .flatten()
+}
+
+/// Whether `key` equals `field` under Go's `strings.EqualFold` (simple Unicode case folding):
+/// besides ASCII case, the Kelvin sign folds to `k` and the long s to `s`.
+fn folds_to(key: &str, field: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{212A}' => 'k',
+        '\u{017F}' => 's',
+        c => c.to_ascii_lowercase(),
+    };
+    key.chars().map(fold).eq(field.chars().map(fold))
 }
 
 /// Decides on a review that was read. Pure: the same review, policies and snapshot give the
