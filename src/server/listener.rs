@@ -42,10 +42,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::limits::ConnectionReads;
 use super::shutdown::Drain;
 use super::tls::WebhookTls;
 
@@ -71,6 +72,14 @@ pub enum Drained {
 
 type Builder = auto::Builder<TokioExecutor>;
 
+/// What one connection may hold (see `limits`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub http2_max_concurrent_streams: u32,
+    /// Request bodies being read at once on one connection.
+    pub body_reads: usize,
+}
+
 /// Serves `router` over TLS on `listener` until `shutdown` turns true, then drains as the module
 /// documentation says and returns how the drain ended.
 pub async fn serve_tls(
@@ -79,6 +88,7 @@ pub async fn serve_tls(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     drain: Drain,
+    limits: ConnectionLimits,
 ) -> Drained {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -89,7 +99,7 @@ pub async fn serve_tls(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     // Every connection task holds a receiver; `closed()` on the sender tells when all are done.
@@ -129,6 +139,7 @@ pub async fn serve_tls(
             builder: Arc::clone(&builder),
             router: router.clone(),
             phase: phase.subscribe(),
+            reads: ConnectionReads(Arc::new(Semaphore::new(limits.body_reads))),
         };
         tokio::spawn(connection.serve(tcp, peer));
     }
@@ -152,6 +163,7 @@ struct Connection {
     builder: Arc<Builder>,
     router: Router,
     phase: watch::Receiver<Phase>,
+    reads: ConnectionReads,
 }
 
 impl Connection {
@@ -172,8 +184,11 @@ impl Connection {
             }
         };
         let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let service =
-            TowerToHyperService::new(close_when_draining(self.router, self.phase.clone()));
+        let service = TowerToHyperService::new(close_when_draining(
+            self.router,
+            self.phase.clone(),
+            self.reads,
+        ));
         let conn = self.builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(conn);
         // A connection accepted while draining is served until the listener closes: asking it
@@ -208,10 +223,12 @@ impl Connection {
 }
 
 /// The router, with `Connection: close` on every HTTP/1.x answer sent once the drain has
-/// started, so that the client opens its next connection through the Service.
+/// started, so that the client opens its next connection through the Service, and the
+/// connection's body-read bound in every request's extensions.
 fn close_when_draining(
     router: Router,
     phase: watch::Receiver<Phase>,
+    reads: ConnectionReads,
 ) -> impl tower::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -219,8 +236,9 @@ fn close_when_draining(
     Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
 > + Clone
 + Send {
-    tower::service_fn(move |request: Request<Incoming>| {
+    tower::service_fn(move |mut request: Request<Incoming>| {
         let http1 = request.version() < Version::HTTP_2;
+        request.extensions_mut().insert(reads.clone());
         let phase = phase.clone();
         let answer = router.clone().oneshot(request);
         async move {

@@ -9,6 +9,7 @@
 //! caches keep the engine current until the last review is answered.
 
 mod admin;
+pub mod limits;
 mod listener;
 mod shutdown;
 pub mod tls;
@@ -22,7 +23,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::policy_files::{PolicyArgs, compile_or_default, load_policy_files};
 use crate::snapshot::Snapshot;
@@ -81,9 +81,30 @@ pub struct ServeArgs {
     /// How long in-flight reviews may take to finish once the drain delay is over.
     #[arg(long, env = "HOSTGUARD_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
-    /// Reviews decided at once; more are refused with 429 at once rather than queued.
+    /// Reviews decided at once, counted from when their body is in; more are refused with 429
+    /// at once rather than queued. Bodies being read hold no such slot.
     #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_reviews: u32,
+    /// Reviews over 256 KiB decided at once, on the blocking pool; more wait for a slot until
+    /// their deadline. Each costs memory in proportion to its size.
+    #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_LARGE_REVIEWS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_concurrent_large_reviews: u32,
+    /// Request bodies being read at once over all connections; more are refused with 429 at
+    /// once. A body must arrive before the review's deadline (`?timeout=`, at most 30s).
+    #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_BODY_READS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_body_reads: u32,
+    /// Request bodies one connection may have being read at once; its further streams wait for
+    /// their turn (within their deadline), so one client cannot hold every body-read slot.
+    #[arg(long, env = "HOSTGUARD_MAX_BODY_READS_PER_CONNECTION", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_reads_per_connection: u32,
+    /// MiB that request bodies may buffer in all beyond their first 64 KiB each; a body that
+    /// needs more while it is exhausted is refused with 429.
+    #[arg(long, env = "HOSTGUARD_MAX_BUFFERED_BODY_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(3..=4096))]
+    pub max_buffered_body_mib: u32,
+    /// Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    /// The API server's client opens another connection when it needs more.
+    #[arg(long, env = "HOSTGUARD_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
 }
@@ -252,12 +273,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let webhook_router = webhook::router(webhook::WebhookState {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
-        limiter: Arc::new(Semaphore::new(args.max_concurrent_reviews as usize)),
+        limits: limits::Limits::new(limits::LimitSizes {
+            decisions: args.max_concurrent_reviews as usize,
+            large_decisions: args.max_concurrent_large_reviews as usize,
+            body_reads: args.max_concurrent_body_reads as usize,
+            body_bytes: args.max_buffered_body_mib as usize * 1024 * 1024,
+        }),
         prefetch: cluster.as_ref().map(|c| Arc::clone(&c.prefetch)),
     });
     let drain = shutdown::Drain {
         delay: args.drain_delay,
         grace: args.shutdown_grace,
+    };
+    let connections = listener::ConnectionLimits {
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        body_reads: args.max_body_reads_per_connection as usize,
     };
     let drained = listener::serve_tls(
         webhook_listener,
@@ -265,6 +295,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         webhook_router,
         shutdown,
         drain,
+        connections,
     )
     .await;
     if drained == listener::Drained::GraceElapsed {
