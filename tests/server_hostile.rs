@@ -132,9 +132,11 @@ async fn slow_bodies_over_http1_leave_other_reviews_answered_in_time() {
     // More slow bodies than there are decision slots (256): before issue 16 each held one, and
     // every other review got 429.
     let held = slow_http1_bodies(s.server.webhook, &ca.pem, 300).await;
-    eventually("the slow bodies to be in flight", Duration::from_secs(30), || {
-        in_flight(&s).filter(|n| *n >= 300)
-    });
+    eventually(
+        "the slow bodies to be in flight",
+        Duration::from_secs(30),
+        || in_flight(&s).filter(|n| *n >= 300),
+    );
     for _ in 0..5 {
         let took = probe(s.server.webhook, &ca.pem).await;
         assert!(took < PROBE_DEADLINE, "{took:?}");
@@ -151,8 +153,7 @@ async fn slow_bodies_over_http1_leave_other_reviews_answered_in_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousands_of_open_http2_streams_on_one_connection_leave_other_reviews_answered_in_time()
-{
+async fn thousands_of_open_http2_streams_on_one_connection_leave_other_reviews_answered_in_time() {
     let ca = Ca::new("hostguard test CA");
     let s = standalone(&ca, &[]);
     let tls = tls_connect(s.server.webhook, client_config(&ca.pem, &[b"h2"], None))
@@ -168,12 +169,11 @@ async fn thousands_of_open_http2_streams_on_one_connection_leave_other_reviews_a
         let client = client.clone();
         streams.push(tokio::spawn(async move {
             let mut client = client.ready().await.ok()?;
-            let request = http::Request::post(format!(
-                "https://{SERVICE_NAME}/validate?timeout=30s"
-            ))
-            .header("content-type", "application/json")
-            .body(())
-            .ok()?;
+            let request =
+                http::Request::post(format!("https://{SERVICE_NAME}/validate?timeout=30s"))
+                    .header("content-type", "application/json")
+                    .body(())
+                    .ok()?;
             let (response, mut stream) = client.send_request(request, false).ok()?;
             stream.send_data(Bytes::from_static(b"{"), false).ok()?;
             Some((response, stream))
@@ -185,7 +185,11 @@ async fn thousands_of_open_http2_streams_on_one_connection_leave_other_reviews_a
         || in_flight(&s).filter(|n| *n >= 128),
     );
     // No more than the connection's share: the stream limit holds.
-    assert!(in_flight(&s).is_some_and(|n| n <= 128), "{:?}", in_flight(&s));
+    assert!(
+        in_flight(&s).is_some_and(|n| n <= 128),
+        "{:?}",
+        in_flight(&s)
+    );
     for _ in 0..5 {
         let took = probe(s.server.webhook, &ca.pem).await;
         assert!(took < PROBE_DEADLINE, "{took:?}");

@@ -250,10 +250,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             ));
         }
     };
-    if matches!(operation, Operation::Create | Operation::Update)
-        && let Err(message) = check_objects(&mut request, operation)
-    {
-        return Ok(refused(&request.uid, message));
+    if matches!(operation, Operation::Create | Operation::Update) {
+        if let Err(message) = check_objects(&mut request, operation) {
+            return Ok(refused(&request.uid, message));
+        }
+        if let Some(message) = request.object.as_ref().and_then(too_large_to_judge) {
+            return Ok(Parsed::Refused(Box::new(too_large(&request.uid, message))));
+        }
     }
     let info = RequestInfo {
         uid: request.uid.clone(),
@@ -281,6 +284,97 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
         operation,
         info,
     })))
+}
+
+/// The most containers (of every kind, in all) judged in one object. Kubernetes sets no such
+/// limit, but a pod with hundreds of containers is not a workload anyone runs; the cap keeps the
+/// cost of a review proportional to what a real one needs.
+pub const MAX_CONTAINERS: usize = 256;
+/// The most `env` and `envFrom` entries judged in one object, over all its containers.
+pub const MAX_ENV_ENTRIES: usize = 8192;
+/// The most `command` and `args` entries judged in one object, over all its containers.
+pub const MAX_ARGS: usize = 8192;
+/// The most findings (endpoints of AI clients) judged in one object.
+pub const MAX_FINDINGS: usize = 1024;
+/// Denial causes listed one by one in a response; the rest are counted in one last cause.
+pub const MAX_CAUSES: usize = 32;
+/// Warnings sent one by one; the rest are counted in one last warning. (The API server keeps at
+/// most 4 KiB of warnings in all anyway.)
+pub const MAX_WARNINGS: usize = 16;
+/// The longest cause message; a longer one (a huge quoted value) is cut, its field path first.
+pub const MAX_CAUSE_BYTES: usize = 1024;
+/// The longest `status.message`.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// Why an object is too large to judge, if it is: more containers, env entries or arguments
+/// than hostguard judges. Counted on the raw object before the workload view is built, so that
+/// a review with 100,000 containers costs a count, not a decision.
+fn too_large_to_judge(object: &Value) -> Option<String> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let kind = crate::workload::WorkloadKind::from_type(api_version, kind)?;
+    let template = crate::workload::template_value(kind, object)?;
+    let (spec, spec_path) = if kind == crate::workload::WorkloadKind::Pod {
+        (template, "spec".to_string())
+    } else {
+        let path = match kind {
+            crate::workload::WorkloadKind::CronJob => "spec.jobTemplate.spec.template.spec",
+            _ => "spec.template.spec",
+        };
+        (template.get("spec")?, path.to_string())
+    };
+    let items = |v: &Value, key: &str| -> usize {
+        v.get(key).and_then(Value::as_array).map_or(0, Vec::len)
+    };
+    let mut containers = 0;
+    let mut env = 0;
+    let mut args = 0;
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            containers += 1;
+            env += items(c, "env") + items(c, "envFrom");
+            args += items(c, "command") + items(c, "args");
+        }
+    }
+    let over = |what: &str, n: usize, max: usize| {
+        (n > max).then(|| {
+            format!(
+                "{spec_path} has {n} {what}, more than the {max} hostguard judges in one object"
+            )
+        })
+    };
+    over("containers", containers, MAX_CONTAINERS)
+        .or_else(|| over("env and envFrom entries", env, MAX_ENV_ENTRIES))
+        .or_else(|| over("command and args entries", args, MAX_ARGS))
+}
+
+/// A review refused because its object is too large to judge: never admitted, whatever it is.
+fn too_large(uid: &str, message: String) -> Answer {
+    let mut answer = refusal(uid, message.clone());
+    if let Some(status) = answer.review.response.status.as_mut() {
+        status.code = 413;
+        status.reason = "RequestEntityTooLarge".into();
+        status.message =
+            format!("hostguard refuses to admit an object too large to judge: {message}");
+    }
+    answer
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, with a mark when cut.
+pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}...", &text[..end]))
 }
 
 /// The longest `request.uid` read. The API server's uids are UUIDs (36 bytes); a longer one
@@ -507,6 +601,17 @@ pub fn decide(
         policies,
         snapshot,
     );
+    if decision.findings.len() > MAX_FINDINGS {
+        let mut answer = too_large(
+            &request.uid,
+            format!(
+                "the object has {} AI client endpoints, more than the {MAX_FINDINGS} hostguard judges in one object",
+                decision.findings.len()
+            ),
+        );
+        answer.info = review.info.clone();
+        return answer;
+    }
     let response = match webhook {
         Webhook::Validate => validate_response(&request.uid, &review.info, &decision),
         Webhook::Mutate => mutate_response(&request.uid, &decision),
@@ -541,6 +646,8 @@ fn refused(uid: &str, message: String) -> Parsed {
 }
 
 fn refusal(uid: &str, message: String) -> Answer {
+    // What the body quotes back (a kind, a key) is the client's: bounded like any message.
+    let message = truncate(&message, MAX_STATUS_MESSAGE_BYTES - 64).into_owned();
     let response = ResponseOut {
         uid: uid.to_string(),
         allowed: false,
@@ -594,24 +701,46 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
             ("", name) => format!("{} {name}", info.kind),
             (ns, name) => format!("{} {ns}/{name}", info.kind),
         };
-        let joined: Vec<&str> = denials.iter().map(|v| v.message.as_str()).collect();
+        // Bounded whatever the object: the first causes one by one, each cut to a size that
+        // keeps its field path and value readable, then a count of the rest.
+        let shown = &denials[..denials.len().min(MAX_CAUSES)];
+        let rest = denials.len() - shown.len();
+        let mut causes: Vec<StatusCause> = shown
+            .iter()
+            .map(|v| StatusCause {
+                reason: "FieldValueForbidden".into(),
+                message: truncate(&v.message, MAX_CAUSE_BYTES).into_owned(),
+                field: truncate(&v.path, MAX_CAUSE_BYTES).into_owned(),
+            })
+            .collect();
+        let mut joined: Vec<&str> = causes.iter().map(|c| c.message.as_str()).collect();
+        let more = format!("and {rest} more violations");
+        if rest > 0 {
+            joined.push(&more);
+        }
+        let message = format!(
+            "hostguard denied {}: {}",
+            truncate(&what, MAX_CAUSE_BYTES),
+            joined.join("; ")
+        );
+        let message = truncate(&message, MAX_STATUS_MESSAGE_BYTES).into_owned();
+        if rest > 0 {
+            causes.push(StatusCause {
+                reason: "FieldValueForbidden".into(),
+                message: more.clone(),
+                field: String::new(),
+            });
+        }
         Status {
             status: Some(StatusSummary::Failure),
             code: 403,
-            message: format!("hostguard denied {what}: {}", joined.join("; ")),
+            message,
             reason: "Forbidden".into(),
             metadata: None,
             details: Some(StatusDetails {
-                name: info.name.clone(),
+                name: truncate(&info.name, MAX_CAUSE_BYTES).into_owned(),
                 kind: info.kind.clone(),
-                causes: denials
-                    .iter()
-                    .map(|v| StatusCause {
-                        reason: "FieldValueForbidden".into(),
-                        message: v.message.clone(),
-                        field: v.path.clone(),
-                    })
-                    .collect(),
+                causes,
                 group: String::new(),
                 uid: String::new(),
                 retry_after_seconds: 0,
@@ -624,9 +753,25 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
         status,
         patch_type: None,
         patch: None,
-        warnings: decision.warnings.clone(),
+        warnings: bounded_warnings(&decision.warnings),
         audit_annotations: audit_annotations(decision),
     }
+}
+
+/// The first [`MAX_WARNINGS`] warnings, each cut to [`MAX_CAUSE_BYTES`], and a count of the rest.
+fn bounded_warnings(warnings: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = warnings
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|w| truncate(w, MAX_CAUSE_BYTES).into_owned())
+        .collect();
+    if warnings.len() > MAX_WARNINGS {
+        out.push(format!(
+            "hostguard: and {} more warnings",
+            warnings.len() - MAX_WARNINGS
+        ));
+    }
+    out
 }
 
 fn mutate_response(uid: &str, decision: &Decision) -> ResponseOut {

@@ -238,3 +238,150 @@ fn an_absurdly_long_uid_is_refused() {
     body["request"]["uid"] = json!("u".repeat(MAX_UID_BYTES));
     assert_eq!(answer(&body, Webhook::Validate).outcome(), "deny");
 }
+
+/// A Deployment whose pod spec has `containers` containers, each with `env` entries, every one
+/// of them calling api.openai.com (so each is a violation of the default policy).
+fn big_deployment(containers: usize, env: usize) -> Value {
+    let env: Vec<Value> = (0..env)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({"name": format!("OPENAI_API_KEY_{i}"), "value": "sk"})
+            } else {
+                json!({"name": "OPENAI_BASE_URL", "value": format!("https://api.openai.com/v{i}")})
+            }
+        })
+        .collect();
+    let containers: Vec<Value> = (0..containers)
+        .map(|i| {
+            let mut c = json!({"name": format!("c{i}"), "image": "x", "env": env.clone()});
+            c["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "OPENAI_API_KEY", "value": "sk"}));
+            c
+        })
+        .collect();
+    let mut d = openai_deployment();
+    d["spec"]["template"]["spec"]["containers"] = json!(containers);
+    d
+}
+
+#[rstest]
+#[case::containers(admission::MAX_CONTAINERS + 1, 0, "containers")]
+#[case::env_entries(2, admission::MAX_ENV_ENTRIES / 2 + 1, "env and envFrom entries")]
+fn an_object_over_a_cap_is_refused_as_too_large_to_judge(
+    #[case] containers: usize,
+    #[case] env: usize,
+    #[case] what: &str,
+) {
+    let body = review(
+        "CREATE",
+        deployment_kind(),
+        Some(big_deployment(containers, env)),
+    );
+    assert_refused(&body, "too large to judge");
+    assert_refused(&body, what);
+    let a = answer(&body, Webhook::Validate);
+    assert_eq!(a.review.response.status.as_ref().unwrap().code, 413);
+}
+
+#[test]
+fn an_object_at_the_container_cap_is_judged() {
+    let body = review(
+        "CREATE",
+        deployment_kind(),
+        Some(big_deployment(admission::MAX_CONTAINERS, 0)),
+    );
+    assert_eq!(answer(&body, Webhook::Validate).outcome(), "deny");
+}
+
+#[test]
+fn too_many_args_are_refused_as_too_large_to_judge() {
+    let mut d = openai_deployment();
+    d["spec"]["template"]["spec"]["containers"][0]["args"] =
+        json!(vec!["--x"; admission::MAX_ARGS + 1]);
+    assert_refused(
+        &review("CREATE", deployment_kind(), Some(d)),
+        "command and args entries",
+    );
+}
+
+#[test]
+fn a_denial_lists_the_first_causes_and_counts_the_rest_within_bounds() {
+    // 100 containers, each with its own api.openai.com endpoint: 100 violations.
+    let body = review("CREATE", deployment_kind(), Some(big_deployment(100, 2)));
+    let a = answer(&body, Webhook::Validate);
+    assert_eq!(a.outcome(), "deny");
+    let violations = a.decision.as_ref().unwrap().denials().count();
+    assert!(violations > admission::MAX_CAUSES, "{violations}");
+    let status = a.review.response.status.as_ref().unwrap();
+    let causes = &status.details.as_ref().unwrap().causes;
+    assert_eq!(causes.len(), admission::MAX_CAUSES + 1);
+    let rest = violations - admission::MAX_CAUSES;
+    assert_eq!(
+        causes.last().unwrap().message,
+        format!("and {rest} more violations")
+    );
+    assert!(status.message.len() <= admission::MAX_STATUS_MESSAGE_BYTES);
+    assert!(
+        status
+            .message
+            .ends_with(&format!("and {rest} more violations"))
+            || status.message.ends_with("..."),
+        "{}",
+        status.message
+    );
+    // The first cause names the first container's field.
+    assert_eq!(
+        causes[0].field,
+        "spec.template.spec.containers[0].env[OPENAI_BASE_URL]"
+    );
+}
+
+#[test]
+fn a_huge_quoted_value_is_cut_in_the_cause_with_its_path_first() {
+    let mut d = openai_deployment();
+    let long = format!("https://api.openai.com/{}", "a".repeat(200_000));
+    d["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = json!(long);
+    let a = answer(
+        &review("CREATE", deployment_kind(), Some(d)),
+        Webhook::Validate,
+    );
+    assert_eq!(a.outcome(), "deny");
+    let status = a.review.response.status.as_ref().unwrap();
+    let cause = &status.details.as_ref().unwrap().causes[0];
+    assert!(cause.message.len() <= admission::MAX_CAUSE_BYTES);
+    assert!(
+        cause
+            .message
+            .starts_with("spec.template.spec.containers[0].env[OPENAI_BASE_URL]"),
+        "{}",
+        cause.message
+    );
+    assert!(status.message.len() <= admission::MAX_STATUS_MESSAGE_BYTES);
+}
+
+#[test]
+fn a_refusal_quoting_a_huge_kind_is_bounded() {
+    let mut d = openai_deployment();
+    d["kind"] = json!("K".repeat(1_000_000));
+    let a = answer(
+        &review("CREATE", deployment_kind(), Some(d)),
+        Webhook::Validate,
+    );
+    let message = &a.review.response.status.as_ref().unwrap().message;
+    assert!(!a.review.response.allowed);
+    assert!(
+        message.len() <= admission::MAX_STATUS_MESSAGE_BYTES,
+        "{}",
+        message.len()
+    );
+}
+
+#[test]
+fn more_findings_than_the_cap_are_refused_as_too_large_to_judge() {
+    // 200 containers, each with 8 values of OPENAI_BASE_URL (every duplicate is a candidate):
+    // 1,600 endpoints, within the container and env caps.
+    let body = review("CREATE", deployment_kind(), Some(big_deployment(200, 16)));
+    assert_refused(&body, "AI client endpoints");
+}

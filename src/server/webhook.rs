@@ -125,7 +125,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     // body holds no decision slot while it does.
     let connection_reads = request.extensions().get::<ConnectionReads>().cloned();
     let mut unread = request.into_body();
-    let (body, _charge) = {
+    let (body, charge) = {
         // This connection's own streams queue behind each other, holding nothing shared.
         let _connection_read = match connection_reads {
             None => None,
@@ -170,7 +170,9 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     // Then a slot for the decision. An ordinary review is decided in microseconds, so its slots
     // are refused at once when all are taken; a large one waits for its own kind of slot (within
     // the deadline), never taking an ordinary review's.
-    let _permit = if large {
+    // Shared with the blocking tasks: a task abandoned at the deadline keeps running, and keeps
+    // its slot until it ends, so abandoned work cannot pile up beyond the bound.
+    let permit = Arc::new(if large {
         match tokio::time::timeout_at(
             deadline.into(),
             Arc::clone(&state.limits.large_decisions).acquire_owned(),
@@ -185,7 +187,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
             return overloaded(metrics, "too many reviews in flight; retry");
         };
         permit
-    };
+    });
 
     let Some(engine) = state.engine.load() else {
         metrics.reject("not_ready");
@@ -195,7 +197,33 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         );
     };
 
-    let review = match admission::parse(&body) {
+    // Reading a large body into a JSON tree takes milliseconds: off the async workers too.
+    let parsed = if large {
+        let body = body.clone();
+        let permit = Arc::clone(&permit);
+        match tokio::time::timeout_at(
+            deadline.into(),
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                admission::parse(&body)
+            }),
+        )
+        .await
+        {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(join)) => {
+                metrics.reject("panic");
+                tracing::error!(error = %join, "the parse task failed");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed");
+            }
+            Err(_) => return too_late(metrics, webhook, timeout),
+        }
+    } else {
+        admission::parse(&body)
+    };
+    drop(body);
+    drop(charge);
+    let review = match parsed {
         Ok(admission::Parsed::Review(review)) => review,
         Ok(admission::Parsed::Refused(answer)) => {
             return respond(&state, webhook, *answer, started);
@@ -228,7 +256,9 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     let answer = if !large {
         admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
     } else {
+        let permit = Arc::clone(&permit);
         let decided = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
         });
         match tokio::time::timeout_at(deadline.into(), decided).await {
@@ -389,34 +419,54 @@ fn discard_rest(mut body: Body, up_to: u64) {
     });
 }
 
+/// The uid as logged: the API server's are UUIDs; anything longer is cut.
+const LOG_UID_BYTES: usize = 64;
+/// Denied field paths listed in the one log line of a denial; the rest are counted.
+const LOG_VIOLATIONS: usize = 8;
+
+/// One log line per review, bounded whatever the review: the uid and names cut, at most
+/// [`LOG_VIOLATIONS`] denied paths and a count of the rest.
 fn log_answer(webhook: Webhook, answer: &admission::Answer) {
+    use admission::truncate;
     let info = &answer.info;
+    let uid = truncate(&info.uid, LOG_UID_BYTES);
+    let name = truncate(&info.name, 256);
     match (&answer.decision, &answer.unreadable) {
         (_, Some(why)) => tracing::info!(
-            webhook = webhook.as_str(), uid = %info.uid, reason = %why, "unreadable AdmissionReview refused"
+            webhook = webhook.as_str(),
+            uid = %uid,
+            reason = %truncate(why, 1024),
+            "unreadable AdmissionReview refused"
         ),
         (Some(decision), None) if !decision.allowed() && webhook == Webhook::Validate => {
-            for v in decision.denials() {
-                tracing::info!(
-                    webhook = webhook.as_str(),
-                    uid = %info.uid,
-                    namespace = %info.namespace,
-                    kind = %info.kind,
-                    name = %info.name,
-                    operation = %info.operation,
-                    dry_run = info.dry_run,
-                    policy = %v.policy,
-                    path = %v.path,
-                    "denied"
-                );
+            let denials: Vec<_> = decision.denials().collect();
+            let mut paths: Vec<String> = denials
+                .iter()
+                .take(LOG_VIOLATIONS)
+                .map(|v| format!("{}: {}", v.policy, truncate(&v.path, 256)))
+                .collect();
+            if denials.len() > LOG_VIOLATIONS {
+                paths.push(format!("and {} more", denials.len() - LOG_VIOLATIONS));
             }
+            tracing::info!(
+                webhook = webhook.as_str(),
+                uid = %uid,
+                namespace = %info.namespace,
+                kind = %info.kind,
+                name = %name,
+                operation = %info.operation,
+                dry_run = info.dry_run,
+                violations = denials.len(),
+                denied = %paths.join("; "),
+                "denied"
+            );
         }
         (Some(decision), None) => tracing::debug!(
             webhook = webhook.as_str(),
-            uid = %info.uid,
+            uid = %uid,
             namespace = %info.namespace,
             kind = %info.kind,
-            name = %info.name,
+            name = %name,
             operation = %info.operation,
             dry_run = info.dry_run,
             verdict = decision.verdict.as_str(),
