@@ -206,3 +206,178 @@ async fn thousands_of_open_http2_streams_on_one_connection_leave_other_reviews_a
         stream.abort();
     }
 }
+
+/// POSTs `body` to `path` over a fresh HTTP/1.1 connection: (status, answer body).
+async fn post_h1(addr: SocketAddr, ca: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut tls = tls_connect(addr, client_config(ca, &[b"http/1.1"], None))
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {SERVICE_NAME}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.expect("write");
+    tls.write_all(body).await.expect("write");
+    tls.flush().await.expect("flush");
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.expect("read");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, answer[split + 4..].to_vec())
+}
+
+/// A Deployment review of about `bytes` bytes, its size in `containers` containers that each
+/// call api.openai.com.
+fn review_with_containers(uid: &str, containers: usize) -> Vec<u8> {
+    let mut review = deployment_review(uid, "team", Some("https://api.openai.com/v1"));
+    let one = review["request"]["object"]["spec"]["template"]["spec"]["containers"][0].clone();
+    let all: Vec<serde_json::Value> = (0..containers)
+        .map(|i| {
+            let mut c = one.clone();
+            c["name"] = serde_json::json!(format!("c{i}"));
+            c
+        })
+        .collect();
+    review["request"]["object"]["spec"]["template"]["spec"]["containers"] = serde_json::json!(all);
+    serde_json::to_vec(&review).expect("JSON")
+}
+
+/// A review within every cap as costly to read as the caps allow: `managedFields` (which the
+/// API server sends and hostguard does not judge, but must parse) with nearly as many of the
+/// smallest JSON values as hostguard reads, and a string filling the body to `bytes`.
+fn review_with_managed_fields(uid: &str, bytes: usize) -> Vec<u8> {
+    let mut review = deployment_review(uid, "team", Some("https://api.openai.com/v1"));
+    let zeros = vec![0u8; hostguard::admission::MAX_JSON_VALUES - 1000];
+    let fill = "f".repeat(bytes - 2 * zeros.len() - 2048);
+    review["request"]["object"]["metadata"]["managedFields"] =
+        serde_json::json!([{"fieldsV1": zeros, "manager": fill}]);
+    serde_json::to_vec(&review).expect("JSON")
+}
+
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_size_reviews_at_full_concurrency_stay_under_the_memory_limit_and_probes_pass() {
+    let ca = Ca::new("hostguard test CA");
+    let s = standalone(&ca, &[]);
+    // The review: 2.9 MiB of containers, over the caps: refused at a count.
+    let containers = review_with_containers("many-containers", 20_000);
+    // And the costliest review the caps let through: just under the body limit.
+    let managed = review_with_managed_fields("managed", MAX_BODY - 64 * 1024);
+    assert!(containers.len() < MAX_BODY && managed.len() < MAX_BODY);
+    // More at once than the body buffer budget holds (64 MiB: 21 such bodies), plus the probes.
+    let addr = s.server.webhook;
+    let mut attacks = Vec::new();
+    for i in 0..24 {
+        let body = if i % 2 == 0 {
+            containers.clone()
+        } else {
+            managed.clone()
+        };
+        let ca = ca.pem.clone();
+        attacks.push(tokio::spawn(async move {
+            post_h1(addr, &ca, "/validate?timeout=30s", &body).await
+        }));
+    }
+    for _ in 0..3 {
+        let took = probe(addr, &ca.pem).await;
+        assert!(took < PROBE_DEADLINE, "{took:?}");
+        eprintln!("probe during large reviews: {took:?}");
+    }
+    let mut shed = 0;
+    for (i, attack) in attacks.into_iter().enumerate() {
+        let (status, body) = attack.await.expect("joined");
+        if status == 429 {
+            // Shed by the buffer budget: the API server applies failurePolicy.
+            assert!(String::from_utf8_lossy(&body).ends_with("; retry"));
+            shed += 1;
+            continue;
+        }
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let out: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(out["response"]["allowed"], false);
+        let message = out["response"]["status"]["message"].as_str().unwrap_or("");
+        if i % 2 == 0 {
+            assert!(message.contains("too large to judge"), "{message}");
+        } else {
+            assert!(message.contains("api.openai.com"), "{message}");
+        }
+        // The answer is bounded whatever the review.
+        assert!(body.len() < 64 * 1024, "{} bytes", body.len());
+    }
+    let peak = peak_rss_kib(&s);
+    eprintln!("peak RSS {peak} KiB; {shed} of 24 max-size reviews shed with 429");
+    assert!(
+        peak < CHART_MEMORY_LIMIT_KIB,
+        "peak RSS {peak} KiB over the chart's limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_with_a_huge_uid_or_many_violations_writes_one_bounded_log_line() {
+    let ca = Ca::new("hostguard test CA");
+    let s = standalone(&ca, &[]);
+    let addr = s.server.webhook;
+    // 250 containers calling api.openai.com: 250 violations, within the caps.
+    let body = review_with_containers("many-violations", 250);
+    let (status, answer) = post_h1(addr, &ca.pem, "/validate", &body).await;
+    assert_eq!(status, 200);
+    let out: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+    assert_eq!(out["response"]["allowed"], false);
+    let causes = out["response"]["status"]["details"]["causes"]
+        .as_array()
+        .expect("causes");
+    assert_eq!(causes.len(), 33, "32 causes and the count of the rest");
+    assert_eq!(causes[32]["message"], "and 218 more violations");
+
+    // A 100 KiB uid: refused, and logged cut.
+    let mut review = deployment_review("x", "team", Some("https://api.openai.com/v1"));
+    review["request"]["uid"] = serde_json::json!("u".repeat(100 * 1024));
+    let (status, answer) = post_h1(
+        addr,
+        &ca.pem,
+        "/validate",
+        &serde_json::to_vec(&review).expect("JSON"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let out: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+    assert_eq!(out["response"]["allowed"], false);
+
+    let lines = eventually("both reviews logged", Duration::from_secs(10), || {
+        let lines: Vec<_> = s
+            .server
+            .log_lines()
+            .into_iter()
+            .filter(|l| {
+                l["message"] == "denied" || l["message"] == "unreadable AdmissionReview refused"
+            })
+            .collect();
+        (lines.len() >= 2).then_some(lines)
+    });
+    assert_eq!(lines.len(), 2, "one line per review: {lines:?}");
+    assert_eq!(lines[0]["violations"], 250);
+    assert!(
+        lines[0]["denied"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("and 242 more")),
+        "{}",
+        lines[0]
+    );
+    for line in &lines {
+        let text = line.to_string();
+        assert!(text.len() < 4096, "a log line of {} bytes", text.len());
+        assert!(
+            line["uid"].as_str().is_some_and(|u| u.len() <= 64),
+            "{line}"
+        );
+    }
+}

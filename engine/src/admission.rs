@@ -182,6 +182,17 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             e.valid_up_to()
         )));
     }
+    // What a review costs in memory is its number of JSON values (each becomes a node of the
+    // tree the engine reads), not its bytes: 3 MiB of `0,0,0…` is 1.5 million nodes. Counted
+    // before anything is built, without allocating.
+    if let Some(values) = json_values_over(body, MAX_JSON_VALUES) {
+        return Ok(Parsed::Refused(Box::new(too_large(
+            &uid_only(body),
+            format!(
+                "the review holds more than {values} JSON values (objects, arrays, strings, numbers), more than hostguard reads in one review"
+            ),
+        ))));
+    }
     // The fast path parses without tracking the path; only an unreadable body pays for a second
     // pass that names the field at fault.
     let review: ReviewIn = match serde_json::from_slice(body) {
@@ -305,6 +316,98 @@ pub const MAX_WARNINGS: usize = 16;
 pub const MAX_CAUSE_BYTES: usize = 1024;
 /// The longest `status.message`.
 pub const MAX_STATUS_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// The most JSON values (objects, arrays, strings, numbers, booleans, nulls) read in one review.
+/// A Deployment review with `managedFields` from a few managers has thousands; the bound lets
+/// real objects up to the API server's size limits through and keeps the tree of the largest
+/// review allowed to tens of MiB.
+pub const MAX_JSON_VALUES: usize = 200_000;
+
+/// `request.uid` alone, read without building anything else ("" when there is none).
+fn uid_only(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Review {
+        request: Option<Request>,
+    }
+    #[derive(Deserialize)]
+    struct Request {
+        uid: Option<String>,
+    }
+    serde_json::from_slice::<Review>(body)
+        .ok()
+        .and_then(|r| r.request)
+        .and_then(|r| r.uid)
+        .unwrap_or_default()
+}
+
+/// `Some(max)` when `body` holds more than `max` JSON values; None when it holds fewer or is
+/// not JSON (the parse that follows says why).
+fn json_values_over(body: &[u8], max: usize) -> Option<usize> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::Cell;
+    use std::fmt;
+
+    struct Count<'a>(&'a Cell<usize>, usize);
+    impl Count<'_> {
+        fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            if n > self.1 {
+                return Err(E::custom("too many values"));
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.one::<A::Error>()?;
+            // Keys count too: each is a string in the tree.
+            while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                self.one::<A::Error>()?;
+                map.next_value_seed(Count(self.0, self.1))?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.one::<A::Error>()?;
+            while seq.next_element_seed(Count(self.0, self.1))?.is_some() {}
+            Ok(())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.one()
+        }
+    }
+    let count = Cell::new(0);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    // An error is either the bound (the count says so) or bad JSON (the parse will say so).
+    let _ = Count(&count, max).deserialize(&mut de);
+    (count.get() > max).then_some(max)
+}
 
 /// Why an object is too large to judge, if it is: more containers, env entries or arguments
 /// than hostguard judges. Counted on the raw object before the workload view is built, so that

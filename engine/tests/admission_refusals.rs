@@ -385,3 +385,21 @@ fn more_findings_than_the_cap_are_refused_as_too_large_to_judge() {
     let body = review("CREATE", deployment_kind(), Some(big_deployment(200, 16)));
     assert_refused(&body, "AI client endpoints");
 }
+
+#[test]
+fn a_review_with_more_json_values_than_the_cap_is_refused_before_it_is_built() {
+    let mut body = review("CREATE", deployment_kind(), Some(openai_deployment()));
+    body["request"]["object"]["metadata"]["managedFields"] =
+        json!([{"fieldsV1": vec![0u8; admission::MAX_JSON_VALUES]}]);
+    assert_refused(&body, "JSON values");
+    // The uid is still echoed, so that the API server reads the refusal as this review's.
+    let a = answer(&body, Webhook::Validate);
+    assert_eq!(
+        a.review.response.uid,
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    // Below the cap the same object is judged.
+    body["request"]["object"]["metadata"]["managedFields"] =
+        json!([{"fieldsV1": vec![0u8; admission::MAX_JSON_VALUES / 2]}]);
+    assert_eq!(answer(&body, Webhook::Validate).outcome(), "deny");
+}
