@@ -381,3 +381,128 @@ async fn a_review_with_a_huge_uid_or_many_violations_writes_one_bounded_log_line
         );
     }
 }
+
+/// Reads until the server closes the connection (EOF or an error); returns how long it took.
+/// Fails past `within`.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(mut s: S, within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .expect("the server closes the connection in time");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_nothing_or_only_pings_are_closed() {
+    let ca = Ca::new("hostguard test CA");
+    let s = standalone(
+        &ca,
+        &["--first-request-timeout", "1s", "--idle-timeout", "2s"],
+    );
+    let addr = s.server.webhook;
+    // TLS, then nothing: closed after the first-request timeout (HTTP/1.1 and h2 offered).
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let tls = tls_connect(addr, client_config(&ca.pem, &[alpn], None))
+            .await
+            .expect("TLS");
+        let took = closed_by_server(tls, Duration::from_secs(10)).await;
+        assert!(
+            took >= Duration::from_millis(900),
+            "closed too early: {took:?}"
+        );
+    }
+
+    // The HTTP/2 preface, then only PINGs, which the server answers: still closed.
+    async fn pinging(addr: SocketAddr, ca: &str, request_first: bool) -> Duration {
+        let tls = tls_connect(addr, client_config(ca, &[b"h2"], None))
+            .await
+            .expect("TLS");
+        let (client, mut connection) = h2::client::handshake(tls).await.expect("h2");
+        let mut ping = connection.ping_pong().expect("ping handle");
+        let started = Instant::now();
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        if request_first {
+            let mut client = client.clone().ready().await.expect("ready");
+            let request = http::Request::post(format!("https://{SERVICE_NAME}/validate"))
+                .body(())
+                .expect("request");
+            let (response, mut stream) = client.send_request(request, false).expect("stream");
+            stream
+                .send_data(Bytes::from_static(b"{}"), true)
+                .expect("send");
+            let _ = response.await.expect("answered");
+        }
+        let pings = async {
+            loop {
+                if ping.ping(h2::Ping::opaque()).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(45), async {
+            tokio::select! {
+                _ = pings => {}
+                _ = driver => {}
+            }
+        })
+        .await
+        .expect("the server ends a connection that only PINGs");
+        drop(client);
+        started.elapsed()
+    }
+    let took = pinging(addr, &ca.pem, false).await;
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    let took = pinging(addr, &ca.pem, true).await;
+    assert!(
+        took >= Duration::from_secs(2),
+        "closed before the idle timeout: {took:?}"
+    );
+    // And the server still answers.
+    probe(addr, &ca.pem).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_caps_connections_and_times_out_silent_ones() {
+    let ca = Ca::new("hostguard test CA");
+    let s = standalone(&ca, &["--admin-max-connections", "4"]);
+    let admin = s.server.admin;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(admin)
+                .await
+                .expect("connects"),
+        );
+    }
+    // The cap is reached: the next one is closed at once, with nothing served.
+    eventually(
+        "the fifth connection to be refused",
+        Duration::from_secs(10),
+        || {
+            let mut c = std::net::TcpStream::connect(admin).ok()?;
+            c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            let mut buf = [0u8; 16];
+            matches!(std::io::Read::read(&mut c, &mut buf), Ok(0) | Err(_)).then_some(())
+        },
+    );
+    // The silent ones are closed after the header timeout (5 s) ...
+    for c in held {
+        closed_by_server(c, Duration::from_secs(15)).await;
+    }
+    // ... and the port serves again.
+    let (code, _) = eventually("/livez to answer", Duration::from_secs(10), || {
+        common::admin_get(admin, "/livez")
+    });
+    assert_eq!(code, 200);
+}

@@ -105,6 +105,18 @@ pub struct ServeArgs {
     /// The API server's client opens another connection when it needs more.
     #[arg(long, env = "HOSTGUARD_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub http2_max_concurrent_streams: u32,
+    /// How long a webhook connection may stay open after its TLS handshake without sending a
+    /// request (nothing at all, or only the HTTP/2 preface and PINGs).
+    #[arg(long, env = "HOSTGUARD_FIRST_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub first_request_timeout: Duration,
+    /// How long a webhook connection may stay open with no request in flight; keep-alive PINGs
+    /// do not count. Longer than the API server's own idle timeout (Go's 90s), so that it is
+    /// the client that closes idle connections, not a race with its next request.
+    #[arg(long, env = "HOSTGUARD_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Connections the admin port serves at once; more are closed at once.
+    #[arg(long, env = "HOSTGUARD_ADMIN_MAX_CONNECTIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_connections: u32,
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
 }
@@ -253,13 +265,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The admin server outlives the drain: /readyz must keep answering "not ready" while
     // in-flight reviews finish, so that the endpoint is taken out of the Service.
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin_max_connections = args.admin_max_connections as usize;
     let admin = tokio::spawn(async move {
         let stop = async move {
             let _ = admin_stop_rx.await;
         };
-        axum::serve(admin_listener, admin_router)
-            .with_graceful_shutdown(stop)
-            .await
+        admin::serve(admin_listener, admin_router, admin_max_connections, stop).await
     });
 
     // Certificates keep reloading through the drain: it lasts the drain delay plus the grace,
@@ -288,6 +299,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let connections = listener::ConnectionLimits {
         http2_max_concurrent_streams: args.http2_max_concurrent_streams,
         body_reads: args.max_body_reads_per_connection as usize,
+        first_request_timeout: args.first_request_timeout,
+        idle_timeout: args.idle_timeout,
     };
     let drained = listener::serve_tls(
         webhook_listener,
@@ -303,10 +316,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = cert_stop_tx.send(());
     let _ = admin_stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(2), admin).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server ended with an error"),
+    match tokio::time::timeout(Duration::from_secs(4), admin).await {
         Ok(Err(e)) => tracing::warn!(error = %e, "admin server task failed"),
-        _ => {}
+        Err(_) => tracing::warn!("admin server did not stop in time"),
+        Ok(Ok(())) => {}
     }
     if let Some(cluster) = cluster {
         cluster.stop().await;
