@@ -7,7 +7,8 @@
 //! a reset stream: see [`discard_rest`]); a body that is not JSON gets 400; an unreadable review gets 200 with `allowed: false`; when the server
 //! cannot decide (no policy snapshot, deadline passed) it answers 500 so that the webhook's
 //! `failurePolicy` applies; excess load is shed at once with 429 instead of queueing past the
-//! API server's deadline.
+//! API server's deadline. The body is read before a decision slot is taken, each stage with its
+//! own bounds (see `limits`), and a large review is parsed and decided on the blocking pool.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -304,6 +304,13 @@ def check_deployment(c, deployment, values, name, sa_name):
         ("http2-max-concurrent-streams", "http2MaxConcurrentStreams"),
     ]:
         c.equal(f.get(flag), str(server["limits"][key]), f"--{flag}")
+    for flag, key in [
+        ("first-request-timeout", "firstRequestTimeoutSeconds"),
+        ("idle-timeout", "idleTimeoutSeconds"),
+    ]:
+        c.equal(f.get(flag), f"{server['limits'][key]}s", f"--{flag}")
+    c.equal(f.get("admin-max-connections"), str(server["limits"]["adminMaxConnections"]),
+            "--admin-max-connections")
     c.equal(f.get("audit-interval"), server["auditInterval"], "--audit-interval")
     c.equal(f.get("lease-name"), values["leaderElection"]["leaseName"] or f"{name}-leader", "--lease-name")
     c.equal(f.get("cluster-provider"), server["clusterProvider"] or None, "--cluster-provider only when set")
