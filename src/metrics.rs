@@ -124,7 +124,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         registry.register(
             "admission_in_flight",
-            "Reviews being decided now",
+            "Review requests being read or decided now",
             in_flight.clone(),
         );
         let cert_expiry = Gauge::<f64, AtomicU64>::default();

@@ -11,16 +11,31 @@ use base64::Engine as _;
 use hostguard::api::ClusterProvider;
 use hostguard::metrics::Metrics;
 use hostguard::policy::PolicySet;
+use hostguard::server::limits::{LimitSizes, Limits};
 use hostguard::server::webhook::{MAX_BODY_BYTES, WebhookState, router};
 use hostguard::snapshot::Snapshot;
 use hostguard::state::SharedState;
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 fn app_with(provider: ClusterProvider, permits: usize, loaded: bool) -> (Router, Arc<Metrics>) {
+    app_with_limits(
+        provider,
+        LimitSizes {
+            decisions: permits,
+            ..LimitSizes::default()
+        },
+        loaded,
+    )
+}
+
+fn app_with_limits(
+    provider: ClusterProvider,
+    sizes: LimitSizes,
+    loaded: bool,
+) -> (Router, Arc<Metrics>) {
     let engine = SharedState::new();
     if loaded {
         engine.publish(PolicySet::builtin(), Snapshot::offline(provider));
@@ -29,7 +44,7 @@ fn app_with(provider: ClusterProvider, permits: usize, loaded: bool) -> (Router,
     let state = WebhookState {
         engine,
         metrics: Arc::clone(&metrics),
-        limiter: Arc::new(Semaphore::new(permits)),
+        limits: Limits::new(sizes),
         prefetch: None,
     };
     (router(state), metrics)
@@ -355,4 +370,115 @@ async fn invalid_utf8_anywhere_in_the_body_is_not_json() {
     body[at + 1] = 0x9c;
     let (status, _) = post(app(), "/validate", body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A body fed by the test: chunks sent on the returned sender; the body ends when it is dropped.
+fn fed_body() -> (tokio::sync::mpsc::Sender<Vec<u8>>, Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(axum::body::Bytes::from(
+                chunk,
+            ))),
+            rx,
+        ))
+    });
+    (tx, Body::new(http_body_util::StreamBody::new(stream)))
+}
+
+/// Starts a review whose body stays open, and returns once the handler has read its first
+/// chunk (so it holds whatever reading a body holds), with the sender that finishes it.
+async fn trickling_review(
+    app: Router,
+    first: Vec<u8>,
+) -> (
+    tokio::sync::mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<(StatusCode, Vec<u8>)>,
+) {
+    let (tx, body) = fed_body();
+    let answer = tokio::spawn(post(app, "/validate?timeout=30s", body));
+    tx.send(first).await.expect("the handler reads");
+    // The channel holds one chunk: this returns once the handler has taken the first.
+    let permit = tx.reserve().await.expect("the handler reads");
+    drop(permit);
+    (tx, answer)
+}
+
+#[tokio::test]
+async fn a_body_being_read_holds_no_decision_slot() {
+    let sizes = LimitSizes {
+        decisions: 1,
+        ..LimitSizes::default()
+    };
+    let (app, _) = app_with_limits(ClusterProvider::Azure, sizes, true);
+    let body = fixture("deployment-denied.json");
+    let (half, rest) = body.split_at(body.len() / 2);
+    let (tx, slow) = trickling_review(app.clone(), half.to_vec()).await;
+    // The only decision slot is free while the first body trickles in.
+    let out = review(app.clone(), "/validate", fixture("deployment-denied.json")).await;
+    assert_eq!(out["response"]["allowed"], false);
+    tx.send(rest.to_vec()).await.expect("send");
+    drop(tx);
+    let (status, _) = slow.await.expect("joined");
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn body_reads_beyond_the_bound_are_refused_with_429_at_once() {
+    let sizes = LimitSizes {
+        body_reads: 1,
+        ..LimitSizes::default()
+    };
+    let (app, metrics) = app_with_limits(ClusterProvider::Azure, sizes, true);
+    let (tx, slow) = trickling_review(app.clone(), b"{".to_vec()).await;
+    let (status, text) = post(app.clone(), "/validate", fixture("deployment-denied.json")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        "too many request bodies are being read; retry"
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains("hostguard_admission_rejected_bodies_total{reason=\"overloaded\"} 1")
+    );
+    drop(tx);
+    let (status, _) = slow.await.expect("joined");
+    // "{" alone is not JSON.
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The slot is back.
+    let out = review(app, "/validate", fixture("deployment-denied.json")).await;
+    assert_eq!(out["response"]["allowed"], false);
+}
+
+#[tokio::test]
+async fn large_bodies_share_a_buffer_budget_that_ordinary_reviews_never_wait_on() {
+    let sizes = LimitSizes {
+        body_bytes: 1024 * 1024,
+        ..LimitSizes::default()
+    };
+    let (app, metrics) = app_with_limits(ClusterProvider::Azure, sizes, true);
+    // 700 KiB buffered: 636 KiB charged beyond the free 64 KiB.
+    let (tx, slow) = trickling_review(app.clone(), vec![b' '; 700 * 1024]).await;
+    // A second body of the same size needs another 636 KiB: over the 1 MiB budget.
+    let (status, text) = post(app.clone(), "/validate", vec![b' '; 700 * 1024]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        "too many large request bodies are buffered at once; retry"
+    );
+    assert!(metrics.encode().contains("reason=\"overloaded\"} 1"));
+    // An ordinary review fits in its free bytes.
+    let out = review(app.clone(), "/validate", fixture("deployment-denied.json")).await;
+    assert_eq!(out["response"]["allowed"], false);
+    drop(tx);
+    let _ = slow.await.expect("joined");
+    // Once the first is answered its bytes are back.
+    let (status, _) = post(app, "/validate", vec![b' '; 700 * 1024]).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "blank is not JSON, but it was read"
+    );
 }

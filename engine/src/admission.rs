@@ -182,6 +182,17 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             e.valid_up_to()
         )));
     }
+    // What a review costs in memory is its number of JSON values (each becomes a node of the
+    // tree the engine reads), not its bytes: 3 MiB of `0,0,0…` is 1.5 million nodes. Counted
+    // before anything is built, without allocating.
+    if let Some(values) = json_values_over(body, MAX_JSON_VALUES) {
+        return Ok(Parsed::Refused(Box::new(too_large(
+            &uid_only(body),
+            format!(
+                "the review holds more than {values} JSON values (objects, arrays, strings, numbers), more than hostguard reads in one review"
+            ),
+        ))));
+    }
     // The fast path parses without tracking the path; only an unreadable body pays for a second
     // pass that names the field at fault.
     let review: ReviewIn = match serde_json::from_slice(body) {
@@ -221,9 +232,23 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             ),
         ));
     }
-    let Some(request) = review.request else {
+    if let Some(message) = miscased_field(body) {
+        let uid = review.request.as_ref().map_or("", |r| r.uid.as_str());
+        return Ok(refused(uid, message));
+    }
+    let Some(mut request) = review.request else {
         return Ok(refused("", "the AdmissionReview has no request".into()));
     };
+    if request.uid.len() > MAX_UID_BYTES {
+        return Ok(refused(
+            &request.uid,
+            format!(
+                "request.uid: is {} bytes long; the API server's uids are UUIDs (hostguard reads at most {MAX_UID_BYTES} bytes)",
+                request.uid.len()
+            ),
+        ));
+    }
+
     let operation = match request.operation.as_str() {
         "CREATE" => Operation::Create,
         "UPDATE" => Operation::Update,
@@ -236,6 +261,14 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             ));
         }
     };
+    if matches!(operation, Operation::Create | Operation::Update) {
+        if let Err(message) = check_objects(&mut request, operation) {
+            return Ok(refused(&request.uid, message));
+        }
+        if let Some(message) = request.object.as_ref().and_then(too_large_to_judge) {
+            return Ok(Parsed::Refused(Box::new(too_large(&request.uid, message))));
+        }
+    }
     let info = RequestInfo {
         uid: request.uid.clone(),
         kind: request.kind.kind.clone(),
@@ -264,6 +297,394 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     })))
 }
 
+/// The most containers (of every kind, in all) judged in one object. Kubernetes sets no such
+/// limit, but a pod with hundreds of containers is not a workload anyone runs; the cap keeps the
+/// cost of a review proportional to what a real one needs.
+pub const MAX_CONTAINERS: usize = 256;
+/// The most `env` and `envFrom` entries judged in one object, over all its containers.
+pub const MAX_ENV_ENTRIES: usize = 8192;
+/// The most `command` and `args` entries judged in one object, over all its containers.
+pub const MAX_ARGS: usize = 8192;
+/// The most findings (endpoints of AI clients) judged in one object.
+pub const MAX_FINDINGS: usize = 1024;
+/// Denial causes listed one by one in a response; the rest are counted in one last cause.
+pub const MAX_CAUSES: usize = 32;
+/// Warnings sent one by one; the rest are counted in one last warning. (The API server keeps at
+/// most 4 KiB of warnings in all anyway.)
+pub const MAX_WARNINGS: usize = 16;
+/// The longest cause message; a longer one (a huge quoted value) is cut, its field path first.
+pub const MAX_CAUSE_BYTES: usize = 1024;
+/// The longest `status.message`.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// The most JSON values (objects, arrays, strings, numbers, booleans, nulls) read in one review.
+/// A Deployment review with `managedFields` from a few managers has thousands; the bound lets
+/// real objects up to the API server's size limits through and keeps the tree of the largest
+/// review allowed to tens of MiB.
+pub const MAX_JSON_VALUES: usize = 200_000;
+
+/// `request.uid` alone, read without building anything else ("" when there is none).
+fn uid_only(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Review {
+        request: Option<Request>,
+    }
+    #[derive(Deserialize)]
+    struct Request {
+        uid: Option<String>,
+    }
+    serde_json::from_slice::<Review>(body)
+        .ok()
+        .and_then(|r| r.request)
+        .and_then(|r| r.uid)
+        .unwrap_or_default()
+}
+
+/// `Some(max)` when `body` holds more than `max` JSON values; None when it holds fewer or is
+/// not JSON (the parse that follows says why).
+fn json_values_over(body: &[u8], max: usize) -> Option<usize> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::Cell;
+    use std::fmt;
+
+    struct Count<'a>(&'a Cell<usize>, usize);
+    impl Count<'_> {
+        fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            if n > self.1 {
+                return Err(E::custom("too many values"));
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.one::<A::Error>()?;
+            // Keys count too: each is a string in the tree.
+            while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                self.one::<A::Error>()?;
+                map.next_value_seed(Count(self.0, self.1))?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.one::<A::Error>()?;
+            while seq.next_element_seed(Count(self.0, self.1))?.is_some() {}
+            Ok(())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.one()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.one()
+        }
+    }
+    let count = Cell::new(0);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    // An error is either the bound (the count says so) or bad JSON (the parse will say so).
+    let _ = Count(&count, max).deserialize(&mut de);
+    (count.get() > max).then_some(max)
+}
+
+/// Why an object is too large to judge, if it is: more containers, env entries or arguments
+/// than hostguard judges. Counted on the raw object before the workload view is built, so that
+/// a review with 100,000 containers costs a count, not a decision.
+fn too_large_to_judge(object: &Value) -> Option<String> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let kind = crate::workload::WorkloadKind::from_type(api_version, kind)?;
+    let template = crate::workload::template_value(kind, object)?;
+    let (spec, spec_path) = if kind == crate::workload::WorkloadKind::Pod {
+        (template, "spec".to_string())
+    } else {
+        let path = match kind {
+            crate::workload::WorkloadKind::CronJob => "spec.jobTemplate.spec.template.spec",
+            _ => "spec.template.spec",
+        };
+        (template.get("spec")?, path.to_string())
+    };
+    let items = |v: &Value, key: &str| -> usize {
+        v.get(key).and_then(Value::as_array).map_or(0, Vec::len)
+    };
+    let mut containers = 0;
+    let mut env = 0;
+    let mut args = 0;
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            containers += 1;
+            env += items(c, "env") + items(c, "envFrom");
+            args += items(c, "command") + items(c, "args");
+        }
+    }
+    let over = |what: &str, n: usize, max: usize| {
+        (n > max).then(|| {
+            format!(
+                "{spec_path} has {n} {what}, more than the {max} hostguard judges in one object"
+            )
+        })
+    };
+    over("containers", containers, MAX_CONTAINERS)
+        .or_else(|| over("env and envFrom entries", env, MAX_ENV_ENTRIES))
+        .or_else(|| over("command and args entries", args, MAX_ARGS))
+}
+
+/// A review refused because its object is too large to judge: never admitted, whatever it is.
+fn too_large(uid: &str, message: String) -> Answer {
+    let mut answer = refusal(uid, message.clone());
+    if let Some(status) = answer.review.response.status.as_mut() {
+        status.code = 413;
+        status.reason = "RequestEntityTooLarge".into();
+        status.message =
+            format!("hostguard refuses to admit an object too large to judge: {message}");
+    }
+    answer
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, with a mark when cut.
+pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}...", &text[..end]))
+}
+
+/// The longest `request.uid` read. The API server's uids are UUIDs (36 bytes); a longer one
+/// comes from a client that is not the API server, and is refused rather than copied into every
+/// log line and metric.
+pub const MAX_UID_BYTES: usize = 128;
+
+/// CREATE and UPDATE must carry the object they are about, and the object must be of the type
+/// `request.kind` names: hostguard judges what the API server will store, never less.
+///
+/// The API server builds the review from the versioned object it is admitting
+/// (`CreateV1AdmissionReview` in k8s.io/apiserver: `kind` is the versioned kind, `object` the
+/// object converted to it), so the two always agree and `object` is only null for DELETE and
+/// CONNECT. A review where they disagree was not written by the API server, or is read wrong:
+/// either way judging the object by its own type field could skip a Deployment dressed as a
+/// ConfigMap, so it is refused. An object without `apiVersion`/`kind` (encoders may leave
+/// TypeMeta empty) is read as `request.kind` says.
+fn check_objects(request: &mut RequestIn, operation: Operation) -> Result<(), String> {
+    let gvk = &request.kind;
+    if gvk.kind.is_empty() || gvk.version.is_empty() {
+        return Err(format!(
+            "request.kind: {:?} does not name a kind and version; hostguard cannot tell what the object is",
+            gvk_string(gvk)
+        ));
+    }
+    let Some(object) = request.object.as_mut() else {
+        return Err(format!(
+            "request.object: a {} review must carry the object (it is missing or null), so there is nothing to judge",
+            operation.as_str()
+        ));
+    };
+    reconcile_type(object, gvk, "request.object")?;
+    if let Some(old) = request.old_object.as_mut() {
+        reconcile_type(old, gvk, "request.oldObject")?;
+    }
+    Ok(())
+}
+
+/// `group/version` as written in `apiVersion` (the core group has no prefix).
+fn api_version_of(gvk: &GroupVersionKind) -> String {
+    if gvk.group.is_empty() {
+        gvk.version.clone()
+    } else {
+        format!("{}/{}", gvk.group, gvk.version)
+    }
+}
+
+fn gvk_string(gvk: &GroupVersionKind) -> String {
+    format!("{} {}", api_version_of(gvk), gvk.kind)
+}
+
+/// Fills a missing `apiVersion`/`kind` from `request.kind`, and refuses an object whose own
+/// type fields say something else.
+fn reconcile_type(object: &mut Value, gvk: &GroupVersionKind, field: &str) -> Result<(), String> {
+    let Some(map) = object.as_object_mut() else {
+        return Err(format!("{field}: is not a JSON object"));
+    };
+    let expected = [
+        ("apiVersion", api_version_of(gvk)),
+        ("kind", gvk.kind.clone()),
+    ];
+    for (key, want) in expected {
+        match map.get(key) {
+            None | Some(Value::Null) => {
+                map.insert(key.to_string(), Value::String(want));
+            }
+            Some(Value::String(s)) if s.is_empty() => {
+                map.insert(key.to_string(), Value::String(want));
+            }
+            Some(Value::String(s)) if *s == want => {}
+            Some(other) => {
+                return Err(format!(
+                    "{field}.{key}: {other} disagrees with request.kind ({}); hostguard judges an object only as the type the API server admits it as",
+                    gvk_string(gvk)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fields of `admission.k8s.io/v1` AdmissionReview and AdmissionRequest, as the API server
+/// writes them.
+const REVIEW_FIELDS: &[&str] = &["apiVersion", "kind", "request", "response"];
+const REQUEST_FIELDS: &[&str] = &[
+    "uid",
+    "kind",
+    "resource",
+    "subResource",
+    "requestKind",
+    "requestResource",
+    "requestSubResource",
+    "name",
+    "namespace",
+    "operation",
+    "userInfo",
+    "object",
+    "oldObject",
+    "dryRun",
+    "options",
+];
+
+/// A review field spelled with other letter case than the API server's, e.g. `Object`.
+///
+/// The API server decodes with sigs.k8s.io/json (`UnmarshalCaseSensitivePreserveInts`, used by
+/// k8s.io/apimachinery's JSON serializer), which matches object keys case-sensitively, as serde
+/// does here; Go's `encoding/json` would instead match `Object` to `object` (its `EqualFold`).
+/// The API server never writes such a key, so a review that has one was written by something
+/// else for a decoder that might read it: refused, rather than judged without the field. Only
+/// the envelope (review and request) is checked: the object inside is the API server's own
+/// serialisation of a typed object.
+fn miscased_field(body: &[u8]) -> Option<String> {
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    /// Collects `path: key` for every miscased key at one level, descending into `request`.
+    struct Keys {
+        known: &'static [&'static str],
+        path: &'static str,
+        nested: bool,
+    }
+    impl<'de> serde::de::DeserializeSeed<'de> for Keys {
+        type Value = Option<String>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if self.nested && key == "request" {
+                    let inner = Keys {
+                        known: REQUEST_FIELDS,
+                        path: "request.",
+                        nested: false,
+                    };
+                    let miscased = map.next_value_seed(inner)?;
+                    found = found.or(miscased);
+                    continue;
+                }
+                map.next_value::<IgnoredAny>()?;
+                if found.is_none()
+                    && !self.known.contains(&key.as_str())
+                    && let Some(field) = self.known.iter().find(|k| folds_to(&key, k))
+                {
+                    found = Some(format!(
+                        "{}{key:?}: field names are case-sensitive and the API server writes {}{field}; refusing a review that a case-insensitive decoder would read differently",
+                        self.path, self.path
+                    ));
+                }
+            }
+            Ok(found)
+        }
+        // Anything else at this level is the main parse's business.
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    let seed = Keys {
+        known: REVIEW_FIELDS,
+        path: "",
+        nested: true,
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(seed, &mut de)
+        .ok()
+        .flatten()
+}
+
+/// Whether `key` equals `field` under Go's `strings.EqualFold` (simple Unicode case folding):
+/// besides ASCII case, the Kelvin sign folds to `k` and the long s to `s`.
+fn folds_to(key: &str, field: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{212A}' => 'k',
+        '\u{017F}' => 's',
+        c => c.to_ascii_lowercase(),
+    };
+    key.chars().map(fold).eq(field.chars().map(fold))
+}
+
 /// Decides on a review that was read. Pure: the same review, policies and snapshot give the
 /// same response.
 pub fn decide(
@@ -283,6 +704,17 @@ pub fn decide(
         policies,
         snapshot,
     );
+    if decision.findings.len() > MAX_FINDINGS {
+        let mut answer = too_large(
+            &request.uid,
+            format!(
+                "the object has {} AI client endpoints, more than the {MAX_FINDINGS} hostguard judges in one object",
+                decision.findings.len()
+            ),
+        );
+        answer.info = review.info.clone();
+        return answer;
+    }
     let response = match webhook {
         Webhook::Validate => validate_response(&request.uid, &review.info, &decision),
         Webhook::Mutate => mutate_response(&request.uid, &decision),
@@ -317,6 +749,8 @@ fn refused(uid: &str, message: String) -> Parsed {
 }
 
 fn refusal(uid: &str, message: String) -> Answer {
+    // What the body quotes back (a kind, a key) is the client's: bounded like any message.
+    let message = truncate(&message, MAX_STATUS_MESSAGE_BYTES - 64).into_owned();
     let response = ResponseOut {
         uid: uid.to_string(),
         allowed: false,
@@ -370,24 +804,46 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
             ("", name) => format!("{} {name}", info.kind),
             (ns, name) => format!("{} {ns}/{name}", info.kind),
         };
-        let joined: Vec<&str> = denials.iter().map(|v| v.message.as_str()).collect();
+        // Bounded whatever the object: the first causes one by one, each cut to a size that
+        // keeps its field path and value readable, then a count of the rest.
+        let shown = &denials[..denials.len().min(MAX_CAUSES)];
+        let rest = denials.len() - shown.len();
+        let mut causes: Vec<StatusCause> = shown
+            .iter()
+            .map(|v| StatusCause {
+                reason: "FieldValueForbidden".into(),
+                message: truncate(&v.message, MAX_CAUSE_BYTES).into_owned(),
+                field: truncate(&v.path, MAX_CAUSE_BYTES).into_owned(),
+            })
+            .collect();
+        let mut joined: Vec<&str> = causes.iter().map(|c| c.message.as_str()).collect();
+        let more = format!("and {rest} more violations");
+        if rest > 0 {
+            joined.push(&more);
+        }
+        let message = format!(
+            "hostguard denied {}: {}",
+            truncate(&what, MAX_CAUSE_BYTES),
+            joined.join("; ")
+        );
+        let message = truncate(&message, MAX_STATUS_MESSAGE_BYTES).into_owned();
+        if rest > 0 {
+            causes.push(StatusCause {
+                reason: "FieldValueForbidden".into(),
+                message: more.clone(),
+                field: String::new(),
+            });
+        }
         Status {
             status: Some(StatusSummary::Failure),
             code: 403,
-            message: format!("hostguard denied {what}: {}", joined.join("; ")),
+            message,
             reason: "Forbidden".into(),
             metadata: None,
             details: Some(StatusDetails {
-                name: info.name.clone(),
+                name: truncate(&info.name, MAX_CAUSE_BYTES).into_owned(),
                 kind: info.kind.clone(),
-                causes: denials
-                    .iter()
-                    .map(|v| StatusCause {
-                        reason: "FieldValueForbidden".into(),
-                        message: v.message.clone(),
-                        field: v.path.clone(),
-                    })
-                    .collect(),
+                causes,
                 group: String::new(),
                 uid: String::new(),
                 retry_after_seconds: 0,
@@ -400,9 +856,25 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
         status,
         patch_type: None,
         patch: None,
-        warnings: decision.warnings.clone(),
+        warnings: bounded_warnings(&decision.warnings),
         audit_annotations: audit_annotations(decision),
     }
+}
+
+/// The first [`MAX_WARNINGS`] warnings, each cut to [`MAX_CAUSE_BYTES`], and a count of the rest.
+fn bounded_warnings(warnings: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = warnings
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|w| truncate(w, MAX_CAUSE_BYTES).into_owned())
+        .collect();
+    if warnings.len() > MAX_WARNINGS {
+        out.push(format!(
+            "hostguard: and {} more warnings",
+            warnings.len() - MAX_WARNINGS
+        ));
+    }
+    out
 }
 
 fn mutate_response(uid: &str, decision: &Decision) -> ResponseOut {

@@ -42,10 +42,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::limits::ConnectionReads;
 use super::shutdown::Drain;
 use super::tls::WebhookTls;
 
@@ -71,6 +72,24 @@ pub enum Drained {
 
 type Builder = auto::Builder<TokioExecutor>;
 
+/// What one connection may hold (see `limits`), and how long it may stay open doing nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub http2_max_concurrent_streams: u32,
+    /// Request bodies being read at once on one connection.
+    pub body_reads: usize,
+    /// From the end of the TLS handshake to the first request: a client that connects and
+    /// sends nothing, or only the HTTP/2 preface and PINGs, is closed after this.
+    pub first_request_timeout: Duration,
+    /// With no request in flight for this long, the connection is closed (HTTP/2: GOAWAY).
+    /// Only requests count as activity: keep-alive PINGs do not keep a connection open.
+    pub idle_timeout: Duration,
+}
+
+/// How long a connection told to go (idle, or shutting down) may take to finish what it has in
+/// flight before it is dropped: the longest review deadline, so no answer is cut off.
+const LINGER: Duration = Duration::from_secs(30);
+
 /// Serves `router` over TLS on `listener` until `shutdown` turns true, then drains as the module
 /// documentation says and returns how the drain ended.
 pub async fn serve_tls(
@@ -79,6 +98,7 @@ pub async fn serve_tls(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     drain: Drain,
+    limits: ConnectionLimits,
 ) -> Drained {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -89,7 +109,7 @@ pub async fn serve_tls(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     // Every connection task holds a receiver; `closed()` on the sender tells when all are done.
@@ -129,6 +149,8 @@ pub async fn serve_tls(
             builder: Arc::clone(&builder),
             router: router.clone(),
             phase: phase.subscribe(),
+            reads: ConnectionReads(Arc::new(Semaphore::new(limits.body_reads))),
+            limits,
         };
         tokio::spawn(connection.serve(tcp, peer));
     }
@@ -146,12 +168,21 @@ pub async fn serve_tls(
     }
 }
 
+/// Requests on one connection.
+#[derive(Debug, Clone, Copy, Default)]
+struct Activity {
+    in_flight: usize,
+    started: u64,
+}
+
 /// One accepted connection and what it needs.
 struct Connection {
     tls: Arc<rustls::ServerConfig>,
     builder: Arc<Builder>,
     router: Router,
     phase: watch::Receiver<Phase>,
+    reads: ConnectionReads,
+    limits: ConnectionLimits,
 }
 
 impl Connection {
@@ -172,8 +203,15 @@ impl Connection {
             }
         };
         let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let service =
-            TowerToHyperService::new(close_when_draining(self.router, self.phase.clone()));
+        // Requests in flight on this connection, and started in all: what counts as activity.
+        let (active_tx, mut active) = watch::channel(Activity::default());
+        let active_tx = Arc::new(active_tx);
+        let service = TowerToHyperService::new(close_when_draining(
+            self.router,
+            self.phase.clone(),
+            self.reads,
+            active_tx,
+        ));
         let conn = self.builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(conn);
         // A connection accepted while draining is served until the listener closes: asking it
@@ -183,12 +221,47 @@ impl Connection {
             conn.as_mut().graceful_shutdown();
             told = true;
         }
+        // Idle since when, and for how long it may be: the first request gets the first-request
+        // timeout, later idle spells the idle timeout.
+        let mut idle_since = Some(tokio::time::Instant::now());
+        let mut idle_limit = self.limits.first_request_timeout;
+        // Once told to go, the connection has LINGER to finish, then it is dropped: a client
+        // that ignores GOAWAY or never acknowledges its PING does not keep it open.
+        let mut linger_until: Option<tokio::time::Instant> =
+            told.then(|| tokio::time::Instant::now() + LINGER);
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
+                    return;
+                }
+                changed = active.changed() => {
+                    if changed.is_ok() {
+                        // A watch shows only the latest value: a request that came and went
+                        // between two looks still shows in `started`.
+                        let now = *active.borrow_and_update();
+                        if now.started > 0 {
+                            idle_limit = self.limits.idle_timeout;
+                        }
+                        if now.in_flight == 0 {
+                            idle_since = Some(tokio::time::Instant::now());
+                        } else {
+                            idle_since = None;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_since.map_or_else(tokio::time::Instant::now, |t| t + idle_limit)),
+                    if idle_since.is_some() && !told => {
+                    tracing::debug!(%peer, idle_seconds = idle_limit.as_secs_f64(), "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    told = true;
+                    linger_until = Some(tokio::time::Instant::now() + LINGER);
+                }
+                _ = tokio::time::sleep_until(linger_until.unwrap_or_else(tokio::time::Instant::now)),
+                    if linger_until.is_some() => {
+                    tracing::debug!(%peer, "dropping a connection that did not finish after being told to go");
                     return;
                 }
                 changed = self.phase.changed(), if !told => {
@@ -200,6 +273,7 @@ impl Connection {
                     if phase == Phase::Closing || (phase == Phase::Draining && http2) {
                         conn.as_mut().graceful_shutdown();
                         told = true;
+                        // The drain has its own grace for what is in flight.
                     }
                 }
             }
@@ -208,10 +282,13 @@ impl Connection {
 }
 
 /// The router, with `Connection: close` on every HTTP/1.x answer sent once the drain has
-/// started, so that the client opens its next connection through the Service.
+/// started, so that the client opens its next connection through the Service, and the
+/// connection's body-read bound in every request's extensions.
 fn close_when_draining(
     router: Router,
     phase: watch::Receiver<Phase>,
+    reads: ConnectionReads,
+    active: Arc<watch::Sender<Activity>>,
 ) -> impl tower::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -219,11 +296,25 @@ fn close_when_draining(
     Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
 > + Clone
 + Send {
-    tower::service_fn(move |request: Request<Incoming>| {
+    tower::service_fn(move |mut request: Request<Incoming>| {
         let http1 = request.version() < Version::HTTP_2;
+        request.extensions_mut().insert(reads.clone());
         let phase = phase.clone();
         let answer = router.clone().oneshot(request);
+        let active = Arc::clone(&active);
+        active.send_modify(|a| {
+            a.in_flight += 1;
+            a.started += 1;
+        });
         async move {
+            // Counted down however the request ends (answered, or dropped with its stream).
+            struct Done(Arc<watch::Sender<Activity>>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.send_modify(|a| a.in_flight -= 1);
+                }
+            }
+            let _done = Done(active);
             let mut response = answer.await?;
             // Decided when the answer is ready: a review that arrived before the signal and is
             // answered after it closes its connection too.

@@ -9,6 +9,7 @@
 //! caches keep the engine current until the last review is answered.
 
 mod admin;
+pub mod limits;
 mod listener;
 mod shutdown;
 pub mod tls;
@@ -22,7 +23,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::policy_files::{PolicyArgs, compile_or_default, load_policy_files};
 use crate::snapshot::Snapshot;
@@ -81,9 +81,42 @@ pub struct ServeArgs {
     /// How long in-flight reviews may take to finish once the drain delay is over.
     #[arg(long, env = "HOSTGUARD_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
-    /// Reviews decided at once; more are refused with 429 at once rather than queued.
+    /// Reviews decided at once, counted from when their body is in; more are refused with 429
+    /// at once rather than queued. Bodies being read hold no such slot.
     #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_REVIEWS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_reviews: u32,
+    /// Reviews over 256 KiB decided at once, on the blocking pool; more wait for a slot until
+    /// their deadline. Each costs memory in proportion to its size.
+    #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_LARGE_REVIEWS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_concurrent_large_reviews: u32,
+    /// Request bodies being read at once over all connections; more are refused with 429 at
+    /// once. A body must arrive before the review's deadline (`?timeout=`, at most 30s).
+    #[arg(long, env = "HOSTGUARD_MAX_CONCURRENT_BODY_READS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_body_reads: u32,
+    /// Request bodies one connection may have being read at once; its further streams wait for
+    /// their turn (within their deadline), so one client cannot hold every body-read slot.
+    #[arg(long, env = "HOSTGUARD_MAX_BODY_READS_PER_CONNECTION", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_reads_per_connection: u32,
+    /// MiB that request bodies may buffer in all beyond their first 64 KiB each; a body that
+    /// needs more while it is exhausted is refused with 429.
+    #[arg(long, env = "HOSTGUARD_MAX_BUFFERED_BODY_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(3..=4096))]
+    pub max_buffered_body_mib: u32,
+    /// Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    /// The API server's client opens another connection when it needs more.
+    #[arg(long, env = "HOSTGUARD_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
+    /// How long a webhook connection may stay open after its TLS handshake without sending a
+    /// request (nothing at all, or only the HTTP/2 preface and PINGs).
+    #[arg(long, env = "HOSTGUARD_FIRST_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub first_request_timeout: Duration,
+    /// How long a webhook connection may stay open with no request in flight; keep-alive PINGs
+    /// do not count. Longer than the API server's own idle timeout (Go's 90s), so that it is
+    /// the client that closes idle connections, not a race with its next request.
+    #[arg(long, env = "HOSTGUARD_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Connections the admin port serves at once; more are closed at once.
+    #[arg(long, env = "HOSTGUARD_ADMIN_MAX_CONNECTIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_connections: u32,
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
 }
@@ -232,13 +265,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The admin server outlives the drain: /readyz must keep answering "not ready" while
     // in-flight reviews finish, so that the endpoint is taken out of the Service.
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin_max_connections = args.admin_max_connections as usize;
     let admin = tokio::spawn(async move {
         let stop = async move {
             let _ = admin_stop_rx.await;
         };
-        axum::serve(admin_listener, admin_router)
-            .with_graceful_shutdown(stop)
-            .await
+        admin::serve(admin_listener, admin_router, admin_max_connections, stop).await
     });
 
     // Certificates keep reloading through the drain: it lasts the drain delay plus the grace,
@@ -252,12 +284,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let webhook_router = webhook::router(webhook::WebhookState {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
-        limiter: Arc::new(Semaphore::new(args.max_concurrent_reviews as usize)),
+        limits: limits::Limits::new(limits::LimitSizes {
+            decisions: args.max_concurrent_reviews as usize,
+            large_decisions: args.max_concurrent_large_reviews as usize,
+            body_reads: args.max_concurrent_body_reads as usize,
+            body_bytes: args.max_buffered_body_mib as usize * 1024 * 1024,
+        }),
         prefetch: cluster.as_ref().map(|c| Arc::clone(&c.prefetch)),
     });
     let drain = shutdown::Drain {
         delay: args.drain_delay,
         grace: args.shutdown_grace,
+    };
+    let connections = listener::ConnectionLimits {
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        body_reads: args.max_body_reads_per_connection as usize,
+        first_request_timeout: args.first_request_timeout,
+        idle_timeout: args.idle_timeout,
     };
     let drained = listener::serve_tls(
         webhook_listener,
@@ -265,6 +308,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         webhook_router,
         shutdown,
         drain,
+        connections,
     )
     .await;
     if drained == listener::Drained::GraceElapsed {
@@ -272,10 +316,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = cert_stop_tx.send(());
     let _ = admin_stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(2), admin).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server ended with an error"),
+    match tokio::time::timeout(Duration::from_secs(4), admin).await {
         Ok(Err(e)) => tracing::warn!(error = %e, "admin server task failed"),
-        _ => {}
+        Err(_) => tracing::warn!("admin server did not stop in time"),
+        Ok(Ok(())) => {}
     }
     if let Some(cluster) = cluster {
         cluster.stop().await;

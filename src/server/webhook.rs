@@ -7,23 +7,23 @@
 //! a reset stream: see [`discard_rest`]); a body that is not JSON gets 400; an unreadable review gets 200 with `allowed: false`; when the server
 //! cannot decide (no policy snapshot, deadline passed) it answers 500 so that the webhook's
 //! `failurePolicy` applies; excess load is shed at once with 429 instead of queueing past the
-//! API server's deadline.
+//! API server's deadline. The body is read before a decision slot is taken, each stage with its
+//! own bounds (see `limits`), and a large review is parsed and decided on the blocking pool.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::limits::{ByteBudget, Charge, ConnectionReads, FREE_BODY_BYTES, Limits};
+use crate::admission::{self, Webhook};
+use crate::metrics::Metrics;
+use crate::state::{ConfigMapPrefetch, SharedState};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, Limited};
-use tokio::sync::Semaphore;
-
-use crate::admission::{self, Webhook};
-use crate::metrics::Metrics;
-use crate::state::{ConfigMapPrefetch, SharedState};
+use http_body_util::BodyExt;
 
 /// The API server's own limit on request bodies.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -43,7 +43,7 @@ const DISCARD_TIME: Duration = Duration::from_secs(5);
 pub struct WebhookState {
     pub engine: Arc<SharedState>,
     pub metrics: Arc<Metrics>,
-    pub limiter: Arc<Semaphore>,
+    pub limits: Limits,
     /// Cluster mode: fetches referenced ConfigMaps the cache lacks.
     pub prefetch: Option<Arc<dyn ConfigMapPrefetch>>,
 }
@@ -110,17 +110,6 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         }
         return too_large();
     }
-    let Ok(_permit) = Arc::clone(&state.limiter).try_acquire_owned() else {
-        metrics.reject("overloaded");
-        let mut response = plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many reviews in flight; retry",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    };
     let _in_flight = InFlight::enter(metrics);
 
     let timeout = request
@@ -133,31 +122,73 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     // Answer a little before the API server gives up, so that a 500 arrives while it still waits.
     let deadline = started + timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250)));
 
+    // The body first, with slots for reading only (see `limits`): a client that trickles its
+    // body holds no decision slot while it does.
+    let connection_reads = request.extensions().get::<ConnectionReads>().cloned();
     let mut unread = request.into_body();
-    let body = match tokio::time::timeout_at(deadline.into(), read_body(&mut unread)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(BodyError::TooLarge)) => {
-            metrics.reject("too_large");
-            if http2 {
-                discard_rest(unread, DISCARD_BYTES);
+    let (body, charge) = {
+        // This connection's own streams queue behind each other, holding nothing shared.
+        let _connection_read = match connection_reads {
+            None => None,
+            Some(ConnectionReads(reads)) => {
+                match tokio::time::timeout_at(deadline.into(), reads.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => return body_too_late(metrics),
+                }
             }
-            return too_large();
-        }
-        Ok(Err(BodyError::Read(e))) => {
-            metrics.reject("unreadable");
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            );
-        }
-        Err(_) => {
-            metrics.reject("timeout");
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the body did not arrive before the request's timeout",
-            );
+        };
+        let Ok(_read) = Arc::clone(&state.limits.body_reads).try_acquire_owned() else {
+            return overloaded(metrics, "too many request bodies are being read; retry");
+        };
+        let budget = &state.limits.body_bytes;
+        match tokio::time::timeout_at(deadline.into(), read_body(&mut unread, budget)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(BodyError::TooLarge)) => {
+                metrics.reject("too_large");
+                if http2 {
+                    discard_rest(unread, DISCARD_BYTES);
+                }
+                return too_large();
+            }
+            Ok(Err(BodyError::Budget)) => {
+                return overloaded(
+                    metrics,
+                    "too many large request bodies are buffered at once; retry",
+                );
+            }
+            Ok(Err(BodyError::Read(e))) => {
+                metrics.reject("unreadable");
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                );
+            }
+            Err(_) => return body_too_late(metrics),
         }
     };
+    let large = body.len() > INLINE_DECISION_BYTES;
+
+    // Then a slot for the decision. An ordinary review is decided in microseconds, so its slots
+    // are refused at once when all are taken; a large one waits for its own kind of slot (within
+    // the deadline), never taking an ordinary review's.
+    // Shared with the blocking tasks: a task abandoned at the deadline keeps running, and keeps
+    // its slot until it ends, so abandoned work cannot pile up beyond the bound.
+    let permit = Arc::new(if large {
+        match tokio::time::timeout_at(
+            deadline.into(),
+            Arc::clone(&state.limits.large_decisions).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => return too_late(metrics, webhook, timeout),
+        }
+    } else {
+        let Ok(permit) = Arc::clone(&state.limits.decisions).try_acquire_owned() else {
+            return overloaded(metrics, "too many reviews in flight; retry");
+        };
+        permit
+    });
 
     let Some(engine) = state.engine.load() else {
         metrics.reject("not_ready");
@@ -167,7 +198,33 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         );
     };
 
-    let review = match admission::parse(&body) {
+    // Reading a large body into a JSON tree takes milliseconds: off the async workers too.
+    let parsed = if large {
+        let body = body.clone();
+        let permit = Arc::clone(&permit);
+        match tokio::time::timeout_at(
+            deadline.into(),
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                admission::parse(&body)
+            }),
+        )
+        .await
+        {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(join)) => {
+                metrics.reject("panic");
+                tracing::error!(error = %join, "the parse task failed");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed");
+            }
+            Err(_) => return too_late(metrics, webhook, timeout),
+        }
+    } else {
+        admission::parse(&body)
+    };
+    drop(body);
+    drop(charge);
+    let review = match parsed {
         Ok(admission::Parsed::Review(review)) => review,
         Ok(admission::Parsed::Refused(answer)) => {
             return respond(&state, webhook, *answer, started);
@@ -197,10 +254,12 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     // thread would cost more than the decision. A large one is decided off the reactor, so that
     // it cannot stall other requests and the deadline can abandon it. Either way a decision that
     // ends after the deadline is answered with a 500, never with a late verdict.
-    let answer = if body.len() <= INLINE_DECISION_BYTES {
+    let answer = if !large {
         admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
     } else {
+        let permit = Arc::clone(&permit);
         let decided = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
         });
         match tokio::time::timeout_at(deadline.into(), decided).await {
@@ -217,6 +276,25 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         return too_late(metrics, webhook, timeout);
     }
     respond(&state, webhook, answer, started)
+}
+
+/// 429 with `Retry-After`: the API server applies the webhook's failurePolicy, and retries
+/// later requests elsewhere or here.
+fn overloaded(metrics: &Metrics, message: &'static str) -> Response {
+    metrics.reject("overloaded");
+    let mut response = plain(StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn body_too_late(metrics: &Metrics) -> Response {
+    metrics.reject("timeout");
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the body did not arrive before the request's timeout",
+    )
 }
 
 fn too_late(metrics: &Metrics, webhook: Webhook, timeout: Duration) -> Response {
@@ -268,6 +346,8 @@ fn respond(
 
 enum BodyError {
     TooLarge,
+    /// The shared buffer budget is exhausted.
+    Budget,
     Read(String),
 }
 
@@ -279,13 +359,36 @@ fn too_large() -> Response {
 }
 
 /// Reads at most [`MAX_BODY_BYTES`]; stops as soon as the limit is passed, leaving the rest of
-/// the body to the caller.
-async fn read_body(body: &mut Body) -> Result<Bytes, BodyError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Read(e.to_string())),
+/// the body to the caller. What it buffers beyond [`FREE_BODY_BYTES`] is charged to `budget`
+/// and held by the returned charge.
+async fn read_body(
+    body: &mut Body,
+    budget: &Arc<ByteBudget>,
+) -> Result<(Bytes, Charge), BodyError> {
+    let mut charge = budget.charge();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = buf.len() + data.len();
+        if len > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        // Charged by what the buffer may hold (its capacity, grown by doubling), so that the
+        // budget bounds memory and not only bytes received.
+        if len > buf.capacity() {
+            let capacity = len.max(buf.capacity() * 2).min(MAX_BODY_BYTES);
+            let more = capacity.saturating_sub(FREE_BODY_BYTES) - charge.bytes();
+            if more > 0 && !budget.try_grow(&mut charge, more) {
+                return Err(BodyError::Budget);
+            }
+            buf.reserve_exact(capacity - buf.len());
+        }
+        buf.extend_from_slice(&data);
     }
+    Ok((Bytes::from(buf), charge))
 }
 
 /// Reads what is left of a body refused over HTTP/2 in the background and drops it, up to
@@ -317,34 +420,54 @@ fn discard_rest(mut body: Body, up_to: u64) {
     });
 }
 
+/// The uid as logged: the API server's are UUIDs; anything longer is cut.
+const LOG_UID_BYTES: usize = 64;
+/// Denied field paths listed in the one log line of a denial; the rest are counted.
+const LOG_VIOLATIONS: usize = 8;
+
+/// One log line per review, bounded whatever the review: the uid and names cut, at most
+/// [`LOG_VIOLATIONS`] denied paths and a count of the rest.
 fn log_answer(webhook: Webhook, answer: &admission::Answer) {
+    use admission::truncate;
     let info = &answer.info;
+    let uid = truncate(&info.uid, LOG_UID_BYTES);
+    let name = truncate(&info.name, 256);
     match (&answer.decision, &answer.unreadable) {
         (_, Some(why)) => tracing::info!(
-            webhook = webhook.as_str(), uid = %info.uid, reason = %why, "unreadable AdmissionReview refused"
+            webhook = webhook.as_str(),
+            uid = %uid,
+            reason = %truncate(why, 1024),
+            "unreadable AdmissionReview refused"
         ),
         (Some(decision), None) if !decision.allowed() && webhook == Webhook::Validate => {
-            for v in decision.denials() {
-                tracing::info!(
-                    webhook = webhook.as_str(),
-                    uid = %info.uid,
-                    namespace = %info.namespace,
-                    kind = %info.kind,
-                    name = %info.name,
-                    operation = %info.operation,
-                    dry_run = info.dry_run,
-                    policy = %v.policy,
-                    path = %v.path,
-                    "denied"
-                );
+            let denials: Vec<_> = decision.denials().collect();
+            let mut paths: Vec<String> = denials
+                .iter()
+                .take(LOG_VIOLATIONS)
+                .map(|v| format!("{}: {}", v.policy, truncate(&v.path, 256)))
+                .collect();
+            if denials.len() > LOG_VIOLATIONS {
+                paths.push(format!("and {} more", denials.len() - LOG_VIOLATIONS));
             }
+            tracing::info!(
+                webhook = webhook.as_str(),
+                uid = %uid,
+                namespace = %info.namespace,
+                kind = %info.kind,
+                name = %name,
+                operation = %info.operation,
+                dry_run = info.dry_run,
+                violations = denials.len(),
+                denied = %paths.join("; "),
+                "denied"
+            );
         }
         (Some(decision), None) => tracing::debug!(
             webhook = webhook.as_str(),
-            uid = %info.uid,
+            uid = %uid,
             namespace = %info.namespace,
             kind = %info.kind,
-            name = %info.name,
+            name = %name,
             operation = %info.operation,
             dry_run = info.dry_run,
             verdict = decision.verdict.as_str(),

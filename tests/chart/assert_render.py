@@ -296,6 +296,21 @@ def check_deployment(c, deployment, values, name, sa_name):
     c.ok(not ctr.get("lifecycle", {}).get("preStop"),
          "no preStop hook: the drain delay is in the binary, readiness turns false at once")
     c.equal(f.get("max-concurrent-reviews"), str(server["maxConcurrentReviews"]), "--max-concurrent-reviews")
+    for flag, key in [
+        ("max-concurrent-large-reviews", "maxConcurrentLargeReviews"),
+        ("max-concurrent-body-reads", "maxConcurrentBodyReads"),
+        ("max-body-reads-per-connection", "maxBodyReadsPerConnection"),
+        ("max-buffered-body-mib", "maxBufferedBodyMiB"),
+        ("http2-max-concurrent-streams", "http2MaxConcurrentStreams"),
+    ]:
+        c.equal(f.get(flag), str(server["limits"][key]), f"--{flag}")
+    for flag, key in [
+        ("first-request-timeout", "firstRequestTimeoutSeconds"),
+        ("idle-timeout", "idleTimeoutSeconds"),
+    ]:
+        c.equal(f.get(flag), f"{server['limits'][key]}s", f"--{flag}")
+    c.equal(f.get("admin-max-connections"), str(server["limits"]["adminMaxConnections"]),
+            "--admin-max-connections")
     c.equal(f.get("audit-interval"), server["auditInterval"], "--audit-interval")
     c.equal(f.get("lease-name"), values["leaderElection"]["leaseName"] or f"{name}-leader", "--lease-name")
     c.equal(f.get("cluster-provider"), server["clusterProvider"] or None, "--cluster-provider only when set")

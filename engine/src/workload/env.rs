@@ -63,13 +63,35 @@ pub struct OpaqueSource {
     pub why: String,
 }
 
+/// The longest value `$(VAR)` expansion produces; a longer one is [`EnvValue::Unreadable`].
+///
+/// Expansion can grow a value exponentially (`B=$(A)$(A)…`, `C=$(B)$(B)…`), so a 3 MiB review
+/// could otherwise ask for gigabytes. No endpoint is this long, and an unreadable value is judged
+/// as the policy's `unresolved` disposition says (Deny by default), as a Secret is.
+pub const MAX_EXPANDED_BYTES: usize = 64 * 1024;
+/// What expansion may add, in all, to one container's values (`env`, `command`, `args`) beyond
+/// their written length; past it, every further expansion that grows is unreadable.
+pub const MAX_EXPANSION_GROWTH_PER_CONTAINER: usize = 1024 * 1024;
+
 /// The resolved environment of one container.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ResolvedEnv {
     /// Values set by `env`, every duplicate kept, in order.
     explicit: BTreeMap<String, Vec<Candidate>>,
     /// `envFrom` sources in order.
     sources: Vec<FromSource>,
+    /// What expansion may still add (see [`MAX_EXPANSION_GROWTH_PER_CONTAINER`]).
+    growth_left: std::cell::Cell<usize>,
+}
+
+impl Default for ResolvedEnv {
+    fn default() -> Self {
+        ResolvedEnv {
+            explicit: BTreeMap::new(),
+            sources: Vec::new(),
+            growth_left: std::cell::Cell::new(MAX_EXPANSION_GROWTH_PER_CONTAINER),
+        }
+    }
 }
 
 impl ResolvedEnv {
@@ -120,7 +142,7 @@ impl ResolvedEnv {
 
         for var in container.env {
             let path = format!("{}.env[{}]", container.path, var.name);
-            let (value, origin) = value_of(var, namespace, snapshot, &defined);
+            let (value, origin) = value_of(var, namespace, snapshot, &defined, &env.growth_left);
             if let Some(value) = value {
                 defined.insert(var.name.clone(), value.clone());
                 env.explicit
@@ -223,7 +245,7 @@ impl ResolvedEnv {
 
     /// Expands `$(VAR)` in a `command` or `args` entry with the final environment.
     pub fn expand(&self, input: &str) -> EnvValue {
-        expand(input, |name| self.effective(name))
+        expand_within(input, |name| self.effective(name), &self.growth_left)
     }
 }
 
@@ -233,10 +255,14 @@ fn value_of(
     namespace: &str,
     snapshot: &Snapshot,
     defined: &BTreeMap<String, EnvValue>,
+    growth_left: &std::cell::Cell<usize>,
 ) -> (Option<EnvValue>, Option<String>) {
     let Some(from) = &var.value_from else {
         let raw = var.value.as_deref().unwrap_or("");
-        return (Some(expand(raw, |n| defined.get(n).cloned())), None);
+        return (
+            Some(expand_within(raw, |n| defined.get(n).cloned(), growth_left)),
+            None,
+        );
     };
     if let Some(r) = &from.config_map_key_ref {
         let origin = format!("ConfigMap {:?} key {:?}", r.name, r.key);
@@ -286,10 +312,44 @@ fn value_of(
     )
 }
 
+/// [`expand`], charging what the result adds beyond `input`'s length to `growth_left`: a
+/// result that would need more, or is longer than [`MAX_EXPANDED_BYTES`], is unreadable.
+fn expand_within(
+    input: &str,
+    lookup: impl Fn(&str) -> Option<EnvValue>,
+    growth_left: &std::cell::Cell<usize>,
+) -> EnvValue {
+    let limit = MAX_EXPANDED_BYTES.min(input.len().saturating_add(growth_left.get()));
+    let value = expand_bounded(input, lookup, limit);
+    if let EnvValue::Literal(out) = &value {
+        growth_left.set(
+            growth_left
+                .get()
+                .saturating_sub(out.len().saturating_sub(input.len())),
+        );
+    }
+    value
+}
+
 /// Kubernetes' `$(VAR)` expansion (`third_party/forked/golang/expansion`): `$$` is `$`,
 /// `$(NAME)` is NAME's value or stays literal when NAME is undefined, an unclosed `$(` stays
-/// literal. A reference to an unreadable value makes the whole result unreadable.
+/// literal. A reference to an unreadable value makes the whole result unreadable, and so does a
+/// result longer than [`MAX_EXPANDED_BYTES`].
 pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<EnvValue>) -> EnvValue {
+    expand_bounded(input, lookup, MAX_EXPANDED_BYTES)
+}
+
+fn too_long(limit: usize) -> EnvValue {
+    EnvValue::Unreadable(format!(
+        "its $(VAR) expansion is longer than {limit} bytes, more than hostguard reads"
+    ))
+}
+
+fn expand_bounded(
+    input: &str,
+    lookup: impl Fn(&str) -> Option<EnvValue>,
+    limit: usize,
+) -> EnvValue {
     if !input.contains('$') {
         return EnvValue::Literal(input.to_string());
     }
@@ -311,7 +371,12 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<EnvValue>) -> EnvValu
                     Some(close) => {
                         let name = &rest[1..1 + close];
                         match lookup(name) {
-                            Some(EnvValue::Literal(v)) => out.push_str(&v),
+                            Some(EnvValue::Literal(v)) => {
+                                if out.len() + v.len() > limit {
+                                    return too_long(limit);
+                                }
+                                out.push_str(&v)
+                            }
                             Some(EnvValue::Unreadable(why)) => {
                                 unreadable
                                     .get_or_insert(format!("refers to $({name}), from {why}"));
@@ -347,6 +412,7 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<EnvValue>) -> EnvValu
     }
     match unreadable {
         Some(why) => EnvValue::Unreadable(why),
+        None if out.len() > limit => too_long(limit),
         None => EnvValue::Literal(out),
     }
 }
@@ -378,6 +444,66 @@ mod tests {
     #[case::non_ascii_after_dollar("$é", "$é")]
     fn expansion_follows_kubernetes_rules(#[case] input: &str, #[case] expected: &str) {
         assert_eq!(expand(input, lookup), EnvValue::Literal(expected.into()));
+    }
+
+    #[test]
+    fn an_expansion_longer_than_the_cap_is_unreadable() {
+        let big = "x".repeat(MAX_EXPANDED_BYTES / 2 + 1);
+        let lookup = |name: &str| (name == "BIG").then(|| EnvValue::Literal(big.clone()));
+        assert_eq!(
+            expand("$(BIG)", lookup),
+            EnvValue::Literal(big.clone()),
+            "under the cap"
+        );
+        match expand("$(BIG)$(BIG)", lookup) {
+            EnvValue::Unreadable(why) => assert!(why.contains("longer than"), "{why}"),
+            other => panic!(
+                "expected unreadable, got {} bytes",
+                format!("{other:?}").len()
+            ),
+        }
+    }
+
+    #[test]
+    fn exponential_expansion_stops_at_the_container_budget() {
+        use k8s_openapi::api::core::v1::EnvVar;
+        // A=1 KiB, B=16×A, C=16×B, D=16×C...: each step 16 times longer; without a bound the
+        // fifth is 1 GiB.
+        let mut env = vec![EnvVar {
+            name: "V0".into(),
+            value: Some("x".repeat(1024)),
+            ..Default::default()
+        }];
+        for i in 1..8 {
+            env.push(EnvVar {
+                name: format!("V{i}"),
+                value: Some(format!("$(V{})", i - 1).repeat(16)),
+                ..Default::default()
+            });
+        }
+        let container = ContainerView {
+            path: "spec.containers[0]".into(),
+            name: "app",
+            env: &env,
+            env_from: &[],
+            command: &[],
+            args: &[],
+        };
+        let resolved = ResolvedEnv::resolve(&container, "default", &Snapshot::default());
+        let len = |name: &str| match &resolved.candidates(name)[0].value {
+            EnvValue::Literal(v) => Some(v.len()),
+            EnvValue::Unreadable(_) => None,
+        };
+        assert_eq!(len("V1"), Some(16 * 1024));
+        // 256 KiB is over the per-value cap; and everything built on it cannot be read.
+        for i in 2..8 {
+            assert_eq!(len(&format!("V{i}")), None, "V{i}");
+        }
+        // `command` entries share the container's budget and cap.
+        assert!(matches!(
+            resolved.expand("$(V1)$(V1)$(V1)$(V1)$(V1)"),
+            EnvValue::Unreadable(_)
+        ));
     }
 
     #[test]
