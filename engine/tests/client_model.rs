@@ -170,3 +170,87 @@ fn bedrock_module_client_goes_to_the_mantle_endpoint_of_the_region() {
         "{endpoints:?}"
     );
 }
+
+// ---------------------------------------------------------------- other surfaces of a pod spec
+
+fn decide_spec(spec: Value) -> Decision {
+    let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "chat", "namespace": "team-a"},
+           "spec": {"selector": {"matchLabels": {"app": "chat"}}, "template": {
+               "metadata": {"labels": {"app": "chat"}}, "spec": spec}}});
+    evaluate(
+        &Request {
+            operation: Operation::Create,
+            object: Some(&obj),
+            old_object: None,
+            namespace: None,
+        },
+        &PolicySet::builtin(),
+        &Snapshot::offline(ClusterProvider::Azure),
+    )
+}
+
+/// Traffic that leaves through a part of the pod spec other than the SDK's variables: the
+/// kubelet runs hooks and exec probes inside the container and sends httpGet requests itself;
+/// a forwarding sidecar's upstream is where the app's traffic ends up.
+#[rstest]
+#[case::post_start_curl(json!({"containers": [{"name": "a", "image": "a",
+    "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "curl -s https://api.openai.com/v1/chat/completions -d @/p.json"]}}}}]}))]
+#[case::pre_stop_curl(json!({"containers": [{"name": "a", "image": "a",
+    "lifecycle": {"preStop": {"exec": {"command": ["curl", "https://api.openai.com/v1/embeddings"]}}}}]}))]
+#[case::exec_probe(json!({"containers": [{"name": "a", "image": "a",
+    "livenessProbe": {"exec": {"command": ["curl", "-f", "https://api.openai.com/v1/models"]}}}]}))]
+#[case::http_get_probe_host(json!({"containers": [{"name": "a", "image": "a",
+    "readinessProbe": {"httpGet": {"host": "api.openai.com", "scheme": "HTTPS", "path": "/v1/models", "port": 443}}}]}))]
+#[case::sidecar_upstream_url(json!({"containers": [
+    {"name": "app", "image": "app", "env": [{"name": "OPENAI_BASE_URL", "value": "http://localhost:8080/v1"}, {"name": "OPENAI_API_KEY", "value": "k"}]},
+    {"name": "proxy", "image": "nginx", "env": [{"name": "UPSTREAM_URL", "value": "https://api.openai.com"}]}]}))]
+#[case::sidecar_schemeless_upstream(json!({"containers": [
+    {"name": "app", "image": "app", "env": [{"name": "OPENAI_BASE_URL", "value": "http://localhost:10000/v1"}, {"name": "OPENAI_API_KEY", "value": "k"}]},
+    {"name": "envoy", "image": "envoyproxy/envoy", "args": ["--upstream", "api.openai.com:443"]}]}))]
+#[case::json_config_in_env(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "OAI_CONFIG_LIST", "value": "[{\"model\": \"gpt-4o\", \"base_url\": \"https://api.openai.com/v1\", \"api_key\": \"k\"}]"}]}]}))]
+// A quote inside the authority may be userinfo to whoever reads the value: the whole token is
+// judged, and refused.
+#[case::quote_inside_the_authority(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "CONFIG", "value": "{\"base_url\": \"https://x.openai.azure.com'@evil.example/v1\"}"}]}]}))]
+// /etc/hosts mapping the allowed host to an address of the author's choosing.
+#[case::host_alias_for_the_azure_host(json!({
+    "hostAliases": [{"ip": "203.0.113.7", "hostnames": ["contoso.openai.azure.com"]}],
+    "containers": [{"name": "a", "image": "a", "env": [
+        {"name": "AZURE_OPENAI_API_KEY", "value": "k"}, {"name": "AZURE_OPENAI_ENDPOINT", "value": AZURE_ENDPOINT},
+        {"name": "OPENAI_API_VERSION", "value": "2024-10-21"}]}]}))]
+fn traffic_through_other_parts_of_the_pod_spec_is_judged(#[case] spec: Value) {
+    let d = decide_spec(spec.clone());
+    assert_eq!(d.verdict, Verdict::Deny, "{spec}: {}", messages(&d));
+}
+
+#[rstest]
+#[case::azure_in_json_config(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "OAI_CONFIG_LIST", "value": "[{\"model\": \"gpt-4o\", \"base_url\": \"https://contoso.openai.azure.com/openai/v1\", \"api_key\": \"k\"}]"}]}]}))]
+#[case::no_proxy_lists_are_not_endpoints(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "NO_PROXY", "value": "localhost,.openai.com,api.openai.com"},
+    {"name": "OTHER_EXCLUSIONS", "value": "localhost,.openai.com"}]}]}))]
+#[case::azure_schemeless_upstream(json!({"containers": [{"name": "envoy", "image": "envoyproxy/envoy",
+    "args": ["--upstream", "contoso.openai.azure.com:443"]}]}))]
+#[case::http_get_probe_of_the_pod_itself(json!({"containers": [{"name": "a", "image": "a",
+    "env": [{"name": "OPENAI_API_KEY", "value": "k"}, {"name": "OPENAI_BASE_URL", "value": AZURE_V1}],
+    "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}}]}))]
+fn surfaces_that_stay_on_allowed_hosts_are_allowed(#[case] spec: Value) {
+    let d = decide_spec(spec.clone());
+    assert_ne!(d.verdict, Verdict::Deny, "{spec}: {}", messages(&d));
+}
+
+#[test]
+fn custom_resolvers_on_a_governed_pod_are_a_warning() {
+    let d = decide_spec(json!({
+        "dnsConfig": {"nameservers": ["203.0.113.53"]},
+        "containers": [{"name": "a", "image": "a", "env": [
+            {"name": "OPENAI_API_KEY", "value": "k"}, {"name": "OPENAI_BASE_URL", "value": AZURE_V1}]}]}));
+    assert_eq!(d.verdict, Verdict::Warn, "{}", messages(&d));
+    assert!(
+        d.warnings.iter().any(|w| w.contains("dnsConfig.nameservers")),
+        "{:?}",
+        d.warnings
+    );
+}
