@@ -88,6 +88,15 @@ fn messages(d: &Decision) -> String {
 #[case::module_client_bedrock(&[("OPENAI_API_TYPE", "amazon-bedrock"), ("AWS_REGION", "us-east-1"), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT), ("AZURE_OPENAI_API_KEY", "k"), ("OPENAI_API_VERSION", "2024-10-21")])]
 // K8sGPT's backend switch says nothing about the OpenAI SDKs in the same container.
 #[case::k8sgpt_localai_beside_a_key(&[("K8SGPT_BACKEND", "localai"), ("OPENAI_API_KEY", KEY)])]
+// pydantic-settings reads names case-insensitively: a lower-case spelling is another value.
+#[case::lower_case_spelling(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("openai_base_url", "https://api.openai.com/v1")])]
+// Applications' own keys (shared/reference/ai-tool-resources.md).
+#[case::anythingllm_key(&[("OPEN_AI_KEY", KEY)])]
+#[case::n8n_key(&[("N8N_AI_OPENAI_API_KEY", KEY)])]
+#[case::weaviate_key(&[("OPENAI_APIKEY", KEY), ("ENABLE_MODULES", "text2vec-openai")])]
+// The AKS store demo reads its key from OPENAI_API_KEY even for Azure; any plain client in the
+// container would still call api.openai.com: ambiguous, denied (set OPENAI_BASE_URL too).
+#[case::aks_store_demo_switch(&[("USE_AZURE_OPENAI", "True"), ("OPENAI_API_KEY", KEY), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)])]
 fn a_client_leaves_the_allowed_hosts(#[case] env: &[(&str, &str)]) {
     let d = decide(env);
     assert_eq!(d.verdict, Verdict::Deny, "{env:?}: {}", messages(&d));
@@ -112,6 +121,9 @@ fn a_client_leaves_the_allowed_hosts(#[case] env: &[(&str, &str)]) {
 // Workload identity with OPENAI_BASE_URL at Azure: LiteLLM does not use it (it targets OpenAI
 // only), and no other client has a key.
 #[case::identity_with_azure_base(&[("OPENAI_IDENTITY_PROVIDER_ID", "idp"), ("OPENAI_SERVICE_ACCOUNT_ID", "sa"), ("OPENAI_IDENTITY_TOKEN_FILE", "/t"), ("OPENAI_BASE_URL", AZURE_V1)])]
+// LiteLLM's azure/ route with an AD token and its own base variable.
+#[case::litellm_azure_ad_token(&[("AZURE_AD_TOKEN", "t"), ("AZURE_API_BASE", AZURE_ENDPOINT)])]
+#[case::aks_store_demo_with_base_url(&[("USE_AZURE_OPENAI", "True"), ("OPENAI_API_KEY", KEY), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT), ("OPENAI_BASE_URL", AZURE_V1)])]
 fn every_client_stays_on_allowed_hosts(#[case] env: &[(&str, &str)]) {
     let d = decide(env);
     assert_ne!(d.verdict, Verdict::Deny, "{env:?}: {}", messages(&d));
@@ -249,7 +261,9 @@ fn custom_resolvers_on_a_governed_pod_are_a_warning() {
             {"name": "OPENAI_API_KEY", "value": "k"}, {"name": "OPENAI_BASE_URL", "value": AZURE_V1}]}]}));
     assert_eq!(d.verdict, Verdict::Warn, "{}", messages(&d));
     assert!(
-        d.warnings.iter().any(|w| w.contains("dnsConfig.nameservers")),
+        d.warnings
+            .iter()
+            .any(|w| w.contains("dnsConfig.nameservers")),
         "{:?}",
         d.warnings
     );

@@ -348,11 +348,19 @@ fn infer_container(
     let mut key: Option<(KeyKind, String, &'static str)> = None;
     let mut endpoint_vars_possible: Vec<&'static str> = Vec::new();
 
+    let names = env.names();
     for variable in catalogue::CATALOGUE {
         if matches!(variable.role, Role::Endpoint(_) | Role::InstanceName(_)) {
             endpoint_vars_possible.push(variable.name);
         }
-        let candidates = env.candidates(variable.name);
+        let mut candidates = env.candidates(variable.name);
+        // Other spellings of the same name count as duplicates (see `lookup_any_case`).
+        for other in names
+            .iter()
+            .filter(|n| n.as_str() != variable.name && n.eq_ignore_ascii_case(variable.name))
+        {
+            candidates.extend(env.candidates(other));
+        }
         // An empty value is the same as unset: SDKs and apps ignore it (or fail at start). A
         // whitespace-only key is not: openai-python sends it (`_client_auth.py:179`).
         let is_key = matches!(variable.role, Role::ApiKey(_));
@@ -445,18 +453,34 @@ fn infer_container(
     let lists: [(&str, &[String]); 2] = [("command", container.command), ("args", container.args)];
     for (field, entries) in lists {
         for (i, entry) in entries.iter().enumerate() {
-            texts.push((format!("{}.{field}[{i}]", container.path), format!("a URL in {field}"), entry));
+            texts.push((
+                format!("{}.{field}[{i}]", container.path),
+                format!("a URL in {field}"),
+                entry,
+            ));
         }
     }
     for exec in &container.exec {
         for (i, entry) in exec.command.iter().enumerate() {
-            texts.push((format!("{}[{i}]", exec.path), "a URL in an exec hook or probe".into(), entry));
+            texts.push((
+                format!("{}[{i}]", exec.path),
+                "a URL in an exec hook or probe".into(),
+                entry,
+            ));
         }
     }
     for (path, via, entry) in texts {
         match env.expand(entry) {
             EnvValue::Literal(text) => {
-                scan_text(&text, &path, &via, None, rules, &mut signals, &mut endpoints);
+                scan_text(
+                    &text,
+                    &path,
+                    &via,
+                    None,
+                    rules,
+                    &mut signals,
+                    &mut endpoints,
+                );
             }
             EnvValue::Unreadable(why) => {
                 if mentions_model_host(entry, rules) {
@@ -471,14 +495,22 @@ fn infer_container(
             }
         }
     }
-    for name in env.names() {
-        if catalogue::lookup(&name).is_some() || NOT_ENDPOINTS.contains(&name.as_str()) {
+    for name in names {
+        if catalogue::lookup_any_case(&name).is_some() || NOT_ENDPOINTS.contains(&name.as_str()) {
             continue;
         }
         for c in env.candidates(&name) {
             if let EnvValue::Literal(text) = &c.value {
                 let via = format!("a URL in {name}");
-                scan_text(text, &c.path, &via, c.origin.clone(), rules, &mut signals, &mut endpoints);
+                scan_text(
+                    text,
+                    &c.path,
+                    &via,
+                    c.origin.clone(),
+                    rules,
+                    &mut signals,
+                    &mut endpoints,
+                );
             }
         }
     }
@@ -487,7 +519,9 @@ fn infer_container(
         if let Some(host) = get.host.filter(|h| mentions_model_host(h, rules)) {
             let scheme = get.scheme.unwrap_or("HTTP").to_ascii_lowercase();
             let url = format!("{scheme}://{host}{}", get.url_path.unwrap_or("/"));
-            signals.push(Signal::CommandUrl { path: get.path.clone() });
+            signals.push(Signal::CommandUrl {
+                path: get.path.clone(),
+            });
             endpoints.push(Endpoint {
                 value: EndpointValue::Url(url),
                 path: format!("{}.host", get.path),
@@ -660,24 +694,35 @@ fn urls_in(text: &str) -> impl Iterator<Item = String> + '_ {
 /// `https://` URLs. Only plain DNS-name tokens (letters, digits, `-`, `.`, then an optional port
 /// and path) count, so lists such as `NO_PROXY` values are not read as endpoints.
 fn schemeless_hosts_in(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '=' | '(' | ')' | '[' | ']' | '{' | '}'))
-        .filter(|t| !t.contains("://") && !t.is_empty())
-        .filter_map(|token| {
-            let host_end = token.find([':', '/']).unwrap_or(token.len());
-            let host = &token[..host_end];
-            let plain = host.contains('.')
-                && !host.starts_with('.')
-                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-            let tail = &token[host_end..];
-            let tail_ok = match tail.strip_prefix(':') {
-                Some(port_and_path) => {
-                    let port_end = port_and_path.find('/').unwrap_or(port_and_path.len());
-                    port_end > 0 && port_and_path[..port_end].bytes().all(|b| b.is_ascii_digit())
-                }
-                None => tail.is_empty() || tail.starts_with('/'),
-            };
-            (plain && tail_ok).then(|| format!("https://{token}"))
-        })
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | '`' | ',' | ';' | '=' | '(' | ')' | '[' | ']' | '{' | '}'
+            )
+    })
+    .filter(|t| !t.contains("://") && !t.is_empty())
+    .filter_map(|token| {
+        let host_end = token.find([':', '/']).unwrap_or(token.len());
+        let host = &token[..host_end];
+        let plain = host.contains('.')
+            && !host.starts_with('.')
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        let tail = &token[host_end..];
+        let tail_ok = match tail.strip_prefix(':') {
+            Some(port_and_path) => {
+                let port_end = port_and_path.find('/').unwrap_or(port_and_path.len());
+                port_end > 0
+                    && port_and_path[..port_end]
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+            }
+            None => tail.is_empty() || tail.starts_with('/'),
+        };
+        (plain && tail_ok).then(|| format!("https://{token}"))
+    })
 }
 
 #[cfg(test)]

@@ -199,7 +199,10 @@ impl ContainerSpec {
         let mut exec = Vec::new();
         let mut http_get = Vec::new();
         let hooks = self.lifecycle.as_ref().map(|l| {
-            [("postStart", l.post_start.as_ref()), ("preStop", l.pre_stop.as_ref())]
+            [
+                ("postStart", l.post_start.as_ref()),
+                ("preStop", l.pre_stop.as_ref()),
+            ]
         });
         for (name, handler) in hooks.into_iter().flatten() {
             let Some(h) = handler else { continue };
