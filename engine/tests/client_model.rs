@@ -117,6 +117,8 @@ fn a_client_leaves_the_allowed_hosts(#[case] env: &[(&str, &str)]) {
 // Switches that are off.
 #[case::gateway_false(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "false")])]
 #[case::gateway_no(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "No")])]
+// The proxy switch without a proxy base: LiteLLM takes OPENAI_BASE_URL (oracle case 0065).
+#[case::litellm_proxy_switch_without_base_but_azure_base_url(&[("USE_LITELLM_PROXY", "True"), ("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1)])]
 #[case::litellm_proxy_off(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("USE_LITELLM_PROXY", "false")])]
 // Workload identity with OPENAI_BASE_URL at Azure: LiteLLM does not use it (it targets OpenAI
 // only), and no other client has a key.
