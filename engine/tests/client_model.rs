@@ -270,3 +270,65 @@ fn custom_resolvers_on_a_governed_pod_are_a_warning() {
         d.warnings
     );
 }
+
+fn secret_env(name: &str) -> Value {
+    json!({"name": name, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}})
+}
+
+#[test]
+fn an_endpoint_flag_whose_value_is_a_secret_is_unresolved_on_an_ai_container() {
+    for args in [
+        json!(["--api_base", "$(BASE)"]),
+        json!(["--base-url=$(BASE)"]),
+    ] {
+        let d = decide_spec(
+            json!({"containers": [{"name": "a", "image": "a", "args": args,
+            "env": [secret_env("BASE"), {"name": "AZURE_OPENAI_API_KEY", "value": "k"},
+                    {"name": "AZURE_OPENAI_ENDPOINT", "value": AZURE_ENDPOINT}]}]}),
+        );
+        assert_eq!(d.verdict, Verdict::Deny, "{args}: {}", messages(&d));
+        assert!(
+            d.findings.iter().any(|f| f.hosting == Hosting::Unresolved),
+            "{args}: {:?}",
+            d.findings
+        );
+    }
+    // The same flag on a container with no AI signal governs nothing.
+    let d = decide_spec(json!({"containers": [{"name": "db", "image": "minio/mc",
+        "args": ["--endpoint", "$(BASE)"], "env": [secret_env("BASE")]}]}));
+    assert!(d.governed_by.is_empty(), "{d:?}");
+}
+
+#[rstest]
+#[case::https_proxy(&[("HTTPS_PROXY", "http://proxy.corp.example:3128")])]
+#[case::all_proxy_lower(&[("all_proxy", "socks5://proxy.corp.example:1080")])]
+#[case::ca_bundle(&[("SSL_CERT_FILE", "/etc/ssl/corp-ca.pem")])]
+#[case::node_extra_ca(&[("NODE_EXTRA_CA_CERTS", "/etc/ssl/corp-ca.pem")])]
+#[case::java_proxy(&[("JAVA_TOOL_OPTIONS", "-Dhttps.proxyHost=proxy.corp.example -Dhttps.proxyPort=3128")])]
+fn proxies_and_ca_bundles_on_a_governed_container_follow_the_redirection_disposition(
+    #[case] extra: &[(&str, &str)],
+) {
+    let mut env = vec![("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1)];
+    env.extend_from_slice(extra);
+    // The default policy warns.
+    let d = decide(&env);
+    assert_eq!(d.verdict, Verdict::Warn, "{env:?}: {}", messages(&d));
+    // A strict policy denies.
+    let mut p = default_policy();
+    p.spec.endpoints.redirection = Disposition::Deny;
+    let strict = PolicySet::compile([&p]).expect("compiles");
+    assert_eq!(decide_with(&env, &strict).verdict, Verdict::Deny);
+    // Without AI usage, a proxy governs nothing.
+    let d = decide(extra);
+    assert!(d.governed_by.is_empty(), "{extra:?}: {d:?}");
+}
+
+#[test]
+fn a_proxy_never_stands_in_for_the_missing_endpoint() {
+    // An Azure key with no endpoint stays "no endpoint" (denied), proxy or not.
+    let d = decide(&[
+        ("AZURE_OPENAI_API_KEY", "k"),
+        ("HTTPS_PROXY", "http://proxy.corp.example:3128"),
+    ]);
+    assert_eq!(d.verdict, Verdict::Deny, "{}", messages(&d));
+}

@@ -60,6 +60,9 @@ pub enum EndpointValue {
         url: String,
         why: String,
     },
+    /// A setting that can send the traffic elsewhere than the endpoints name (a proxy, a custom
+    /// CA bundle); the text says what.
+    Redirected(String),
 }
 
 /// One place the workload may send model traffic to.
@@ -449,14 +452,19 @@ fn infer_container(
     // hooks and probes (after `$(VAR)` expansion with the final environment, as the kubelet
     // expands them), and the value of any variable the catalogue does not know (a sidecar's
     // `UPSTREAM_URL`, JSON config such as `OAI_CONFIG_LIST`).
-    let mut texts: Vec<(String, String, &str)> = Vec::new();
+    let mut texts: Vec<(String, String, &str, bool)> = Vec::new();
     let lists: [(&str, &[String]); 2] = [("command", container.command), ("args", container.args)];
     for (field, entries) in lists {
         for (i, entry) in entries.iter().enumerate() {
+            // `--api-base $(VAR)` or `--base-url=$(VAR)`: an argument that configures an
+            // endpoint, whatever its value turns out to be.
+            let configures = endpoint_flag(entry)
+                || (i > 0 && endpoint_flag(&entries[i - 1]) && !entries[i - 1].contains('='));
             texts.push((
                 format!("{}.{field}[{i}]", container.path),
                 format!("a URL in {field}"),
                 entry,
+                configures,
             ));
         }
     }
@@ -466,10 +474,11 @@ fn infer_container(
                 format!("{}[{i}]", exec.path),
                 "a URL in an exec hook or probe".into(),
                 entry,
+                false,
             ));
         }
     }
-    for (path, via, entry) in texts {
+    for (path, via, entry, configures) in texts {
         match env.expand(entry) {
             EnvValue::Literal(text) => {
                 scan_text(
@@ -483,8 +492,14 @@ fn infer_container(
                 );
             }
             EnvValue::Unreadable(why) => {
-                if mentions_model_host(entry, rules) {
-                    signals.push(Signal::CommandUrl { path: path.clone() });
+                let names_a_model_host = mentions_model_host(entry, rules);
+                if configures || names_a_model_host {
+                    // An endpoint flag alone does not make a container an AI workload (a
+                    // database client has `--endpoint` too): it only counts where other signals
+                    // say the container calls a model.
+                    if names_a_model_host {
+                        signals.push(Signal::CommandUrl { path: path.clone() });
+                    }
                     endpoints.push(Endpoint {
                         value: EndpointValue::Unresolved(why),
                         path,
@@ -615,11 +630,106 @@ fn infer_container(
         endpoints.push(endpoint);
     }
 
+    // Only now, so that a proxy or CA bundle never stands in for the endpoint itself.
+    redirections(env, &mut endpoints);
     Some(Inferred { signals, endpoints })
 }
 
+/// A command-line flag that sets a model endpoint: `--api-base`, `--api_base`, `--base-url`,
+/// `--openai-base-url`, `--endpoint`, `--azure-endpoint` and the like (with or without `=value`).
+fn endpoint_flag(arg: &str) -> bool {
+    let Some(flag) = arg.strip_prefix('-') else {
+        return false;
+    };
+    let name = flag.trim_start_matches('-');
+    let name = name
+        .split('=')
+        .next()
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    ["api-base", "base-url", "api-url", "endpoint", "api-host"]
+        .iter()
+        .any(|suffix| name == *suffix || name.ends_with(&format!("-{suffix}")))
+}
+
+/// Proxy variables the clients honour for https URLs (httpx and requests read `HTTPS_PROXY` and
+/// `ALL_PROXY` in either case; LangChain's `OPENAI_PROXY`), and CA bundle variables (OpenSSL's
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR`, requests' `REQUESTS_CA_BUNDLE`, curl's `CURL_CA_BUNDLE`,
+/// Node's `NODE_EXTRA_CA_CERTS`).
+const PROXY_VARIABLES: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "OPENAI_PROXY",
+];
+const CA_BUNDLE_VARIABLES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+];
+/// JVM option variables, where `-Dhttps.proxyHost` sets a proxy.
+const JAVA_OPTION_VARIABLES: &[&str] = &["JAVA_TOOL_OPTIONS", "JAVA_OPTS", "_JAVA_OPTIONS"];
+
+/// Proxies and custom CA bundles in a container's environment (see [`EndpointValue::Redirected`]).
+fn redirections(env: &ResolvedEnv, endpoints: &mut Vec<Endpoint>) {
+    let mut push = |c: &crate::workload::env::Candidate, name: &str, what: String| {
+        endpoints.push(Endpoint {
+            value: EndpointValue::Redirected(what),
+            path: c.path.clone(),
+            via: name.to_string(),
+            origin: c.origin.clone(),
+        });
+    };
+    let set = |c: &crate::workload::env::Candidate| !matches!(&c.value, EnvValue::Literal(v) if v.trim().is_empty());
+    for name in PROXY_VARIABLES {
+        for c in env.candidates(name).iter().filter(|c| set(c)) {
+            push(
+                c,
+                name,
+                format!("{name} sends https traffic through a proxy"),
+            );
+        }
+    }
+    for name in CA_BUNDLE_VARIABLES {
+        for c in env.candidates(name).iter().filter(|c| set(c)) {
+            push(
+                c,
+                name,
+                format!(
+                    "{name} trusts a custom CA bundle, so another server can answer for an allowed host"
+                ),
+            );
+        }
+    }
+    for name in JAVA_OPTION_VARIABLES {
+        for c in env.candidates(name) {
+            if let EnvValue::Literal(v) = &c.value
+                && v.contains("-Dhttps.proxyHost")
+            {
+                push(
+                    &c,
+                    name,
+                    format!("{name} sets -Dhttps.proxyHost, a proxy for https traffic"),
+                );
+            }
+        }
+    }
+}
+
 /// Variables whose values name hosts without being endpoints: proxy exclusion lists.
-const NOT_ENDPOINTS: &[&str] = &["NO_PROXY", "no_proxy"];
+const NOT_ENDPOINTS: &[&str] = &[
+    "NO_PROXY",
+    "no_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "OPENAI_PROXY",
+];
 
 /// Model endpoints in one text (a command-line entry, an env value, JSON or YAML config carried
 /// in a value): URLs, and `host:port` or bare hosts without a scheme (an nginx or envoy
