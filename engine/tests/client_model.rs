@@ -88,6 +88,15 @@ fn messages(d: &Decision) -> String {
 #[case::module_client_bedrock(&[("OPENAI_API_TYPE", "amazon-bedrock"), ("AWS_REGION", "us-east-1"), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT), ("AZURE_OPENAI_API_KEY", "k"), ("OPENAI_API_VERSION", "2024-10-21")])]
 // K8sGPT's backend switch says nothing about the OpenAI SDKs in the same container.
 #[case::k8sgpt_localai_beside_a_key(&[("K8SGPT_BACKEND", "localai"), ("OPENAI_API_KEY", KEY)])]
+// pydantic-settings reads names case-insensitively: a lower-case spelling is another value.
+#[case::lower_case_spelling(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("openai_base_url", "https://api.openai.com/v1")])]
+// Applications' own keys (shared/reference/ai-tool-resources.md).
+#[case::anythingllm_key(&[("OPEN_AI_KEY", KEY)])]
+#[case::n8n_key(&[("N8N_AI_OPENAI_API_KEY", KEY)])]
+#[case::weaviate_key(&[("OPENAI_APIKEY", KEY), ("ENABLE_MODULES", "text2vec-openai")])]
+// The AKS store demo reads its key from OPENAI_API_KEY even for Azure; any plain client in the
+// container would still call api.openai.com: ambiguous, denied (set OPENAI_BASE_URL too).
+#[case::aks_store_demo_switch(&[("USE_AZURE_OPENAI", "True"), ("OPENAI_API_KEY", KEY), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)])]
 fn a_client_leaves_the_allowed_hosts(#[case] env: &[(&str, &str)]) {
     let d = decide(env);
     assert_eq!(d.verdict, Verdict::Deny, "{env:?}: {}", messages(&d));
@@ -108,10 +117,15 @@ fn a_client_leaves_the_allowed_hosts(#[case] env: &[(&str, &str)]) {
 // Switches that are off.
 #[case::gateway_false(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "false")])]
 #[case::gateway_no(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("LANGSMITH_GATEWAY", "No")])]
+// The proxy switch without a proxy base: LiteLLM takes OPENAI_BASE_URL (oracle case 0065).
+#[case::litellm_proxy_switch_without_base_but_azure_base_url(&[("USE_LITELLM_PROXY", "True"), ("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1)])]
 #[case::litellm_proxy_off(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("USE_LITELLM_PROXY", "false")])]
 // Workload identity with OPENAI_BASE_URL at Azure: LiteLLM does not use it (it targets OpenAI
 // only), and no other client has a key.
 #[case::identity_with_azure_base(&[("OPENAI_IDENTITY_PROVIDER_ID", "idp"), ("OPENAI_SERVICE_ACCOUNT_ID", "sa"), ("OPENAI_IDENTITY_TOKEN_FILE", "/t"), ("OPENAI_BASE_URL", AZURE_V1)])]
+// LiteLLM's azure/ route with an AD token and its own base variable.
+#[case::litellm_azure_ad_token(&[("AZURE_AD_TOKEN", "t"), ("AZURE_API_BASE", AZURE_ENDPOINT)])]
+#[case::aks_store_demo_with_base_url(&[("USE_AZURE_OPENAI", "True"), ("OPENAI_API_KEY", KEY), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT), ("OPENAI_BASE_URL", AZURE_V1)])]
 fn every_client_stays_on_allowed_hosts(#[case] env: &[(&str, &str)]) {
     let d = decide(env);
     assert_ne!(d.verdict, Verdict::Deny, "{env:?}: {}", messages(&d));
@@ -169,4 +183,152 @@ fn bedrock_module_client_goes_to_the_mantle_endpoint_of_the_region() {
         endpoints.contains(&"https://bedrock-mantle.eu-west-3.api.aws/openai/v1"),
         "{endpoints:?}"
     );
+}
+
+// ---------------------------------------------------------------- other surfaces of a pod spec
+
+fn decide_spec(spec: Value) -> Decision {
+    let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "chat", "namespace": "team-a"},
+           "spec": {"selector": {"matchLabels": {"app": "chat"}}, "template": {
+               "metadata": {"labels": {"app": "chat"}}, "spec": spec}}});
+    evaluate(
+        &Request {
+            operation: Operation::Create,
+            object: Some(&obj),
+            old_object: None,
+            namespace: None,
+        },
+        &PolicySet::builtin(),
+        &Snapshot::offline(ClusterProvider::Azure),
+    )
+}
+
+/// Traffic that leaves through a part of the pod spec other than the SDK's variables: the
+/// kubelet runs hooks and exec probes inside the container and sends httpGet requests itself;
+/// a forwarding sidecar's upstream is where the app's traffic ends up.
+#[rstest]
+#[case::post_start_curl(json!({"containers": [{"name": "a", "image": "a",
+    "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "curl -s https://api.openai.com/v1/chat/completions -d @/p.json"]}}}}]}))]
+#[case::pre_stop_curl(json!({"containers": [{"name": "a", "image": "a",
+    "lifecycle": {"preStop": {"exec": {"command": ["curl", "https://api.openai.com/v1/embeddings"]}}}}]}))]
+#[case::exec_probe(json!({"containers": [{"name": "a", "image": "a",
+    "livenessProbe": {"exec": {"command": ["curl", "-f", "https://api.openai.com/v1/models"]}}}]}))]
+#[case::http_get_probe_host(json!({"containers": [{"name": "a", "image": "a",
+    "readinessProbe": {"httpGet": {"host": "api.openai.com", "scheme": "HTTPS", "path": "/v1/models", "port": 443}}}]}))]
+#[case::sidecar_upstream_url(json!({"containers": [
+    {"name": "app", "image": "app", "env": [{"name": "OPENAI_BASE_URL", "value": "http://localhost:8080/v1"}, {"name": "OPENAI_API_KEY", "value": "k"}]},
+    {"name": "proxy", "image": "nginx", "env": [{"name": "UPSTREAM_URL", "value": "https://api.openai.com"}]}]}))]
+#[case::sidecar_schemeless_upstream(json!({"containers": [
+    {"name": "app", "image": "app", "env": [{"name": "OPENAI_BASE_URL", "value": "http://localhost:10000/v1"}, {"name": "OPENAI_API_KEY", "value": "k"}]},
+    {"name": "envoy", "image": "envoyproxy/envoy", "args": ["--upstream", "api.openai.com:443"]}]}))]
+#[case::json_config_in_env(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "OAI_CONFIG_LIST", "value": "[{\"model\": \"gpt-4o\", \"base_url\": \"https://api.openai.com/v1\", \"api_key\": \"k\"}]"}]}]}))]
+// A quote inside the authority may be userinfo to whoever reads the value: the whole token is
+// judged, and refused.
+#[case::quote_inside_the_authority(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "CONFIG", "value": "{\"base_url\": \"https://x.openai.azure.com'@evil.example/v1\"}"}]}]}))]
+// /etc/hosts mapping the allowed host to an address of the author's choosing.
+#[case::host_alias_for_the_azure_host(json!({
+    "hostAliases": [{"ip": "203.0.113.7", "hostnames": ["contoso.openai.azure.com"]}],
+    "containers": [{"name": "a", "image": "a", "env": [
+        {"name": "AZURE_OPENAI_API_KEY", "value": "k"}, {"name": "AZURE_OPENAI_ENDPOINT", "value": AZURE_ENDPOINT},
+        {"name": "OPENAI_API_VERSION", "value": "2024-10-21"}]}]}))]
+fn traffic_through_other_parts_of_the_pod_spec_is_judged(#[case] spec: Value) {
+    let d = decide_spec(spec.clone());
+    assert_eq!(d.verdict, Verdict::Deny, "{spec}: {}", messages(&d));
+}
+
+#[rstest]
+#[case::azure_in_json_config(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "OAI_CONFIG_LIST", "value": "[{\"model\": \"gpt-4o\", \"base_url\": \"https://contoso.openai.azure.com/openai/v1\", \"api_key\": \"k\"}]"}]}]}))]
+#[case::no_proxy_lists_are_not_endpoints(json!({"containers": [{"name": "a", "image": "a", "env": [
+    {"name": "NO_PROXY", "value": "localhost,.openai.com,api.openai.com"},
+    {"name": "OTHER_EXCLUSIONS", "value": "localhost,.openai.com"}]}]}))]
+#[case::azure_schemeless_upstream(json!({"containers": [{"name": "envoy", "image": "envoyproxy/envoy",
+    "args": ["--upstream", "contoso.openai.azure.com:443"]}]}))]
+#[case::http_get_probe_of_the_pod_itself(json!({"containers": [{"name": "a", "image": "a",
+    "env": [{"name": "OPENAI_API_KEY", "value": "k"}, {"name": "OPENAI_BASE_URL", "value": AZURE_V1}],
+    "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}}]}))]
+fn surfaces_that_stay_on_allowed_hosts_are_allowed(#[case] spec: Value) {
+    let d = decide_spec(spec.clone());
+    assert_ne!(d.verdict, Verdict::Deny, "{spec}: {}", messages(&d));
+}
+
+#[test]
+fn custom_resolvers_on_a_governed_pod_are_a_warning() {
+    let d = decide_spec(json!({
+        "dnsConfig": {"nameservers": ["203.0.113.53"]},
+        "containers": [{"name": "a", "image": "a", "env": [
+            {"name": "OPENAI_API_KEY", "value": "k"}, {"name": "OPENAI_BASE_URL", "value": AZURE_V1}]}]}));
+    assert_eq!(d.verdict, Verdict::Warn, "{}", messages(&d));
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.contains("dnsConfig.nameservers")),
+        "{:?}",
+        d.warnings
+    );
+}
+
+fn secret_env(name: &str) -> Value {
+    json!({"name": name, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}})
+}
+
+#[test]
+fn an_endpoint_flag_whose_value_is_a_secret_is_unresolved_on_an_ai_container() {
+    for args in [
+        json!(["--api_base", "$(BASE)"]),
+        json!(["--base-url=$(BASE)"]),
+    ] {
+        let d = decide_spec(
+            json!({"containers": [{"name": "a", "image": "a", "args": args,
+            "env": [secret_env("BASE"), {"name": "AZURE_OPENAI_API_KEY", "value": "k"},
+                    {"name": "AZURE_OPENAI_ENDPOINT", "value": AZURE_ENDPOINT}]}]}),
+        );
+        assert_eq!(d.verdict, Verdict::Deny, "{args}: {}", messages(&d));
+        assert!(
+            d.findings.iter().any(|f| f.hosting == Hosting::Unresolved),
+            "{args}: {:?}",
+            d.findings
+        );
+    }
+    // The same flag on a container with no AI signal governs nothing.
+    let d = decide_spec(json!({"containers": [{"name": "db", "image": "minio/mc",
+        "args": ["--endpoint", "$(BASE)"], "env": [secret_env("BASE")]}]}));
+    assert!(d.governed_by.is_empty(), "{d:?}");
+}
+
+#[rstest]
+#[case::https_proxy(&[("HTTPS_PROXY", "http://proxy.corp.example:3128")])]
+#[case::all_proxy_lower(&[("all_proxy", "socks5://proxy.corp.example:1080")])]
+#[case::ca_bundle(&[("SSL_CERT_FILE", "/etc/ssl/corp-ca.pem")])]
+#[case::node_extra_ca(&[("NODE_EXTRA_CA_CERTS", "/etc/ssl/corp-ca.pem")])]
+#[case::java_proxy(&[("JAVA_TOOL_OPTIONS", "-Dhttps.proxyHost=proxy.corp.example -Dhttps.proxyPort=3128")])]
+fn proxies_and_ca_bundles_on_a_governed_container_follow_the_redirection_disposition(
+    #[case] extra: &[(&str, &str)],
+) {
+    let mut env = vec![("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1)];
+    env.extend_from_slice(extra);
+    // The default policy warns.
+    let d = decide(&env);
+    assert_eq!(d.verdict, Verdict::Warn, "{env:?}: {}", messages(&d));
+    // A strict policy denies.
+    let mut p = default_policy();
+    p.spec.endpoints.redirection = Disposition::Deny;
+    let strict = PolicySet::compile([&p]).expect("compiles");
+    assert_eq!(decide_with(&env, &strict).verdict, Verdict::Deny);
+    // Without AI usage, a proxy governs nothing.
+    let d = decide(extra);
+    assert!(d.governed_by.is_empty(), "{extra:?}: {d:?}");
+}
+
+#[test]
+fn a_proxy_never_stands_in_for_the_missing_endpoint() {
+    // An Azure key with no endpoint stays "no endpoint" (denied), proxy or not.
+    let d = decide(&[
+        ("AZURE_OPENAI_API_KEY", "k"),
+        ("HTTPS_PROXY", "http://proxy.corp.example:3128"),
+    ]);
+    assert_eq!(d.verdict, Verdict::Deny, "{}", messages(&d));
 }

@@ -491,11 +491,16 @@ fn env_from_prefix_is_prepended() {
         decide_with(&prefixed, &PolicySet::builtin(), &snapshot).verdict,
         Verdict::Deny
     );
+    // Without the prefix the key is BASE_URL, which no client reads as its endpoint; its value
+    // still names api.openai.com, which is a model endpoint whatever the variable (issue 9).
     let unprefixed = with_env_from(json!([{"configMapRef": {"name": "ai"}}]), json!([]));
+    let d = decide_with(&unprefixed, &PolicySet::builtin(), &snapshot);
+    assert_eq!(d.verdict, Verdict::Deny, "{d:#?}");
     assert!(
-        decide_with(&unprefixed, &PolicySet::builtin(), &snapshot)
-            .governed_by
-            .is_empty()
+        d.violations
+            .iter()
+            .all(|v| !v.message.contains("OPENAI_BASE_URL")),
+        "{d:#?}"
     );
 }
 
@@ -548,12 +553,17 @@ fn missing_config_map_offline_is_unresolved() {
 #[case::direct_in_args(json!(["--base-url=https://api.openai.com/v1"]), Verdict::Deny)]
 #[case::azure_in_args(json!(["--endpoint", AZURE]), Verdict::Allow)]
 #[case::expanded_in_args(json!(["--endpoint", "$(EP)"]), Verdict::Deny)]
+#[case::expanded_azure_in_args(json!(["--endpoint", "$(AZ)"]), Verdict::Allow)]
 #[case::unrelated_url(json!(["--db", "postgres://db:5432"]), Verdict::Allow)]
 fn model_urls_in_args_count(#[case] args: Value, #[case] verdict: Verdict) {
+    // EP is used only through $(EP); AZ holds the Azure endpoint.
+    let env = match args[1].as_str() {
+        Some("$(EP)") => json!([{"name": "EP", "value": DIRECT}]),
+        _ => json!([{"name": "AZ", "value": AZURE}]),
+    };
     let obj = object(
         "Deployment",
-        json!({"containers": [{"name": "a", "image": "a", "args": args,
-        "env": [{"name": "EP", "value": DIRECT}]}]}),
+        json!({"containers": [{"name": "a", "image": "a", "args": args, "env": env}]}),
     );
     assert_eq!(decide(&obj).verdict, verdict);
 }

@@ -120,6 +120,15 @@ pub struct EndpointRulesSpec {
     /// to the Azure v1 endpoint (`https://<resource>.openai.azure.com/openai/v1`).
     #[serde(default = "default_ambiguous")]
     pub ambiguous: Disposition,
+
+    /// What to do with settings that can send a governed container's traffic somewhere other
+    /// than the host its endpoint names: an HTTPS proxy (`HTTPS_PROXY`, `ALL_PROXY`,
+    /// `OPENAI_PROXY`, `-Dhttps.proxyHost` in `JAVA_TOOL_OPTIONS`) and a custom CA bundle
+    /// (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS`, ...), which together let a
+    /// proxy answer for an allowed host. Default Warn, since corporate proxies with their own CA
+    /// are common; a strict policy denies.
+    #[serde(default = "default_redirection")]
+    pub redirection: Disposition,
 }
 
 fn default_true() -> bool {
@@ -133,6 +142,9 @@ fn default_in_cluster() -> Disposition {
 }
 fn default_ambiguous() -> Disposition {
     Disposition::Deny
+}
+fn default_redirection() -> Disposition {
+    Disposition::Warn
 }
 
 /// Placement rules of a HostingPolicy.

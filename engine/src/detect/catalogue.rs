@@ -182,7 +182,46 @@ pub const CATALOGUE: &[Variable] = &[
     var(
         "OPEN_AI_KEY",
         ApiKey(OpenAi),
-        "AnythingLLM server/.env.example",
+        "AnythingLLM server/.env.example (its OpenAI provider only calls api.openai.com)",
+    ),
+    var(
+        "GENERIC_OPEN_AI_BASE_PATH",
+        Endpoint(Url),
+        "AnythingLLM server/.env.example (LLM_PROVIDER=generic-openai)",
+    ),
+    var(
+        "EMBEDDING_BASE_PATH",
+        Endpoint(Url),
+        "AnythingLLM server/.env.example (EMBEDDING_ENGINE with a custom base path)",
+    ),
+    // n8n's AI assistant features.
+    var(
+        "N8N_AI_OPENAI_API_KEY",
+        ApiKey(OpenAi),
+        "n8n packages/cli config (N8N_AI_OPENAI_API_KEY)",
+    ),
+    // Weaviate's text2vec-openai / generative-openai modules (the endpoint is in the schema).
+    var(
+        "OPENAI_APIKEY",
+        ApiKey(OpenAi),
+        "Weaviate modules text2vec-openai, generative-openai (env OPENAI_APIKEY)",
+    ),
+    var(
+        "AZURE_APIKEY",
+        ApiKey(Azure),
+        "Weaviate modules text2vec-openai, generative-openai with Azure (env AZURE_APIKEY)",
+    ),
+    // LiteLLM's azure/ route.
+    var(
+        "AZURE_AD_TOKEN",
+        ApiKey(Azure),
+        "litellm main.py azure route (azure_ad_token from AZURE_AD_TOKEN)",
+    ),
+    // The AKS store demo's ai-service.
+    var(
+        "USE_AZURE_OPENAI",
+        ApiType,
+        "Azure-Samples aks-store-demo src/ai-service (True: Azure OpenAI, False: OpenAI)",
     ),
     var(
         "AZURE_OPENAI_KEY",
@@ -266,9 +305,16 @@ pub const CATALOGUE: &[Variable] = &[
     ),
 ];
 
-/// Looks a variable up.
+/// Looks a variable up, by its exact name.
 pub fn lookup(name: &str) -> Option<&'static Variable> {
     CATALOGUE.iter().find(|v| v.name == name)
+}
+
+/// Looks a variable up by name in any letter case: applications configured through
+/// pydantic-settings (case-insensitive by default) read `openai_base_url` as `OPENAI_BASE_URL`,
+/// so a lower- or mixed-case spelling counts as another value of the same variable.
+pub fn lookup_any_case(name: &str) -> Option<&'static Variable> {
+    CATALOGUE.iter().find(|v| v.name.eq_ignore_ascii_case(name))
 }
 
 /// What an [`Role::ApiType`] value selects. Unknown values select nothing (`None`), so that the
@@ -282,6 +328,13 @@ pub fn api_type_flavour(variable: &str, value: &str) -> Option<Flavour> {
             "amazonbedrock" => Flavour::Bedrock,
             _ => Flavour::NotThisProvider,
         });
+    }
+    if variable == "USE_AZURE_OPENAI" {
+        return match v.as_str() {
+            "true" => Some(Flavour::Azure),
+            "false" => Some(Flavour::OpenAi),
+            _ => None,
+        };
     }
     match v.as_str() {
         "open_ai" | "openai" => Some(Flavour::OpenAi),

@@ -26,8 +26,9 @@
 //!   `OPENAI_BASE_URL`.
 //! - **LiteLLM's proxy switch** (`llms/litellm_proxy/chat/transformation.py:57,100`;
 //!   `secret_managers/main.py:143`): `USE_LITELLM_PROXY` equal to `true` after trimming, any
-//!   case, sends every model to `LITELLM_PROXY_API_BASE`; without it LiteLLM calls OpenAI's
-//!   default.
+//!   case, sends every model to `LITELLM_PROXY_API_BASE`; without it LiteLLM takes its OpenAI
+//!   route's base (`OPENAI_BASE_URL`, `OPENAI_API_BASE`), and with neither OpenAI's default
+//!   (measured by the clients oracle, tests/clients: cases 0065 and 0486).
 //! - **LiteLLM's OpenAI workload identity** (`llms/openai/workload_identity.py:32-36,60-95`):
 //!   `OPENAI_IDENTITY_PROVIDER_ID`, `OPENAI_SERVICE_ACCOUNT_ID` and `OPENAI_IDENTITY_TOKEN_FILE`
 //!   all set, no key: a token exchange at auth.openai.com, then api.openai.com, unless
@@ -164,9 +165,11 @@ fn litellm_proxy(env: &ResolvedEnv, out: &mut Routes) {
         return;
     };
     signal(out, NAME, &switch);
-    // The proxy's base URL itself is a catalogue endpoint when set; without one LiteLLM falls
-    // back to OpenAI's default.
-    if set_in_python(env, "LITELLM_PROXY_API_BASE").is_none() {
+    // The proxy's base URL itself is a catalogue endpoint when set; without one LiteLLM takes
+    // its OpenAI route's base (OPENAI_BASE_URL, then OPENAI_API_BASE, both catalogue
+    // endpoints), and with neither, OpenAI's default.
+    let unset = |name| set_in_python(env, name).is_none();
+    if unset("LITELLM_PROXY_API_BASE") && unset("OPENAI_BASE_URL") && unset("OPENAI_API_BASE") {
         let e = endpoint(
             EndpointValue::Url(OPENAI_SDK_DEFAULT_BASE_URL.into()),
             &switch,

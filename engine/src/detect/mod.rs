@@ -43,7 +43,8 @@ pub enum Signal {
     Annotation { path: String },
     /// A catalogue variable is set.
     Variable { name: &'static str, path: String },
-    /// A model URL appears in `command` or `args`.
+    /// A model URL appears in `command`, `args`, an exec hook or probe, an httpGet host, or the
+    /// value of a variable the catalogue does not know.
     CommandUrl { path: String },
 }
 
@@ -59,6 +60,9 @@ pub enum EndpointValue {
         url: String,
         why: String,
     },
+    /// A setting that can send the traffic elsewhere than the endpoints name (a proxy, a custom
+    /// CA bundle); the text says what.
+    Redirected(String),
 }
 
 /// One place the workload may send model traffic to.
@@ -207,6 +211,39 @@ fn detect_template(
         }
     }
 
+    // Redirection around the endpoints: `/etc/hosts` entries and custom resolvers decide where
+    // an allowed host name really goes.
+    if let Some(draft) = usages.get_mut(OPENAI) {
+        let spec_path = template.field("spec");
+        for (i, alias) in template.spec.host_aliases.iter().flatten().enumerate() {
+            for (j, name) in alias.hostnames.iter().flatten().enumerate() {
+                if mentions_model_host(name, &rules) {
+                    draft.endpoints.push(Endpoint {
+                        value: EndpointValue::Unresolved(format!(
+                            "hostAliases maps {name:?} to {}, so traffic for that host goes to an address hostguard cannot check",
+                            alias.ip
+                        )),
+                        path: format!("{spec_path}.hostAliases[{i}].hostnames[{j}]"),
+                        via: "hostAliases".into(),
+                        origin: None,
+                    });
+                }
+            }
+        }
+        if let Some(servers) = template
+            .spec
+            .dns_config
+            .as_ref()
+            .and_then(|d| d.nameservers.as_ref())
+            .filter(|n| !n.is_empty())
+        {
+            facts.notes.push(format!(
+                "{spec_path}.dnsConfig.nameservers: this Pod resolves names through {}, which can answer anything for an allowed model host; hostguard cannot check where its OpenAI traffic goes",
+                servers.join(", ")
+            ));
+        }
+    }
+
     // A provider declared with no endpoint anywhere: where would the SDK go?
     if let Some(draft) = usages.get_mut(OPENAI)
         && draft.endpoints.is_empty()
@@ -314,11 +351,19 @@ fn infer_container(
     let mut key: Option<(KeyKind, String, &'static str)> = None;
     let mut endpoint_vars_possible: Vec<&'static str> = Vec::new();
 
+    let names = env.names();
     for variable in catalogue::CATALOGUE {
         if matches!(variable.role, Role::Endpoint(_) | Role::InstanceName(_)) {
             endpoint_vars_possible.push(variable.name);
         }
-        let candidates = env.candidates(variable.name);
+        let mut candidates = env.candidates(variable.name);
+        // Other spellings of the same name count as duplicates (see `lookup_any_case`).
+        for other in names
+            .iter()
+            .filter(|n| n.as_str() != variable.name && n.eq_ignore_ascii_case(variable.name))
+        {
+            candidates.extend(env.candidates(other));
+        }
         // An empty value is the same as unset: SDKs and apps ignore it (or fail at start). A
         // whitespace-only key is not: openai-python sends it (`_client_auth.py:179`).
         let is_key = matches!(variable.role, Role::ApiKey(_));
@@ -403,37 +448,101 @@ fn infer_container(
         }
     }
 
-    // Model URLs in command and args, after expansion with the final environment.
+    // Model URLs in everything else the container runs or is given: command and args, exec
+    // hooks and probes (after `$(VAR)` expansion with the final environment, as the kubelet
+    // expands them), and the value of any variable the catalogue does not know (a sidecar's
+    // `UPSTREAM_URL`, JSON config such as `OAI_CONFIG_LIST`).
+    let mut texts: Vec<(String, String, &str, bool)> = Vec::new();
     let lists: [(&str, &[String]); 2] = [("command", container.command), ("args", container.args)];
     for (field, entries) in lists {
         for (i, entry) in entries.iter().enumerate() {
-            let path = format!("{}.{field}[{i}]", container.path);
-            match env.expand(entry) {
-                EnvValue::Literal(text) => {
-                    for url in urls_in(&text) {
-                        if mentions_model_host(url, rules) {
-                            signals.push(Signal::CommandUrl { path: path.clone() });
-                            endpoints.push(Endpoint {
-                                value: EndpointValue::Url(url.to_string()),
-                                path: path.clone(),
-                                via: format!("a URL in {field}"),
-                                origin: None,
-                            });
-                        }
-                    }
-                }
-                EnvValue::Unreadable(why) => {
-                    if mentions_model_host(entry, rules) {
+            // `--api-base $(VAR)` or `--base-url=$(VAR)`: an argument that configures an
+            // endpoint, whatever its value turns out to be.
+            let configures = endpoint_flag(entry)
+                || (i > 0 && endpoint_flag(&entries[i - 1]) && !entries[i - 1].contains('='));
+            texts.push((
+                format!("{}.{field}[{i}]", container.path),
+                format!("a URL in {field}"),
+                entry,
+                configures,
+            ));
+        }
+    }
+    for exec in &container.exec {
+        for (i, entry) in exec.command.iter().enumerate() {
+            texts.push((
+                format!("{}[{i}]", exec.path),
+                "a URL in an exec hook or probe".into(),
+                entry,
+                false,
+            ));
+        }
+    }
+    for (path, via, entry, configures) in texts {
+        match env.expand(entry) {
+            EnvValue::Literal(text) => {
+                scan_text(
+                    &text,
+                    &path,
+                    &via,
+                    None,
+                    rules,
+                    &mut signals,
+                    &mut endpoints,
+                );
+            }
+            EnvValue::Unreadable(why) => {
+                let names_a_model_host = mentions_model_host(entry, rules);
+                if configures || names_a_model_host {
+                    // An endpoint flag alone does not make a container an AI workload (a
+                    // database client has `--endpoint` too): it only counts where other signals
+                    // say the container calls a model.
+                    if names_a_model_host {
                         signals.push(Signal::CommandUrl { path: path.clone() });
-                        endpoints.push(Endpoint {
-                            value: EndpointValue::Unresolved(why),
-                            path,
-                            via: format!("a URL in {field}"),
-                            origin: None,
-                        });
                     }
+                    endpoints.push(Endpoint {
+                        value: EndpointValue::Unresolved(why),
+                        path,
+                        via,
+                        origin: None,
+                    });
                 }
             }
+        }
+    }
+    for name in names {
+        if catalogue::lookup_any_case(&name).is_some() || NOT_ENDPOINTS.contains(&name.as_str()) {
+            continue;
+        }
+        for c in env.candidates(&name) {
+            if let EnvValue::Literal(text) = &c.value {
+                let via = format!("a URL in {name}");
+                scan_text(
+                    text,
+                    &c.path,
+                    &via,
+                    c.origin.clone(),
+                    rules,
+                    &mut signals,
+                    &mut endpoints,
+                );
+            }
+        }
+    }
+    // An httpGet hook or probe with a host: the kubelet sends that request itself.
+    for get in &container.http_get {
+        if let Some(host) = get.host.filter(|h| mentions_model_host(h, rules)) {
+            let scheme = get.scheme.unwrap_or("HTTP").to_ascii_lowercase();
+            let url = format!("{scheme}://{host}{}", get.url_path.unwrap_or("/"));
+            signals.push(Signal::CommandUrl {
+                path: get.path.clone(),
+            });
+            endpoints.push(Endpoint {
+                value: EndpointValue::Url(url),
+                path: format!("{}.host", get.path),
+                via: "an httpGet hook or probe".into(),
+                origin: None,
+            });
         }
     }
 
@@ -521,19 +630,208 @@ fn infer_container(
         endpoints.push(endpoint);
     }
 
+    // Only now, so that a proxy or CA bundle never stands in for the endpoint itself.
+    redirections(env, &mut endpoints);
     Some(Inferred { signals, endpoints })
 }
 
-/// URL-looking tokens in a command-line string: each whitespace-separated token is cut at its
-/// scheme (`--base=https://...` gives `https://...`) and stripped of surrounding quotes.
-fn urls_in(text: &str) -> impl Iterator<Item = &str> {
-    text.split_whitespace().filter_map(|token| {
-        let sep = token.find("://")?;
-        let start = token[..sep]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
-        let url = token[start..].trim_end_matches(['"', '\'', ',', ';', ')']);
-        (start < sep).then_some(url)
+/// A command-line flag that sets a model endpoint: `--api-base`, `--api_base`, `--base-url`,
+/// `--openai-base-url`, `--endpoint`, `--azure-endpoint` and the like (with or without `=value`).
+fn endpoint_flag(arg: &str) -> bool {
+    let Some(flag) = arg.strip_prefix('-') else {
+        return false;
+    };
+    let name = flag.trim_start_matches('-');
+    let name = name
+        .split('=')
+        .next()
+        .unwrap_or(name)
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    ["api-base", "base-url", "api-url", "endpoint", "api-host"]
+        .iter()
+        .any(|suffix| name == *suffix || name.ends_with(&format!("-{suffix}")))
+}
+
+/// Proxy variables the clients honour for https URLs (httpx and requests read `HTTPS_PROXY` and
+/// `ALL_PROXY` in either case; LangChain's `OPENAI_PROXY`), and CA bundle variables (OpenSSL's
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR`, requests' `REQUESTS_CA_BUNDLE`, curl's `CURL_CA_BUNDLE`,
+/// Node's `NODE_EXTRA_CA_CERTS`).
+const PROXY_VARIABLES: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "OPENAI_PROXY",
+];
+const CA_BUNDLE_VARIABLES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+];
+/// JVM option variables, where `-Dhttps.proxyHost` sets a proxy.
+const JAVA_OPTION_VARIABLES: &[&str] = &["JAVA_TOOL_OPTIONS", "JAVA_OPTS", "_JAVA_OPTIONS"];
+
+/// Proxies and custom CA bundles in a container's environment (see [`EndpointValue::Redirected`]).
+fn redirections(env: &ResolvedEnv, endpoints: &mut Vec<Endpoint>) {
+    let mut push = |c: &crate::workload::env::Candidate, name: &str, what: String| {
+        endpoints.push(Endpoint {
+            value: EndpointValue::Redirected(what),
+            path: c.path.clone(),
+            via: name.to_string(),
+            origin: c.origin.clone(),
+        });
+    };
+    let set = |c: &crate::workload::env::Candidate| !matches!(&c.value, EnvValue::Literal(v) if v.trim().is_empty());
+    for name in PROXY_VARIABLES {
+        for c in env.candidates(name).iter().filter(|c| set(c)) {
+            push(
+                c,
+                name,
+                format!("{name} sends https traffic through a proxy"),
+            );
+        }
+    }
+    for name in CA_BUNDLE_VARIABLES {
+        for c in env.candidates(name).iter().filter(|c| set(c)) {
+            push(
+                c,
+                name,
+                format!(
+                    "{name} trusts a custom CA bundle, so another server can answer for an allowed host"
+                ),
+            );
+        }
+    }
+    for name in JAVA_OPTION_VARIABLES {
+        for c in env.candidates(name) {
+            if let EnvValue::Literal(v) = &c.value
+                && v.contains("-Dhttps.proxyHost")
+            {
+                push(
+                    &c,
+                    name,
+                    format!("{name} sets -Dhttps.proxyHost, a proxy for https traffic"),
+                );
+            }
+        }
+    }
+}
+
+/// Variables whose values name hosts without being endpoints: proxy exclusion lists.
+const NOT_ENDPOINTS: &[&str] = &[
+    "NO_PROXY",
+    "no_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "OPENAI_PROXY",
+];
+
+/// Model endpoints in one text (a command-line entry, an env value, JSON or YAML config carried
+/// in a value): URLs, and `host:port` or bare hosts without a scheme (an nginx or envoy
+/// upstream such as `api.openai.com:443`), read as https.
+fn scan_text(
+    text: &str,
+    path: &str,
+    via: &str,
+    origin: Option<String>,
+    rules: &EndpointRules<'_>,
+    signals: &mut Vec<Signal>,
+    endpoints: &mut Vec<Endpoint>,
+) {
+    if !mentions_model_host(text, rules) {
+        return;
+    }
+    let mut found = false;
+    for url in urls_in(text).chain(schemeless_hosts_in(text)) {
+        if mentions_model_host(&url, rules) {
+            found = true;
+            endpoints.push(Endpoint {
+                value: EndpointValue::Url(url),
+                path: path.to_string(),
+                via: via.to_string(),
+                origin: origin.clone(),
+            });
+        }
+    }
+    if found {
+        signals.push(Signal::CommandUrl {
+            path: path.to_string(),
+        });
+    }
+}
+
+/// URL-looking tokens in a text: each whitespace-separated token is cut at its scheme
+/// (`--base=https://...` gives `https://...`), and ends at a quote only once the authority has
+/// ended (a `/` after the host): a quote inside the authority may be part of userinfo to the
+/// program that reads it (`https://x.openai.azure.com'@evil.com`), so there the whole token is
+/// kept and the strict classifier refuses it. Trailing punctuation is dropped.
+fn urls_in(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split_whitespace().flat_map(|token| {
+        let mut out = Vec::new();
+        let mut rest = token;
+        while let Some(sep) = rest.find("://") {
+            let start = rest[..sep]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+                .map_or(0, |i| i + 1);
+            let candidate = &rest[start..];
+            let after_scheme = sep - start + 3;
+            let authority_end = candidate[after_scheme..]
+                .find('/')
+                .map(|i| i + after_scheme);
+            let quote = candidate[after_scheme..]
+                .find(['"', '\'', '`'])
+                .map(|i| i + after_scheme);
+            let end = match (authority_end, quote) {
+                (Some(slash), Some(q)) if slash < q => q,
+                _ => candidate.len(),
+            };
+            let url = candidate[..end].trim_end_matches(['"', '\'', '`', ',', ';', ')', ']', '}']);
+            if start < sep {
+                out.push(url.to_string());
+            }
+            rest = &candidate[end.max(after_scheme)..];
+        }
+        out
+    })
+}
+
+/// `host`, `host:port` or `host:port/path` tokens without a scheme that name a model host, as
+/// `https://` URLs. Only plain DNS-name tokens (letters, digits, `-`, `.`, then an optional port
+/// and path) count, so lists such as `NO_PROXY` values are not read as endpoints.
+fn schemeless_hosts_in(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | '`' | ',' | ';' | '=' | '(' | ')' | '[' | ']' | '{' | '}'
+            )
+    })
+    .filter(|t| !t.contains("://") && !t.is_empty())
+    .filter_map(|token| {
+        let host_end = token.find([':', '/']).unwrap_or(token.len());
+        let host = &token[..host_end];
+        let plain = host.contains('.')
+            && !host.starts_with('.')
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        let tail = &token[host_end..];
+        let tail_ok = match tail.strip_prefix(':') {
+            Some(port_and_path) => {
+                let port_end = port_and_path.find('/').unwrap_or(port_and_path.len());
+                port_end > 0
+                    && port_and_path[..port_end]
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+            }
+            None => tail.is_empty() || tail.starts_with('/'),
+        };
+        (plain && tail_ok).then(|| format!("https://{token}"))
     })
 }
 

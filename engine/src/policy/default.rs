@@ -55,6 +55,7 @@ pub fn default_policy() -> HostingPolicy {
                 unresolved: Disposition::Deny,
                 in_cluster: Disposition::Warn,
                 ambiguous: Disposition::Deny,
+                redirection: Disposition::Warn,
             },
             placement: Some(PlacementSpec {
                 cluster_providers: vec![ClusterProvider::Azure],

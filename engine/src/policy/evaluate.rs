@@ -210,6 +210,21 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                 );
                 dispose(decision, policy, policy.unresolved, &endpoint.path, message);
             }
+            EndpointValue::Redirected(what) => {
+                let message = format!(
+                    "{}: {what}; hostguard cannot check where this container's {} really goes (allowed: {})",
+                    endpoint.path,
+                    traffic(policy),
+                    policy.allowed_list()
+                );
+                dispose(
+                    decision,
+                    policy,
+                    policy.redirection,
+                    &endpoint.path,
+                    message,
+                );
+            }
             EndpointValue::Ambiguous { url, why } => {
                 if classify(url, &rules).hosting == Hosting::Azure {
                     continue;
@@ -431,6 +446,9 @@ fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Finding> {
                     EndpointValue::Url(url) => (url.clone(), classify(url, &rules).hosting),
                     EndpointValue::Unresolved(why) => {
                         (format!("(unresolved: {why})"), Hosting::Unresolved)
+                    }
+                    EndpointValue::Redirected(what) => {
+                        (format!("(redirected: {what})"), Hosting::Unresolved)
                     }
                     EndpointValue::Ambiguous { url, .. } => {
                         let hosting = match classify(url, &rules).hosting {

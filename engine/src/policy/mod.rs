@@ -48,6 +48,7 @@ pub struct CompiledPolicy {
     pub unresolved: Disposition,
     pub in_cluster: Disposition,
     pub ambiguous: Disposition,
+    pub redirection: Disposition,
     pub cluster_providers: Vec<ClusterProvider>,
     /// The node affinity governed Pods must carry.
     pub required_nodes: Option<NodeSelector>,
@@ -173,6 +174,7 @@ impl CompiledPolicy {
             unresolved: spec.endpoints.unresolved,
             in_cluster: spec.endpoints.in_cluster,
             ambiguous: spec.endpoints.ambiguous,
+            redirection: spec.endpoints.redirection,
             cluster_providers,
             required_nodes,
             generation: policy.metadata.generation,

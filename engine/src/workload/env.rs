@@ -187,6 +187,20 @@ impl ResolvedEnv {
         Vec::new()
     }
 
+    /// Every variable name the container visibly gets: its `env` entries and the keys of the
+    /// `envFrom` sources that could be read (with their prefixes), sorted, each once.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.explicit.keys().cloned().collect();
+        for source in &self.sources {
+            if let FromSource::Known { prefix, data, .. } = source {
+                names.extend(data.keys().map(|k| format!("{prefix}{k}")));
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// `envFrom` sources that cannot be read and could set `name` (it is not set by `env`, and
     /// no readable source after them sets it).
     pub fn opaque_sources_for(&self, name: &str) -> Vec<OpaqueSource> {

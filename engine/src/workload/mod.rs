@@ -10,7 +10,10 @@ pub mod env;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, NodeAffinity, NodeSelectorTerm};
+use k8s_openapi::api::core::v1::{
+    EnvFromSource, EnvVar, HostAlias, Lifecycle, NodeAffinity, NodeSelectorTerm, PodDNSConfig,
+    Probe,
+};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
@@ -127,6 +130,10 @@ pub struct PodSpecView {
     pub init_containers: Option<Vec<ContainerSpec>>,
     pub ephemeral_containers: Option<Vec<ContainerSpec>>,
     pub affinity: Option<AffinityView>,
+    /// `/etc/hosts` entries: mapping an allowed model host to an IP sends its traffic there.
+    pub host_aliases: Option<Vec<HostAlias>>,
+    /// Custom resolvers can answer anything for an allowed model host.
+    pub dns_config: Option<PodDNSConfig>,
 }
 
 impl PodSpecView {
@@ -161,6 +168,92 @@ pub struct ContainerSpec {
     pub env_from: Option<Vec<EnvFromSource>>,
     pub command: Option<Vec<String>>,
     pub args: Option<Vec<String>>,
+    /// Hooks and probes run commands and requests of their own, which can carry model traffic
+    /// (`curl https://api.openai.com/...` in a `postStart` hook).
+    pub lifecycle: Option<Lifecycle>,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
+}
+
+/// A command a container runs besides its entrypoint: an `exec` hook or probe.
+#[derive(Debug, Clone)]
+pub struct ExecView<'a> {
+    /// e.g. `spec.containers[0].lifecycle.postStart.exec.command`
+    pub path: String,
+    pub command: &'a [String],
+}
+
+/// An `httpGet` hook or probe: the kubelet sends it to `host` (the Pod IP when unset).
+#[derive(Debug, Clone)]
+pub struct HttpGetView<'a> {
+    /// e.g. `spec.containers[0].livenessProbe.httpGet`
+    pub path: String,
+    pub scheme: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub url_path: Option<&'a str>,
+}
+
+impl ContainerSpec {
+    fn view(&self, path: String) -> ContainerView<'_> {
+        let mut exec = Vec::new();
+        let mut http_get = Vec::new();
+        let hooks = self.lifecycle.as_ref().map(|l| {
+            [
+                ("postStart", l.post_start.as_ref()),
+                ("preStop", l.pre_stop.as_ref()),
+            ]
+        });
+        for (name, handler) in hooks.into_iter().flatten() {
+            let Some(h) = handler else { continue };
+            if let Some(cmd) = h.exec.as_ref().and_then(|e| e.command.as_deref()) {
+                exec.push(ExecView {
+                    path: format!("{path}.lifecycle.{name}.exec.command"),
+                    command: cmd,
+                });
+            }
+            if let Some(g) = &h.http_get {
+                http_get.push(HttpGetView {
+                    path: format!("{path}.lifecycle.{name}.httpGet"),
+                    scheme: g.scheme.as_deref(),
+                    host: g.host.as_deref(),
+                    url_path: g.path.as_deref(),
+                });
+            }
+        }
+        let probes = [
+            ("livenessProbe", self.liveness_probe.as_ref()),
+            ("readinessProbe", self.readiness_probe.as_ref()),
+            ("startupProbe", self.startup_probe.as_ref()),
+        ];
+        for (name, probe) in probes {
+            let Some(p) = probe else { continue };
+            if let Some(cmd) = p.exec.as_ref().and_then(|e| e.command.as_deref()) {
+                exec.push(ExecView {
+                    path: format!("{path}.{name}.exec.command"),
+                    command: cmd,
+                });
+            }
+            if let Some(g) = &p.http_get {
+                http_get.push(HttpGetView {
+                    path: format!("{path}.{name}.httpGet"),
+                    scheme: g.scheme.as_deref(),
+                    host: g.host.as_deref(),
+                    url_path: g.path.as_deref(),
+                });
+            }
+        }
+        ContainerView {
+            path,
+            name: &self.name,
+            env: self.env.as_deref().unwrap_or_default(),
+            env_from: self.env_from.as_deref().unwrap_or_default(),
+            command: self.command.as_deref().unwrap_or_default(),
+            args: self.args.as_deref().unwrap_or_default(),
+            exec,
+            http_get,
+        }
+    }
 }
 
 impl PodTemplateView {
@@ -181,37 +274,17 @@ impl PodTemplateView {
     /// Every container of every kind, in a stable order: init containers first (they run
     /// first), then containers, then ephemeral containers.
     pub fn containers(&self) -> Vec<ContainerView<'_>> {
-        let mut out = Vec::new();
         let spec_path = self.field("spec");
-        for (i, c) in self.spec.init_containers.iter().flatten().enumerate() {
-            out.push(ContainerView {
-                path: format!("{spec_path}.initContainers[{i}]"),
-                name: &c.name,
-                env: c.env.as_deref().unwrap_or_default(),
-                env_from: c.env_from.as_deref().unwrap_or_default(),
-                command: c.command.as_deref().unwrap_or_default(),
-                args: c.args.as_deref().unwrap_or_default(),
-            });
-        }
-        for (i, c) in self.spec.containers.iter().flatten().enumerate() {
-            out.push(ContainerView {
-                path: format!("{spec_path}.containers[{i}]"),
-                name: &c.name,
-                env: c.env.as_deref().unwrap_or_default(),
-                env_from: c.env_from.as_deref().unwrap_or_default(),
-                command: c.command.as_deref().unwrap_or_default(),
-                args: c.args.as_deref().unwrap_or_default(),
-            });
-        }
-        for (i, c) in self.spec.ephemeral_containers.iter().flatten().enumerate() {
-            out.push(ContainerView {
-                path: format!("{spec_path}.ephemeralContainers[{i}]"),
-                name: &c.name,
-                env: c.env.as_deref().unwrap_or_default(),
-                env_from: c.env_from.as_deref().unwrap_or_default(),
-                command: c.command.as_deref().unwrap_or_default(),
-                args: c.args.as_deref().unwrap_or_default(),
-            });
+        let kinds = [
+            ("initContainers", &self.spec.init_containers),
+            ("containers", &self.spec.containers),
+            ("ephemeralContainers", &self.spec.ephemeral_containers),
+        ];
+        let mut out = Vec::new();
+        for (field, list) in kinds {
+            for (i, c) in list.iter().flatten().enumerate() {
+                out.push(c.view(format!("{spec_path}.{field}[{i}]")));
+            }
         }
         out
     }
@@ -227,6 +300,10 @@ pub struct ContainerView<'a> {
     pub env_from: &'a [EnvFromSource],
     pub command: &'a [String],
     pub args: &'a [String],
+    /// `exec` hooks and probes.
+    pub exec: Vec<ExecView<'a>>,
+    /// `httpGet` hooks and probes.
+    pub http_get: Vec<HttpGetView<'a>>,
 }
 
 /// Reads an object. `Ok(None)` when its type is not a pod-bearing kind.
