@@ -1,34 +1,50 @@
 //! `hostguard check`: evaluates manifests (files, directories, stdin; the output of
 //! `helm template` or `kustomize build`) with the same engine as the webhook, for GitOps CI.
 //!
-//! The input is a bundle: HostingPolicies in it join the policies in force, and AIWorkloads,
-//! ConfigMaps and Namespaces in it fill the offline snapshot, so a Deployment is judged with the
-//! ConfigMap it reads from the same repository. Every other document is evaluated as a CREATE.
-//! Exit code 0: nothing denied; 1: something denied; 2: the input or a policy cannot be read.
+//! HostingPolicies in the input join the policies in force, and AIWorkloads, ConfigMaps and
+//! Namespaces in it fill the offline snapshot, each for the documents in its scope
+//! ([`crate::manifest::scope`]: the same file, the same directory, the directories above up to
+//! the `-f` root; `--bundle` joins the roots), so a Deployment in `envs/dev` is judged with the
+//! ConfigMap of `envs/dev`, never with the one of `envs/prod`. Every other document is evaluated
+//! as a CREATE. Exit code 0: nothing denied; 1: something denied; 2: the input or a policy
+//! cannot be read.
+//!
+//! The input is read twice over its text and parsed once: a first pass retains only what a
+//! reference can name, parsing only the documents whose text may be of those kinds; the second
+//! parses and judges every other document.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::report::{Format, Report};
+use super::scoped::{Scope, ScopeBuilder, may_be_referenced};
 use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DENIED};
-use crate::api::{AIWorkload, ClusterProvider, GROUP, HostingPolicy};
-use crate::manifest::{self, Document};
-use crate::policy::{CompiledPolicy, Decision, Operation, Request, evaluate};
-use crate::policy_files::{PolicyArgs, PolicyFiles, compile_or_default, load_policy_files};
-use crate::snapshot::{DeclaredWorkload, Snapshot};
+#[cfg(test)]
+use crate::api::ClusterProvider;
+use crate::manifest::scope::Place;
+#[cfg(test)]
+use crate::manifest::scope::Places;
+#[cfg(test)]
+use crate::manifest::Document;
+use crate::manifest::{self, MAX_FILE_BYTES};
+#[cfg(test)]
+use crate::policy_files::PolicyFiles;
+use crate::policy_files::{PolicyArgs, load_policy_files};
 
 /// Arguments of `hostguard check`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// A manifest file, a directory (read recursively: *.yaml, *.yml, *.json), or - for standard
-    /// input. Repeatable.
+    /// input. Repeatable; each is a scope of its own unless --bundle is given.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub filenames: Vec<PathBuf>,
+    /// The paths given belong together: a reference that a document's own path does not
+    /// resolve is looked for in the other paths given.
+    #[arg(long)]
+    pub bundle: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -68,143 +84,105 @@ pub fn run(args: CheckArgs) -> u8 {
 
 /// Reads the input and the policies and evaluates every document.
 fn check(args: &CheckArgs) -> Result<Report, String> {
-    let loaded = manifest::load_paths(&args.filenames).map_err(|e| e.to_string())?;
+    let inputs = manifest::list_inputs(&args.filenames, args.bundle).map_err(|e| e.to_string())?;
     // What was skipped (a FIFO, a device, a link out of the tree) is said, not judged.
-    for note in &loaded.notes {
+    for note in &inputs.notes {
         eprintln!("hostguard check: note: {note}");
     }
     let files = load_policy_files(&args.policy.policies)?;
-    check_documents(&loaded.documents, files, args.cluster.cluster_provider)
+    let mut builder = ScopeBuilder::new(inputs.places, files, args.cluster.cluster_provider);
+    let mut texts = Vec::with_capacity(inputs.files.len());
+    for file in &inputs.files {
+        let text = manifest::read_input(file, MAX_FILE_BYTES).map_err(|e| e.to_string())?;
+        index_text(&mut builder, &file.source, &text, file.place)?;
+        texts.push(text);
+    }
+    let scope = Arc::new(builder.finish()?);
+    let mut report = Report::default();
+    for (file, text) in inputs.files.iter().zip(&texts) {
+        judge_text(&scope, &mut report, &file.source, text, file.place)?;
+    }
+    for set in scope.policy_sets() {
+        report.add_rules(&set);
+    }
+    Ok(report)
 }
 
-/// Evaluates documents as `check` does: HostingPolicies among them join `policies` (the built-in
-/// default applies when there are none at all), AIWorkloads, ConfigMaps and Namespaces among them
-/// fill the snapshot, and every non-empty document gets a decision. Fails when a policy is
-/// invalid, naming the file, line and field.
+/// The first pass over one file: retains what references may name.
+fn index_text(
+    builder: &mut ScopeBuilder,
+    source: &str,
+    text: &str,
+    place: Place,
+) -> Result<(), String> {
+    for unit in manifest::split_units(source, text).map_err(|e| e.to_string())? {
+        if !may_be_referenced(unit.text()) {
+            continue;
+        }
+        let docs = manifest::parse_unit(source, unit).map_err(|e| e.to_string())?;
+        for doc in docs.iter().flatten() {
+            builder.add(doc, place);
+        }
+    }
+    Ok(())
+}
+
+/// The second pass over one file: every non-empty document judged, in order.
+fn judge_text(
+    scope: &Arc<Scope>,
+    report: &mut Report,
+    source: &str,
+    text: &str,
+    place: Place,
+) -> Result<(), String> {
+    let mut index = 0;
+    for unit in manifest::split_units(source, text).map_err(|e| e.to_string())? {
+        let Some(mut docs) = manifest::parse_unit(source, unit).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if !unit.is_whole() {
+            for doc in &mut docs {
+                doc.index = index;
+            }
+            index += 1;
+        }
+        for doc in docs.iter().filter(|d| !d.is_empty()) {
+            report.push(doc, scope.judge(doc, place)?);
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates documents as `check` does, as if they were one file: HostingPolicies among them
+/// join the policies of `files` (the built-in default applies when there are none at all),
+/// AIWorkloads, ConfigMaps and Namespaces among them fill the snapshot, and every non-empty
+/// document gets a decision. Fails when a policy is invalid, naming the file, line and field.
+#[cfg(test)]
 pub fn check_documents(
     documents: &[Document],
     files: PolicyFiles,
     cluster_provider: ClusterProvider,
 ) -> Result<Report, String> {
-    let mut policies = files.policies.clone();
-    policies.extend(input_policies(documents)?);
-    let policies = compile_or_default(&policies)?;
-    let mut snapshot = snapshot_of(documents, cluster_provider);
-    files.declare_into(&mut snapshot)?;
-
-    let mut report = Report::new(&policies);
+    let mut places = Places::default();
+    let dir = places.top_dir();
+    let place = Place {
+        root: 0,
+        dir,
+        file: places.file(),
+    };
+    let mut builder = ScopeBuilder::new(places, files, cluster_provider);
+    for doc in documents {
+        builder.add(doc, place);
+    }
+    let scope = Arc::new(builder.finish()?);
+    let mut report = Report::default();
     for doc in documents.iter().filter(|d| !d.is_empty()) {
-        let decision = match not_an_object(doc) {
-            Some(reason) => Decision::skipped(reason),
-            None => evaluate(
-                &Request {
-                    operation: Operation::Create,
-                    object: Some(&doc.value),
-                    old_object: None,
-                    namespace: doc.namespace(),
-                },
-                &policies,
-                &snapshot,
-            ),
-        };
-        report.push(doc, decision);
+        report.push(doc, scope.judge(doc, place)?);
+    }
+    for set in scope.policy_sets() {
+        report.add_rules(&set);
     }
     Ok(report)
-}
-
-/// Why a document is not a Kubernetes object (a Helm values file, a bare list), if it is not.
-fn not_an_object(doc: &Document) -> Option<String> {
-    let what = match &doc.value {
-        Value::Object(_) => match (doc.api_version(), doc.kind()) {
-            (Some(_), Some(_)) => return None,
-            (None, None) => "no apiVersion/kind",
-            (None, Some(_)) => "no apiVersion",
-            (Some(_), None) => "no kind",
-        },
-        Value::Array(_) => "the document is a list",
-        Value::String(_) => "the document is a string",
-        Value::Number(_) => "the document is a number",
-        Value::Bool(_) => "the document is a boolean",
-        Value::Null => "the document is empty",
-    };
-    Some(format!("not a Kubernetes object ({what})"))
-}
-
-fn is_hostguard(doc: &Document, kind: &str) -> bool {
-    doc.kind() == Some(kind)
-        && doc
-            .api_version()
-            .is_some_and(|v| v.split('/').next() == Some(GROUP))
-}
-
-fn is_core(doc: &Document, kind: &str) -> bool {
-    doc.kind() == Some(kind) && doc.api_version() == Some("v1")
-}
-
-/// The HostingPolicies of the input, each checked as the engine will compile it; every problem
-/// of every policy is reported with its file, line and field.
-fn input_policies(documents: &[Document]) -> Result<Vec<HostingPolicy>, String> {
-    let mut policies = Vec::new();
-    let mut errors = Vec::new();
-    for doc in documents
-        .iter()
-        .filter(|d| is_hostguard(d, "HostingPolicy"))
-    {
-        let name = doc.name().unwrap_or("");
-        match serde_path_to_error::deserialize::<_, HostingPolicy>(&doc.value) {
-            Err(e) => {
-                let path = e.path().to_string();
-                errors.push(format!(
-                    "{}:{}: HostingPolicy {name:?}: {path}: {}",
-                    doc.source,
-                    doc.line_of(&path),
-                    e.inner()
-                ));
-            }
-            Ok(policy) => {
-                if let Err(problems) = CompiledPolicy::compile(&policy) {
-                    for p in problems {
-                        errors.push(format!("{}:{}: {p}", doc.source, doc.line_of(&p.path)));
-                    }
-                }
-                policies.push(policy);
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(policies)
-    } else {
-        Err(errors.join("\n"))
-    }
-}
-
-/// The offline snapshot: the cluster provider given, and the AIWorkloads, ConfigMaps and
-/// Namespaces of the input. It is not authoritative: a ConfigMap that is not in the input is
-/// unknown, not absent. Malformed objects are left out here; the engine reports a malformed
-/// AIWorkload on its own document.
-fn snapshot_of(documents: &[Document], cluster_provider: ClusterProvider) -> Snapshot {
-    let mut snapshot = Snapshot::offline(cluster_provider);
-    for doc in documents {
-        if is_hostguard(doc, "AIWorkload") {
-            if let Ok(mut aiw) = AIWorkload::deserialize(&doc.value) {
-                aiw.metadata
-                    .namespace
-                    .get_or_insert_with(|| "default".into());
-                if let Ok(declared) = DeclaredWorkload::from_resource(&aiw) {
-                    snapshot.insert_declared(declared);
-                }
-            }
-        } else if is_core(doc, "ConfigMap") {
-            if let Ok(cm) = ConfigMap::deserialize(&doc.value) {
-                snapshot.insert_config_map(&cm, "default");
-            }
-        } else if is_core(doc, "Namespace")
-            && let Ok(ns) = Namespace::deserialize(&doc.value)
-        {
-            snapshot.insert_namespace(&ns);
-        }
-    }
-    snapshot
 }
 
 #[cfg(test)]

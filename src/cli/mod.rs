@@ -7,6 +7,7 @@ mod crds;
 
 pub mod report;
 mod review;
+mod scoped;
 
 use std::process::ExitCode;
 

@@ -123,6 +123,15 @@ impl Report {
         }
     }
 
+    /// Adds the policies of a set as rules, those not already listed by name.
+    pub fn add_rules(&mut self, policies: &PolicySet) {
+        for rule in Report::new(policies).policies {
+            if !self.policies.iter().any(|r| r.name == rule.name) {
+                self.policies.push(rule);
+            }
+        }
+    }
+
     /// Adds the decision on one document.
     pub fn push(&mut self, document: &Document, decision: Decision) {
         let entry = Entry::new(document, decision);
