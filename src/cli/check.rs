@@ -22,17 +22,14 @@ use clap::Args;
 use super::report::{Format, Report};
 use super::scoped::{Scope, ScopeBuilder, may_be_referenced};
 use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DENIED};
-#[cfg(test)]
 use crate::api::ClusterProvider;
+#[cfg(test)]
+use crate::manifest::Document;
 use crate::manifest::scope::Place;
 #[cfg(test)]
 use crate::manifest::scope::Places;
-#[cfg(test)]
-use crate::manifest::Document;
-use crate::manifest::{self, MAX_FILE_BYTES};
-#[cfg(test)]
-use crate::policy_files::PolicyFiles;
-use crate::policy_files::{PolicyArgs, load_policy_files};
+use crate::manifest::{self, Inputs, MAX_FILE_BYTES};
+use crate::policy_files::{PolicyArgs, PolicyFiles, load_policy_files};
 
 /// Arguments of `hostguard check`.
 #[derive(Debug, Clone, Args)]
@@ -90,7 +87,17 @@ fn check(args: &CheckArgs) -> Result<Report, String> {
         eprintln!("hostguard check: note: {note}");
     }
     let files = load_policy_files(&args.policy.policies)?;
-    let mut builder = ScopeBuilder::new(inputs.places, files, args.cluster.cluster_provider);
+    check_inputs(&inputs, files, args.cluster.cluster_provider)
+}
+
+/// Evaluates every document of the input files listed, each reference in its scope, with the
+/// policies and AIWorkloads of `files` in force everywhere.
+pub(super) fn check_inputs(
+    inputs: &Inputs,
+    files: PolicyFiles,
+    cluster_provider: ClusterProvider,
+) -> Result<Report, String> {
+    let mut builder = ScopeBuilder::new(inputs.places.clone(), files, cluster_provider);
     let mut texts = Vec::with_capacity(inputs.files.len());
     for file in &inputs.files {
         let text = manifest::read_input(file, MAX_FILE_BYTES).map_err(|e| e.to_string())?;
