@@ -5,6 +5,7 @@
 
 mod check;
 mod crds;
+mod progress;
 
 pub mod report;
 mod review;

@@ -14,8 +14,9 @@ use clap::{Args, ValueEnum};
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 use serde::Deserialize;
 
-use super::check::check_inputs;
-use super::report::{Entry, Report};
+use super::check::{Failure, check_inputs};
+use super::progress::Progress;
+use super::report::{Entry, Report, ReportWriter};
 use super::{EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_DENIED};
 use crate::api::ClusterProvider;
 use crate::manifest::{self, Document};
@@ -252,7 +253,19 @@ fn run_suite(file: &Path, doc: &Document, suite: Suite) -> Result<SuiteResult, S
     let resources: Vec<PathBuf> = suite.resources.iter().map(rel).collect();
     let inputs =
         manifest::list_inputs(&resources, true).map_err(|e| at("resources", e.to_string()))?;
-    let report = check_inputs(&inputs, files, provider).map_err(|e| at("resources", e))?;
+    let mut writer = ReportWriter::holding(std::io::sink());
+    let sets = check_inputs(
+        &inputs,
+        files,
+        provider,
+        &mut writer,
+        &mut Progress::new(false),
+    )
+    .map_err(|e| match e {
+        Failure::Input(e) => at("resources", e),
+        Failure::Output(e) => at("resources", e.to_string()),
+    })?;
+    let report = writer.into_report(sets.iter().map(|s| s.as_ref()));
     let mut cases = Vec::new();
     for expectation in &suite.results {
         cases.push(judge_case(&report, expectation));
