@@ -166,31 +166,34 @@ pub(super) fn check_inputs<W: Write>(
                 .map(move |(u, _)| (f, u))
         })
         .collect();
-    let parsed = parallel_map(&candidates, threads, |&(f, u)| {
-        manifest::parse_unit(&inputs.files[f].source, units[f][u])
-    });
     let mut builder = ScopeBuilder::new(inputs.places.clone(), files, cluster_provider);
     let mut judged: HashMap<(usize, usize), Option<Vec<Entry>>> = HashMap::new();
-    for (&(f, u), docs) in candidates.iter().zip(parsed) {
-        let docs = docs.map_err(|e| e.to_string())?;
-        for doc in docs.iter().flatten() {
-            builder.add(doc, inputs.files[f].place);
-        }
-        // Documents of the referenced kinds are judged without a scope; a unit of those alone
-        // (or none) is done.
-        match docs {
-            None => {
-                judged.insert((f, u), None);
+    // In batches, so that only one batch of parsed documents is alive at a time.
+    for batch in candidates.chunks(BATCH) {
+        let parsed = parallel_map(batch, threads, |&(f, u)| {
+            manifest::parse_unit(&inputs.files[f].source, units[f][u])
+        });
+        for (&(f, u), docs) in batch.iter().zip(parsed) {
+            let docs = docs.map_err(|e| e.to_string())?;
+            for doc in docs.iter().flatten() {
+                builder.add(doc, inputs.files[f].place);
             }
-            Some(docs) if docs.iter().all(|d| d.is_empty() || is_referenced_kind(d)) => {
-                let entries = docs
-                    .iter()
-                    .filter(|d| !d.is_empty())
-                    .map(|d| Entry::new(d, judge_unscoped(d, cluster_provider)))
-                    .collect();
-                judged.insert((f, u), Some(entries));
+            // Documents of the referenced kinds are judged without a scope; a unit of those
+            // alone (or none) is done.
+            match docs {
+                None => {
+                    judged.insert((f, u), None);
+                }
+                Some(docs) if docs.iter().all(|d| d.is_empty() || is_referenced_kind(d)) => {
+                    let entries = docs
+                        .iter()
+                        .filter(|d| !d.is_empty())
+                        .map(|d| Entry::new(d, judge_unscoped(d, cluster_provider)))
+                        .collect();
+                    judged.insert((f, u), Some(entries));
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
         }
     }
     let scope = Arc::new(builder.finish()?);

@@ -262,6 +262,9 @@ fn read_bounded(reader: impl Read, source: &str, limit: u64) -> Result<String, L
             limit,
         });
     }
+    // `read_to_end` grows its buffer by doubling: callers that keep many files' text (check
+    // does) would hold up to twice the input.
+    bytes.shrink_to_fit();
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;

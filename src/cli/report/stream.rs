@@ -15,6 +15,8 @@ pub struct ReportWriter<W: Write> {
     /// The whole report for SARIF and JUnit; only the summary for text and JSON.
     held: Report,
     entries: usize,
+    /// Hold every entry, even those that add nothing to SARIF.
+    keep_all: bool,
 }
 
 impl<W: Write> ReportWriter<W> {
@@ -24,13 +26,16 @@ impl<W: Write> ReportWriter<W> {
             format,
             held: Report::default(),
             entries: 0,
+            keep_all: false,
         }
     }
 
     /// A writer that writes nothing and holds every entry, for [`into_report`](Self::into_report).
     pub fn holding(out: W) -> Self {
-        // SARIF is the format that holds every result.
-        Self::new(Format::Sarif, out)
+        ReportWriter {
+            keep_all: true,
+            ..Self::new(Format::Sarif, out)
+        }
     }
 
     /// The report held, with the rules of the policy sets in force.
@@ -69,6 +74,13 @@ impl<W: Write> ReportWriter<W> {
                 let body = indent(&json::pretty(&entry), "    ");
                 self.out.write_all(head.as_bytes())?;
                 self.out.write_all(body.as_bytes())
+            }
+            // SARIF lists violations and warnings only: an entry without either adds nothing.
+            Format::Sarif
+                if !self.keep_all && entry.violations.is_empty() && entry.warnings.is_empty() =>
+            {
+                self.held.summary.count(entry.verdict);
+                Ok(())
             }
             Format::Sarif | Format::Junit => {
                 self.held.push_entry(entry);
