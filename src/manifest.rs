@@ -17,6 +17,7 @@ use thiserror::Error;
 
 mod files;
 mod kubectl_yaml;
+pub mod scope;
 
 /// The source name of documents read from standard input.
 pub const STDIN_SOURCE: &str = "<stdin>";
@@ -226,7 +227,92 @@ pub enum LoadError {
     TooLarge { path: String, limit: u64 },
 }
 
-pub use files::{Loaded, MAX_FILE_BYTES, load_paths, load_paths_with_limit};
+pub use files::{
+    InputFile, Inputs, Loaded, MAX_FILE_BYTES, list_inputs, load_paths, load_paths_with_limit,
+    read_input,
+};
+
+/// A piece of a file that parses on its own: one YAML document as kubectl cuts the stream (the
+/// text between two `---` lines), or a whole JSON file. Cutting is a scan for separator lines,
+/// so the pieces of a file can be parsed in any order, on any thread.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit<'a>(UnitKind<'a>);
+
+#[derive(Debug, Clone, Copy)]
+enum UnitKind<'a> {
+    Segment(kubectl_yaml::Segment<'a>),
+    Whole(&'a str),
+}
+
+impl<'a> Unit<'a> {
+    /// The text of the unit.
+    pub fn text(&self) -> &'a str {
+        match self.0 {
+            UnitKind::Segment(s) => s.text,
+            UnitKind::Whole(t) => t,
+        }
+    }
+
+    /// Whether the unit is a whole file whose documents are numbered by [`parse_unit`] (JSON),
+    /// rather than one document the caller numbers.
+    pub fn is_whole(&self) -> bool {
+        matches!(self.0, UnitKind::Whole(_))
+    }
+}
+
+/// Cuts a file into [`Unit`]s: JSON text (a `.json` source, or text starting with `{` or `[`)
+/// is one unit, YAML is cut at its `---` lines.
+pub fn split_units<'a>(source: &str, text: &'a str) -> Result<Vec<Unit<'a>>, LoadError> {
+    let is_json_name = source.to_ascii_lowercase().ends_with(".json");
+    let looks_json = text
+        .trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n'])
+        .starts_with(['{', '[']);
+    if is_json_name || looks_json {
+        return Ok(vec![Unit(UnitKind::Whole(text))]);
+    }
+    let segments =
+        kubectl_yaml::split(text).map_err(|(line, column, message)| LoadError::Syntax {
+            path: source.to_string(),
+            line,
+            column,
+            message,
+        })?;
+    Ok(segments
+        .into_iter()
+        .map(|s| Unit(UnitKind::Segment(s)))
+        .collect())
+}
+
+/// Parses one unit, lists expanded: `None` when it is no document at all (comments before the
+/// first `---`). The documents of a YAML segment get index 0, for the caller to number; those of
+/// a whole file are numbered in it. Line numbers come from the same parse as the values.
+pub fn parse_unit(source: &str, unit: Unit<'_>) -> Result<Option<Vec<Document>>, LoadError> {
+    let segment = match unit.0 {
+        UnitKind::Whole(text) => return parse_str(source, text).map(Some),
+        UnitKind::Segment(segment) => segment,
+    };
+    let read = kubectl_yaml::read_segment(segment).map_err(|(line, column, message)| {
+        LoadError::Syntax {
+            path: source.to_string(),
+            line,
+            column,
+            message,
+        }
+    })?;
+    let (value, lines) = match read {
+        Some(read) => (read.value, read.lines),
+        None if segment.after_separator => (Value::Null, Lines::leaf(segment.first_line)),
+        None => return Ok(None),
+    };
+    let document = Document {
+        source: source.to_string(),
+        index: 0,
+        line: lines.line,
+        value,
+        lines,
+    };
+    expand_lists(vec![document]).map(Some)
+}
 
 /// Parses the documents of one file. JSON (a `.json` source, or text starting with `{` or `[`
 /// that parses as JSON) may hold several concatenated values, one document each; anything else

@@ -20,6 +20,7 @@ type TestResult = Result<(), Box<dyn Error>>;
 const FOLDERS: &[&str] = &[
     "workloads",
     "policies",
+    "policy-tests",
     "aiworkloads",
     "helm",
     "gitops",
@@ -444,6 +445,39 @@ fn aiworkload_examples_cover_a_stateless_chat_and_a_stateful_assistants_service(
     };
     assert!(has("stateless", "chat.completions"), "{classes:?}");
     assert!(has("stateful", "assistants"), "{classes:?}");
+    Ok(())
+}
+
+/// Every policy example has a suite (`policy-tests/NAME.test.yaml`) that loads it, and
+/// `hostguard test` passes them all, as CI runs it.
+#[test]
+fn every_policy_example_has_a_passing_test_suite() -> TestResult {
+    for policy in examples("policies")? {
+        let name = Path::new(&policy)
+            .file_stem()
+            .ok_or("no file name")?
+            .to_string_lossy()
+            .to_string();
+        let suite = format!("examples/policy-tests/{name}.test.yaml");
+        let text = std::fs::read_to_string(root().join(&suite))
+            .map_err(|e| format!("{policy} has no suite {suite}: {e}"))?;
+        assert!(
+            text.contains(&format!("../policies/{name}.yaml")),
+            "{suite} does not load {policy}"
+        );
+    }
+    let out = Command::cargo_bin("hostguard")?
+        .current_dir(root())
+        .args(["test", "examples/policy-tests/"])
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 0 failed\n"), "{stdout}");
     Ok(())
 }
 

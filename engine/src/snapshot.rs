@@ -133,6 +133,14 @@ pub type ConfigMapData = Arc<BTreeMap<String, String>>;
 /// fills on demand before it evaluates (see `cluster::config_maps`). A lookup never does I/O.
 pub trait ConfigMapSource: std::fmt::Debug + Send + Sync {
     fn get(&self, namespace: &str, name: &str) -> Lookup<ConfigMapData>;
+
+    /// Why a ConfigMap that [`get`](Self::get) answers `Unknown` for cannot be known, when there
+    /// is more to say than that it is not available: offline, two different ConfigMaps of that
+    /// name at the same distance from the document (`is ambiguous: a.yaml:3 and b.yaml:1 ...`).
+    /// The text follows `ConfigMap "NAME" ` in messages.
+    fn unknown_reason(&self, _namespace: &str, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Read-only cluster state for one evaluation.
@@ -244,6 +252,14 @@ impl Snapshot {
         } else {
             Lookup::Unknown
         }
+    }
+
+    /// Why [`config_map`](Self::config_map) answers `Unknown` for a ConfigMap, when its source
+    /// says more than that it is not available (see [`ConfigMapSource::unknown_reason`]).
+    pub fn config_map_unknown_reason(&self, namespace: &str, name: &str) -> Option<String> {
+        self.config_map_source
+            .as_ref()
+            .and_then(|s| s.unknown_reason(namespace, name))
     }
 
     /// The AIWorkloads of a namespace whose selectors match the given pod labels, by name.

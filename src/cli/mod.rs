@@ -1,12 +1,16 @@
-//! The command-line fronts: `check` (manifests in CI), `review` (one AdmissionReview on stdin) and
-//! `crds` (the generated CRD YAML). Each subcommand has one typed args struct; each translates its
-//! input into engine requests and the engine's decisions into its output, and nothing more.
+//! The command-line fronts: `check` (manifests in CI), `test` (policy test suites), `review` (one
+//! AdmissionReview on stdin) and `crds` (the generated CRD YAML). Each subcommand has one typed
+//! args struct; each translates its input into engine requests and the engine's decisions into
+//! its output, and nothing more.
 
 mod check;
 mod crds;
+mod progress;
 
 pub mod report;
 mod review;
+mod scoped;
+mod test;
 
 use std::process::ExitCode;
 
@@ -18,6 +22,7 @@ pub use check::CheckArgs;
 pub use crds::CrdsArgs;
 
 pub use review::ReviewArgs;
+pub use test::TestArgs;
 
 /// Exit code: nothing denied.
 pub const EXIT_CLEAN: u8 = 0;
@@ -40,6 +45,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Answer one AdmissionReview read from stdin exactly as the webhook would.
     Review(ReviewArgs),
+    /// Run policy test suites: resources and the verdict each must get (text or JUnit).
+    Test(TestArgs),
     /// Print the CustomResourceDefinitions of hostguard's resources.
     Crds(CrdsArgs),
     /// Run the HTTPS admission webhook.
@@ -51,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Review(args) => review::run(args),
+        Command::Test(args) => test::run(args),
         Command::Crds(args) => crds::run(args),
         Command::Serve(args) => crate::server::run(*args),
     };

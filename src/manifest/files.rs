@@ -11,6 +11,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::scope::{Place, Places};
 use super::{Document, LoadError, STDIN_SOURCE, parse_str};
 
 /// The most `check` reads from one file or from standard input: far above any rendered chart
@@ -25,50 +26,113 @@ pub struct Loaded {
     pub notes: Vec<String>,
 }
 
-/// Reads every document of the given paths, in order: `-` is standard input; a directory is
-/// walked recursively in name order, reading regular files ending in `.yaml`, `.yml` or `.json`
-/// and skipping hidden entries (names starting with `.`); a file given explicitly is read
-/// whatever its extension and type. At most [`MAX_FILE_BYTES`] per file.
-pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
-    load_paths_with_limit(paths, MAX_FILE_BYTES)
+/// One file of the input, with where it sits in the scope tree.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// The path as given or walked, or `<stdin>`.
+    pub source: String,
+    /// None for standard input.
+    pub path: Option<PathBuf>,
+    pub place: Place,
 }
 
-/// [`load_paths`] with another bound on the bytes read per file.
-pub fn load_paths_with_limit(paths: &[PathBuf], limit: u64) -> Result<Loaded, LoadError> {
-    let mut loaded = Loaded::default();
+/// The files of the input, in reading order, with the directory tree they form.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub files: Vec<InputFile>,
+    pub places: Places,
+    /// What was skipped while walking, one note each (path: reason).
+    pub notes: Vec<String>,
+}
+
+/// Lists the files of the given paths, in order: `-` is standard input; a directory is walked
+/// recursively in name order, reading regular files ending in `.yaml`, `.yml` or `.json` and
+/// skipping hidden entries (names starting with `.`); a file given explicitly is read whatever
+/// its extension and type. Each path given is a root of its own ([`scope`](super::scope));
+/// `bundle` joins them.
+pub fn list_inputs(paths: &[PathBuf], bundle: bool) -> Result<Inputs, LoadError> {
+    let mut inputs = Inputs::default();
+    inputs.places.bundle = bundle;
     // Directory links are followed only into these (canonical) directories.
     let roots: Vec<PathBuf> = paths
         .iter()
         .filter(|p| p.as_os_str() != "-" && p.is_dir())
         .filter_map(|p| fs::canonicalize(p).ok())
         .collect();
-    for path in paths {
+    for (root, path) in paths.iter().enumerate() {
+        let root = root as u32;
         if path.as_os_str() == "-" {
-            let text = read_bounded(std::io::stdin().lock(), STDIN_SOURCE, limit)?;
-            loaded.documents.extend(parse_str(STDIN_SOURCE, &text)?);
+            let dir = inputs.places.top_dir();
+            let file = inputs.places.file();
+            inputs.files.push(InputFile {
+                source: STDIN_SOURCE.to_string(),
+                path: None,
+                place: Place { root, dir, file },
+            });
             continue;
         }
         let metadata = fs::metadata(path).map_err(|e| io_error(path, e))?;
         if metadata.is_dir() {
+            let top = inputs.places.top_dir();
             let mut walk = Walk {
                 roots: &roots,
                 visited: HashSet::new(),
                 files: Vec::new(),
-                notes: &mut loaded.notes,
+                notes: &mut inputs.notes,
+                places: &mut inputs.places,
             };
-            walk.dir(path)?;
+            walk.dir(path, top)?;
             let files = walk.files;
             if files.is_empty() {
                 return Err(LoadError::EmptyDirectory {
                     path: path.display().to_string(),
                 });
             }
-            for file in files {
-                loaded.documents.extend(load_file(&file, limit)?);
+            for (file_path, dir) in files {
+                let file = inputs.places.file();
+                inputs.files.push(InputFile {
+                    source: file_path.display().to_string(),
+                    path: Some(file_path),
+                    place: Place { root, dir, file },
+                });
             }
         } else {
-            loaded.documents.extend(load_file(path, limit)?);
+            let dir = inputs.places.top_dir();
+            let file = inputs.places.file();
+            inputs.files.push(InputFile {
+                source: path.display().to_string(),
+                path: Some(path.clone()),
+                place: Place { root, dir, file },
+            });
         }
+    }
+    Ok(inputs)
+}
+
+/// Reads one input file (or standard input) as text, at most `limit` bytes.
+pub fn read_input(file: &InputFile, limit: u64) -> Result<String, LoadError> {
+    match &file.path {
+        None => read_bounded(std::io::stdin().lock(), STDIN_SOURCE, limit),
+        Some(path) => read_file(path, limit),
+    }
+}
+
+/// Reads every document of the given paths, in order (see [`list_inputs`]), at most
+/// [`MAX_FILE_BYTES`] per file.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    load_paths_with_limit(paths, MAX_FILE_BYTES)
+}
+
+/// [`load_paths`] with another bound on the bytes read per file.
+pub fn load_paths_with_limit(paths: &[PathBuf], limit: u64) -> Result<Loaded, LoadError> {
+    let inputs = list_inputs(paths, false)?;
+    let mut loaded = Loaded {
+        documents: Vec::new(),
+        notes: inputs.notes,
+    };
+    for file in &inputs.files {
+        let text = read_input(file, limit)?;
+        loaded.documents.extend(parse_str(&file.source, &text)?);
     }
     Ok(loaded)
 }
@@ -86,13 +150,15 @@ struct Walk<'a> {
     roots: &'a [PathBuf],
     /// Canonical directories walked, so that a link cycle ends.
     visited: HashSet<PathBuf>,
-    files: Vec<PathBuf>,
+    /// Each file with the id of its directory.
+    files: Vec<(PathBuf, u32)>,
     notes: &'a mut Vec<String>,
+    places: &'a mut Places,
 }
 
 impl Walk<'_> {
     /// Collects manifest files under `dir`, sorted by name at each level.
-    fn dir(&mut self, dir: &Path) -> Result<(), LoadError> {
+    fn dir(&mut self, dir: &Path, id: u32) -> Result<(), LoadError> {
         let canonical = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
         if !self.visited.insert(canonical) {
             return Ok(());
@@ -133,11 +199,12 @@ impl Walk<'_> {
                     );
                     continue;
                 }
-                self.dir(&path)?;
+                let sub = self.places.sub_dir(id);
+                self.dir(&path, sub)?;
             } else if !is_manifest_name(text) {
                 continue;
             } else if target.is_file() {
-                self.files.push(path);
+                self.files.push((path, id));
             } else {
                 let what = special_kind(&target.file_type());
                 self.note(&path, &format!("not a regular file ({what})"));
@@ -195,6 +262,9 @@ fn read_bounded(reader: impl Read, source: &str, limit: u64) -> Result<String, L
             limit,
         });
     }
+    // `read_to_end` grows its buffer by doubling: callers that keep many files' text (check
+    // does) would hold up to twice the input.
+    bytes.shrink_to_fit();
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -208,7 +278,7 @@ fn read_bounded(reader: impl Read, source: &str, limit: u64) -> Result<String, L
     })
 }
 
-fn load_file(path: &Path, limit: u64) -> Result<Vec<Document>, LoadError> {
+fn read_file(path: &Path, limit: u64) -> Result<String, LoadError> {
     let source = path.display().to_string();
     let file = fs::File::open(path).map_err(|e| io_error(path, e))?;
     // A regular file that says it is too large is refused before it is read.
@@ -221,6 +291,5 @@ fn load_file(path: &Path, limit: u64) -> Result<Vec<Document>, LoadError> {
             limit,
         });
     }
-    let text = read_bounded(file, &source, limit)?;
-    parse_str(&source, &text)
+    read_bounded(file, &source, limit)
 }

@@ -1,7 +1,17 @@
 //! The JSON format: the [`Report`] model as it is. A contract for scripts: keys may be added,
 //! never removed or renamed.
 
+use serde::Serialize;
+
 use super::Report;
+
+/// One value as pretty JSON (two-space indent), as [`render`] writes it.
+pub(super) fn pretty<T: Serialize>(value: &T) -> String {
+    // Plain data with string keys; serialising it cannot fail.
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+        serde_json::json!({"error": format!("the report could not be serialised: {e}")}).to_string()
+    })
+}
 
 pub(super) fn render(report: &Report) -> String {
     // The model is plain data with string keys; serialising it cannot fail.

@@ -8,7 +8,10 @@
 mod json;
 mod junit;
 mod sarif;
+mod stream;
 mod text;
+
+pub use stream::ReportWriter;
 
 use clap::ValueEnum;
 use serde::Serialize;
@@ -58,6 +61,19 @@ pub struct Summary {
     pub denied: usize,
     pub warned: usize,
     pub skipped: usize,
+}
+
+impl Summary {
+    /// Counts one document's verdict.
+    pub fn count(&mut self, verdict: Verdict) {
+        self.documents += 1;
+        match verdict {
+            Verdict::Allow => self.allowed += 1,
+            Verdict::Deny => self.denied += 1,
+            Verdict::Warn => self.warned += 1,
+            Verdict::Skipped => self.skipped += 1,
+        }
+    }
 }
 
 /// The decision on one document.
@@ -123,17 +139,23 @@ impl Report {
         }
     }
 
+    /// Adds the policies of a set as rules, those not already listed by name.
+    pub fn add_rules(&mut self, policies: &PolicySet) {
+        for rule in Report::new(policies).policies {
+            if !self.policies.iter().any(|r| r.name == rule.name) {
+                self.policies.push(rule);
+            }
+        }
+    }
+
     /// Adds the decision on one document.
     pub fn push(&mut self, document: &Document, decision: Decision) {
-        let entry = Entry::new(document, decision);
-        let s = &mut self.summary;
-        s.documents += 1;
-        match entry.verdict {
-            Verdict::Allow => s.allowed += 1,
-            Verdict::Deny => s.denied += 1,
-            Verdict::Warn => s.warned += 1,
-            Verdict::Skipped => s.skipped += 1,
-        }
+        self.push_entry(Entry::new(document, decision));
+    }
+
+    /// Adds an entry made with [`Entry::new`].
+    pub fn push_entry(&mut self, entry: Entry) {
+        self.summary.count(entry.verdict);
         self.results.push(entry);
     }
 
@@ -154,7 +176,8 @@ impl Report {
 }
 
 impl Entry {
-    fn new(document: &Document, decision: Decision) -> Self {
+    /// The entry of one document's decision, with the line of every violation and warning.
+    pub fn new(document: &Document, decision: Decision) -> Self {
         let own = |s: Option<&str>| s.map(str::to_string);
         let violations = decision
             .violations

@@ -14,7 +14,12 @@ pub(super) fn render(report: &Report) -> String {
     for entry in &report.results {
         entry_block(&mut out, entry);
     }
-    let s = &report.summary;
+    summary_line(&mut out, &report.summary);
+    out
+}
+
+/// The last line: counts per verdict.
+pub(super) fn summary_line(out: &mut String, s: &super::Summary) {
     let _ = writeln!(
         out,
         "{} document{}: {} allowed, {} denied, {} warned, {} skipped",
@@ -25,10 +30,9 @@ pub(super) fn render(report: &Report) -> String {
         s.warned,
         s.skipped
     );
-    out
 }
 
-fn entry_block(out: &mut String, entry: &Entry) {
+pub(super) fn entry_block(out: &mut String, entry: &Entry) {
     let mut head = entry.location();
     if let Some(kind) = &entry.kind {
         head.push(' ');

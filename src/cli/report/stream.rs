@@ -1,0 +1,176 @@
+//! Writing the report while the input is judged: text and JSON entries go out as they come
+//! (the JSON is byte for byte what [`Report::render`] writes), and the formats that need the
+//! whole set first (SARIF's rules, JUnit's per-file suites and counts) hold the results, never
+//! the documents, and are written at the end.
+
+use std::io::{self, Write};
+
+use super::{Entry, Format, Report, Summary, json, text};
+use crate::policy::PolicySet;
+
+/// A report being written to `out`.
+pub struct ReportWriter<W: Write> {
+    out: W,
+    format: Format,
+    /// The whole report for SARIF and JUnit; only the summary for text and JSON.
+    held: Report,
+    entries: usize,
+    /// Hold every entry, even those that add nothing to SARIF.
+    keep_all: bool,
+}
+
+impl<W: Write> ReportWriter<W> {
+    pub fn new(format: Format, out: W) -> Self {
+        ReportWriter {
+            out,
+            format,
+            held: Report::default(),
+            entries: 0,
+            keep_all: false,
+        }
+    }
+
+    /// A writer that writes nothing and holds every entry, for [`into_report`](Self::into_report).
+    pub fn holding(out: W) -> Self {
+        ReportWriter {
+            keep_all: true,
+            ..Self::new(Format::Sarif, out)
+        }
+    }
+
+    /// The report held, with the rules of the policy sets in force.
+    pub fn into_report<'a>(
+        mut self,
+        policy_sets: impl IntoIterator<Item = &'a PolicySet>,
+    ) -> Report {
+        for set in policy_sets {
+            self.held.add_rules(set);
+        }
+        self.held
+    }
+
+    /// Whether something was denied so far.
+    pub fn denied(&self) -> bool {
+        self.held.summary.denied > 0
+    }
+
+    /// Adds one entry, written at once for text and JSON.
+    pub fn entry(&mut self, entry: Entry) -> io::Result<()> {
+        self.entries += 1;
+        match self.format {
+            Format::Text => {
+                let mut block = String::new();
+                text::entry_block(&mut block, &entry);
+                self.held.summary.count(entry.verdict);
+                self.out.write_all(block.as_bytes())
+            }
+            Format::Json => {
+                let head = if self.entries == 1 {
+                    "{\n  \"results\": [\n"
+                } else {
+                    ",\n"
+                };
+                self.held.summary.count(entry.verdict);
+                let body = indent(&json::pretty(&entry), "    ");
+                self.out.write_all(head.as_bytes())?;
+                self.out.write_all(body.as_bytes())
+            }
+            // SARIF lists violations and warnings only: an entry without either adds nothing.
+            Format::Sarif
+                if !self.keep_all && entry.violations.is_empty() && entry.warnings.is_empty() =>
+            {
+                self.held.summary.count(entry.verdict);
+                Ok(())
+            }
+            Format::Sarif | Format::Junit => {
+                self.held.push_entry(entry);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the end of the report: the summary, or the whole SARIF or JUnit document with the
+    /// rules of the policy sets that were in force. Returns the counts.
+    pub fn finish<'a>(
+        mut self,
+        policy_sets: impl IntoIterator<Item = &'a PolicySet>,
+    ) -> io::Result<Summary> {
+        let summary = self.held.summary;
+        match self.format {
+            Format::Text => {
+                let mut line = String::new();
+                text::summary_line(&mut line, &summary);
+                self.out.write_all(line.as_bytes())?;
+            }
+            Format::Json => {
+                let head = if self.entries == 0 {
+                    "{\n  \"results\": [],\n"
+                } else {
+                    "\n  ],\n"
+                };
+                let summary_json = indent(&json::pretty(&summary), "  ");
+                self.out.write_all(head.as_bytes())?;
+                self.out.write_all(b"  \"summary\": ")?;
+                self.out
+                    .write_all(summary_json.trim_start_matches(' ').as_bytes())?;
+                self.out.write_all(b"\n}\n")?;
+            }
+            Format::Sarif | Format::Junit => {
+                for set in policy_sets {
+                    self.held.add_rules(set);
+                }
+                self.out
+                    .write_all(self.held.render(self.format).as_bytes())?;
+            }
+        }
+        self.out.flush()?;
+        Ok(summary)
+    }
+}
+
+/// Each line of `text` indented.
+fn indent(text: &str, by: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(by);
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn streamed(report: &Report, format: Format) -> String {
+        let mut out = Vec::new();
+        let mut writer = ReportWriter::new(format, &mut out);
+        for entry in &report.results {
+            assert!(writer.entry(entry.clone()).is_ok());
+        }
+        let sets = [PolicySet::builtin()];
+        assert!(writer.finish(&sets).is_ok());
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn streamed_reports_are_the_rendered_ones() {
+        let report = sample();
+        for format in [Format::Text, Format::Json, Format::Sarif, Format::Junit] {
+            assert_eq!(
+                streamed(&report, format),
+                report.render(format),
+                "{format:?}"
+            );
+        }
+        let empty = Report::default();
+        for format in [Format::Text, Format::Json] {
+            assert_eq!(streamed(&empty, format), empty.render(format), "{format:?}");
+        }
+    }
+}
