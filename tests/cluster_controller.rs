@@ -445,6 +445,7 @@ async fn write(
         .write(
             &inv.policies.state(),
             &built.invalid_policies,
+            &built.enforced_instead,
             &built.shadowed,
             &inv.workloads.state(),
             t,
@@ -570,6 +571,110 @@ async fn an_invalid_policy_gets_ready_false_with_its_errors() {
         "{c}"
     );
     assert_eq!(p.body["status"]["violations"], 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_policy_edit_keeps_the_previous_version_enforcing() {
+    let (client, log) = writable_api();
+    let leadership = leader(&client).await;
+    let (inv, mut w) = inventory();
+    // Generation 3 of `azure-only` compiled at the initial list. The edit to generation 4 is
+    // schema-valid (the API server accepted it) but does not compile.
+    let first = inv.build(&BuildInput::default());
+    assert!(first.invalid_policies.is_empty());
+    let mut edited = policy("azure-only");
+    edited.metadata.generation = Some(4);
+    edited.spec.endpoints.allowed_hosts = vec!["https://bad".into()];
+    edited.spec.action = hostguard::api::Action::Warn;
+    w.policies.apply_watcher_event(&Event::Apply(edited));
+    let built = inv.build(&BuildInput::default());
+    assert!(built.invalid_policies.contains_key("azure-only"));
+    assert_eq!(
+        built.enforced_instead.get("azure-only"),
+        Some(&hostguard::cluster::inventory::EnforcedInstead::Generation(
+            3
+        ))
+    );
+
+    // Still enforced, as generation 3 says: Deny, not the Warn of the broken edit.
+    let enforced = built
+        .policies
+        .policies()
+        .iter()
+        .find(|p| p.name == "azure-only")
+        .expect("the last good version is enforced");
+    assert_eq!(enforced.generation, Some(3));
+    assert_eq!(enforced.action, hostguard::api::Action::Deny);
+    let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
+    assert_eq!(t.policies["azure-only"].violating, 1);
+
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    write(&mut writer, &inv, &built, &t).await.unwrap();
+    let p = writes(&log)
+        .into_iter()
+        .find(|s| {
+            s.is(
+                "PATCH",
+                "/apis/hostguard.dev/v1alpha1/hostingpolicies/azure-only/status",
+            )
+        })
+        .expect("the policy's status is written");
+    let status = &p.body["status"];
+    assert_eq!(status["observedGeneration"], 4);
+    assert_eq!(status["enforcedGeneration"], 3);
+    assert_eq!(status["violations"], 1);
+    let c = &status["conditions"][0];
+    assert_eq!(c["type"], "Ready");
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "InvalidSpec");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.endpoints.allowedHosts[0]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("generation 3, the last that compiled, is still enforced"),
+        "{message}"
+    );
+
+    // Fixed again: the new generation is enforced and Ready.
+    let mut fixed = policy("azure-only");
+    fixed.metadata.generation = Some(5);
+    w.policies.apply_watcher_event(&Event::Apply(fixed));
+    let built = inv.build(&BuildInput::default());
+    assert!(built.invalid_policies.is_empty());
+    assert_eq!(built.policies.policies()[0].generation, Some(5));
+
+    // Deleted, then created broken: no version compiled since, nothing is enforced for it.
+    w.policies
+        .apply_watcher_event(&Event::Delete(policy("azure-only")));
+    assert!(inv.build(&BuildInput::default()).policies.is_empty());
+    let mut broken = policy("azure-only");
+    broken.spec.endpoints.allowed_hosts = vec!["https://bad".into()];
+    w.policies.apply_watcher_event(&Event::Apply(broken));
+    let built = inv.build(&BuildInput::default());
+    assert!(built.policies.is_empty());
+    assert!(built.enforced_instead.is_empty());
+}
+
+#[test]
+fn a_broken_default_policy_with_no_good_version_is_replaced_by_the_builtin_default() {
+    let (inv, mut w) = Inventory::new();
+    let mut broken = hostguard::policy::default_policy();
+    broken.metadata.generation = Some(7);
+    broken.spec.endpoints.allowed_hosts = vec!["https://bad".into()];
+    broken.spec.action = hostguard::api::Action::Audit;
+    w.policies.apply_watcher_event(&Event::Apply(broken));
+    let built = inv.build(&BuildInput::default());
+    assert_eq!(
+        built
+            .enforced_instead
+            .get(hostguard::policy::DEFAULT_POLICY_NAME),
+        Some(&hostguard::cluster::inventory::EnforcedInstead::BuiltinDefault)
+    );
+    let enforced = &built.policies.policies()[0];
+    assert_eq!(enforced.name, hostguard::policy::DEFAULT_POLICY_NAME);
+    assert_eq!(enforced.action, hostguard::api::Action::Deny);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1190,6 +1295,7 @@ async fn an_unchanged_status_is_not_written_again() {
         .write(
             &inv.policies.state(),
             &built.invalid_policies,
+            &built.enforced_instead,
             &built.shadowed,
             &inv.workloads.state(),
             &t,
@@ -1228,6 +1334,7 @@ async fn an_unchanged_status_is_not_written_again() {
         .write(
             &inv.policies.state(),
             &built.invalid_policies,
+            &built.enforced_instead,
             &built.shadowed,
             &inv.workloads.state(),
             &t,
@@ -1255,6 +1362,7 @@ async fn an_unchanged_status_is_not_written_again() {
         .write(
             &inv.policies.state(),
             &built.invalid_policies,
+            &built.enforced_instead,
             &built.shadowed,
             &inv.workloads.state(),
             &fixed,

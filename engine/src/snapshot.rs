@@ -35,6 +35,8 @@ pub struct DeclaredWorkload {
     pub namespace: String,
     pub selector: Selector,
     pub provider: String,
+    /// The AIWorkload's own labels (a HostingPolicy may trust only some AIWorkloads).
+    pub labels: Labels,
     /// The classes the declaration covers (from `apiClass`, else from `apis`, else stateless).
     pub classes: Vec<ApiClass>,
     /// The declared class as written, for reports.
@@ -44,10 +46,12 @@ pub struct DeclaredWorkload {
 
 /// An AIWorkload that cannot be used, with the reason.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("AIWorkload {namespace}/{name}: {reason}")]
+#[error("AIWorkload {namespace}/{name}: {path}: {reason}")]
 pub struct DeclaredWorkloadError {
     pub namespace: String,
     pub name: String,
+    /// Field path at fault, e.g. `spec.selector`.
+    pub path: String,
     pub reason: String,
 }
 
@@ -56,16 +60,37 @@ impl DeclaredWorkload {
     pub fn from_resource(aiw: &AIWorkload) -> Result<Self, DeclaredWorkloadError> {
         let name = aiw.metadata.name.clone().unwrap_or_default();
         let namespace = aiw.metadata.namespace.clone().unwrap_or_default();
-        let err = |reason: String| DeclaredWorkloadError {
+        let err = |path: &str, reason: String| DeclaredWorkloadError {
             namespace: namespace.clone(),
             name: name.clone(),
+            path: path.to_string(),
             reason,
         };
         if namespace.is_empty() {
-            return Err(err("has no namespace (AIWorkload is namespaced)".into()));
+            return Err(err(
+                "metadata.namespace",
+                "is required (AIWorkload is namespaced)".into(),
+            ));
         }
-        let selector = Selector::try_from(aiw.spec.selector.clone())
-            .map_err(|e| err(format!("spec.selector: {e}")))?;
+        if !crate::api::is_known_provider(&aiw.spec.provider) {
+            return Err(err(
+                "spec.provider",
+                format!(
+                    "{:?} is not a provider hostguard knows (known: {})",
+                    aiw.spec.provider,
+                    crate::api::KNOWN_PROVIDERS.join(", ")
+                ),
+            ));
+        }
+        let selector = Selector::try_from(aiw.spec.selector.clone()).map_err(|e| {
+            err(
+                "spec.selector",
+                format!(
+                    "{} is not a valid label selector: {e}",
+                    serde_json::to_string(&aiw.spec.selector).unwrap_or_default()
+                ),
+            )
+        })?;
         let classes = match aiw.spec.api_class {
             Some(class) => class.classes().to_vec(),
             None => classes_of_apis(&aiw.spec.apis),
@@ -75,6 +100,7 @@ impl DeclaredWorkload {
             namespace: namespace.clone(),
             selector,
             provider: aiw.spec.provider.clone(),
+            labels: aiw.metadata.labels.clone().unwrap_or_default(),
             classes,
             declared_class: aiw.spec.api_class,
             endpoint: aiw.spec.endpoint.clone().filter(|e| !e.is_empty()),

@@ -284,9 +284,10 @@ fn provider_annotation_alone_means_the_sdk_default() {
 }
 
 #[rstest]
-#[case::stateful_on_template("spec", "stateful", Verdict::Allow)]
-#[case::stateful_on_workload("meta", "stateful", Verdict::Allow)]
-#[case::stateful_apis("spec", "assistants,batches", Verdict::Allow)]
+// An annotation only adds governance: one that would exempt is ignored (see tests/trust.rs).
+#[case::stateful_on_template("spec", "stateful", Verdict::Deny)]
+#[case::stateful_on_workload("meta", "stateful", Verdict::Deny)]
+#[case::stateful_apis("spec", "assistants,batches", Verdict::Deny)]
 #[case::mixed("spec", "mixed", Verdict::Deny)]
 #[case::stateless("spec", "stateless", Verdict::Deny)]
 fn api_class_annotation_decides_governance(

@@ -387,6 +387,7 @@ fn compile_file_policies(policies: &[HostingPolicy]) -> anyhow::Result<Vec<Compi
 #[derive(Debug, Clone, Default)]
 struct BuildReport {
     invalid_policies: BTreeMap<String, Vec<PolicyError>>,
+    enforced_instead: BTreeMap<String, inventory::EnforcedInstead>,
     shadowed: Vec<String>,
 }
 
@@ -428,7 +429,14 @@ impl Publisher {
             for (name, errors) in &built.invalid_policies {
                 if last_invalid.get(name) != Some(errors) {
                     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    tracing::warn!(policy = %name, errors = %errors.join("; "), "HostingPolicy does not compile and is not enforced");
+                    match built.enforced_instead.get(name) {
+                        Some(instead) => {
+                            tracing::warn!(policy = %name, errors = %errors.join("; "), enforced_instead = ?instead, "HostingPolicy does not compile; its last good version is still enforced")
+                        }
+                        None => {
+                            tracing::warn!(policy = %name, errors = %errors.join("; "), "HostingPolicy does not compile and no earlier version did; it is not enforced")
+                        }
+                    }
                 }
             }
             for name in &built.shadowed {
@@ -446,6 +454,7 @@ impl Publisher {
             last_invalid = built.invalid_policies.clone();
             *self.report.lock().unwrap_or_else(PoisonError::into_inner) = BuildReport {
                 invalid_policies: built.invalid_policies,
+                enforced_instead: built.enforced_instead,
                 shadowed: built.shadowed,
             };
             let first = generation == 1;
@@ -605,6 +614,7 @@ impl Auditor {
             .write(
                 &self.inventory.policies.state(),
                 &report.invalid_policies,
+                &report.enforced_instead,
                 &report.shadowed,
                 &self.inventory.workloads.state(),
                 &tally,

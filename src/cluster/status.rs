@@ -29,6 +29,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use super::audit::{DeclaredTally, PolicyTally, Tally};
+use super::inventory::EnforcedInstead;
 use super::lease::Leadership;
 use crate::api::{AIWorkload, AIWorkloadStatus, HostingPolicy, HostingPolicyStatus};
 use crate::policy::PolicyError;
@@ -47,7 +48,8 @@ const MAX_NOTE_BYTES: usize = 1024;
 #[derive(Debug, Clone, Copy)]
 pub enum PolicyState<'a> {
     Enforced,
-    Invalid(&'a [PolicyError]),
+    /// The current spec does not compile; what is enforced instead, if anything.
+    Invalid(&'a [PolicyError], Option<EnforcedInstead>),
     /// A `--policy` file of the same name is enforced instead.
     Shadowed,
 }
@@ -99,19 +101,29 @@ pub fn policy_status(
             previous,
             now,
         ),
-        PolicyState::Invalid(errors) => condition(
-            "Ready",
-            "False",
-            "InvalidSpec",
-            errors
+        PolicyState::Invalid(errors, instead) => {
+            let errors = errors
                 .iter()
                 .map(|e| format!("{}: {}", e.path, e.message))
                 .collect::<Vec<_>>()
-                .join("; "),
-            generation,
-            previous,
-            now,
-        ),
+                .join("; ");
+            let enforced = match instead {
+                Some(EnforcedInstead::Generation(g)) => format!(
+                    "generation {g}, the last that compiled, is still enforced"
+                ),
+                Some(EnforcedInstead::BuiltinDefault) => "no version compiled since hostguard started; the built-in default policy of this name is enforced instead".to_string(),
+                None => "no version of this policy compiled, so it is not enforced".to_string(),
+            };
+            condition(
+                "Ready",
+                "False",
+                "InvalidSpec",
+                format!("{errors}; {enforced}"),
+                generation,
+                previous,
+                now,
+            )
+        }
         PolicyState::Shadowed => condition(
             "Ready",
             "False",
@@ -123,10 +135,30 @@ pub fn policy_status(
             now,
         ),
     };
-    let enforced = matches!(state, PolicyState::Enforced);
+    // Audit counts describe what is enforced: the current spec, or the version standing in.
+    let enforced = matches!(
+        state,
+        PolicyState::Enforced | PolicyState::Invalid(_, Some(_))
+    );
+    let enforced_generation = match state {
+        PolicyState::Enforced => generation,
+        PolicyState::Invalid(_, Some(EnforcedInstead::Generation(g))) => Some(g),
+        _ => None,
+    };
     HostingPolicyStatus {
         conditions: vec![ready],
         observed_generation: generation,
+        enforced_generation,
+        exemptions: if enforced {
+            tally.map_or(0, |t| t.exempted)
+        } else {
+            0
+        },
+        exempted_objects: if enforced {
+            tally.map(|t| t.first_exempted.clone()).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
         violations: if enforced {
             tally.map_or(0, |t| t.violating)
         } else {
@@ -158,7 +190,7 @@ pub fn workload_status(
             "Compliant",
             "Unknown",
             "InvalidSpec",
-            e.reason,
+            format!("{}: {}", e.path, e.reason),
             generation,
             previous,
             now,
@@ -308,6 +340,7 @@ impl Writer {
         &mut self,
         policies: &[std::sync::Arc<HostingPolicy>],
         invalid: &BTreeMap<String, Vec<PolicyError>>,
+        enforced_instead: &BTreeMap<String, EnforcedInstead>,
         shadowed: &[String],
         workloads: &[std::sync::Arc<AIWorkload>],
         tally: &Tally,
@@ -322,7 +355,7 @@ impl Writer {
                 continue;
             };
             let state = match invalid.get(name) {
-                Some(errors) => PolicyState::Invalid(errors),
+                Some(errors) => PolicyState::Invalid(errors, enforced_instead.get(name).copied()),
                 None if shadowed.iter().any(|s| s == name) => PolicyState::Shadowed,
                 None => PolicyState::Enforced,
             };

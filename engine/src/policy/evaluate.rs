@@ -6,7 +6,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
-use super::decision::{Decision, Finding, Verdict, Violation};
+use super::decision::{Decision, Exemption, Finding, Verdict, Violation};
 use super::placement::{pin_pod_patch, pod_is_pinned};
 use super::{CompiledPolicy, PolicySet};
 use crate::api::{AIWorkload, Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
@@ -97,6 +97,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         warnings: Vec::new(),
         findings: findings(&facts, policies),
         governed_by: Vec::new(),
+        exemptions: Vec::new(),
         patch: Vec::new(),
         skipped: None,
     };
@@ -121,9 +122,16 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
             let Some(usage) = template_facts.usage(&policy.provider) else {
                 continue;
             };
-            if !usage.classes.iter().any(|c| policy.api_classes.contains(c)) {
+            let trusted = usage.classes_trusting(|d| policy.trust.trusts(&d.labels, ns_labels));
+            if !trusted
+                .classes
+                .iter()
+                .any(|c| policy.api_classes.contains(c))
+            {
+                exemption(policy, template, usage, &trusted, &mut decision);
                 continue;
             }
+            untrusted_declarations(policy, template, usage, ns_labels, &mut decision);
             governing.insert(&policy.name);
             check_endpoints(policy, usage, &mut decision);
             check_placement(
@@ -151,6 +159,87 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     }
     decision.settle();
     decision
+}
+
+/// Records that trusted AIWorkloads lift `policy` from a template it would otherwise govern (the
+/// stateless default plus what annotations add would fall under it). Nothing is recorded when
+/// the policy would not govern the template anyway.
+fn exemption(
+    policy: &CompiledPolicy,
+    template: &workload::PodTemplateView,
+    usage: &Usage,
+    trusted: &detect::ClassView<'_>,
+    decision: &mut Decision,
+) {
+    let undeclared = usage.classes_trusting(|_| false);
+    if !undeclared
+        .classes
+        .iter()
+        .any(|c| policy.api_classes.contains(c))
+        || trusted.declared_by.is_empty()
+    {
+        return;
+    }
+    let by: Vec<String> = trusted.declared_by.iter().map(|d| d.qualified()).collect();
+    let declared: Vec<&str> = trusted.classes.iter().map(|c| c.as_str()).collect();
+    let at = if template.path.is_empty() {
+        "the Pod".to_string()
+    } else {
+        template.path.clone()
+    };
+    let message = format!(
+        "{at}: exempted from policy {} ({}) by AIWorkload {}, which declares it {}",
+        policy.name,
+        traffic(policy),
+        by.join(", AIWorkload "),
+        declared.join("/")
+    );
+    if policy.action == Action::Warn {
+        decision.warnings.push(message.clone());
+    }
+    decision.exemptions.push(Exemption {
+        policy: policy.name.clone(),
+        action: policy.action,
+        path: template.path.clone(),
+        exempted_by: by,
+        message,
+    });
+}
+
+/// Tells the user about matching AIWorkloads that would lift `policy` but that it does not
+/// trust, so that a declaration that has no effect is not mistaken for one that does.
+fn untrusted_declarations(
+    policy: &CompiledPolicy,
+    template: &workload::PodTemplateView,
+    usage: &Usage,
+    ns_labels: Option<&crate::snapshot::Labels>,
+    decision: &mut Decision,
+) {
+    let lifting: Vec<String> = usage
+        .declared
+        .iter()
+        .filter(|d| {
+            !d.classes.iter().any(|c| policy.api_classes.contains(c))
+                && !policy.trust.trusts(&d.labels, ns_labels)
+        })
+        .map(|d| d.qualified())
+        .collect();
+    if lifting.is_empty() || policy.action == Action::Audit {
+        return;
+    }
+    let at = if template.path.is_empty() {
+        "metadata".to_string()
+    } else {
+        template.metadata_path()
+    };
+    let message = format!(
+        "{at}: AIWorkload {} would exempt this workload from policy {}, but the policy does not trust it (spec.trust.aiWorkloads), so it is governed",
+        lifting.join(", AIWorkload "),
+        policy.name
+    );
+    if !decision.warnings.contains(&message) {
+        decision.warnings.push(message);
+    }
 }
 
 /// A violation or warning according to the policy's action.
@@ -490,7 +579,7 @@ fn validate_own_resource(object: &Value) -> Option<Decision> {
                     .namespace
                     .get_or_insert_with(|| "default".into());
                 if let Err(e) = DeclaredWorkload::from_resource(&aiw) {
-                    fail("spec".into(), e.reason);
+                    fail(e.path, e.reason);
                 }
                 if let Some(endpoint) = aiw.spec.endpoint.as_deref()
                     && !endpoint.is_empty()

@@ -10,7 +10,7 @@ mod default;
 mod evaluate;
 mod placement;
 
-pub use decision::{Decision, Finding, Verdict, Violation};
+pub use decision::{Decision, Exemption, Finding, Verdict, Violation};
 pub use default::{AKS_CLUSTER_LABEL, AZURE_OPENAI_HOSTS, DEFAULT_POLICY_NAME, default_policy};
 pub use evaluate::{Operation, Request, evaluate};
 pub use placement::{pin_pod_patch, pod_is_pinned};
@@ -50,8 +50,54 @@ pub struct CompiledPolicy {
     pub cluster_providers: Vec<ClusterProvider>,
     /// The node affinity governed Pods must carry.
     pub required_nodes: Option<NodeSelector>,
+    /// Which AIWorkloads may exempt a workload from this policy.
+    pub trust: AiWorkloadTrust,
     /// `metadata.generation`, for status.
     pub generation: Option<i64>,
+}
+
+/// `spec.trust.aiWorkloads`, compiled.
+#[derive(Debug, Clone)]
+pub struct AiWorkloadTrust {
+    pub allow_exemptions: bool,
+    /// None: any namespace.
+    pub namespace_selector: Option<Selector>,
+    /// None: any AIWorkload.
+    pub selector: Option<Selector>,
+}
+
+impl Default for AiWorkloadTrust {
+    fn default() -> Self {
+        AiWorkloadTrust {
+            allow_exemptions: true,
+            namespace_selector: None,
+            selector: None,
+        }
+    }
+}
+
+impl AiWorkloadTrust {
+    /// Whether an AIWorkload with these labels, in a namespace with these labels (None: not
+    /// known), may exempt. A namespace whose labels are not known matches no selector: trust is
+    /// withheld, which keeps the policy in force (fail closed).
+    pub fn trusts(
+        &self,
+        ai_workload_labels: &crate::snapshot::Labels,
+        namespace_labels: Option<&crate::snapshot::Labels>,
+    ) -> bool {
+        if !self.allow_exemptions {
+            return false;
+        }
+        if let Some(sel) = &self.namespace_selector {
+            match namespace_labels {
+                Some(labels) if sel.matches(labels) => {}
+                _ => return false,
+            }
+        }
+        self.selector
+            .as_ref()
+            .is_none_or(|sel| sel.matches(ai_workload_labels))
+    }
 }
 
 impl CompiledPolicy {
@@ -72,6 +118,15 @@ impl CompiledPolicy {
         }
         if spec.provider.trim().is_empty() {
             err("spec.provider".into(), "is required".into());
+        } else if !crate::api::is_known_provider(&spec.provider) {
+            err(
+                "spec.provider".into(),
+                format!(
+                    "{:?} is not a provider hostguard knows (known: {}); a policy for it would govern nothing",
+                    spec.provider,
+                    crate::api::KNOWN_PROVIDERS.join(", ")
+                ),
+            );
         }
         if spec.api_classes.is_empty() {
             err(
@@ -101,11 +156,43 @@ impl CompiledPolicy {
                 Ok(s) if s.selects_all() => None,
                 Ok(s) => Some(s),
                 Err(e) => {
-                    err("spec.namespaceSelector".into(), e.to_string());
+                    err(
+                        "spec.namespaceSelector".into(),
+                        format!(
+                            "{} is not a valid label selector: {e}",
+                            serde_json::to_string(sel).unwrap_or_default()
+                        ),
+                    );
                     None
                 }
             },
         };
+        let mut trust = AiWorkloadTrust::default();
+        if let Some(t) = spec.trust.as_ref().and_then(|t| t.ai_workloads.as_ref()) {
+            trust.allow_exemptions = t.allow_exemptions;
+            for (field, given, slot) in [
+                (
+                    "namespaceSelector",
+                    &t.namespace_selector,
+                    &mut trust.namespace_selector,
+                ),
+                ("selector", &t.selector, &mut trust.selector),
+            ] {
+                if let Some(sel) = given {
+                    match Selector::try_from(sel.clone()) {
+                        Ok(s) if s.selects_all() => {}
+                        Ok(s) => *slot = Some(s),
+                        Err(e) => err(
+                            format!("spec.trust.aiWorkloads.{field}"),
+                            format!(
+                                "{} is not a valid label selector: {e}",
+                                serde_json::to_string(sel).unwrap_or_default()
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
         let mut cluster_providers = Vec::new();
         let mut required_nodes = None;
         if let Some(placement) = &spec.placement {
@@ -173,6 +260,7 @@ impl CompiledPolicy {
             in_cluster: spec.endpoints.in_cluster,
             cluster_providers,
             required_nodes,
+            trust,
             generation: policy.metadata.generation,
         })
     }
