@@ -82,6 +82,19 @@ pub struct Usage {
     pub declared: Vec<DeclaredClass>,
     /// The classes the `hostguard.dev/api-class` annotations add (sorted, unique).
     pub annotated: Vec<ApiClass>,
+    /// Each readable `hostguard.dev/api-class` annotation, to tell the user when one would
+    /// have exempted the workload from a policy that governs it.
+    pub annotation_claims: Vec<AnnotationClaim>,
+}
+
+/// One `hostguard.dev/api-class` annotation as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationClaim {
+    /// Field path of the annotation.
+    pub path: String,
+    pub raw: String,
+    /// The classes it names.
+    pub classes: Vec<ApiClass>,
 }
 
 /// An AIWorkload that matched a template, with what it declares.
@@ -188,7 +201,6 @@ fn detect_template(
 
     // 1. AIWorkloads. Each one that states a class is kept apart: which of them a policy
     // believes is the policy's decision (`spec.trust.aiWorkloads`), made in evaluation.
-    let mut any_declared = false;
     for d in snapshot.declarations_for(namespace, &template.labels) {
         let draft = usages.entry(d.provider.clone()).or_default();
         draft.signals.push(Signal::AiWorkload {
@@ -208,7 +220,6 @@ fn detect_template(
             labels: d.labels.clone(),
             classes: d.classes.clone(),
         });
-        any_declared = true;
     }
 
     // 2. Annotations, the template's own and the workload's. They may only add governance: the
@@ -220,6 +231,7 @@ fn detect_template(
         (&view.annotations, "metadata.annotations".to_string()),
     ];
     let mut annotated: Vec<ApiClass> = Vec::new();
+    let mut claims: Vec<AnnotationClaim> = Vec::new();
     for (annotations, base) in &layers {
         if let Some(raw) = annotations.get(PROVIDER_ANNOTATION) {
             let path = format!("{base}[{PROVIDER_ANNOTATION}]");
@@ -235,18 +247,16 @@ fn detect_template(
             let path = format!("{base}[{API_CLASS_ANNOTATION}]");
             match parse_api_class(raw) {
                 Some(classes) => {
-                    if !classes.contains(&ApiClass::Stateless) && !any_declared {
-                        facts.notes.push(format!(
-                            "{path}: {raw:?} is ignored as an exemption: an annotation can only add governance, so this workload is still governed as stateless (and as {}); to declare it {} only, create an AIWorkload whose selector matches its pods (spec.apiClass: stateful), which your platform team controls",
-                            class_names(&classes),
-                            class_names(&classes),
-                        ));
-                    }
-                    for c in classes {
-                        if !annotated.contains(&c) {
-                            annotated.push(c);
+                    for c in &classes {
+                        if !annotated.contains(c) {
+                            annotated.push(*c);
                         }
                     }
+                    claims.push(AnnotationClaim {
+                        path,
+                        raw: raw.clone(),
+                        classes,
+                    });
                 }
                 None => facts.notes.push(format!(
                     "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); ignored, the workload counts as stateless"
@@ -309,6 +319,7 @@ fn detect_template(
                 endpoints: dedup(d.endpoints),
                 declared: d.declared,
                 annotated: annotated.clone(),
+                annotation_claims: claims.clone(),
             };
             let (classes, source) = {
                 let view = usage.classes_trusting(|_| true);
@@ -327,14 +338,6 @@ struct Draft {
     signals: Vec<Signal>,
     endpoints: Vec<Endpoint>,
     declared: Vec<DeclaredClass>,
-}
-
-fn class_names(classes: &[ApiClass]) -> String {
-    classes
-        .iter()
-        .map(|c| c.as_str())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn dedup(mut endpoints: Vec<Endpoint>) -> Vec<Endpoint> {

@@ -132,6 +132,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
                 continue;
             }
             untrusted_declarations(policy, template, usage, ns_labels, &mut decision);
+            ignored_annotations(policy, usage, &mut decision);
             governing.insert(&policy.name);
             check_endpoints(policy, usage, &mut decision);
             check_placement(
@@ -239,6 +240,32 @@ fn untrusted_declarations(
     );
     if !decision.warnings.contains(&message) {
         decision.warnings.push(message);
+    }
+}
+
+/// Tells the user about `hostguard.dev/api-class` annotations that would take the workload out
+/// of `policy`, which governs it: annotations only add governance, so they were ignored.
+fn ignored_annotations(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decision) {
+    if policy.action == Action::Audit {
+        return;
+    }
+    for claim in &usage.annotation_claims {
+        if claim.classes.iter().any(|c| policy.api_classes.contains(c)) {
+            continue;
+        }
+        let named: Vec<&str> = claim.classes.iter().map(|c| c.as_str()).collect();
+        let message = format!(
+            "{}: {:?} is ignored as an exemption from policy {}: an annotation can only add governance, so this workload is governed as {} traffic; to declare it {} only, create an AIWorkload whose selector matches its pods (spec.apiClass: {}), which your platform team controls",
+            claim.path,
+            claim.raw,
+            policy.name,
+            traffic(policy),
+            named.join("/"),
+            named.join("/"),
+        );
+        if !decision.warnings.contains(&message) {
+            decision.warnings.push(message);
+        }
     }
 }
 

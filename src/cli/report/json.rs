@@ -42,6 +42,7 @@ mod tests {
             vec![
                 "apiVersion",
                 "document",
+                "exemptions",
                 "findings",
                 "kind",
                 "line",

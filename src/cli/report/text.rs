@@ -64,6 +64,9 @@ fn entry_block(out: &mut String, entry: &Entry) {
     {
         let _ = writeln!(out, "  audit: {}", v.message);
     }
+    for e in &entry.exemptions {
+        let _ = writeln!(out, "  exempted: {}", e.message);
+    }
 }
 
 #[cfg(test)]
