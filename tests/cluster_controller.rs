@@ -1517,3 +1517,84 @@ async fn pods_of_controllers_the_audit_does_not_list_are_audited() {
     );
     assert_eq!(t.objects, 6);
 }
+
+// ---------------------------------------------------------------- namespaces fetched on demand
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_the_watch_has_not_delivered_is_fetched_within_the_deadline() {
+    use hostguard::cluster::namespaces::{NamespaceCache, NamespaceFetcher};
+    use hostguard::snapshot::NamespaceSource;
+    let (client, log) = mock_api(|r| match r.path.as_str() {
+        "/api/v1/namespaces/fresh" => Reply::Json(
+            200,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "fresh", "labels": {"tier": "prod"}}}),
+        ),
+        "/api/v1/namespaces/slow" => Reply::Hang,
+        _ => not_found(),
+    });
+    let (inv, mut w) = inventory();
+    let mut known =
+        kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Namespace>::default();
+    known.metadata.name = Some("watched".into());
+    w.namespaces.apply_watcher_event(&Event::Apply(known));
+    let cache = NamespaceCache::new();
+    let fetcher = NamespaceFetcher {
+        client,
+        store: inv.namespaces.clone(),
+        cache: Arc::clone(&cache),
+    };
+    let deadline = || tokio::time::Instant::now() + Duration::from_millis(500);
+    for name in ["fresh", "gone", "slow", "watched"] {
+        fetcher.fetch_missing(name, deadline()).await;
+    }
+    assert_eq!(
+        cache.labels("fresh"),
+        Lookup::Found([("tier".to_string(), "prod".to_string())].into())
+    );
+    assert_eq!(cache.labels("gone"), Lookup::Absent);
+    assert_eq!(
+        cache.labels("slow"),
+        Lookup::Unknown,
+        "a timeout caches nothing"
+    );
+    let paths: Vec<String> = log.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/api/v1/namespaces/fresh",
+            "/api/v1/namespaces/gone",
+            "/api/v1/namespaces/slow"
+        ],
+        "a namespace the watch holds is not fetched"
+    );
+    // Fetched once: the next review reads the cache.
+    fetcher.fetch_missing("fresh", deadline()).await;
+    assert_eq!(log.lock().unwrap().len(), 3);
+
+    // The engine sees the fetched labels: a policy scoped to tier=prod applies there.
+    let mut scoped = policy("prod-only");
+    scoped.spec.namespace_selector =
+        Some(serde_json::from_value(json!({"matchLabels": {"tier": "prod"}})).unwrap());
+    w.policies.apply_watcher_event(&Event::Apply(scoped));
+    let built = inv.build(&BuildInput {
+        namespaces: Some(Arc::clone(&cache) as _),
+        ..Default::default()
+    });
+    let mut d = deployment("chat", "https://api.openai.com/v1");
+    d["metadata"]["namespace"] = json!("fresh");
+    let decision = hostguard::policy::evaluate(
+        &hostguard::policy::Request {
+            operation: hostguard::policy::Operation::Create,
+            object: Some(&d),
+            old_object: None,
+            namespace: Some("fresh"),
+        },
+        &built.policies,
+        &built.snapshot,
+    );
+    assert!(
+        decision.governed_by.contains(&"prod-only".to_string()),
+        "{decision:#?}"
+    );
+}

@@ -161,6 +161,13 @@ pub trait ConfigMapSource: std::fmt::Debug + Send + Sync {
     fn get(&self, namespace: &str, name: &str) -> Lookup<ConfigMapData>;
 }
 
+/// Namespaces that live outside the snapshot: in the cluster, the ones the webhook fetched on
+/// demand because the namespace watch had not delivered them yet (created in the same GitOps
+/// sync as their workloads, or watch lag). A lookup never does I/O.
+pub trait NamespaceSource: std::fmt::Debug + Send + Sync {
+    fn labels(&self, name: &str) -> Lookup<Labels>;
+}
+
 /// Read-only cluster state for one evaluation.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -171,6 +178,7 @@ pub struct Snapshot {
     config_maps: HashMap<(String, String), ConfigMapData>,
     config_maps_authoritative: bool,
     config_map_source: Option<Arc<dyn ConfigMapSource>>,
+    namespace_source: Option<Arc<dyn NamespaceSource>>,
     declared: HashMap<String, Vec<DeclaredWorkload>>,
     /// Increases with every change, for metrics and logs.
     pub generation: u64,
@@ -245,6 +253,32 @@ impl Snapshot {
             Some(labels) => Lookup::Found(labels),
             None if self.namespaces_authoritative => Lookup::Absent,
             None => Lookup::Unknown,
+        }
+    }
+
+    /// Consults `source` for namespaces the snapshot does not hold itself.
+    pub fn set_namespace_source(&mut self, source: Arc<dyn NamespaceSource>) {
+        self.namespace_source = Some(source);
+    }
+
+    /// Labels of a namespace as the engine decides with them: from the snapshot, else from its
+    /// source (fetched on demand), else absent or unknown as [`Snapshot::namespace_labels`]
+    /// says. The engine treats both absent and unknown as "selectors match" (fail closed).
+    pub fn namespace_labels_resolved(&self, name: &str) -> Lookup<std::borrow::Cow<'_, Labels>> {
+        if let Some(labels) = self.namespaces.get(name) {
+            return Lookup::Found(std::borrow::Cow::Borrowed(labels));
+        }
+        if let Some(source) = &self.namespace_source {
+            match source.labels(name) {
+                Lookup::Found(labels) => return Lookup::Found(std::borrow::Cow::Owned(labels)),
+                Lookup::Absent => return Lookup::Absent,
+                Lookup::Unknown => {}
+            }
+        }
+        if self.namespaces_authoritative {
+            Lookup::Absent
+        } else {
+            Lookup::Unknown
         }
     }
 

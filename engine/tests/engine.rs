@@ -650,6 +650,21 @@ fn namespace_selector_uses_snapshot_labels_and_fails_closed_offline() {
     assert_eq!(decide_with(&bad(), &policies, &s).verdict, Verdict::Deny);
 }
 
+#[test]
+fn a_namespace_missing_from_an_authoritative_cache_still_matches_selectors() {
+    // The namespace watch has not delivered team-a yet (created in the same sync as its
+    // workloads): a missing namespace is no reason to skip a namespace-scoped policy.
+    let policies = policy_with(|p| {
+        p.spec.namespace_selector =
+            Some(serde_json::from_value(json!({"matchLabels": {"ai": "governed"}})).unwrap());
+    });
+    let mut s = azure_snapshot();
+    s.set_authoritative(true, false);
+    s.insert_namespace_labels("other", [("ai".to_string(), "free".to_string())].into());
+    let d = decide_with(&bad(), &policies, &s);
+    assert_eq!(d.verdict, Verdict::Deny, "{d:#?}");
+}
+
 // ---------------------------------------------------------------- placement
 
 fn good() -> Value {

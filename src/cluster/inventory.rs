@@ -17,7 +17,9 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use super::identity::{self, Detection, NodeInfo};
 use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
 use crate::policy::{CompiledPolicy, DEFAULT_POLICY_NAME, PolicyError, PolicySet, default_policy};
-use crate::snapshot::{ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, Snapshot};
+use crate::snapshot::{
+    ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, NamespaceSource, Snapshot,
+};
 
 /// The stores read when building the engine state.
 #[derive(Clone)]
@@ -133,8 +135,11 @@ impl Inventory {
             detection.provider,
             input.cluster_provider,
         ));
-        // A synced namespace cache is authoritative: a namespace it does not hold does not
-        // exist. ConfigMaps are answered by the on-demand cache, which knows what it knows.
+        // A synced namespace cache is authoritative for lookups, but the engine treats a
+        // namespace it does not hold as unreadable all the same (the watch may lag behind a
+        // namespace created with its workloads): its selectors match unless the on-demand
+        // fetch found it. ConfigMaps are answered by the on-demand cache, which knows what it
+        // knows.
         snapshot.set_authoritative(true, false);
         for ns in self.namespaces.state() {
             if let Some(name) = &ns.metadata.name {
@@ -152,6 +157,9 @@ impl Inventory {
         invalid_workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         if let Some(source) = &input.config_maps {
             snapshot.set_config_map_source(Arc::clone(source));
+        }
+        if let Some(source) = &input.namespaces {
+            snapshot.set_namespace_source(Arc::clone(source));
         }
         snapshot.generation = input.generation;
 
@@ -184,6 +192,8 @@ pub struct BuildInput<'a> {
     pub file_policies: &'a [CompiledPolicy],
     pub cluster_provider: Option<ClusterProvider>,
     pub config_maps: Option<Arc<dyn ConfigMapSource>>,
+    /// Namespaces fetched on demand, for those the watch has not delivered.
+    pub namespaces: Option<Arc<dyn NamespaceSource>>,
     pub generation: u64,
 }
 

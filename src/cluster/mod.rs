@@ -24,6 +24,7 @@ pub mod config_maps;
 pub mod identity;
 pub mod inventory;
 pub mod lease;
+pub mod namespaces;
 pub mod rbac;
 pub mod status;
 pub mod watch;
@@ -249,6 +250,15 @@ pub fn start_with_client(
     ));
 
     let (inventory, writers) = Inventory::new();
+    let namespace_cache = namespaces::NamespaceCache::new();
+    let prefetch = Prefetcher {
+        config_maps: fetcher.clone(),
+        namespaces: namespaces::NamespaceFetcher {
+            client: client.clone(),
+            store: inventory.namespaces.clone(),
+            cache: Arc::clone(&namespace_cache),
+        },
+    };
     let notify = Arc::new(Notify::new());
     let shared = watch::Shared {
         notify: Arc::clone(&notify),
@@ -325,6 +335,7 @@ pub fn start_with_client(
         file_policies,
         cluster_provider: ctx.cluster_provider,
         cache: Arc::clone(&cache),
+        namespace_cache,
         engine: Arc::clone(&ctx.engine),
         metrics: Arc::clone(&ctx.metrics),
         notify,
@@ -360,7 +371,7 @@ pub fn start_with_client(
     let elector = tokio::spawn(elector.run(Arc::clone(&ctx.metrics), lead_stop_rx));
 
     Ok(Cluster {
-        prefetch: Arc::new(fetcher),
+        prefetch: Arc::new(prefetch),
         leadership,
         stop: stop_tx,
         tasks,
@@ -391,11 +402,36 @@ struct BuildReport {
     shadowed: Vec<String>,
 }
 
+/// What the webhook fetches before a decision: the ConfigMaps the object references and, when
+/// the watch has not delivered it yet, the review's namespace.
+#[derive(Clone)]
+struct Prefetcher {
+    config_maps: Fetcher,
+    namespaces: namespaces::NamespaceFetcher,
+}
+
+impl ConfigMapPrefetch for Prefetcher {
+    fn prefetch(
+        &self,
+        namespace: String,
+        names: Vec<String>,
+        deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let config_maps = this.config_maps.fetch_missing(&namespace, &names, deadline);
+            let ns = this.namespaces.fetch_missing(&namespace, deadline);
+            futures::join!(config_maps, ns);
+        })
+    }
+}
+
 struct Publisher {
     inventory: Inventory,
     file_policies: Vec<CompiledPolicy>,
     cluster_provider: Option<ClusterProvider>,
     cache: Arc<ConfigMapCache>,
+    namespace_cache: Arc<namespaces::NamespaceCache>,
     engine: Arc<SharedState>,
     metrics: Arc<Metrics>,
     notify: Arc<Notify>,
@@ -424,6 +460,7 @@ impl Publisher {
                 file_policies: &self.file_policies,
                 cluster_provider: self.cluster_provider,
                 config_maps: Some(Arc::clone(&self.cache) as _),
+                namespaces: Some(Arc::clone(&self.namespace_cache) as _),
                 generation,
             });
             for (name, errors) in &built.invalid_policies {

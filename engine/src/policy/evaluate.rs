@@ -105,12 +105,13 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         decision.warnings.extend(f.notes.iter().cloned());
     }
 
-    // Borrowed, not cloned: this runs for every review.
-    let no_labels = crate::snapshot::Labels::new();
-    let ns_labels = match snapshot.namespace_labels(&namespace) {
-        Lookup::Found(labels) => Some(labels),
-        Lookup::Absent => Some(&no_labels),
-        Lookup::Unknown => None,
+    // A namespace whose labels cannot be read (not in the cache and not fetched in time, or
+    // not known to exist) matches every selector: a namespace-scoped policy still applies,
+    // and a trust that depends on namespace labels is withheld. Nothing fails open.
+    let resolved = snapshot.namespace_labels_resolved(&namespace);
+    let ns_labels = match &resolved {
+        Lookup::Found(labels) => Some(labels.as_ref()),
+        Lookup::Absent | Lookup::Unknown => None,
     };
     let mut governing: BTreeSet<&str> = BTreeSet::new();
     let mut pin_with: Vec<&CompiledPolicy> = Vec::new();

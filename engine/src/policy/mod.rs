@@ -356,15 +356,46 @@ impl PolicySet {
     /// `serve --standalone`). Fails with every problem of every policy.
     pub fn compile_or_default(policies: &[HostingPolicy]) -> Result<Self, Vec<PolicyError>> {
         if policies.is_empty() {
-            return Self::compile([&default_policy()]);
+            return Self::default_set();
         }
         Self::compile(policies)
     }
 
-    /// The built-in default policy alone.
+    /// The built-in default policy alone, checked: it must compile to exactly one policy that
+    /// governs something (a provider hostguard knows, at least one class and allowed host).
+    /// Every front calls this at startup, so that a broken default is a startup failure, never
+    /// a silent allow-everything.
+    pub fn default_set() -> Result<Self, Vec<PolicyError>> {
+        Self::check_default(Self::compile([&default_policy()])?)
+    }
+
+    fn check_default(set: Self) -> Result<Self, Vec<PolicyError>> {
+        let governs = set.policies.len() == 1
+            && set.policies.iter().all(|p| {
+                crate::api::is_known_provider(&p.provider)
+                    && !p.api_classes.is_empty()
+                    && !p.allowed_hosts.is_empty()
+            });
+        if !governs {
+            return Err(vec![PolicyError {
+                policy: DEFAULT_POLICY_NAME.into(),
+                path: "spec".into(),
+                message: "the built-in default policy compiles to nothing it could enforce".into(),
+            }]);
+        }
+        Ok(set)
+    }
+
+    /// The built-in default policy alone, for tests and benchmarks.
+    ///
+    /// # Panics
+    /// When the built-in default does not compile, which the engine's own tests rule out; the
+    /// fronts use [`PolicySet::default_set`] and fail at startup instead.
     pub fn builtin() -> Self {
-        // The default is a constant checked by tests; it always compiles.
-        Self::compile([&default_policy()]).unwrap_or_default()
+        match Self::default_set() {
+            Ok(set) => set,
+            Err(errors) => panic!("the built-in default policy does not compile: {errors:?}"),
+        }
     }
 
     pub fn policies(&self) -> &[CompiledPolicy] {
@@ -381,5 +412,30 @@ impl PolicySet {
 
     pub fn len(&self) -> usize {
         self.policies.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_compiles_to_one_enforceable_policy() {
+        let set = PolicySet::default_set().expect("the built-in default compiles");
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.policies()[0].name, DEFAULT_POLICY_NAME);
+    }
+
+    #[test]
+    fn a_default_that_compiles_to_nothing_is_an_error_not_an_empty_set() {
+        let errors = PolicySet::check_default(PolicySet::default()).unwrap_err();
+        assert!(
+            errors[0].message.contains("nothing it could enforce"),
+            "{errors:?}"
+        );
+        // An unknown provider already fails to compile, with the known ones listed.
+        let mut p = default_policy();
+        p.spec.provider = "opneai".into();
+        assert!(PolicySet::compile([&p]).is_err());
     }
 }
