@@ -21,8 +21,8 @@ use serde::Serialize;
 use crate::api::ApiClass;
 use crate::endpoint::{EndpointRules, HostPattern, mentions_model_host};
 use crate::snapshot::{Labels, Snapshot, classes_of_apis};
-use crate::workload::env::{EnvValue, ResolvedEnv};
-use crate::workload::{ContainerView, PodTemplateView, WorkloadView};
+use crate::workload::env::{EnvValue, PodFacts, PodMeta, ResolvedEnv};
+use crate::workload::{ContainerView, PodTemplateView, WorkloadKind, WorkloadView};
 use catalogue::{Flavour, KeyKind, Role};
 
 /// Annotation naming the provider(s) a workload calls (comma-separated).
@@ -271,8 +271,17 @@ fn detect_template(
         require_https: true,
     };
     let mut opaque_paths: Vec<(String, String)> = Vec::new();
+    let pod = PodFacts {
+        namespace,
+        pod: (view.kind == WorkloadKind::Pod).then_some(PodMeta {
+            name: &view.name,
+            labels: &template.labels,
+            annotations: &template.annotations,
+        }),
+        enable_service_links: template.spec.enable_service_links.unwrap_or(true),
+    };
     for container in template.containers() {
-        let env = ResolvedEnv::resolve(&container, namespace, snapshot);
+        let env = ResolvedEnv::resolve(&container, &pod, snapshot);
         let inferred = infer_container(&container, &env, &rules);
         for s in env.opaque_sources() {
             opaque_paths.push((s.path, s.why));

@@ -127,6 +127,8 @@ pub struct PodSpecView {
     pub init_containers: Option<Vec<ContainerSpec>>,
     pub ephemeral_containers: Option<Vec<ContainerSpec>>,
     pub affinity: Option<AffinityView>,
+    /// Whether the kubelet sets the service-link variables of the namespace's Services.
+    pub enable_service_links: Option<bool>,
 }
 
 impl PodSpecView {
