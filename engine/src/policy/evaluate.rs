@@ -154,7 +154,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     decision.governed_by = governing.iter().map(|s| s.to_string()).collect();
 
     if request.operation == Operation::Update {
-        forgive_unchanged_templates(request, &view, &mut decision);
+        forgive_pre_existing(request, policies, snapshot, &mut decision);
     }
     if request.operation == Operation::Create && view.kind == WorkloadKind::Pod {
         decision.patch = mutation(object, &view, &decision.governed_by, policies, &pin_with);
@@ -423,34 +423,49 @@ fn check_placement(
     }
 }
 
-/// On UPDATE, a violation in a pod template that the update does not change existed before and
-/// is not blocked: blocking it would stop unrelated edits (labels, scaling, finalizers) of a
-/// workload admitted before the policy. It is reported as a warning instead; the audit keeps
-/// reporting it.
-fn forgive_unchanged_templates(
+/// On UPDATE, an update is judged by what it changes: a violation the old object already had
+/// (the same policy, field and message, under the policies in force now) is not blocked, since
+/// blocking it would stop unrelated edits (labels, annotations, scaling, finalizers, a
+/// `kubectl debug` ephemeral container that calls nothing) of a workload admitted before the
+/// policy. It is reported as a warning instead, and the audit keeps reporting it. A violation
+/// the update brings in (a changed endpoint, an ephemeral container that calls OpenAI) is denied.
+fn forgive_pre_existing(
     request: &Request<'_>,
-    view: &WorkloadView,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
     decision: &mut Decision,
 ) {
-    let (Some(new), Some(old)) = (request.object, request.old_object) else {
+    let Some(old) = request.old_object else {
         return;
     };
-    let unchanged = workload::template_value(view.kind, new)
-        == workload::template_value(view.kind, old)
-        && (view.kind != WorkloadKind::Pod
-            || (new.pointer("/metadata/labels") == old.pointer("/metadata/labels")
-                && new.pointer("/metadata/annotations") == old.pointer("/metadata/annotations")));
-    if !unchanged {
+    if !decision.violations.iter().any(|v| v.action == Action::Deny) {
         return;
     }
+    let before = evaluate(
+        &Request {
+            operation: Operation::Create,
+            object: Some(old),
+            old_object: None,
+            namespace: request.namespace,
+        },
+        policies,
+        snapshot,
+    );
     for v in decision
         .violations
         .iter_mut()
         .filter(|v| v.action == Action::Deny)
     {
+        let existed = before
+            .violations
+            .iter()
+            .any(|o| o.policy == v.policy && o.path == v.path && o.message == v.message);
+        if !existed {
+            continue;
+        }
         v.action = Action::Warn;
         let message = format!(
-            "{} (pre-existing: this update does not change the pod template, so it is not blocked)",
+            "{} (pre-existing: the object broke this before the update, which does not bring it in, so it is not blocked)",
             v.message
         );
         decision.warnings.push(message.clone());

@@ -129,6 +129,8 @@ pub struct PodSpecView {
     pub affinity: Option<AffinityView>,
     /// Whether the kubelet sets the service-link variables of the namespace's Services.
     pub enable_service_links: Option<bool>,
+    /// `nodeSelector`, ANDed by the scheduler with the required node affinity.
+    pub node_selector: Option<BTreeMap<String, String>>,
 }
 
 impl PodSpecView {
