@@ -414,3 +414,34 @@ fn the_crd_schema_lists_the_known_providers() {
         );
     }
 }
+
+/// A malformed AIWorkload is refused at admission with the field path and the value at fault,
+/// never read as "no declaration".
+#[rstest]
+#[case::unknown_api_class(json!({"apiClass": "statefull"}), "spec.apiClass", "statefull")]
+#[case::bad_selector_operator(
+    json!({"selector": {"matchExpressions": [{"key": "app", "operator": "Equals", "values": ["chat"]}]}}),
+    "spec.selector", "Equals")]
+#[case::unknown_provider(json!({"provider": "opneai"}), "spec.provider", "opneai")]
+fn a_malformed_declaration_is_refused_with_its_path(
+    #[case] spec: Value,
+    #[case] path: &str,
+    #[case] value: &str,
+) {
+    let mut object = json!({"apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
+        "metadata": {"name": "x", "namespace": "team-a"},
+        "spec": {"selector": {"matchLabels": {"app": "chat"}}, "provider": "openai"}});
+    for (k, v) in spec.as_object().unwrap() {
+        object["spec"][k] = v.clone();
+    }
+    let d = decide(
+        &object,
+        &PolicySet::builtin(),
+        &Snapshot::offline(ClusterProvider::Azure),
+    );
+    assert_eq!(d.verdict, Verdict::Deny, "{d:#?}");
+    let v = &d.violations[0];
+    assert_eq!(v.path, path, "{v:?}");
+    assert!(v.message.starts_with(path), "{}", v.message);
+    assert!(v.message.contains(value), "{}", v.message);
+}

@@ -76,7 +76,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
                 .unwrap_or("(no kind)");
             return Decision::skipped(format!("kind {kind} has no pod template"));
         }
-        Err(e) => return malformed(e.to_string()),
+        Err(e) => return malformed(&e),
     };
     if request.operation == Operation::Update && view.deleting {
         return Decision::skipped(
@@ -572,14 +572,18 @@ fn class_label(classes: &[ApiClass]) -> &'static str {
     }
 }
 
-fn malformed(message: String) -> Decision {
+fn malformed(error: &workload::ViewError) -> Decision {
     let mut d = Decision::skipped("");
     d.skipped = None;
+    let path = match error {
+        workload::ViewError::Malformed { path, .. } => path.clone(),
+        workload::ViewError::NotAnObject => String::new(),
+    };
     d.violations.push(Violation {
         policy: SELF_VALIDATION.into(),
         action: Action::Deny,
-        path: message.split(':').next().unwrap_or("").to_string(),
-        message: format!("the object cannot be read as a workload: {message}"),
+        path,
+        message: format!("the object cannot be read as a workload: {error}"),
     });
     d.settle();
     d
