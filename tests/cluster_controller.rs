@@ -444,9 +444,11 @@ async fn write(
     writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.enforced_instead,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             t,
             now(),
@@ -1294,9 +1296,11 @@ async fn an_unchanged_status_is_not_written_again() {
     let first = writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.enforced_instead,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             &t,
             now(),
@@ -1333,9 +1337,11 @@ async fn an_unchanged_status_is_not_written_again() {
     let again = writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.enforced_instead,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             &t,
             later,
@@ -1361,9 +1367,11 @@ async fn an_unchanged_status_is_not_written_again() {
     let changed = writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.enforced_instead,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             &fixed,
             later,

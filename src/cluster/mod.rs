@@ -650,9 +650,11 @@ impl Auditor {
             .writer
             .write(
                 &self.inventory.policies.state(),
-                &report.invalid_policies,
-                &report.enforced_instead,
-                &report.shadowed,
+                status::PolicyStates {
+                    invalid: &report.invalid_policies,
+                    enforced_instead: &report.enforced_instead,
+                    shadowed: &report.shadowed,
+                },
                 &self.inventory.workloads.state(),
                 &tally,
                 k8s_openapi::jiff::Timestamp::now(),

@@ -276,6 +276,17 @@ pub fn apply_body<K: kube::Resource<DynamicType = ()>>(
     })
 }
 
+/// What the last build said about the cluster's policies besides the compiled set.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyStates<'a> {
+    /// Policies whose current spec does not compile, with the errors.
+    pub invalid: &'a BTreeMap<String, Vec<PolicyError>>,
+    /// For those still enforced, what is enforced instead.
+    pub enforced_instead: &'a BTreeMap<String, EnforcedInstead>,
+    /// Policies a `--policy` file of the same name overrides.
+    pub shadowed: &'a [String],
+}
+
 /// Writes status and events while this replica leads.
 pub struct Writer {
     client: Client,
@@ -339,9 +350,7 @@ impl Writer {
     pub async fn write(
         &mut self,
         policies: &[std::sync::Arc<HostingPolicy>],
-        invalid: &BTreeMap<String, Vec<PolicyError>>,
-        enforced_instead: &BTreeMap<String, EnforcedInstead>,
-        shadowed: &[String],
+        states: PolicyStates<'_>,
         workloads: &[std::sync::Arc<AIWorkload>],
         tally: &Tally,
         now: Timestamp,
@@ -354,9 +363,11 @@ impl Writer {
             let Some(name) = policy.metadata.name.as_deref() else {
                 continue;
             };
-            let state = match invalid.get(name) {
-                Some(errors) => PolicyState::Invalid(errors, enforced_instead.get(name).copied()),
-                None if shadowed.iter().any(|s| s == name) => PolicyState::Shadowed,
+            let state = match states.invalid.get(name) {
+                Some(errors) => {
+                    PolicyState::Invalid(errors, states.enforced_instead.get(name).copied())
+                }
+                None if states.shadowed.iter().any(|s| s == name) => PolicyState::Shadowed,
                 None => PolicyState::Enforced,
             };
             let status = policy_status(policy, state, tally.policies.get(name), &now);

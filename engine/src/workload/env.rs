@@ -218,7 +218,7 @@ impl ResolvedEnv {
     }
 
     /// The value `envFrom` gives `name`, from the last readable source that has it.
-    fn from_sources(&self, name: &str) -> Option<Candidate> {
+    fn env_from_value(&self, name: &str) -> Option<Candidate> {
         for source in self.sources.iter().rev() {
             if let FromSource::Known {
                 path,
@@ -250,7 +250,7 @@ impl ResolvedEnv {
             .map(|e| e.candidate.clone())
             .collect();
         if !self.set_for_certain(name)
-            && let Some(c) = self.from_sources(name)
+            && let Some(c) = self.env_from_value(name)
         {
             out.push(c);
         }
@@ -310,7 +310,7 @@ impl ResolvedEnv {
         if let Some(last) = self.explicit.get(name).and_then(|e| e.last()) {
             return Some(last.candidate.value.clone());
         }
-        if let Some(c) = self.from_sources(name) {
+        if let Some(c) = self.env_from_value(name) {
             return Some(c.value);
         }
         service_link(name, &self.namespace, self.service_links)
