@@ -32,6 +32,11 @@ pub struct ViolationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
 }
@@ -66,6 +71,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<WebhookLabel, Histogram>,
     pub violations: Family<ViolationLabels, Counter>,
+    /// Admitted objects an AIWorkload exempted from a policy, by policy.
+    pub exemptions: Family<PolicyLabel, Counter>,
     pub rejected: Family<ReasonLabel, Counter>,
     pub in_flight: Gauge,
     pub cert_expiry: Gauge<f64, AtomicU64>,
@@ -114,6 +121,12 @@ impl Metrics {
             "policy_violations",
             "Violations found at admission, by policy and action",
             violations.clone(),
+        );
+        let exemptions = Family::<PolicyLabel, Counter>::default();
+        registry.register(
+            "policy_exemptions",
+            "Objects an AIWorkload exempted from a policy at admission (validate webhook), by policy",
+            exemptions.clone(),
         );
         let rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
@@ -227,6 +240,7 @@ impl Metrics {
             requests,
             duration,
             violations,
+            exemptions,
             rejected,
             in_flight,
             cert_expiry,
@@ -272,6 +286,18 @@ impl Metrics {
                     })
                     .inc();
             }
+            // One object exempted from one policy counts once, however many templates it has.
+            let mut counted: Vec<&str> = Vec::new();
+            for e in &decision.exemptions {
+                if !counted.contains(&e.policy.as_str()) {
+                    counted.push(&e.policy);
+                    self.exemptions
+                        .get_or_create(&PolicyLabel {
+                            policy: e.policy.clone(),
+                        })
+                        .inc();
+                }
+            }
         }
     }
 
@@ -285,5 +311,48 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::{self, Webhook};
+    use crate::api::{AIWorkload, ClusterProvider};
+    use crate::policy::PolicySet;
+    use crate::snapshot::{DeclaredWorkload, Snapshot};
+    use serde_json::json;
+
+    #[test]
+    fn an_exemption_at_admission_is_counted_by_policy() {
+        let aiw: AIWorkload = serde_json::from_value(json!({
+            "apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
+            "metadata": {"name": "assistants", "namespace": "team-a"},
+            "spec": {"selector": {"matchLabels": {"app": "chat"}}, "provider": "openai", "apiClass": "stateful"}
+        }))
+        .unwrap();
+        let mut snapshot = Snapshot::offline(ClusterProvider::Azure);
+        snapshot.insert_declared(DeclaredWorkload::from_resource(&aiw).unwrap());
+        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "namespace": "team-a", "operation": "CREATE",
+                "object": {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "p", "namespace": "team-a", "labels": {"app": "chat"}},
+                    "spec": {"containers": [{"name": "a", "env": [{"name": "OPENAI_API_KEY", "value": "k"}]}]}}}});
+        let body = serde_json::to_vec(&review).unwrap();
+        let metrics = Metrics::new();
+        for webhook in Webhook::ALL {
+            let answer =
+                admission::answer(&body, webhook, &PolicySet::builtin(), &snapshot).unwrap();
+            metrics.record(webhook.as_str(), &answer, 0.0);
+        }
+        let text = metrics.encode();
+        // Counted once: by the validate webhook, not again by mutate.
+        assert!(
+            text.contains(
+                r#"hostguard_policy_exemptions_total{policy="openai-stateless-on-azure"} 1"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -85,11 +85,13 @@ impl Readiness {
     }
 }
 
-/// Fills the ConfigMap cache that the snapshot reads, before a decision (cluster mode): the
-/// decision itself never does I/O, so whatever a workload references must be fetched first.
+/// Fills the caches that the snapshot reads, before a decision (cluster mode): the ConfigMaps a
+/// workload references and its namespace when the watch has not delivered it. The decision
+/// itself never does I/O, so whatever it needs must be fetched first.
 pub trait ConfigMapPrefetch: Send + Sync {
-    /// Makes sure `names` in `namespace` are cached, giving up at `deadline` (a name still
-    /// missing then is unresolved for this decision).
+    /// Makes sure `names` in `namespace`, and `namespace` itself, are cached, giving up at
+    /// `deadline` (a ConfigMap still missing then is unresolved for this decision, a namespace
+    /// matches every selector).
     fn prefetch(
         &self,
         namespace: String,

@@ -446,3 +446,75 @@ fn filename_is_required() -> TestResult {
     assert!(stderr.contains("--filename"), "{stderr}");
     Ok(())
 }
+
+/// The example Job that an AIWorkload declares stateful, checked in every format: each names the
+/// policy lifted and the AIWorkload that lifted it.
+#[test]
+fn every_format_names_the_aiworkload_that_exempted_a_workload() -> TestResult {
+    const FILE: &str = "examples/workloads/job-assistants-stateful.yaml";
+    const WHO: &str = "team-b/batch-import";
+    const POLICY: &str = "openai-stateless-on-azure";
+    let base = ["-f", FILE, "--cluster-provider", "azure"];
+
+    let (code, report) = json(&base)?;
+    assert_eq!(code, 0);
+    let job = report["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|e| e["kind"] == "Job"))
+        .ok_or("no Job in the report")?;
+    assert_eq!(job["verdict"], "allow");
+    let e = &job["exemptions"][0];
+    assert_eq!(e["policy"], POLICY);
+    assert_eq!(e["exemptedBy"], serde_json::json!([WHO]));
+    assert_eq!(e["path"], "spec.template");
+    let template_line = std::fs::read_to_string(FILE)?
+        .lines()
+        .position(|l| l.trim() == "template:")
+        .ok_or("no template line")?
+        + 1;
+    assert_eq!(e["line"], template_line);
+
+    let mut args = vec!["-o", "text"];
+    args.extend_from_slice(&base);
+    let (_, text, _) = check(&args)?;
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("  exempted: spec.template: exempted from policy") && l.contains(WHO)
+        ),
+        "{text}"
+    );
+
+    let mut args = vec!["-o", "sarif"];
+    args.extend_from_slice(&base);
+    let (_, sarif, _) = check(&args)?;
+    let _: serde_sarif::sarif::Sarif = serde_json::from_str(&sarif)?;
+    let sarif: Value = serde_json::from_str(&sarif)?;
+    let result = sarif["runs"][0]["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["ruleId"] == "hostguard-exemption"))
+        .ok_or("no exemption result in SARIF")?;
+    assert_eq!(result["level"], "note");
+    let text = result["message"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains(POLICY) && text.contains(WHO), "{text}");
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["region"]["startLine"],
+        template_line
+    );
+
+    let mut args = vec!["-o", "junit"];
+    args.extend_from_slice(&base);
+    let (_, xml, _) = check(&args)?;
+    let junit = quick_junit::Report::deserialize_from_str(&xml)?;
+    let case = junit.test_suites[0]
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str().starts_with("Job/"))
+        .ok_or("no Job case")?;
+    let out = case
+        .system_out
+        .as_ref()
+        .map(|o| o.to_string())
+        .unwrap_or_default();
+    assert!(out.contains("exempted: ") && out.contains(WHO), "{out}");
+    Ok(())
+}

@@ -444,8 +444,11 @@ async fn write(
     writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             t,
             now(),
@@ -570,6 +573,110 @@ async fn an_invalid_policy_gets_ready_false_with_its_errors() {
         "{c}"
     );
     assert_eq!(p.body["status"]["violations"], 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_policy_edit_keeps_the_previous_version_enforcing() {
+    let (client, log) = writable_api();
+    let leadership = leader(&client).await;
+    let (inv, mut w) = inventory();
+    // Generation 3 of `azure-only` compiled at the initial list. The edit to generation 4 is
+    // schema-valid (the API server accepted it) but does not compile.
+    let first = inv.build(&BuildInput::default());
+    assert!(first.invalid_policies.is_empty());
+    let mut edited = policy("azure-only");
+    edited.metadata.generation = Some(4);
+    edited.spec.endpoints.allowed_hosts = vec!["https://bad".into()];
+    edited.spec.action = hostguard::api::Action::Warn;
+    w.policies.apply_watcher_event(&Event::Apply(edited));
+    let built = inv.build(&BuildInput::default());
+    assert!(built.invalid_policies.contains_key("azure-only"));
+    assert_eq!(
+        built.enforced_instead.get("azure-only"),
+        Some(&hostguard::cluster::inventory::EnforcedInstead::Generation(
+            3
+        ))
+    );
+
+    // Still enforced, as generation 3 says: Deny, not the Warn of the broken edit.
+    let enforced = built
+        .policies
+        .policies()
+        .iter()
+        .find(|p| p.name == "azure-only")
+        .expect("the last good version is enforced");
+    assert_eq!(enforced.generation, Some(3));
+    assert_eq!(enforced.action, hostguard::api::Action::Deny);
+    let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
+    assert_eq!(t.policies["azure-only"].violating, 1);
+
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    write(&mut writer, &inv, &built, &t).await.unwrap();
+    let p = writes(&log)
+        .into_iter()
+        .find(|s| {
+            s.is(
+                "PATCH",
+                "/apis/hostguard.dev/v1alpha1/hostingpolicies/azure-only/status",
+            )
+        })
+        .expect("the policy's status is written");
+    let status = &p.body["status"];
+    assert_eq!(status["observedGeneration"], 4);
+    assert_eq!(status["enforcedGeneration"], 3);
+    assert_eq!(status["violations"], 1);
+    let c = &status["conditions"][0];
+    assert_eq!(c["type"], "Ready");
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "InvalidSpec");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.endpoints.allowedHosts[0]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("generation 3, the last that compiled, is still enforced"),
+        "{message}"
+    );
+
+    // Fixed again: the new generation is enforced and Ready.
+    let mut fixed = policy("azure-only");
+    fixed.metadata.generation = Some(5);
+    w.policies.apply_watcher_event(&Event::Apply(fixed));
+    let built = inv.build(&BuildInput::default());
+    assert!(built.invalid_policies.is_empty());
+    assert_eq!(built.policies.policies()[0].generation, Some(5));
+
+    // Deleted, then created broken: no version compiled since, nothing is enforced for it.
+    w.policies
+        .apply_watcher_event(&Event::Delete(policy("azure-only")));
+    assert!(inv.build(&BuildInput::default()).policies.is_empty());
+    let mut broken = policy("azure-only");
+    broken.spec.endpoints.allowed_hosts = vec!["https://bad".into()];
+    w.policies.apply_watcher_event(&Event::Apply(broken));
+    let built = inv.build(&BuildInput::default());
+    assert!(built.policies.is_empty());
+    assert!(built.enforced_instead.is_empty());
+}
+
+#[test]
+fn a_broken_default_policy_with_no_good_version_is_replaced_by_the_builtin_default() {
+    let (inv, mut w) = Inventory::new();
+    let mut broken = hostguard::policy::default_policy();
+    broken.metadata.generation = Some(7);
+    broken.spec.endpoints.allowed_hosts = vec!["https://bad".into()];
+    broken.spec.action = hostguard::api::Action::Audit;
+    w.policies.apply_watcher_event(&Event::Apply(broken));
+    let built = inv.build(&BuildInput::default());
+    assert_eq!(
+        built
+            .enforced_instead
+            .get(hostguard::policy::DEFAULT_POLICY_NAME),
+        Some(&hostguard::cluster::inventory::EnforcedInstead::BuiltinDefault)
+    );
+    let enforced = &built.policies.policies()[0];
+    assert_eq!(enforced.name, hostguard::policy::DEFAULT_POLICY_NAME);
+    assert_eq!(enforced.action, hostguard::api::Action::Deny);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1189,8 +1296,11 @@ async fn an_unchanged_status_is_not_written_again() {
     let first = writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             &t,
             now(),
@@ -1227,8 +1337,11 @@ async fn an_unchanged_status_is_not_written_again() {
     let again = writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             &t,
             later,
@@ -1254,8 +1367,11 @@ async fn an_unchanged_status_is_not_written_again() {
     let changed = writer
         .write(
             &inv.policies.state(),
-            &built.invalid_policies,
-            &built.shadowed,
+            status::PolicyStates {
+                invalid: &built.invalid_policies,
+                enforced_instead: &built.enforced_instead,
+                shadowed: &built.shadowed,
+            },
             &inv.workloads.state(),
             &fixed,
             later,
@@ -1408,4 +1524,85 @@ async fn pods_of_controllers_the_audit_does_not_list_are_audited() {
         ]
     );
     assert_eq!(t.objects, 6);
+}
+
+// ---------------------------------------------------------------- namespaces fetched on demand
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_the_watch_has_not_delivered_is_fetched_within_the_deadline() {
+    use hostguard::cluster::namespaces::{NamespaceCache, NamespaceFetcher};
+    use hostguard::snapshot::NamespaceSource;
+    let (client, log) = mock_api(|r| match r.path.as_str() {
+        "/api/v1/namespaces/fresh" => Reply::Json(
+            200,
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "fresh", "labels": {"tier": "prod"}}}),
+        ),
+        "/api/v1/namespaces/slow" => Reply::Hang,
+        _ => not_found(),
+    });
+    let (inv, mut w) = inventory();
+    let mut known =
+        kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Namespace>::default();
+    known.metadata.name = Some("watched".into());
+    w.namespaces.apply_watcher_event(&Event::Apply(known));
+    let cache = NamespaceCache::new();
+    let fetcher = NamespaceFetcher {
+        client,
+        store: inv.namespaces.clone(),
+        cache: Arc::clone(&cache),
+    };
+    let deadline = || tokio::time::Instant::now() + Duration::from_millis(500);
+    for name in ["fresh", "gone", "slow", "watched"] {
+        fetcher.fetch_missing(name, deadline()).await;
+    }
+    assert_eq!(
+        cache.labels("fresh"),
+        Lookup::Found([("tier".to_string(), "prod".to_string())].into())
+    );
+    assert_eq!(cache.labels("gone"), Lookup::Absent);
+    assert_eq!(
+        cache.labels("slow"),
+        Lookup::Unknown,
+        "a timeout caches nothing"
+    );
+    let paths: Vec<String> = log.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/api/v1/namespaces/fresh",
+            "/api/v1/namespaces/gone",
+            "/api/v1/namespaces/slow"
+        ],
+        "a namespace the watch holds is not fetched"
+    );
+    // Fetched once: the next review reads the cache.
+    fetcher.fetch_missing("fresh", deadline()).await;
+    assert_eq!(log.lock().unwrap().len(), 3);
+
+    // The engine sees the fetched labels: a policy scoped to tier=prod applies there.
+    let mut scoped = policy("prod-only");
+    scoped.spec.namespace_selector =
+        Some(serde_json::from_value(json!({"matchLabels": {"tier": "prod"}})).unwrap());
+    w.policies.apply_watcher_event(&Event::Apply(scoped));
+    let built = inv.build(&BuildInput {
+        namespaces: Some(Arc::clone(&cache) as _),
+        ..Default::default()
+    });
+    let mut d = deployment("chat", "https://api.openai.com/v1");
+    d["metadata"]["namespace"] = json!("fresh");
+    let decision = hostguard::policy::evaluate(
+        &hostguard::policy::Request {
+            operation: hostguard::policy::Operation::Create,
+            object: Some(&d),
+            old_object: None,
+            namespace: Some("fresh"),
+        },
+        &built.policies,
+        &built.snapshot,
+    );
+    assert!(
+        decision.governed_by.contains(&"prod-only".to_string()),
+        "{decision:#?}"
+    );
 }

@@ -34,8 +34,6 @@ const NAMESPACES: usize = 50;
 const AIWORKLOADS_PER_NAMESPACE: usize = 20;
 const POLICIES: usize = 100;
 
-const PROVIDERS: [&str; 4] = ["anthropic", "mistral", "cohere", "google"];
-
 /// The policy world and cluster state one benchmark runs against.
 struct World {
     policies: PolicySet,
@@ -49,18 +47,16 @@ fn default_world() -> World {
     }
 }
 
-/// Policy `i` of the busy world. Every fourth one governs openai (plus the default policy), with
-/// namespace selectors that match the workload's namespace, do not match it, or select all.
+/// Policy `i` of the busy world. Every one governs openai (hostguard refuses providers it does
+/// not know, so a policy for another provider cannot exist), and allows the Azure OpenAI hosts.
+/// Namespace selectors match the workload's namespace, do not match it, or
+/// select all.
 fn policy(i: usize) -> HostingPolicy {
     if i == 0 {
         return default_policy();
     }
     let openai = i.is_multiple_of(4);
-    let provider = if openai {
-        "openai"
-    } else {
-        PROVIDERS[i % PROVIDERS.len()]
-    };
+    let provider = "openai";
     let classes = match i % 3 {
         0 => json!(["stateless"]),
         1 => json!(["stateful"]),
@@ -84,7 +80,11 @@ fn policy(i: usize) -> HostingPolicy {
         json!(format!("gw-{i}.contoso.com")),
         json!(format!("*.region{i}.models.example.net")),
     ];
+    // Every policy allows the Azure OpenAI hosts besides its own, so that the benchmark's Azure
+    // workload passes all of them; every fourth lists them first.
     if openai {
+        hosts.splice(0..0, AZURE_OPENAI_HOSTS.iter().map(|h| json!(h)));
+    } else {
         hosts.extend(AZURE_OPENAI_HOSTS.iter().map(|h| json!(h)));
     }
     let placement = if i.is_multiple_of(2) {
@@ -145,7 +145,7 @@ fn ai_workload(n: usize, j: usize) -> AIWorkload {
         "metadata": {"name": format!("aiw-{j:02}"), "namespace": namespace_name(n)},
         "spec": {
             "selector": selector,
-            "provider": if j % 4 == 3 { "mistral" } else { "openai" },
+            "provider": "openai",
             "apiClass": class,
             "endpoint": format!("https://res-{n}-{j}.openai.azure.com/"),
         },

@@ -792,6 +792,11 @@ fn audit_annotations(decision: &Decision) -> std::collections::BTreeMap<String, 
         if !decision.governed_by.is_empty() {
             out.insert("governed-by".to_string(), decision.governed_by.join(","));
         }
+        // The API server stores audit annotations as `<webhook name>/exempted-by`: every
+        // exemption in force leaves a trace in the audit log, whoever made the request.
+        if let Some(exempted) = decision.exempted_by() {
+            out.insert("exempted-by".to_string(), exempted);
+        }
     }
     out
 }

@@ -35,6 +35,8 @@ pub struct DeclaredWorkload {
     pub namespace: String,
     pub selector: Selector,
     pub provider: String,
+    /// The AIWorkload's own labels (a HostingPolicy may trust only some AIWorkloads).
+    pub labels: Labels,
     /// The classes the declaration covers (from `apiClass`, else from `apis`, else stateless).
     pub classes: Vec<ApiClass>,
     /// The declared class as written, for reports.
@@ -44,10 +46,12 @@ pub struct DeclaredWorkload {
 
 /// An AIWorkload that cannot be used, with the reason.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("AIWorkload {namespace}/{name}: {reason}")]
+#[error("AIWorkload {namespace}/{name}: {path}: {reason}")]
 pub struct DeclaredWorkloadError {
     pub namespace: String,
     pub name: String,
+    /// Field path at fault, e.g. `spec.selector`.
+    pub path: String,
     pub reason: String,
 }
 
@@ -56,16 +60,37 @@ impl DeclaredWorkload {
     pub fn from_resource(aiw: &AIWorkload) -> Result<Self, DeclaredWorkloadError> {
         let name = aiw.metadata.name.clone().unwrap_or_default();
         let namespace = aiw.metadata.namespace.clone().unwrap_or_default();
-        let err = |reason: String| DeclaredWorkloadError {
+        let err = |path: &str, reason: String| DeclaredWorkloadError {
             namespace: namespace.clone(),
             name: name.clone(),
+            path: path.to_string(),
             reason,
         };
         if namespace.is_empty() {
-            return Err(err("has no namespace (AIWorkload is namespaced)".into()));
+            return Err(err(
+                "metadata.namespace",
+                "is required (AIWorkload is namespaced)".into(),
+            ));
         }
-        let selector = Selector::try_from(aiw.spec.selector.clone())
-            .map_err(|e| err(format!("spec.selector: {e}")))?;
+        if !crate::api::is_known_provider(&aiw.spec.provider) {
+            return Err(err(
+                "spec.provider",
+                format!(
+                    "{:?} is not a provider hostguard knows (known: {})",
+                    aiw.spec.provider,
+                    crate::api::KNOWN_PROVIDERS.join(", ")
+                ),
+            ));
+        }
+        let selector = Selector::try_from(aiw.spec.selector.clone()).map_err(|e| {
+            err(
+                "spec.selector",
+                format!(
+                    "{} is not a valid label selector: {e}",
+                    serde_json::to_string(&aiw.spec.selector).unwrap_or_default()
+                ),
+            )
+        })?;
         let classes = match aiw.spec.api_class {
             Some(class) => class.classes().to_vec(),
             None => classes_of_apis(&aiw.spec.apis),
@@ -75,6 +100,7 @@ impl DeclaredWorkload {
             namespace: namespace.clone(),
             selector,
             provider: aiw.spec.provider.clone(),
+            labels: aiw.metadata.labels.clone().unwrap_or_default(),
             classes,
             declared_class: aiw.spec.api_class,
             endpoint: aiw.spec.endpoint.clone().filter(|e| !e.is_empty()),
@@ -143,6 +169,13 @@ pub trait ConfigMapSource: std::fmt::Debug + Send + Sync {
     }
 }
 
+/// Namespaces that live outside the snapshot: in the cluster, the ones the webhook fetched on
+/// demand because the namespace watch had not delivered them yet (created in the same GitOps
+/// sync as their workloads, or watch lag). A lookup never does I/O.
+pub trait NamespaceSource: std::fmt::Debug + Send + Sync {
+    fn labels(&self, name: &str) -> Lookup<Labels>;
+}
+
 /// Read-only cluster state for one evaluation.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -153,6 +186,7 @@ pub struct Snapshot {
     config_maps: HashMap<(String, String), ConfigMapData>,
     config_maps_authoritative: bool,
     config_map_source: Option<Arc<dyn ConfigMapSource>>,
+    namespace_source: Option<Arc<dyn NamespaceSource>>,
     declared: HashMap<String, Vec<DeclaredWorkload>>,
     /// Increases with every change, for metrics and logs.
     pub generation: u64,
@@ -227,6 +261,32 @@ impl Snapshot {
             Some(labels) => Lookup::Found(labels),
             None if self.namespaces_authoritative => Lookup::Absent,
             None => Lookup::Unknown,
+        }
+    }
+
+    /// Consults `source` for namespaces the snapshot does not hold itself.
+    pub fn set_namespace_source(&mut self, source: Arc<dyn NamespaceSource>) {
+        self.namespace_source = Some(source);
+    }
+
+    /// Labels of a namespace as the engine decides with them: from the snapshot, else from its
+    /// source (fetched on demand), else absent or unknown as [`Snapshot::namespace_labels`]
+    /// says. The engine treats both absent and unknown as "selectors match" (fail closed).
+    pub fn namespace_labels_resolved(&self, name: &str) -> Lookup<std::borrow::Cow<'_, Labels>> {
+        if let Some(labels) = self.namespaces.get(name) {
+            return Lookup::Found(std::borrow::Cow::Borrowed(labels));
+        }
+        if let Some(source) = &self.namespace_source {
+            match source.labels(name) {
+                Lookup::Found(labels) => return Lookup::Found(std::borrow::Cow::Owned(labels)),
+                Lookup::Absent => return Lookup::Absent,
+                Lookup::Unknown => {}
+            }
+        }
+        if self.namespaces_authoritative {
+            Lookup::Absent
+        } else {
+            Lookup::Unknown
         }
     }
 

@@ -284,9 +284,10 @@ fn provider_annotation_alone_means_the_sdk_default() {
 }
 
 #[rstest]
-#[case::stateful_on_template("spec", "stateful", Verdict::Allow)]
-#[case::stateful_on_workload("meta", "stateful", Verdict::Allow)]
-#[case::stateful_apis("spec", "assistants,batches", Verdict::Allow)]
+// An annotation only adds governance: one that would exempt is ignored (see tests/trust.rs).
+#[case::stateful_on_template("spec", "stateful", Verdict::Deny)]
+#[case::stateful_on_workload("meta", "stateful", Verdict::Deny)]
+#[case::stateful_apis("spec", "assistants,batches", Verdict::Deny)]
 #[case::mixed("spec", "mixed", Verdict::Deny)]
 #[case::stateless("spec", "stateless", Verdict::Deny)]
 fn api_class_annotation_decides_governance(
@@ -657,6 +658,21 @@ fn namespace_selector_uses_snapshot_labels_and_fails_closed_offline() {
         [("ai".to_string(), "governed".to_string())].into(),
     );
     assert_eq!(decide_with(&bad(), &policies, &s).verdict, Verdict::Deny);
+}
+
+#[test]
+fn a_namespace_missing_from_an_authoritative_cache_still_matches_selectors() {
+    // The namespace watch has not delivered team-a yet (created in the same sync as its
+    // workloads): a missing namespace is no reason to skip a namespace-scoped policy.
+    let policies = policy_with(|p| {
+        p.spec.namespace_selector =
+            Some(serde_json::from_value(json!({"matchLabels": {"ai": "governed"}})).unwrap());
+    });
+    let mut s = azure_snapshot();
+    s.set_authoritative(true, false);
+    s.insert_namespace_labels("other", [("ai".to_string(), "free".to_string())].into());
+    let d = decide_with(&bad(), &policies, &s);
+    assert_eq!(d.verdict, Verdict::Deny, "{d:#?}");
 }
 
 // ---------------------------------------------------------------- placement

@@ -28,7 +28,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::config_maps::Fetcher;
-use crate::api::{Action, MatchedWorkload, ViolatingObject};
+use crate::api::{Action, ExemptedObject, MatchedWorkload, ViolatingObject};
 use crate::policy::{self, Decision, Operation, PolicySet};
 use crate::snapshot::{Labels, Snapshot};
 
@@ -151,6 +151,9 @@ pub struct PolicyTally {
     pub violating: i64,
     pub action: Option<Action>,
     pub first: Vec<ViolatingObject>,
+    /// Objects an AIWorkload exempted from the policy (each counted once).
+    pub exempted: i64,
+    pub first_exempted: Vec<ExemptedObject>,
 }
 
 /// Per-AIWorkload results.
@@ -218,6 +221,29 @@ impl Tally {
             }
         }
 
+        // Exemptions by policy: an object with several exempted templates counts once.
+        let mut exempted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for e in &decision.exemptions {
+            let by = exempted.entry(e.policy.as_str()).or_default();
+            for a in &e.exempted_by {
+                if !by.contains(a) {
+                    by.push(a.clone());
+                }
+            }
+        }
+        for (policy, by) in exempted {
+            let t = self.policies.entry(policy.to_string()).or_default();
+            t.exempted += 1;
+            if t.first_exempted.len() < MAX_VIOLATING_OBJECTS {
+                t.first_exempted.push(ExemptedObject {
+                    kind: kind.clone(),
+                    namespace: Some(namespace.clone()).filter(|n| !n.is_empty()),
+                    name: name.clone(),
+                    exempted_by: by,
+                });
+            }
+        }
+
         let compliant = decision.violations.is_empty();
         let mut declared: BTreeSet<String> = BTreeSet::new();
         if let Some(labels) = template_labels(object) {
@@ -258,6 +284,10 @@ impl Tally {
             }
             let room = MAX_VIOLATING_OBJECTS.saturating_sub(mine.first.len());
             mine.first.extend(t.first.into_iter().take(room));
+            mine.exempted += t.exempted;
+            let room = MAX_VIOLATING_OBJECTS.saturating_sub(mine.first_exempted.len());
+            mine.first_exempted
+                .extend(t.first_exempted.into_iter().take(room));
         }
         for (key, t) in other.declared {
             let mine = self.declared.entry(key).or_default();

@@ -8,7 +8,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec};
 use kube::core::PartialObjectMeta;
@@ -16,8 +16,10 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 
 use super::identity::{self, Detection, NodeInfo};
 use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
-use crate::policy::{CompiledPolicy, PolicyError, PolicySet};
-use crate::snapshot::{ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, Snapshot};
+use crate::policy::{CompiledPolicy, DEFAULT_POLICY_NAME, PolicyError, PolicySet, default_policy};
+use crate::snapshot::{
+    ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, NamespaceSource, Snapshot,
+};
 
 /// The stores read when building the engine state.
 #[derive(Clone)]
@@ -26,6 +28,10 @@ pub struct Inventory {
     pub workloads: Store<AIWorkload>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub nodes: Store<Node>,
+    /// The last version of each cluster policy that compiled, by name: a policy edited into a
+    /// state that does not compile keeps enforcing it, so that an edit cannot switch
+    /// enforcement off. Shared by the clones of one inventory.
+    last_good: Arc<Mutex<BTreeMap<String, CompiledPolicy>>>,
 }
 
 /// The writers of an [`Inventory`], one per watch.
@@ -48,6 +54,7 @@ impl Inventory {
                 workloads,
                 namespaces,
                 nodes,
+                last_good: Arc::default(),
             },
             Writers {
                 policies: pw,
@@ -63,24 +70,57 @@ impl Inventory {
     pub fn build(&self, input: &BuildInput<'_>) -> Built {
         let mut compiled: Vec<CompiledPolicy> = input.file_policies.to_vec();
         let mut invalid_policies = BTreeMap::new();
+        let mut enforced_instead = BTreeMap::new();
         let mut shadowed = Vec::new();
         let mut cluster_policies = self.policies.state();
         cluster_policies.sort_by_key(|p| p.metadata.name.clone());
+        let mut last_good = self
+            .last_good
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A deleted policy is no longer enforced in any version.
+        last_good.retain(|name, _| {
+            cluster_policies
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+        });
         for policy in &cluster_policies {
             let name = policy.metadata.name.clone().unwrap_or_default();
-            match CompiledPolicy::compile(policy) {
+            let enforced = match CompiledPolicy::compile(policy) {
                 Ok(c) => {
-                    if compiled.iter().any(|f| f.name == c.name) {
-                        shadowed.push(name);
-                    } else {
-                        compiled.push(c);
-                    }
+                    last_good.insert(name.clone(), c.clone());
+                    Some(c)
                 }
                 Err(errors) => {
-                    invalid_policies.insert(name, errors);
+                    invalid_policies.insert(name.clone(), errors);
+                    // The last version that compiled; after a restart there is none, and the
+                    // built-in default stands in for the policy of its name.
+                    let fallback = last_good.get(&name).cloned().or_else(|| {
+                        (name == DEFAULT_POLICY_NAME)
+                            .then(|| CompiledPolicy::compile(&default_policy()).ok())
+                            .flatten()
+                    });
+                    if let Some(f) = &fallback {
+                        enforced_instead.insert(
+                            name.clone(),
+                            match f.generation {
+                                Some(g) => EnforcedInstead::Generation(g),
+                                None => EnforcedInstead::BuiltinDefault,
+                            },
+                        );
+                    }
+                    fallback
+                }
+            };
+            if let Some(c) = enforced {
+                if compiled.iter().any(|f| f.name == c.name) {
+                    shadowed.push(name);
+                } else {
+                    compiled.push(c);
                 }
             }
         }
+        drop(last_good);
         let policies = PolicySet::from_compiled(compiled);
 
         let nodes: Vec<NodeInfo> = self
@@ -95,8 +135,11 @@ impl Inventory {
             detection.provider,
             input.cluster_provider,
         ));
-        // A synced namespace cache is authoritative: a namespace it does not hold does not
-        // exist. ConfigMaps are answered by the on-demand cache, which knows what it knows.
+        // A synced namespace cache is authoritative for lookups, but the engine treats a
+        // namespace it does not hold as unreadable all the same (the watch may lag behind a
+        // namespace created with its workloads): its selectors match unless the on-demand
+        // fetch found it. ConfigMaps are answered by the on-demand cache, which knows what it
+        // knows.
         snapshot.set_authoritative(true, false);
         for ns in self.namespaces.state() {
             if let Some(name) = &ns.metadata.name {
@@ -115,6 +158,9 @@ impl Inventory {
         if let Some(source) = &input.config_maps {
             snapshot.set_config_map_source(Arc::clone(source));
         }
+        if let Some(source) = &input.namespaces {
+            snapshot.set_namespace_source(Arc::clone(source));
+        }
         snapshot.generation = input.generation;
 
         Built {
@@ -122,11 +168,22 @@ impl Inventory {
             policies,
             snapshot,
             invalid_policies,
+            enforced_instead,
             shadowed,
             invalid_workloads,
             detection,
         }
     }
+}
+
+/// What is enforced for a HostingPolicy whose current spec does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnforcedInstead {
+    /// The last version that compiled, by `metadata.generation`.
+    Generation(i64),
+    /// No version compiled since hostguard started, and the policy has the built-in default's
+    /// name: the built-in default is enforced in its place.
+    BuiltinDefault,
 }
 
 /// What the build needs besides the stores.
@@ -135,6 +192,8 @@ pub struct BuildInput<'a> {
     pub file_policies: &'a [CompiledPolicy],
     pub cluster_provider: Option<ClusterProvider>,
     pub config_maps: Option<Arc<dyn ConfigMapSource>>,
+    /// Namespaces fetched on demand, for those the watch has not delivered.
+    pub namespaces: Option<Arc<dyn NamespaceSource>>,
     pub generation: u64,
 }
 
@@ -143,8 +202,10 @@ pub struct BuildInput<'a> {
 pub struct Built {
     pub policies: PolicySet,
     pub snapshot: Snapshot,
-    /// Cluster HostingPolicies that do not compile, by name (not enforced).
+    /// Cluster HostingPolicies whose current spec does not compile, by name.
     pub invalid_policies: BTreeMap<String, Vec<PolicyError>>,
+    /// For each of those that is still enforced, what is enforced instead of the current spec.
+    pub enforced_instead: BTreeMap<String, EnforcedInstead>,
     /// Cluster HostingPolicies hidden by a `--policy` file of the same name.
     pub shadowed: Vec<String>,
     /// AIWorkloads that cannot be used.

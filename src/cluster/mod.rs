@@ -24,6 +24,7 @@ pub mod config_maps;
 pub mod identity;
 pub mod inventory;
 pub mod lease;
+pub mod namespaces;
 pub mod rbac;
 pub mod status;
 pub mod watch;
@@ -249,6 +250,15 @@ pub fn start_with_client(
     ));
 
     let (inventory, writers) = Inventory::new();
+    let namespace_cache = namespaces::NamespaceCache::new();
+    let prefetch = Prefetcher {
+        config_maps: fetcher.clone(),
+        namespaces: namespaces::NamespaceFetcher {
+            client: client.clone(),
+            store: inventory.namespaces.clone(),
+            cache: Arc::clone(&namespace_cache),
+        },
+    };
     let notify = Arc::new(Notify::new());
     let shared = watch::Shared {
         notify: Arc::clone(&notify),
@@ -325,6 +335,7 @@ pub fn start_with_client(
         file_policies,
         cluster_provider: ctx.cluster_provider,
         cache: Arc::clone(&cache),
+        namespace_cache,
         engine: Arc::clone(&ctx.engine),
         metrics: Arc::clone(&ctx.metrics),
         notify,
@@ -360,7 +371,7 @@ pub fn start_with_client(
     let elector = tokio::spawn(elector.run(Arc::clone(&ctx.metrics), lead_stop_rx));
 
     Ok(Cluster {
-        prefetch: Arc::new(fetcher),
+        prefetch: Arc::new(prefetch),
         leadership,
         stop: stop_tx,
         tasks,
@@ -387,7 +398,32 @@ fn compile_file_policies(policies: &[HostingPolicy]) -> anyhow::Result<Vec<Compi
 #[derive(Debug, Clone, Default)]
 struct BuildReport {
     invalid_policies: BTreeMap<String, Vec<PolicyError>>,
+    enforced_instead: BTreeMap<String, inventory::EnforcedInstead>,
     shadowed: Vec<String>,
+}
+
+/// What the webhook fetches before a decision: the ConfigMaps the object references and, when
+/// the watch has not delivered it yet, the review's namespace.
+#[derive(Clone)]
+struct Prefetcher {
+    config_maps: Fetcher,
+    namespaces: namespaces::NamespaceFetcher,
+}
+
+impl ConfigMapPrefetch for Prefetcher {
+    fn prefetch(
+        &self,
+        namespace: String,
+        names: Vec<String>,
+        deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let config_maps = this.config_maps.fetch_missing(&namespace, &names, deadline);
+            let ns = this.namespaces.fetch_missing(&namespace, deadline);
+            futures::join!(config_maps, ns);
+        })
+    }
 }
 
 struct Publisher {
@@ -395,6 +431,7 @@ struct Publisher {
     file_policies: Vec<CompiledPolicy>,
     cluster_provider: Option<ClusterProvider>,
     cache: Arc<ConfigMapCache>,
+    namespace_cache: Arc<namespaces::NamespaceCache>,
     engine: Arc<SharedState>,
     metrics: Arc<Metrics>,
     notify: Arc<Notify>,
@@ -423,12 +460,20 @@ impl Publisher {
                 file_policies: &self.file_policies,
                 cluster_provider: self.cluster_provider,
                 config_maps: Some(Arc::clone(&self.cache) as _),
+                namespaces: Some(Arc::clone(&self.namespace_cache) as _),
                 generation,
             });
             for (name, errors) in &built.invalid_policies {
                 if last_invalid.get(name) != Some(errors) {
                     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    tracing::warn!(policy = %name, errors = %errors.join("; "), "HostingPolicy does not compile and is not enforced");
+                    match built.enforced_instead.get(name) {
+                        Some(instead) => {
+                            tracing::warn!(policy = %name, errors = %errors.join("; "), enforced_instead = ?instead, "HostingPolicy does not compile; its last good version is still enforced")
+                        }
+                        None => {
+                            tracing::warn!(policy = %name, errors = %errors.join("; "), "HostingPolicy does not compile and no earlier version did; it is not enforced")
+                        }
+                    }
                 }
             }
             for name in &built.shadowed {
@@ -446,6 +491,7 @@ impl Publisher {
             last_invalid = built.invalid_policies.clone();
             *self.report.lock().unwrap_or_else(PoisonError::into_inner) = BuildReport {
                 invalid_policies: built.invalid_policies,
+                enforced_instead: built.enforced_instead,
                 shadowed: built.shadowed,
             };
             let first = generation == 1;
@@ -604,8 +650,11 @@ impl Auditor {
             .writer
             .write(
                 &self.inventory.policies.state(),
-                &report.invalid_policies,
-                &report.shadowed,
+                status::PolicyStates {
+                    invalid: &report.invalid_policies,
+                    enforced_instead: &report.enforced_instead,
+                    shadowed: &report.shadowed,
+                },
                 &self.inventory.workloads.state(),
                 &tally,
                 k8s_openapi::jiff::Timestamp::now(),

@@ -29,6 +29,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use super::audit::{DeclaredTally, PolicyTally, Tally};
+use super::inventory::EnforcedInstead;
 use super::lease::Leadership;
 use crate::api::{AIWorkload, AIWorkloadStatus, HostingPolicy, HostingPolicyStatus};
 use crate::policy::PolicyError;
@@ -47,7 +48,8 @@ const MAX_NOTE_BYTES: usize = 1024;
 #[derive(Debug, Clone, Copy)]
 pub enum PolicyState<'a> {
     Enforced,
-    Invalid(&'a [PolicyError]),
+    /// The current spec does not compile; what is enforced instead, if anything.
+    Invalid(&'a [PolicyError], Option<EnforcedInstead>),
     /// A `--policy` file of the same name is enforced instead.
     Shadowed,
 }
@@ -99,19 +101,29 @@ pub fn policy_status(
             previous,
             now,
         ),
-        PolicyState::Invalid(errors) => condition(
-            "Ready",
-            "False",
-            "InvalidSpec",
-            errors
+        PolicyState::Invalid(errors, instead) => {
+            let errors = errors
                 .iter()
                 .map(|e| format!("{}: {}", e.path, e.message))
                 .collect::<Vec<_>>()
-                .join("; "),
-            generation,
-            previous,
-            now,
-        ),
+                .join("; ");
+            let enforced = match instead {
+                Some(EnforcedInstead::Generation(g)) => format!(
+                    "generation {g}, the last that compiled, is still enforced"
+                ),
+                Some(EnforcedInstead::BuiltinDefault) => "no version compiled since hostguard started; the built-in default policy of this name is enforced instead".to_string(),
+                None => "no version of this policy compiled, so it is not enforced".to_string(),
+            };
+            condition(
+                "Ready",
+                "False",
+                "InvalidSpec",
+                format!("{errors}; {enforced}"),
+                generation,
+                previous,
+                now,
+            )
+        }
         PolicyState::Shadowed => condition(
             "Ready",
             "False",
@@ -123,10 +135,30 @@ pub fn policy_status(
             now,
         ),
     };
-    let enforced = matches!(state, PolicyState::Enforced);
+    // Audit counts describe what is enforced: the current spec, or the version standing in.
+    let enforced = matches!(
+        state,
+        PolicyState::Enforced | PolicyState::Invalid(_, Some(_))
+    );
+    let enforced_generation = match state {
+        PolicyState::Enforced => generation,
+        PolicyState::Invalid(_, Some(EnforcedInstead::Generation(g))) => Some(g),
+        _ => None,
+    };
     HostingPolicyStatus {
         conditions: vec![ready],
         observed_generation: generation,
+        enforced_generation,
+        exemptions: if enforced {
+            tally.map_or(0, |t| t.exempted)
+        } else {
+            0
+        },
+        exempted_objects: if enforced {
+            tally.map(|t| t.first_exempted.clone()).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
         violations: if enforced {
             tally.map_or(0, |t| t.violating)
         } else {
@@ -158,7 +190,7 @@ pub fn workload_status(
             "Compliant",
             "Unknown",
             "InvalidSpec",
-            e.reason,
+            format!("{}: {}", e.path, e.reason),
             generation,
             previous,
             now,
@@ -244,6 +276,17 @@ pub fn apply_body<K: kube::Resource<DynamicType = ()>>(
     })
 }
 
+/// What the last build said about the cluster's policies besides the compiled set.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyStates<'a> {
+    /// Policies whose current spec does not compile, with the errors.
+    pub invalid: &'a BTreeMap<String, Vec<PolicyError>>,
+    /// For those still enforced, what is enforced instead.
+    pub enforced_instead: &'a BTreeMap<String, EnforcedInstead>,
+    /// Policies a `--policy` file of the same name overrides.
+    pub shadowed: &'a [String],
+}
+
 /// Writes status and events while this replica leads.
 pub struct Writer {
     client: Client,
@@ -307,8 +350,7 @@ impl Writer {
     pub async fn write(
         &mut self,
         policies: &[std::sync::Arc<HostingPolicy>],
-        invalid: &BTreeMap<String, Vec<PolicyError>>,
-        shadowed: &[String],
+        states: PolicyStates<'_>,
         workloads: &[std::sync::Arc<AIWorkload>],
         tally: &Tally,
         now: Timestamp,
@@ -321,9 +363,11 @@ impl Writer {
             let Some(name) = policy.metadata.name.as_deref() else {
                 continue;
             };
-            let state = match invalid.get(name) {
-                Some(errors) => PolicyState::Invalid(errors),
-                None if shadowed.iter().any(|s| s == name) => PolicyState::Shadowed,
+            let state = match states.invalid.get(name) {
+                Some(errors) => {
+                    PolicyState::Invalid(errors, states.enforced_instead.get(name).copied())
+                }
+                None if states.shadowed.iter().any(|s| s == name) => PolicyState::Shadowed,
                 None => PolicyState::Enforced,
             };
             let status = policy_status(policy, state, tally.policies.get(name), &now);

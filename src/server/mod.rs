@@ -187,6 +187,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = SharedState::new();
     let shutdown = shutdown::on_signals(Arc::clone(&readiness));
 
+    // The built-in default stands in for the chart's default policy when that one is broken
+    // (cluster mode) and applies when no policy is given (standalone): it must be enforceable,
+    // or hostguard does not start.
+    crate::policy::PolicySet::default_set()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .context("checking the built-in default policy")?;
     let files = load_policy_files(&args.policy.policies)
         .map_err(anyhow::Error::msg)
         .context("loading --policy files")?;

@@ -238,16 +238,14 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         }
     };
     if let Some(prefetch) = &state.prefetch {
+        // The referenced ConfigMaps, and the namespace when the watch has not delivered it.
+        // Leave most of the budget for the decision: a slow API server makes the value
+        // unresolved (and the namespace's selectors match), it does not make the review late.
         let names: Vec<String> = review.config_map_refs().into_iter().collect();
-        if !names.is_empty() {
-            // Leave most of the budget for the decision: a slow API server makes the value
-            // unresolved, it does not make the review late.
-            let budget = deadline.saturating_duration_since(Instant::now()) / 2;
-            let until = tokio::time::Instant::now() + budget;
-            let namespace = review.info.namespace.clone();
-            let _ =
-                tokio::time::timeout_at(until, prefetch.prefetch(namespace, names, until)).await;
-        }
+        let budget = deadline.saturating_duration_since(Instant::now()) / 2;
+        let until = tokio::time::Instant::now() + budget;
+        let namespace = review.info.namespace.clone();
+        let _ = tokio::time::timeout_at(until, prefetch.prefetch(namespace, names, until)).await;
     }
 
     // A typical review (a few KiB) is decided in microseconds, right here: handing it to another

@@ -162,6 +162,10 @@ def check_defaults(c, values):
     c.equal(values["server"]["clusterProvider"], "", "cluster provider detected by default")
     c.equal(values["networkPolicy"]["enabled"], False, "NetworkPolicy off by default")
     c.equal(values["serviceMonitor"]["enabled"], False, "ServiceMonitor off by default")
+    c.equal(values["rbac"]["aiWorkloadEditor"]["aggregateToNamespaceRoles"], False,
+            "AIWorkload write is not handed to namespace editors by default (no self-service exemption)")
+    c.equal(values["webhook"]["namespaceOptOut"]["enabled"], False,
+            "the hostguard.dev/ignore namespace opt-out is off by default")
 
 
 def check_render(c, docs, values, release, namespace):
@@ -174,7 +178,8 @@ def check_render(c, docs, values, release, namespace):
 
     # -- inventory: exactly these resources, nothing else
     want = Counter({
-        "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Service": 1,
+        "ClusterRole": 2 + (1 if values["rbac"]["aiWorkloadEditor"]["create"] else 0),
+        "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Service": 1,
         "Deployment": 1, "ValidatingWebhookConfiguration": 1, "CustomResourceDefinition": 2,
     })
     if values["serviceAccount"]["create"]:
@@ -229,7 +234,8 @@ def check_render(c, docs, values, release, namespace):
     check_deployment(c, deployment, values, name, sa_name)
     check_service(c, service, deployment, values)
     check_webhooks(c, docs, values, namespace, service)
-    check_rbac(c, docs, namespace, sa_name)
+    check_rbac(c, docs, namespace, sa_name, name)
+    check_aiworkload_roles(c, docs, values, name)
     check_tls(c, docs, values, namespace, service, deployment, self_signed)
     check_optional(c, docs, values, namespace, deployment, service)
     check_default_policy(c, docs, values)
@@ -365,7 +371,7 @@ def check_service(c, service, deployment, values):
     c.equal(ports["metrics"]["targetPort"], "admin", "Service metrics port targets the admin listener")
 
 
-def namespace_exclusions(c, webhook, namespace, excluded, what):
+def namespace_exclusions(c, webhook, namespace, excluded, opt_out, what):
     selector = webhook.get("namespaceSelector", {})
     c.ok(not selector.get("matchLabels"), f"{what}: no matchLabels narrowing the namespaces")
     exprs = {e["key"]: e for e in selector.get("matchExpressions", [])}
@@ -373,10 +379,14 @@ def namespace_exclusions(c, webhook, namespace, excluded, what):
     c.equal(names.get("operator"), "NotIn", f"{what}: namespaces excluded by name")
     c.equal(set(names.get("values", [])), {"kube-system", namespace, *excluded},
             f"{what}: kube-system, the release namespace and the configured ones are excluded")
-    c.equal(exprs.get("hostguard.dev/ignore"),
-            {"key": "hostguard.dev/ignore", "operator": "NotIn", "values": ["true"]},
-            f"{what}: hostguard.dev/ignore=true opts a namespace out")
-    c.equal(len(exprs), 2, f"{what}: no other namespace condition")
+    if opt_out:
+        c.equal(exprs.get("hostguard.dev/ignore"),
+                {"key": "hostguard.dev/ignore", "operator": "NotIn", "values": ["true"]},
+                f"{what}: with namespaceOptOut, hostguard.dev/ignore=true opts a namespace out")
+    else:
+        c.ok("hostguard.dev/ignore" not in exprs,
+             f"{what}: no namespace label opts out unless webhook.namespaceOptOut.enabled")
+    c.equal(len(exprs), 2 if opt_out else 1, f"{what}: no other namespace condition")
     c.ok("objectSelector" not in webhook, f"{what}: no objectSelector (a label must not bypass it)")
 
 
@@ -397,7 +407,7 @@ def check_webhooks(c, docs, values, namespace, service):
         c.equal(w["sideEffects"], "None", f"{what}: sideEffects")
         c.equal(w["timeoutSeconds"], wh["timeoutSeconds"], f"{what}: timeoutSeconds")
         c.equal(w["matchPolicy"], "Equivalent", f"{what}: matchPolicy")
-        namespace_exclusions(c, w, namespace, wh["excludedNamespaces"], what)
+        namespace_exclusions(c, w, namespace, wh["excludedNamespaces"], wh["namespaceOptOut"]["enabled"], what)
         for rule in w["rules"]:
             c.ok("*" not in rule["apiGroups"] + rule["resources"] + rule["operations"],
                  f"{what}: no wildcard rule (it would send every request, leases included)")
@@ -430,7 +440,37 @@ def check_webhooks(c, docs, values, namespace, service):
             c.equal(w["failurePolicy"], wh["failurePolicy"], "mutating webhook failurePolicy")
 
 
-def check_rbac(c, docs, namespace, sa_name):
+def check_aiworkload_roles(c, docs, values, name):
+    """Who may write AIWorkloads may exempt workloads: the editor role is the chart's, bound by
+    nobody, and aggregated into the namespace edit/admin roles only when asked for."""
+    roles = {d["metadata"]["name"]: d for d in of_kind(docs, "ClusterRole")}
+    view = roles.get(f"{name}-view")
+    c.ok(view is not None, "a view ClusterRole for hostguard's resources")
+    if view:
+        c.equal(view["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-view"), "true",
+                "view role aggregated into view")
+        c.ok(all(set(r["verbs"]) <= {"get", "list", "watch"} for r in view["rules"]),
+             "view role only reads")
+    editor = roles.get(f"{name}-aiworkload-editor")
+    conf = values["rbac"]["aiWorkloadEditor"]
+    c.equal(editor is not None, conf["create"], "AIWorkload editor ClusterRole created as configured")
+    if editor:
+        c.equal(permissions(editor["rules"]),
+                {("hostguard.dev", "aiworkloads", v)
+                 for v in ("get", "list", "watch", "create", "update", "patch", "delete")},
+                "the editor role writes AIWorkloads and nothing else")
+        labels = editor["metadata"]["labels"]
+        aggregated = {k for k in labels if k.startswith("rbac.authorization.k8s.io/aggregate-to-")}
+        want = ({"rbac.authorization.k8s.io/aggregate-to-edit", "rbac.authorization.k8s.io/aggregate-to-admin"}
+                if conf["aggregateToNamespaceRoles"] else set())
+        c.equal(aggregated, want,
+                "editor aggregated into edit/admin only with aggregateToNamespaceRoles (self-service declarations)")
+    for binding in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
+        c.ok(binding["roleRef"]["name"] != f"{name}-aiworkload-editor",
+             f"{binding['kind']} {binding['metadata']['name']}: the chart binds the editor role to nobody")
+
+
+def check_rbac(c, docs, namespace, sa_name, name):
     want = controller_permissions()
     for d in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
         what = f"{d['kind']}/{d['metadata']['name']}"
@@ -440,7 +480,7 @@ def check_rbac(c, docs, namespace, sa_name):
             c.ok(not any("*" in x for x in fields), f"{what}: no wildcard in {rule}")
             c.ok("secrets" not in rule.get("resources", []), f"{what}: never Secrets")
             c.ok(not DANGEROUS_VERBS & set(rule.get("verbs", [])), f"{what}: no escalate/bind/impersonate")
-    cluster_role = of_kind(docs, "ClusterRole")[0]
+    cluster_role = [d for d in of_kind(docs, "ClusterRole") if d["metadata"]["name"] == name][0]
     got = permissions(cluster_role["rules"])
     c.equal({"granted, not in RULES": sorted(got - want["ClusterRole"]),
              "in RULES, not granted": sorted(want["ClusterRole"] - got)},

@@ -104,8 +104,9 @@ clientConfig:
 
 {{/*
 Namespaces hostguard never sees: kube-system, the release namespace (so that hostguard's own pods can
-always start, even when no replica is up to answer), the configured ones, and any namespace
-labelled hostguard.dev/ignore=true.
+always start, even when no replica is up to answer), the configured ones, and, only when
+webhook.namespaceOptOut.enabled is true, any namespace labelled hostguard.dev/ignore=true (off by
+default: whoever may label a namespace could then exempt it).
 */}}
 {{- define "hostguard.excludedNamespaces" -}}
 {{- concat (list "kube-system" .Release.Namespace) .Values.webhook.excludedNamespaces | uniq | toJson }}
@@ -120,7 +121,9 @@ namespaceSelector:
         {{- range (include "hostguard.excludedNamespaces" . | fromJsonArray) }}
         - {{ . | quote }}
         {{- end }}
+    {{- if .Values.webhook.namespaceOptOut.enabled }}
     - key: hostguard.dev/ignore
       operator: NotIn
       values: ["true"]
+    {{- end }}
 {{- end }}

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::common::ApiClass;
 
-/// Declares the AI usage of the pods selected in this namespace.
+/// Declares the AI usage of the pods selected in this namespace. It is the one way to narrow
+/// governance (declare pods `stateful`, out of a `stateless` policy), so who may write it is a
+/// platform decision made with Kubernetes RBAC; a HostingPolicy's `spec.trust.aiWorkloads`
+/// narrows further which AIWorkloads it believes.
 // clippy mistakes the repeated `printcolumn(...)` arguments for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -44,11 +47,8 @@ pub struct AIWorkloadSpec {
     /// Jobs and the other controllers). An empty selector selects every pod in the namespace.
     pub selector: LabelSelector,
 
-    /// The model API provider the pods call, as named in hostguard's catalogue (today: `openai`).
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    /// The model API provider the pods call, one hostguard knows (today: `openai`).
+    #[schemars(extend("enum" = crate::api::KNOWN_PROVIDERS))]
     pub provider: String,
 
     /// Which class of API calls the pods make: `stateless`, `stateful` or `mixed` (both). Absent:

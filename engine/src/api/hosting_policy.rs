@@ -40,13 +40,11 @@ use super::common::{Action, ApiClass, ClusterProvider, Disposition};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HostingPolicySpec {
-    /// The model API provider this policy governs, as named in hostguard's catalogue (today:
-    /// `openai`). Workloads are matched to a provider from AIWorkload resources, from the
+    /// The model API provider this policy governs, one hostguard knows (today: `openai`); the API
+    /// server refuses any other value, so a typo cannot make a policy that governs nothing.
+    /// Workloads are matched to a provider from AIWorkload resources, from the
     /// `hostguard.dev/provider` annotation, or from the SDK environment variables they set.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(extend("enum" = crate::api::KNOWN_PROVIDERS))]
     pub provider: String,
 
     /// The API classes this policy governs: `stateless` (chat completions, embeddings, ...) and/or
@@ -76,6 +74,57 @@ pub struct HostingPolicySpec {
     /// Where governed workloads may run. Absent: anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementSpec>,
+
+    /// Which declarations this policy believes when they would lift it. Annotations never can;
+    /// AIWorkloads can (declaring a workload `stateful` takes it out of a `stateless` policy),
+    /// and this narrows which ones. Absent: every AIWorkload, so who may exempt is whoever
+    /// Kubernetes RBAC lets write AIWorkloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSpec>,
+}
+
+/// Which declarations a HostingPolicy believes when they would lift it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustSpec {
+    /// Which AIWorkloads may exempt a workload from this policy. Absent: every AIWorkload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai_workloads: Option<AIWorkloadTrustSpec>,
+}
+
+/// Which AIWorkloads a HostingPolicy believes when they would lift it. An AIWorkload it does not
+/// trust still adds governance (a provider, an endpoint to check); it only cannot exempt. Every
+/// condition given must hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AIWorkloadTrustSpec {
+    /// Whether any AIWorkload may exempt a workload from this policy. `false`: none may, and
+    /// every workload that uses the provider is governed whatever its declarations say.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub allow_exemptions: bool,
+
+    /// Only AIWorkloads in namespaces whose labels match may exempt (for example namespaces the
+    /// platform team labels `hostguard.dev/exemptions=allowed`, a label tenants cannot set).
+    /// Absent: any namespace. A namespace whose labels hostguard cannot read is not matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
+    /// Only AIWorkloads whose own labels match may exempt (for example
+    /// `approved-by: platform`, set by the GitOps pipeline that holds the write permission).
+    /// Absent: any AIWorkload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+impl Default for AIWorkloadTrustSpec {
+    fn default() -> Self {
+        AIWorkloadTrustSpec {
+            allow_exemptions: true,
+            namespace_selector: None,
+            selector: None,
+        }
+    }
 }
 
 fn default_api_classes() -> Vec<ApiClass> {
@@ -174,7 +223,9 @@ pub struct PlacementSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostingPolicyStatus {
-    /// `Ready`: the policy compiled and is enforced.
+    /// `Ready`: the current spec compiled and is enforced. `Ready=False` with reason
+    /// `InvalidSpec`: it does not compile; `enforcedGeneration` then says which earlier version
+    /// is still enforced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -183,9 +234,24 @@ pub struct HostingPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
+    /// The `metadata.generation` of the spec hostguard enforces: the current one when it
+    /// compiles, else the last one that did (an edit that breaks a policy does not switch it
+    /// off). Absent: no version of this policy is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforced_generation: Option<i64>,
+
     /// How many existing workloads broke this policy at the last audit.
     #[serde(default)]
     pub violations: i64,
+
+    /// How many existing workloads an AIWorkload exempted from this policy at the last audit.
+    #[serde(default)]
+    pub exemptions: i64,
+
+    /// The first exempted workloads found at the last audit (at most 20), with the
+    /// AIWorkloads that exempted them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempted_objects: Vec<ExemptedObject>,
 
     /// When an audit last changed this status (an audit that finds the same results writes
     /// nothing): since when the status has read as it does.
@@ -195,6 +261,21 @@ pub struct HostingPolicyStatus {
     /// The first violating workloads found at the last audit (at most 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violating_objects: Vec<ViolatingObject>,
+}
+
+/// A workload that an AIWorkload exempted from a policy at the last audit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExemptedObject {
+    /// Kind of the workload, e.g. `Deployment`.
+    pub kind: String,
+    /// Namespace of the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the workload.
+    pub name: String,
+    /// The AIWorkloads that exempted it, as `namespace/name`.
+    pub exempted_by: Vec<String>,
 }
 
 /// A workload that broke a policy at the last audit.

@@ -13,8 +13,8 @@ pub use ai_workload::{
 };
 pub use common::{Action, ApiClass, ClusterProvider, Disposition};
 pub use hosting_policy::{
-    EndpointRulesSpec, HostingPolicy, HostingPolicySpec, HostingPolicyStatus, PlacementSpec,
-    ViolatingObject,
+    AIWorkloadTrustSpec, EndpointRulesSpec, ExemptedObject, HostingPolicy, HostingPolicySpec,
+    HostingPolicyStatus, PlacementSpec, TrustSpec, ViolatingObject,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -24,6 +24,16 @@ use kube_core::CustomResourceExt;
 pub const GROUP: &str = "hostguard.dev";
 /// The one served version.
 pub const VERSION: &str = "v1alpha1";
+
+/// The providers hostguard knows: the only values `spec.provider` may take. The CRD schema
+/// lists them as an enum and the webhook refuses anything else, so that a typo (`opneai`) is
+/// refused at apply time instead of making a policy that governs nothing.
+pub const KNOWN_PROVIDERS: &[&str] = &[crate::detect::OPENAI];
+
+/// Whether `provider` is one hostguard knows.
+pub fn is_known_provider(provider: &str) -> bool {
+    KNOWN_PROVIDERS.contains(&provider)
+}
 
 /// Every CRD hostguard owns, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {

@@ -22,8 +22,8 @@ use serde::Serialize;
 use crate::api::ApiClass;
 use crate::endpoint::{EndpointRules, HostPattern, mentions_model_host};
 use crate::snapshot::{Labels, Snapshot, classes_of_apis};
-use crate::workload::env::{EnvValue, ResolvedEnv};
-use crate::workload::{ContainerView, PodTemplateView, WorkloadView};
+use crate::workload::env::{EnvValue, PodFacts, PodMeta, ResolvedEnv};
+use crate::workload::{ContainerView, PodTemplateView, WorkloadKind, WorkloadView};
 use catalogue::{Flavour, KeyKind, Role};
 
 /// Annotation naming the provider(s) a workload calls (comma-separated).
@@ -82,12 +82,89 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
     pub provider: String,
-    /// The API classes (sorted, unique).
+    /// The API classes (sorted, unique) when every matching AIWorkload is believed; what a
+    /// given policy governs is [`Usage::classes_trusting`] with that policy's trust.
     pub classes: Vec<ApiClass>,
     /// Where the class came from, for reports: `AIWorkload "x"`, `annotation`, `default`.
     pub class_source: String,
     pub signals: Vec<Signal>,
     pub endpoints: Vec<Endpoint>,
+    /// The matching AIWorkloads of this provider, with the classes each declares.
+    pub declared: Vec<DeclaredClass>,
+    /// The classes the `hostguard.dev/api-class` annotations add (sorted, unique).
+    pub annotated: Vec<ApiClass>,
+    /// Each readable `hostguard.dev/api-class` annotation, to tell the user when one would
+    /// have exempted the workload from a policy that governs it.
+    pub annotation_claims: Vec<AnnotationClaim>,
+}
+
+/// One `hostguard.dev/api-class` annotation as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationClaim {
+    /// Field path of the annotation.
+    pub path: String,
+    pub raw: String,
+    /// The classes it names.
+    pub classes: Vec<ApiClass>,
+}
+
+/// An AIWorkload that matched a template, with what it declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredClass {
+    pub namespace: String,
+    pub name: String,
+    /// The AIWorkload's own labels (a policy may trust only some).
+    pub labels: Labels,
+    pub classes: Vec<ApiClass>,
+}
+
+impl DeclaredClass {
+    /// `namespace/name`.
+    pub fn qualified(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The classes a usage is governed as under one policy's trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassView<'a> {
+    /// Sorted, unique.
+    pub classes: Vec<ApiClass>,
+    pub source: String,
+    /// The believed AIWorkloads that set the classes (empty: the stateless default applies).
+    pub declared_by: Vec<&'a DeclaredClass>,
+}
+
+impl Usage {
+    /// The classes this usage is governed as when only the AIWorkloads `trusted` accepts are
+    /// believed: the union of theirs (several declarations: fail closed), else `stateless`;
+    /// plus whatever the annotations add. An annotation never removes a class.
+    pub fn classes_trusting(&self, trusted: impl Fn(&DeclaredClass) -> bool) -> ClassView<'_> {
+        let declared_by: Vec<&DeclaredClass> =
+            self.declared.iter().filter(|d| trusted(d)).collect();
+        let mut classes: Vec<ApiClass> = Vec::new();
+        let mut sources: Vec<String> = Vec::new();
+        if declared_by.is_empty() {
+            classes.push(ApiClass::Stateless);
+            sources.push("default (undeclared counts as stateless)".into());
+        } else {
+            for d in &declared_by {
+                classes.extend(d.classes.iter().copied());
+                sources.push(format!("AIWorkload {:?}", d.name));
+            }
+        }
+        if self.annotated.iter().any(|c| !classes.contains(c)) {
+            sources.push("annotation".into());
+        }
+        classes.extend(self.annotated.iter().copied());
+        classes.sort();
+        classes.dedup();
+        ClassView {
+            classes,
+            source: sources.join(", "),
+            declared_by,
+        }
+    }
 }
 
 /// What detection learned about one pod template.
@@ -133,8 +210,8 @@ fn detect_template(
     };
     let mut usages: BTreeMap<String, Draft> = BTreeMap::new();
 
-    // 1. AIWorkloads.
-    let mut declared_classes: Option<(Vec<ApiClass>, String)> = None;
+    // 1. AIWorkloads. Each one that states a class is kept apart: which of them a policy
+    // believes is the policy's decision (`spec.trust.aiWorkloads`), made in evaluation.
     for d in snapshot.declarations_for(namespace, &template.labels) {
         let draft = usages.entry(d.provider.clone()).or_default();
         draft.signals.push(Signal::AiWorkload {
@@ -148,26 +225,24 @@ fn detect_template(
                 origin: None,
             });
         }
-        // Several matching declarations: the union of their classes (fail closed).
-        let (classes, source) = declared_classes.get_or_insert_with(|| (Vec::new(), String::new()));
-        for c in &d.classes {
-            if !classes.contains(c) {
-                classes.push(*c);
-            }
-        }
-        if !source.is_empty() {
-            source.push_str(", ");
-        }
-        source.push_str(&format!("AIWorkload {:?}", d.name));
+        draft.declared.push(DeclaredClass {
+            namespace: d.namespace.clone(),
+            name: d.name.clone(),
+            labels: d.labels.clone(),
+            classes: d.classes.clone(),
+        });
     }
 
-    // 2. Annotations: the template's own, then the workload's.
+    // 2. Annotations, the template's own and the workload's. They may only add governance: the
+    // classes they name are added to what the workload is governed as, never put in place of
+    // `stateless`. One that would exempt (`stateful`, `assistants,batches`) is reported.
     let meta_path = template.metadata_path();
     let layers: [(&Labels, String); 2] = [
         (&template.annotations, format!("{meta_path}.annotations")),
         (&view.annotations, "metadata.annotations".to_string()),
     ];
-    let mut annotated_classes: Option<(Vec<ApiClass>, String)> = None;
+    let mut annotated: Vec<ApiClass> = Vec::new();
+    let mut claims: Vec<AnnotationClaim> = Vec::new();
     for (annotations, base) in &layers {
         if let Some(raw) = annotations.get(PROVIDER_ANNOTATION) {
             let path = format!("{base}[{PROVIDER_ANNOTATION}]");
@@ -179,14 +254,23 @@ fn detect_template(
                     .push(Signal::Annotation { path: path.clone() });
             }
         }
-        if annotated_classes.is_none()
-            && let Some(raw) = annotations.get(API_CLASS_ANNOTATION)
-        {
+        if let Some(raw) = annotations.get(API_CLASS_ANNOTATION) {
             let path = format!("{base}[{API_CLASS_ANNOTATION}]");
             match parse_api_class(raw) {
-                Some(classes) => annotated_classes = Some((classes, format!("annotation {path}"))),
+                Some(classes) => {
+                    for c in &classes {
+                        if !annotated.contains(c) {
+                            annotated.push(*c);
+                        }
+                    }
+                    claims.push(AnnotationClaim {
+                        path,
+                        raw: raw.clone(),
+                        classes,
+                    });
+                }
                 None => facts.notes.push(format!(
-                    "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); treated as stateless"
+                    "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); ignored, the workload counts as stateless"
                 )),
             }
         }
@@ -198,8 +282,17 @@ fn detect_template(
         require_https: true,
     };
     let mut opaque_paths: Vec<(String, String)> = Vec::new();
+    let pod = PodFacts {
+        namespace,
+        pod: (view.kind == WorkloadKind::Pod).then_some(PodMeta {
+            name: &view.name,
+            labels: &template.labels,
+            annotations: &template.annotations,
+        }),
+        enable_service_links: template.spec.enable_service_links.unwrap_or(true),
+    };
     for container in template.containers() {
-        let env = ResolvedEnv::resolve(&container, namespace, snapshot);
+        let env = ResolvedEnv::resolve(&container, &pod, snapshot);
         let inferred = infer_container(&container, &env, &rules);
         for s in env.opaque_sources() {
             opaque_paths.push((s.path, s.why));
@@ -267,24 +360,27 @@ fn detect_template(
         });
     }
 
-    let (classes, class_source) = declared_classes.or(annotated_classes).unwrap_or_else(|| {
-        (
-            vec![ApiClass::Stateless],
-            "default (undeclared counts as stateless)".into(),
-        )
-    });
-    let mut classes = classes;
-    classes.sort();
-    classes.dedup();
-
+    annotated.sort();
     facts.usages = usages
         .into_iter()
-        .map(|(provider, d)| Usage {
-            provider,
-            classes: classes.clone(),
-            class_source: class_source.clone(),
-            signals: d.signals,
-            endpoints: dedup(d.endpoints),
+        .map(|(provider, d)| {
+            let mut usage = Usage {
+                provider,
+                classes: Vec::new(),
+                class_source: String::new(),
+                signals: d.signals,
+                endpoints: dedup(d.endpoints),
+                declared: d.declared,
+                annotated: annotated.clone(),
+                annotation_claims: claims.clone(),
+            };
+            let (classes, source) = {
+                let view = usage.classes_trusting(|_| true);
+                (view.classes, view.source)
+            };
+            usage.classes = classes;
+            usage.class_source = source;
+            usage
         })
         .collect();
     facts
@@ -294,6 +390,7 @@ fn detect_template(
 struct Draft {
     signals: Vec<Signal>,
     endpoints: Vec<Endpoint>,
+    declared: Vec<DeclaredClass>,
 }
 
 fn dedup(mut endpoints: Vec<Endpoint>) -> Vec<Endpoint> {

@@ -43,6 +43,23 @@ pub struct Violation {
     pub message: String,
 }
 
+/// A policy that would govern a workload, lifted by the AIWorkloads it trusts: every exemption in
+/// force is reported, so that it can be reviewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exemption {
+    /// The HostingPolicy that does not apply because of the declarations.
+    pub policy: String,
+    /// That policy's action.
+    pub action: Action,
+    /// Field path of the exempted pod template (`spec.template`; empty for a Pod).
+    pub path: String,
+    /// The AIWorkloads that exempted it, as `namespace/name`.
+    pub exempted_by: Vec<String>,
+    /// The full message, for reports.
+    pub message: String,
+}
+
 /// What detection found, for reports: one endpoint of one provider in one template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,6 +84,8 @@ pub struct Decision {
     pub findings: Vec<Finding>,
     /// Names of the policies that govern the object (it falls under them), sorted.
     pub governed_by: Vec<String>,
+    /// Policies that would govern the object but that trusted AIWorkloads lift, in policy order.
+    pub exemptions: Vec<Exemption>,
     /// JSON Patch operations for the mutating webhook (Pods on CREATE only); empty otherwise.
     pub patch: Vec<json_patch::PatchOperation>,
     /// Why the object was not evaluated, when `verdict` is `Skipped`.
@@ -82,6 +101,7 @@ impl Decision {
             warnings: Vec::new(),
             findings: Vec::new(),
             governed_by: Vec::new(),
+            exemptions: Vec::new(),
             patch: Vec::new(),
             skipped: Some(reason.into()),
         }
@@ -95,6 +115,22 @@ impl Decision {
     /// The violations that block admission.
     pub fn denials(&self) -> impl Iterator<Item = &Violation> {
         self.violations.iter().filter(|v| v.action == Action::Deny)
+    }
+
+    /// `policy:namespace/aiw+namespace/aiw2,...`: every exemption in force, for the audit
+    /// annotation. None when there is none.
+    pub fn exempted_by(&self) -> Option<String> {
+        if self.exemptions.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<String> = Vec::new();
+        for e in &self.exemptions {
+            let part = format!("{}:{}", e.policy, e.exempted_by.join("+"));
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
+        Some(parts.join(","))
     }
 
     /// Derives the verdict from the violations and warnings gathered.

@@ -73,6 +73,7 @@ pub fn default_policy() -> HostingPolicy {
                     preferred_during_scheduling_ignored_during_execution: None,
                 }),
             }),
+            trust: None,
         },
         status: None,
     }

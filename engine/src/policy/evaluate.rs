@@ -6,7 +6,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
-use super::decision::{Decision, Finding, Verdict, Violation};
+use super::decision::{Decision, Exemption, Finding, Verdict, Violation};
 use super::placement::{pin_pod_patch, pod_is_pinned};
 use super::{CompiledPolicy, PolicySet};
 use crate::api::{AIWorkload, Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
@@ -76,7 +76,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
                 .unwrap_or("(no kind)");
             return Decision::skipped(format!("kind {kind} has no pod template"));
         }
-        Err(e) => return malformed(e.to_string()),
+        Err(e) => return malformed(&e),
     };
     if request.operation == Operation::Update && view.deleting {
         return Decision::skipped(
@@ -97,6 +97,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         warnings: Vec::new(),
         findings: findings(&facts, policies),
         governed_by: Vec::new(),
+        exemptions: Vec::new(),
         patch: Vec::new(),
         skipped: None,
     };
@@ -104,12 +105,13 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         decision.warnings.extend(f.notes.iter().cloned());
     }
 
-    // Borrowed, not cloned: this runs for every review.
-    let no_labels = crate::snapshot::Labels::new();
-    let ns_labels = match snapshot.namespace_labels(&namespace) {
-        Lookup::Found(labels) => Some(labels),
-        Lookup::Absent => Some(&no_labels),
-        Lookup::Unknown => None,
+    // A namespace whose labels cannot be read (not in the cache and not fetched in time, or
+    // not known to exist) matches every selector: a namespace-scoped policy still applies,
+    // and a trust that depends on namespace labels is withheld. Nothing fails open.
+    let resolved = snapshot.namespace_labels_resolved(&namespace);
+    let ns_labels = match &resolved {
+        Lookup::Found(labels) => Some(labels.as_ref()),
+        Lookup::Absent | Lookup::Unknown => None,
     };
     let mut governing: BTreeSet<&str> = BTreeSet::new();
     let mut pin_with: Vec<&CompiledPolicy> = Vec::new();
@@ -121,9 +123,17 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
             let Some(usage) = template_facts.usage(&policy.provider) else {
                 continue;
             };
-            if !usage.classes.iter().any(|c| policy.api_classes.contains(c)) {
+            let trusted = usage.classes_trusting(|d| policy.trust.trusts(&d.labels, ns_labels));
+            if !trusted
+                .classes
+                .iter()
+                .any(|c| policy.api_classes.contains(c))
+            {
+                exemption(policy, template, usage, &trusted, &mut decision);
                 continue;
             }
+            untrusted_declarations(policy, template, usage, ns_labels, &mut decision);
+            ignored_annotations(policy, usage, &mut decision);
             governing.insert(&policy.name);
             check_endpoints(policy, usage, &mut decision);
             check_placement(
@@ -144,13 +154,120 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     decision.governed_by = governing.iter().map(|s| s.to_string()).collect();
 
     if request.operation == Operation::Update {
-        forgive_unchanged_templates(request, &view, &mut decision);
+        forgive_pre_existing(request, policies, snapshot, &mut decision);
     }
     if request.operation == Operation::Create && view.kind == WorkloadKind::Pod {
         decision.patch = mutation(object, &view, &decision.governed_by, policies, &pin_with);
     }
     decision.settle();
     decision
+}
+
+/// Records that trusted AIWorkloads lift `policy` from a template it would otherwise govern (the
+/// stateless default plus what annotations add would fall under it). Nothing is recorded when
+/// the policy would not govern the template anyway.
+fn exemption(
+    policy: &CompiledPolicy,
+    template: &workload::PodTemplateView,
+    usage: &Usage,
+    trusted: &detect::ClassView<'_>,
+    decision: &mut Decision,
+) {
+    let undeclared = usage.classes_trusting(|_| false);
+    if !undeclared
+        .classes
+        .iter()
+        .any(|c| policy.api_classes.contains(c))
+        || trusted.declared_by.is_empty()
+    {
+        return;
+    }
+    let by: Vec<String> = trusted.declared_by.iter().map(|d| d.qualified()).collect();
+    let declared: Vec<&str> = trusted.classes.iter().map(|c| c.as_str()).collect();
+    let at = if template.path.is_empty() {
+        "the Pod".to_string()
+    } else {
+        template.path.clone()
+    };
+    let message = format!(
+        "{at}: exempted from policy {} ({}) by AIWorkload {}, which declares it {}",
+        policy.name,
+        traffic(policy),
+        by.join(", AIWorkload "),
+        declared.join("/")
+    );
+    if policy.action == Action::Warn {
+        decision.warnings.push(message.clone());
+    }
+    decision.exemptions.push(Exemption {
+        policy: policy.name.clone(),
+        action: policy.action,
+        path: template.path.clone(),
+        exempted_by: by,
+        message,
+    });
+}
+
+/// Tells the user about matching AIWorkloads that would lift `policy` but that it does not
+/// trust, so that a declaration that has no effect is not mistaken for one that does.
+fn untrusted_declarations(
+    policy: &CompiledPolicy,
+    template: &workload::PodTemplateView,
+    usage: &Usage,
+    ns_labels: Option<&crate::snapshot::Labels>,
+    decision: &mut Decision,
+) {
+    let lifting: Vec<String> = usage
+        .declared
+        .iter()
+        .filter(|d| {
+            !d.classes.iter().any(|c| policy.api_classes.contains(c))
+                && !policy.trust.trusts(&d.labels, ns_labels)
+        })
+        .map(|d| d.qualified())
+        .collect();
+    if lifting.is_empty() || policy.action == Action::Audit {
+        return;
+    }
+    let at = if template.path.is_empty() {
+        "metadata".to_string()
+    } else {
+        template.metadata_path()
+    };
+    let message = format!(
+        "{at}: AIWorkload {} would exempt this workload from policy {}, but the policy does not trust it (spec.trust.aiWorkloads), so it is governed",
+        lifting.join(", AIWorkload "),
+        policy.name
+    );
+    if !decision.warnings.contains(&message) {
+        decision.warnings.push(message);
+    }
+}
+
+/// Tells the user about `hostguard.dev/api-class` annotations that would take the workload out
+/// of `policy`, which governs it: annotations only add governance, so they were ignored.
+fn ignored_annotations(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decision) {
+    if policy.action == Action::Audit {
+        return;
+    }
+    for claim in &usage.annotation_claims {
+        if claim.classes.iter().any(|c| policy.api_classes.contains(c)) {
+            continue;
+        }
+        let named: Vec<&str> = claim.classes.iter().map(|c| c.as_str()).collect();
+        let message = format!(
+            "{}: {:?} is ignored as an exemption from policy {}: an annotation can only add governance, so this workload is governed as {} traffic; to declare it {} only, create an AIWorkload whose selector matches its pods (spec.apiClass: {}), which your platform team controls",
+            claim.path,
+            claim.raw,
+            policy.name,
+            traffic(policy),
+            named.join("/"),
+            named.join("/"),
+        );
+        if !decision.warnings.contains(&message) {
+            decision.warnings.push(message);
+        }
+    }
 }
 
 /// A violation or warning according to the policy's action.
@@ -335,34 +452,49 @@ fn check_placement(
     }
 }
 
-/// On UPDATE, a violation in a pod template that the update does not change existed before and
-/// is not blocked: blocking it would stop unrelated edits (labels, scaling, finalizers) of a
-/// workload admitted before the policy. It is reported as a warning instead; the audit keeps
-/// reporting it.
-fn forgive_unchanged_templates(
+/// On UPDATE, an update is judged by what it changes: a violation the old object already had
+/// (the same policy, field and message, under the policies in force now) is not blocked, since
+/// blocking it would stop unrelated edits (labels, annotations, scaling, finalizers, a
+/// `kubectl debug` ephemeral container that calls nothing) of a workload admitted before the
+/// policy. It is reported as a warning instead, and the audit keeps reporting it. A violation
+/// the update brings in (a changed endpoint, an ephemeral container that calls OpenAI) is denied.
+fn forgive_pre_existing(
     request: &Request<'_>,
-    view: &WorkloadView,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
     decision: &mut Decision,
 ) {
-    let (Some(new), Some(old)) = (request.object, request.old_object) else {
+    let Some(old) = request.old_object else {
         return;
     };
-    let unchanged = workload::template_value(view.kind, new)
-        == workload::template_value(view.kind, old)
-        && (view.kind != WorkloadKind::Pod
-            || (new.pointer("/metadata/labels") == old.pointer("/metadata/labels")
-                && new.pointer("/metadata/annotations") == old.pointer("/metadata/annotations")));
-    if !unchanged {
+    if !decision.violations.iter().any(|v| v.action == Action::Deny) {
         return;
     }
+    let before = evaluate(
+        &Request {
+            operation: Operation::Create,
+            object: Some(old),
+            old_object: None,
+            namespace: request.namespace,
+        },
+        policies,
+        snapshot,
+    );
     for v in decision
         .violations
         .iter_mut()
         .filter(|v| v.action == Action::Deny)
     {
+        let existed = before
+            .violations
+            .iter()
+            .any(|o| o.policy == v.policy && o.path == v.path && o.message == v.message);
+        if !existed {
+            continue;
+        }
         v.action = Action::Warn;
         let message = format!(
-            "{} (pre-existing: this update does not change the pod template, so it is not blocked)",
+            "{} (pre-existing: the object broke this before the update, which does not bring it in, so it is not blocked)",
             v.message
         );
         decision.warnings.push(message.clone());
@@ -479,14 +611,18 @@ fn class_label(classes: &[ApiClass]) -> &'static str {
     }
 }
 
-fn malformed(message: String) -> Decision {
+fn malformed(error: &workload::ViewError) -> Decision {
     let mut d = Decision::skipped("");
     d.skipped = None;
+    let path = match error {
+        workload::ViewError::Malformed { path, .. } => path.clone(),
+        workload::ViewError::NotAnObject => String::new(),
+    };
     d.violations.push(Violation {
         policy: SELF_VALIDATION.into(),
         action: Action::Deny,
-        path: message.split(':').next().unwrap_or("").to_string(),
-        message: format!("the object cannot be read as a workload: {message}"),
+        path,
+        message: format!("the object cannot be read as a workload: {error}"),
     });
     d.settle();
     d
@@ -529,7 +665,7 @@ fn validate_own_resource(object: &Value) -> Option<Decision> {
                     .namespace
                     .get_or_insert_with(|| "default".into());
                 if let Err(e) = DeclaredWorkload::from_resource(&aiw) {
-                    fail("spec".into(), e.reason);
+                    fail(e.path, e.reason);
                 }
                 if let Some(endpoint) = aiw.spec.endpoint.as_deref()
                     && !endpoint.is_empty()

@@ -10,7 +10,7 @@ mod default;
 mod evaluate;
 mod placement;
 
-pub use decision::{Decision, Finding, Verdict, Violation};
+pub use decision::{Decision, Exemption, Finding, Verdict, Violation};
 pub use default::{AKS_CLUSTER_LABEL, AZURE_OPENAI_HOSTS, DEFAULT_POLICY_NAME, default_policy};
 pub use evaluate::{Operation, Request, evaluate};
 pub use placement::{pin_pod_patch, pod_is_pinned};
@@ -52,8 +52,54 @@ pub struct CompiledPolicy {
     pub cluster_providers: Vec<ClusterProvider>,
     /// The node affinity governed Pods must carry.
     pub required_nodes: Option<NodeSelector>,
+    /// Which AIWorkloads may exempt a workload from this policy.
+    pub trust: AiWorkloadTrust,
     /// `metadata.generation`, for status.
     pub generation: Option<i64>,
+}
+
+/// `spec.trust.aiWorkloads`, compiled.
+#[derive(Debug, Clone)]
+pub struct AiWorkloadTrust {
+    pub allow_exemptions: bool,
+    /// None: any namespace.
+    pub namespace_selector: Option<Selector>,
+    /// None: any AIWorkload.
+    pub selector: Option<Selector>,
+}
+
+impl Default for AiWorkloadTrust {
+    fn default() -> Self {
+        AiWorkloadTrust {
+            allow_exemptions: true,
+            namespace_selector: None,
+            selector: None,
+        }
+    }
+}
+
+impl AiWorkloadTrust {
+    /// Whether an AIWorkload with these labels, in a namespace with these labels (None: not
+    /// known), may exempt. A namespace whose labels are not known matches no selector: trust is
+    /// withheld, which keeps the policy in force (fail closed).
+    pub fn trusts(
+        &self,
+        ai_workload_labels: &crate::snapshot::Labels,
+        namespace_labels: Option<&crate::snapshot::Labels>,
+    ) -> bool {
+        if !self.allow_exemptions {
+            return false;
+        }
+        if let Some(sel) = &self.namespace_selector {
+            match namespace_labels {
+                Some(labels) if sel.matches(labels) => {}
+                _ => return false,
+            }
+        }
+        self.selector
+            .as_ref()
+            .is_none_or(|sel| sel.matches(ai_workload_labels))
+    }
 }
 
 impl CompiledPolicy {
@@ -74,6 +120,15 @@ impl CompiledPolicy {
         }
         if spec.provider.trim().is_empty() {
             err("spec.provider".into(), "is required".into());
+        } else if !crate::api::is_known_provider(&spec.provider) {
+            err(
+                "spec.provider".into(),
+                format!(
+                    "{:?} is not a provider hostguard knows (known: {}); a policy for it would govern nothing",
+                    spec.provider,
+                    crate::api::KNOWN_PROVIDERS.join(", ")
+                ),
+            );
         }
         if spec.api_classes.is_empty() {
             err(
@@ -103,11 +158,43 @@ impl CompiledPolicy {
                 Ok(s) if s.selects_all() => None,
                 Ok(s) => Some(s),
                 Err(e) => {
-                    err("spec.namespaceSelector".into(), e.to_string());
+                    err(
+                        "spec.namespaceSelector".into(),
+                        format!(
+                            "{} is not a valid label selector: {e}",
+                            serde_json::to_string(sel).unwrap_or_default()
+                        ),
+                    );
                     None
                 }
             },
         };
+        let mut trust = AiWorkloadTrust::default();
+        if let Some(t) = spec.trust.as_ref().and_then(|t| t.ai_workloads.as_ref()) {
+            trust.allow_exemptions = t.allow_exemptions;
+            for (field, given, slot) in [
+                (
+                    "namespaceSelector",
+                    &t.namespace_selector,
+                    &mut trust.namespace_selector,
+                ),
+                ("selector", &t.selector, &mut trust.selector),
+            ] {
+                if let Some(sel) = given {
+                    match Selector::try_from(sel.clone()) {
+                        Ok(s) if s.selects_all() => {}
+                        Ok(s) => *slot = Some(s),
+                        Err(e) => err(
+                            format!("spec.trust.aiWorkloads.{field}"),
+                            format!(
+                                "{} is not a valid label selector: {e}",
+                                serde_json::to_string(sel).unwrap_or_default()
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
         let mut cluster_providers = Vec::new();
         let mut required_nodes = None;
         if let Some(placement) = &spec.placement {
@@ -177,6 +264,7 @@ impl CompiledPolicy {
             redirection: spec.endpoints.redirection,
             cluster_providers,
             required_nodes,
+            trust,
             generation: policy.metadata.generation,
         })
     }
@@ -272,15 +360,46 @@ impl PolicySet {
     /// `serve --standalone`). Fails with every problem of every policy.
     pub fn compile_or_default(policies: &[HostingPolicy]) -> Result<Self, Vec<PolicyError>> {
         if policies.is_empty() {
-            return Self::compile([&default_policy()]);
+            return Self::default_set();
         }
         Self::compile(policies)
     }
 
-    /// The built-in default policy alone.
+    /// The built-in default policy alone, checked: it must compile to exactly one policy that
+    /// governs something (a provider hostguard knows, at least one class and allowed host).
+    /// Every front calls this at startup, so that a broken default is a startup failure, never
+    /// a silent allow-everything.
+    pub fn default_set() -> Result<Self, Vec<PolicyError>> {
+        Self::check_default(Self::compile([&default_policy()])?)
+    }
+
+    fn check_default(set: Self) -> Result<Self, Vec<PolicyError>> {
+        let governs = set.policies.len() == 1
+            && set.policies.iter().all(|p| {
+                crate::api::is_known_provider(&p.provider)
+                    && !p.api_classes.is_empty()
+                    && !p.allowed_hosts.is_empty()
+            });
+        if !governs {
+            return Err(vec![PolicyError {
+                policy: DEFAULT_POLICY_NAME.into(),
+                path: "spec".into(),
+                message: "the built-in default policy compiles to nothing it could enforce".into(),
+            }]);
+        }
+        Ok(set)
+    }
+
+    /// The built-in default policy alone, for tests and benchmarks.
+    ///
+    /// # Panics
+    /// When the built-in default does not compile, which the engine's own tests rule out; the
+    /// fronts use [`PolicySet::default_set`] and fail at startup instead.
     pub fn builtin() -> Self {
-        // The default is a constant checked by tests; it always compiles.
-        Self::compile([&default_policy()]).unwrap_or_default()
+        match Self::default_set() {
+            Ok(set) => set,
+            Err(errors) => panic!("the built-in default policy does not compile: {errors:?}"),
+        }
     }
 
     pub fn policies(&self) -> &[CompiledPolicy] {
@@ -297,5 +416,30 @@ impl PolicySet {
 
     pub fn len(&self) -> usize {
         self.policies.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_compiles_to_one_enforceable_policy() {
+        let set = PolicySet::default_set().expect("the built-in default compiles");
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.policies()[0].name, DEFAULT_POLICY_NAME);
+    }
+
+    #[test]
+    fn a_default_that_compiles_to_nothing_is_an_error_not_an_empty_set() {
+        let errors = PolicySet::check_default(PolicySet::default()).unwrap_err();
+        assert!(
+            errors[0].message.contains("nothing it could enforce"),
+            "{errors:?}"
+        );
+        // An unknown provider already fails to compile, with the known ones listed.
+        let mut p = default_policy();
+        p.spec.provider = "opneai".into();
+        assert!(PolicySet::compile([&p]).is_err());
     }
 }

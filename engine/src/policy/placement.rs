@@ -8,6 +8,8 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
 use serde_json::Value;
 
@@ -29,33 +31,126 @@ fn same_requirement(a: &NodeSelectorRequirement, b: &NodeSelectorRequirement) ->
     a.key == b.key && a.operator == b.operator && values(a) == values(b)
 }
 
-fn contains_all(
-    have: Option<&Vec<NodeSelectorRequirement>>,
-    want: Option<&Vec<NodeSelectorRequirement>>,
+fn values(r: &NodeSelectorRequirement) -> &[String] {
+    r.values.as_deref().unwrap_or_default()
+}
+
+/// Whether a node label value satisfies `want` (`In`, `NotIn`, `Exists`, `Gt`, `Lt`, as the
+/// scheduler's `nodeaffinity` reads them).
+fn value_satisfies(value: &str, want: &NodeSelectorRequirement) -> bool {
+    let number = |s: &str| s.parse::<i64>().ok();
+    match want.operator.as_str() {
+        "In" => values(want).iter().any(|v| v == value),
+        "NotIn" => !values(want).iter().any(|v| v == value),
+        "Exists" => true,
+        "Gt" => {
+            matches!((number(value), values(want).first().and_then(|v| number(v))), (Some(a), Some(b)) if a > b)
+        }
+        "Lt" => {
+            matches!((number(value), values(want).first().and_then(|v| number(v))), (Some(a), Some(b)) if a < b)
+        }
+        _ => false,
+    }
+}
+
+/// Whether every node that satisfies `have` (one requirement of a Pod's term, on the same key)
+/// also satisfies `want`: judged by meaning, so that `In [x]` implies `Exists`, and `In [a, b]`
+/// implies `In [a, b, c]`.
+fn requirement_implies(have: &NodeSelectorRequirement, want: &NodeSelectorRequirement) -> bool {
+    if have.key != want.key {
+        return false;
+    }
+    if same_requirement(have, want) {
+        return true;
+    }
+    match have.operator.as_str() {
+        // The label exists with one of these values: every one must satisfy `want`. An empty
+        // list matches no node, which implies nothing useful; treat it as not pinning.
+        "In" => {
+            !values(have).is_empty()
+                && want.operator != "DoesNotExist"
+                && values(have).iter().all(|v| value_satisfies(v, want))
+        }
+        // The label exists (as an integer): that is all it says.
+        "Gt" | "Lt" => want.operator == "Exists",
+        "DoesNotExist" => want.operator == "DoesNotExist" || (want.operator == "NotIn"),
+        "NotIn" => {
+            want.operator == "NotIn" && values(want).iter().all(|v| values(have).contains(v))
+        }
+        _ => false,
+    }
+}
+
+/// A `nodeSelector` entry as the requirement it is (`key In [value]`).
+fn selector_requirement(key: &str, value: &str) -> NodeSelectorRequirement {
+    NodeSelectorRequirement {
+        key: key.to_string(),
+        operator: "In".into(),
+        values: Some(vec![value.to_string()]),
+    }
+}
+
+/// Whether a node that satisfies every requirement in `have` (a term and the Pod's
+/// `nodeSelector`) satisfies every requirement of `required`.
+fn conjunction_implies(
+    have_expressions: &[NodeSelectorRequirement],
+    have_fields: &[NodeSelectorRequirement],
+    required: &NodeSelectorTerm,
 ) -> bool {
-    let have = have.map(Vec::as_slice).unwrap_or_default();
-    want.map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .all(|w| have.iter().any(|h| same_requirement(h, w)))
-}
-
-/// Whether `term` already implies `required` (it carries every requirement of `required`).
-fn implies(term: &NodeSelectorTerm, required: &NodeSelectorTerm) -> bool {
-    contains_all(
-        term.match_expressions.as_ref(),
-        required.match_expressions.as_ref(),
-    ) && contains_all(term.match_fields.as_ref(), required.match_fields.as_ref())
-}
-
-/// Whether a Pod can only schedule onto nodes that `required` selects: it has required node
-/// affinity and each of its terms implies one of `required`'s terms.
-pub fn pod_is_pinned(spec: &PodSpecView, required: &NodeSelector) -> bool {
-    let terms = spec.required_node_terms();
-    !terms.is_empty()
-        && terms
+    let all = |have: &[NodeSelectorRequirement], want: Option<&Vec<NodeSelectorRequirement>>| {
+        want.map(Vec::as_slice)
+            .unwrap_or_default()
             .iter()
-            .all(|t| required.node_selector_terms.iter().any(|r| implies(t, r)))
+            .all(|w| have.iter().any(|h| requirement_implies(h, w)))
+    };
+    all(have_expressions, required.match_expressions.as_ref())
+        && all(have_fields, required.match_fields.as_ref())
+}
+
+/// Whether `term`, together with the Pod's `nodeSelector`, implies one of `required`'s terms.
+fn term_pinned(
+    term: Option<&NodeSelectorTerm>,
+    node_selector: &BTreeMap<String, String>,
+    required: &NodeSelector,
+) -> bool {
+    let mut expressions: Vec<NodeSelectorRequirement> = node_selector
+        .iter()
+        .map(|(k, v)| selector_requirement(k, v))
+        .collect();
+    let mut fields = Vec::new();
+    if let Some(term) = term {
+        expressions.extend(term.match_expressions.iter().flatten().cloned());
+        fields.extend(term.match_fields.iter().flatten().cloned());
+    }
+    required
+        .node_selector_terms
+        .iter()
+        .any(|r| conjunction_implies(&expressions, &fields, r))
+}
+
+/// Whether `term` alone already implies `required` (the idempotency check of the patch).
+fn implies(term: &NodeSelectorTerm, required: &NodeSelectorTerm) -> bool {
+    conjunction_implies(
+        term.match_expressions.as_deref().unwrap_or_default(),
+        term.match_fields.as_deref().unwrap_or_default(),
+        required,
+    )
+}
+
+/// Whether a Pod can only schedule onto nodes that `required` selects. The scheduler ANDs the
+/// Pod's `nodeSelector` with its required node affinity, whose terms it ORs: so the Pod is
+/// pinned when, for every term (or for the `nodeSelector` alone when there is no term), the
+/// term and the `nodeSelector` together imply one of `required`'s terms. Implication is by
+/// meaning: `key In [v]` or `nodeSelector: {key: v}` implies `key Exists`.
+pub fn pod_is_pinned(spec: &PodSpecView, required: &NodeSelector) -> bool {
+    let node_selector = spec.node_selector.clone().unwrap_or_default();
+    let terms = spec.required_node_terms();
+    if terms.is_empty() {
+        return !node_selector.is_empty() && term_pinned(None, &node_selector, required);
+    }
+    terms
+        .iter()
+        .all(|t| term_pinned(Some(t), &node_selector, required))
 }
 
 /// AND of two terms: the union of their requirements, existing ones first.
@@ -92,7 +187,7 @@ pub fn pin_pod_patch(
     // Fold every policy's selector into the terms.
     let mut terms = existing.clone();
     for selector in required {
-        if selector.node_selector_terms.is_empty() {
+        if selector.node_selector_terms.is_empty() || pod_is_pinned(spec, selector) {
             continue;
         }
         if terms.is_empty() {

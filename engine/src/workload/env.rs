@@ -1,14 +1,34 @@
 //! A container's environment, resolved with Kubernetes' own rules.
 //!
-//! The kubelet builds a container's environment in this order: every `envFrom` source in turn
-//! (a later source overrides an earlier one, `prefix` is prepended to each key), then every `env`
-//! entry in turn (overriding `envFrom`), expanding `$(VAR)` in each `env` value from what has been
-//! defined so far; an undefined reference stays literal and `$$` is an escaped `$`. `command` and
-//! `args` are expanded with the final environment. We reproduce exactly that, with two twists that
-//! make the result safe to police:
+//! This follows the kubelet's `makeEnvironmentVariables` (pkg/kubelet/kubelet_pods.go) step by
+//! step:
 //!
-//! - Values we cannot read (a Secret, a ConfigMap the snapshot does not have, the Downward API)
-//!   are kept as [`EnvValue::Unreadable`] with the reason, never guessed and never dropped.
+//! - every `envFrom` source in turn, a later one overriding an earlier one, `prefix` prepended to
+//!   each key; an optional source that does not exist is skipped (`continue`);
+//! - then every `env` entry in turn, overriding `envFrom`: a non-empty `value` is expanded with
+//!   `expansion.Expand` and `expansion.MappingFuncFor(tmpEnv, serviceEnv)` (what is defined so
+//!   far, then the service links); otherwise `valueFrom` is resolved. An optional
+//!   `configMapKeyRef`/`secretKeyRef` whose object or key is missing is *skipped* (`continue`),
+//!   so an `envFrom` value of the same name survives; an entry with neither sets "";
+//! - the Downward API (`podFieldSelectorRuntimeValue`, `fieldpath.ExtractFieldPathAsString`):
+//!   `metadata.namespace` always, and for a Pod its `metadata.name` and subscripted
+//!   `metadata.labels['k']` / `metadata.annotations['k']`; everything else (node, IPs, service
+//!   account, resources) is known only on the node and stays unreadable;
+//! - service links (`getServiceEnvVarMap`, `envvars.FromServices`): `<SVC>_SERVICE_HOST`,
+//!   `<SVC>_SERVICE_PORT[_<NAME>]`, `<SVC>_PORT` and `<SVC>_PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO]`
+//!   of the Services in the Pod's namespace when `enableServiceLinks` is not false, and of the
+//!   `kubernetes` Service in `default` always. A Service's ClusterIP and port are not known at
+//!   admission, so a reference to one resolves to the Service's cluster DNS name
+//!   (`<svc>.<namespace>.svc`, which names the same ClusterIP) and a placeholder port: what
+//!   matters for the verdict is that such traffic stays in the cluster;
+//! - `command` and `args` are expanded with the final environment.
+//!
+//! Two twists make the result safe to police:
+//!
+//! - Values we cannot read (a Secret, a ConfigMap the snapshot does not have, node-side Downward
+//!   API fields) are kept as [`EnvValue::Unreadable`] with the reason, never guessed and never
+//!   dropped. An entry that may or may not be skipped (an optional reference to something we
+//!   cannot see) keeps both possibilities: its own unreadable value and whatever `envFrom` gives.
 //! - When a name appears more than once in `env`, every one of its values is a candidate: merge
 //!   tools disagree on which duplicate survives, so each one could be the value in effect.
 
@@ -63,6 +83,46 @@ pub struct OpaqueSource {
     pub why: String,
 }
 
+/// What the kubelet knows about the Pod when it builds the environment, as far as admission can
+/// see it.
+#[derive(Debug, Clone, Copy)]
+pub struct PodFacts<'a> {
+    /// The namespace the Pod runs in (where ConfigMaps and service links come from).
+    pub namespace: &'a str,
+    /// For a Pod (not a controller's template): its name (empty when generated) and metadata.
+    pub pod: Option<PodMeta<'a>>,
+    /// `spec.enableServiceLinks`; absent means true (the API server's default).
+    pub enable_service_links: bool,
+}
+
+/// A Pod's own metadata, which the Downward API can expose.
+#[derive(Debug, Clone, Copy)]
+pub struct PodMeta<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl<'a> PodFacts<'a> {
+    /// A controller's template in `namespace` (no Pod name or metadata known yet).
+    pub fn template(namespace: &'a str) -> Self {
+        PodFacts {
+            namespace,
+            pod: None,
+            enable_service_links: true,
+        }
+    }
+}
+
+/// One `env` entry's value, with whether the kubelet may skip it.
+#[derive(Debug, Clone)]
+struct Explicit {
+    candidate: Candidate,
+    /// True when the entry is skipped if an object or key we cannot see is missing (an
+    /// optional reference to a Secret, or to a ConfigMap the snapshot does not have).
+    may_be_skipped: bool,
+}
+
 /// The longest value `$(VAR)` expansion produces; a longer one is [`EnvValue::Unreadable`].
 ///
 /// Expansion can grow a value exponentially (`B=$(A)$(A)…`, `C=$(B)$(B)…`), so a 3 MiB review
@@ -76,28 +136,29 @@ pub const MAX_EXPANSION_GROWTH_PER_CONTAINER: usize = 1024 * 1024;
 /// The resolved environment of one container.
 #[derive(Debug, Clone)]
 pub struct ResolvedEnv {
-    /// Values set by `env`, every duplicate kept, in order.
-    explicit: BTreeMap<String, Vec<Candidate>>,
+    /// Values set by `env`, every duplicate kept, in order. An entry the kubelet skips for
+    /// certain is not here.
+    explicit: BTreeMap<String, Vec<Explicit>>,
     /// `envFrom` sources in order.
     sources: Vec<FromSource>,
+    /// The Pod's namespace, and whether that namespace's service links are set.
+    namespace: String,
+    service_links: bool,
     /// What expansion may still add (see [`MAX_EXPANSION_GROWTH_PER_CONTAINER`]).
     growth_left: std::cell::Cell<usize>,
 }
 
-impl Default for ResolvedEnv {
-    fn default() -> Self {
-        ResolvedEnv {
+impl ResolvedEnv {
+    /// Resolves a container's environment as the kubelet will (see the module documentation).
+    pub fn resolve(container: &ContainerView<'_>, pod: &PodFacts<'_>, snapshot: &Snapshot) -> Self {
+        let namespace = pod.namespace;
+        let mut env = ResolvedEnv {
             explicit: BTreeMap::new(),
             sources: Vec::new(),
+            namespace: namespace.to_string(),
+            service_links: pod.enable_service_links,
             growth_left: std::cell::Cell::new(MAX_EXPANSION_GROWTH_PER_CONTAINER),
-        }
-    }
-}
-
-impl ResolvedEnv {
-    /// Resolves a container's environment. `namespace` is where ConfigMaps are looked up.
-    pub fn resolve(container: &ContainerView<'_>, namespace: &str, snapshot: &Snapshot) -> Self {
-        let mut env = ResolvedEnv::default();
+        };
         for (i, from) in container.env_from.iter().enumerate() {
             let path = format!("{}.envFrom[{i}]", container.path);
             let prefix = from.prefix.clone().unwrap_or_default();
@@ -116,10 +177,7 @@ impl ResolvedEnv {
                     Lookup::Unknown => env.sources.push(FromSource::Unknown {
                         path,
                         prefix,
-                        why: match snapshot.config_map_unknown_reason(namespace, name) {
-                            Some(reason) => format!("ConfigMap {name:?}, which {reason},"),
-                            None => format!("ConfigMap {name:?} is not available to hostguard"),
-                        },
+                        why: format!("ConfigMap {name:?} is not available to hostguard"),
                     }),
                 }
             } else if let Some(secret) = &from.secret_ref {
@@ -131,63 +189,43 @@ impl ResolvedEnv {
             }
         }
 
-        // The kubelet's running map of what is defined so far, used for `$(VAR)` expansion.
+        // The kubelet's `tmpEnv`: what is defined so far, used for `$(VAR)` expansion.
         let mut defined: BTreeMap<String, EnvValue> = BTreeMap::new();
         for from in &env.sources {
             if let FromSource::Known { prefix, data, .. } = from {
                 for (key, value) in data.iter() {
-                    if !key.contains('=') {
-                        defined.insert(format!("{prefix}{key}"), EnvValue::Literal(value.clone()));
-                    }
+                    defined.insert(format!("{prefix}{key}"), EnvValue::Literal(value.clone()));
                 }
             }
         }
 
         for var in container.env {
             let path = format!("{}.env[{}]", container.path, var.name);
-            let (value, origin) = value_of(var, namespace, snapshot, &defined, &env.growth_left);
-            if let Some(value) = value {
-                defined.insert(var.name.clone(), value.clone());
-                env.explicit
-                    .entry(var.name.clone())
-                    .or_default()
-                    .push(Candidate {
+            let Some((value, origin, may_be_skipped)) = value_of(
+                var,
+                pod,
+                snapshot,
+                &defined,
+                env.service_links,
+                &env.growth_left,
+            ) else {
+                // Skipped, as the kubelet's `continue`: whatever envFrom set survives.
+                continue;
+            };
+            defined.insert(var.name.clone(), value.clone());
+            env.explicit
+                .entry(var.name.clone())
+                .or_default()
+                .push(Explicit {
+                    candidate: Candidate {
                         value,
                         path,
                         origin,
-                    });
-            } else {
-                // Set to nothing (an absent optional reference): it still hides envFrom.
-                env.explicit.entry(var.name.clone()).or_default();
-            }
+                    },
+                    may_be_skipped,
+                });
         }
         env
-    }
-
-    /// Every value `name` can have, excluding what opaque `envFrom` sources might set (see
-    /// [`ResolvedEnv::opaque_sources`]). Empty when the variable is not visibly set.
-    pub fn candidates(&self, name: &str) -> Vec<Candidate> {
-        if let Some(explicit) = self.explicit.get(name) {
-            return explicit.clone();
-        }
-        for source in self.sources.iter().rev() {
-            if let FromSource::Known {
-                path,
-                prefix,
-                data,
-                origin,
-            } = source
-                && let Some(key) = name.strip_prefix(prefix.as_str())
-                && let Some(value) = data.get(key)
-            {
-                return vec![Candidate {
-                    value: EnvValue::Literal(value.clone()),
-                    path: path.clone(),
-                    origin: Some(format!("{origin} key {key:?}")),
-                }];
-            }
-        }
-        Vec::new()
     }
 
     /// Every variable name the container visibly gets: its `env` entries and the keys of the
@@ -204,10 +242,57 @@ impl ResolvedEnv {
         names
     }
 
-    /// `envFrom` sources that cannot be read and could set `name` (it is not set by `env`, and
-    /// no readable source after them sets it).
+    /// Whether `env` sets `name` for certain (some entry of that name is never skipped).
+    fn set_for_certain(&self, name: &str) -> bool {
+        self.explicit
+            .get(name)
+            .is_some_and(|entries| entries.iter().any(|e| !e.may_be_skipped))
+    }
+
+    /// The value `envFrom` gives `name`, from the last readable source that has it.
+    fn env_from_value(&self, name: &str) -> Option<Candidate> {
+        for source in self.sources.iter().rev() {
+            if let FromSource::Known {
+                path,
+                prefix,
+                data,
+                origin,
+            } = source
+                && let Some(key) = name.strip_prefix(prefix.as_str())
+                && let Some(value) = data.get(key)
+            {
+                return Some(Candidate {
+                    value: EnvValue::Literal(value.clone()),
+                    path: path.clone(),
+                    origin: Some(format!("{origin} key {key:?}")),
+                });
+            }
+        }
+        None
+    }
+
+    /// Every value `name` can have, excluding what opaque `envFrom` sources might set (see
+    /// [`ResolvedEnv::opaque_sources`]). Empty when the variable is not visibly set.
+    pub fn candidates(&self, name: &str) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self
+            .explicit
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|e| e.candidate.clone())
+            .collect();
+        if !self.set_for_certain(name)
+            && let Some(c) = self.env_from_value(name)
+        {
+            out.push(c);
+        }
+        out
+    }
+
+    /// `envFrom` sources that cannot be read and could set `name` (`env` does not set it for
+    /// certain, and no readable source after them sets it).
     pub fn opaque_sources_for(&self, name: &str) -> Vec<OpaqueSource> {
-        if self.explicit.contains_key(name) {
+        if self.set_for_certain(name) {
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -251,13 +336,16 @@ impl ResolvedEnv {
             .collect()
     }
 
-    /// The value in effect at the end (the last `env` entry, else the last source), for
-    /// expanding `command` and `args`.
+    /// The value in effect at the end (the last `env` entry, else the last source, else a
+    /// service link), for expanding `command` and `args`.
     fn effective(&self, name: &str) -> Option<EnvValue> {
-        if let Some(explicit) = self.explicit.get(name) {
-            return explicit.last().map(|c| c.value.clone());
+        if let Some(last) = self.explicit.get(name).and_then(|e| e.last()) {
+            return Some(last.candidate.value.clone());
         }
-        self.candidates(name).pop().map(|c| c.value)
+        if let Some(c) = self.env_from_value(name) {
+            return Some(c.value);
+        }
+        service_link(name, &self.namespace, self.service_links)
     }
 
     /// Expands `$(VAR)` in a `command` or `args` entry with the final environment.
@@ -266,70 +354,212 @@ impl ResolvedEnv {
     }
 }
 
-/// The value of one `env` entry (None: the entry sets nothing), and where it was read from.
+/// A placeholder for a service link's port: the real one is the Service's, unknown at
+/// admission. Not a scheme's default port, so that a URL built with it stays in canonical form.
+pub const SERVICE_LINK_PORT: &str = "65535";
+
+/// What a service-link variable holds.
+enum LinkValue<'a> {
+    Host,
+    /// A port; None when only the Service knows it.
+    Port(Option<&'a str>),
+    /// `<proto>://<host>:<port>`.
+    Url(String, Option<&'a str>),
+    Proto(String),
+}
+
+/// The value a service-link variable (`envvars.FromServices`) stands for, when `name` is one:
+/// the Service's cluster DNS name for its ClusterIP, [`SERVICE_LINK_PORT`] for a port only the
+/// Service knows. Links of the Pod's own namespace exist only with `enableServiceLinks`; those
+/// of the `kubernetes` Service in `default` always (`getServiceEnvVarMap`'s master services).
+pub fn service_link(name: &str, namespace: &str, enabled: bool) -> Option<EnvValue> {
+    let (prefix, value) = service_link_parts(name)?;
+    let service = service_name(prefix)?;
+    let namespace = if service == "kubernetes" {
+        "default"
+    } else if enabled {
+        namespace
+    } else {
+        return None;
+    };
+    let host = format!("{service}.{namespace}.svc");
+    let value = match value {
+        LinkValue::Host => host,
+        LinkValue::Port(port) => port.unwrap_or(SERVICE_LINK_PORT).to_string(),
+        LinkValue::Url(proto, port) => {
+            format!("{proto}://{host}:{}", port.unwrap_or(SERVICE_LINK_PORT))
+        }
+        LinkValue::Proto(proto) => proto,
+    };
+    Some(EnvValue::Literal(value))
+}
+
+/// Splits a service-link variable name into the Service's prefix and what it holds.
+fn service_link_parts(name: &str) -> Option<(&str, LinkValue<'_>)> {
+    if let Some(prefix) = name.strip_suffix("_SERVICE_HOST") {
+        return Some((prefix, LinkValue::Host));
+    }
+    if let Some(prefix) = name.strip_suffix("_SERVICE_PORT") {
+        return Some((prefix, LinkValue::Port(None)));
+    }
+    if let Some((prefix, _port_name)) = name.split_once("_SERVICE_PORT_") {
+        return Some((prefix, LinkValue::Port(None)));
+    }
+    // `<P>_PORT_<n>_<PROTO>` and its `_ADDR`, `_PORT`, `_PROTO` companions.
+    let mut search = name;
+    while let Some((prefix, rest)) = search.rsplit_once("_PORT_") {
+        let mut parts = rest.splitn(3, '_');
+        let port = parts.next().unwrap_or_default();
+        let proto = parts.next().unwrap_or_default();
+        if !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && matches!(proto, "TCP" | "UDP" | "SCTP")
+        {
+            let proto = proto.to_ascii_lowercase();
+            let value = match parts.next() {
+                None => LinkValue::Url(proto, Some(port)),
+                Some("ADDR") => LinkValue::Host,
+                Some("PORT") => LinkValue::Port(Some(port)),
+                Some("PROTO") => LinkValue::Proto(proto),
+                Some(_) => return None,
+            };
+            return Some((prefix, value));
+        }
+        search = prefix;
+    }
+    if let Some(prefix) = name.strip_suffix("_PORT") {
+        return Some((prefix, LinkValue::Url("tcp".into(), None)));
+    }
+    None
+}
+
+/// The Service name a link prefix comes from: `makeEnvVariableName` upper-cases the name, turns
+/// `-` into `_` and puts `_` before a leading digit; Service names are DNS labels, so this is
+/// reversed exactly.
+fn service_name(prefix: &str) -> Option<String> {
+    let prefix = match prefix.strip_prefix('_') {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest,
+        _ => prefix,
+    };
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 63
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && !prefix.starts_with('_')
+        && !prefix.ends_with('_');
+    ok.then(|| prefix.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// The value of one `env` entry as the kubelet resolves it: None when the entry is skipped for
+/// certain; else the value, where it was read from, and whether it may be skipped.
 fn value_of(
     var: &EnvVar,
-    namespace: &str,
+    pod: &PodFacts<'_>,
     snapshot: &Snapshot,
     defined: &BTreeMap<String, EnvValue>,
+    service_links: bool,
     growth_left: &std::cell::Cell<usize>,
-) -> (Option<EnvValue>, Option<String>) {
-    let Some(from) = &var.value_from else {
-        let raw = var.value.as_deref().unwrap_or("");
-        return (
-            Some(expand_within(raw, |n| defined.get(n).cloned(), growth_left)),
-            None,
-        );
+) -> Option<(EnvValue, Option<String>, bool)> {
+    let raw = var.value.as_deref().unwrap_or("");
+    // `if runtimeVal != ""`: a non-empty value is expanded and valueFrom is not read; an entry
+    // with neither sets the variable to "".
+    let from = match &var.value_from {
+        Some(from) if raw.is_empty() => from,
+        _ => {
+            let value = expand_within(
+                raw,
+                |n| {
+                    defined
+                        .get(n)
+                        .cloned()
+                        .or_else(|| service_link(n, pod.namespace, service_links))
+                },
+                growth_left,
+            );
+            return Some((value, None, false));
+        }
     };
     if let Some(r) = &from.config_map_key_ref {
+        let optional = r.optional == Some(true);
         let origin = format!("ConfigMap {:?} key {:?}", r.name, r.key);
-        return match snapshot.config_map(namespace, &r.name) {
-            // Values from a ConfigMap are not expanded: the kubelet expands only `value`.
-            Lookup::Found(data) => (
-                data.get(&r.key).cloned().map(EnvValue::Literal),
-                Some(origin),
-            ),
-            Lookup::Absent => (None, Some(origin)),
-            Lookup::Unknown => (
-                Some(EnvValue::Unreadable(
-                    match snapshot.config_map_unknown_reason(namespace, &r.name) {
-                        Some(reason) => format!("{origin}, which {reason}"),
-                        None => format!("{origin}, which is not available to hostguard"),
-                    },
+        let cannot_start = |what: &str| {
+            Some((
+                EnvValue::Unreadable(format!(
+                    "{origin}: {what}, so the container cannot start until it does, with a value hostguard cannot see now"
                 )),
+                Some(origin.clone()),
+                false,
+            ))
+        };
+        return match snapshot.config_map(pod.namespace, &r.name) {
+            // Values from a ConfigMap are not expanded: the kubelet expands only `value`.
+            Lookup::Found(data) => match data.get(&r.key) {
+                Some(v) => Some((EnvValue::Literal(v.clone()), Some(origin), false)),
+                None if optional => None,
+                None => cannot_start("the ConfigMap has no such key"),
+            },
+            Lookup::Absent if optional => None,
+            Lookup::Absent => cannot_start("the ConfigMap does not exist"),
+            Lookup::Unknown => Some((
+                EnvValue::Unreadable(format!("{origin}, which is not available to hostguard")),
                 Some(origin),
-            ),
+                optional,
+            )),
         };
     }
     if let Some(r) = &from.secret_key_ref {
         let origin = format!("Secret {:?} key {:?}", r.name, r.key);
-        return (
-            Some(EnvValue::Unreadable(format!(
-                "{origin} (hostguard never reads Secrets)"
-            ))),
+        return Some((
+            EnvValue::Unreadable(format!("{origin} (hostguard never reads Secrets)")),
             Some(origin),
-        );
+            r.optional == Some(true),
+        ));
     }
     if let Some(r) = &from.field_ref {
         let origin = format!("field {}", r.field_path);
-        return (
-            Some(EnvValue::Unreadable(format!("{origin} (Downward API)"))),
-            Some(origin),
-        );
+        let value = match downward(&r.field_path, pod) {
+            Some(v) => EnvValue::Literal(v),
+            None => EnvValue::Unreadable(format!(
+                "{origin} (Downward API, known only when the Pod runs)"
+            )),
+        };
+        return Some((value, Some(origin), false));
     }
     if let Some(r) = &from.resource_field_ref {
         let origin = format!("resource {}", r.resource);
-        return (
-            Some(EnvValue::Unreadable(format!("{origin} (Downward API)"))),
+        return Some((
+            EnvValue::Unreadable(format!("{origin} (Downward API)")),
             Some(origin),
-        );
+            false,
+        ));
     }
-    (
-        Some(EnvValue::Unreadable(
-            "a valueFrom source hostguard does not know".into(),
-        )),
+    Some((
+        EnvValue::Unreadable("a valueFrom source hostguard does not know".into()),
         None,
-    )
+        false,
+    ))
+}
+
+/// A Downward API field known at admission: `metadata.namespace` always; for a Pod its name
+/// (unless it is still to be generated) and one label or annotation by key
+/// (`metadata.labels['k']`: a missing key gives "", as `ExtractFieldPathAsString` does).
+fn downward(field_path: &str, pod: &PodFacts<'_>) -> Option<String> {
+    if field_path == "metadata.namespace" {
+        return Some(pod.namespace.to_string());
+    }
+    let meta = pod.pod?;
+    if field_path == "metadata.name" {
+        return (!meta.name.is_empty()).then(|| meta.name.to_string());
+    }
+    let (path, key) = field_path
+        .strip_suffix("']")
+        .and_then(|p| p.split_once("['"))?;
+    match path {
+        "metadata.labels" => Some(meta.labels.get(key).cloned().unwrap_or_default()),
+        "metadata.annotations" => Some(meta.annotations.get(key).cloned().unwrap_or_default()),
+        _ => None,
+    }
 }
 
 /// [`expand`], charging what the result adds beyond `input`'s length to `growth_left`: a
@@ -508,8 +738,14 @@ mod tests {
             env_from: &[],
             command: &[],
             args: &[],
+            exec: Vec::new(),
+            http_get: Vec::new(),
         };
-        let resolved = ResolvedEnv::resolve(&container, "default", &Snapshot::default());
+        let resolved = ResolvedEnv::resolve(
+            &container,
+            &PodFacts::template("default"),
+            &Snapshot::default(),
+        );
         let len = |name: &str| match &resolved.candidates(name)[0].value {
             EnvValue::Literal(v) => Some(v.len()),
             EnvValue::Unreadable(_) => None,

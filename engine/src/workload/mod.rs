@@ -134,6 +134,10 @@ pub struct PodSpecView {
     pub host_aliases: Option<Vec<HostAlias>>,
     /// Custom resolvers can answer anything for an allowed model host.
     pub dns_config: Option<PodDNSConfig>,
+    /// Whether the kubelet sets the service-link variables of the namespace's Services.
+    pub enable_service_links: Option<bool>,
+    /// `nodeSelector`, ANDed by the scheduler with the required node affinity.
+    pub node_selector: Option<BTreeMap<String, String>>,
 }
 
 impl PodSpecView {

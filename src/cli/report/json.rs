@@ -52,6 +52,7 @@ mod tests {
             vec![
                 "apiVersion",
                 "document",
+                "exemptions",
                 "findings",
                 "kind",
                 "line",

@@ -70,6 +70,13 @@ fn test_case(entry: &Entry) -> TestCase {
             .filter(|v| v.action == Action::Audit)
             .map(|v| format!("audit: {}", v.message)),
     );
+    out.extend(
+        entry
+            .exemptions
+            .iter()
+            .filter(|e| !entry.warnings.contains(&e.message))
+            .map(|e| format!("exempted: {}", e.message)),
+    );
     if !out.is_empty() {
         case.set_system_out(out.join("\n"));
     }

@@ -99,6 +99,23 @@ pub struct Entry {
     /// Line of each warning's field (the path that starts the message), same order.
     #[serde(skip)]
     pub warning_lines: Vec<usize>,
+    /// Policies that AIWorkloads lifted from this document, each naming them: every exemption
+    /// in force is visible in review.
+    pub exemptions: Vec<ReportExemption>,
+}
+
+/// An exemption with the line of its pod template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportExemption {
+    pub policy: String,
+    pub action: Action,
+    /// Path of the exempted pod template (`spec.template`; empty for a Pod).
+    pub path: String,
+    /// The AIWorkloads that exempted it, as `namespace/name`.
+    pub exempted_by: Vec<String>,
+    pub message: String,
+    pub line: usize,
 }
 
 /// A violation with the line of its field.
@@ -198,6 +215,22 @@ impl Entry {
                 _ => document.line,
             })
             .collect();
+        let exemptions = decision
+            .exemptions
+            .into_iter()
+            .map(|e| ReportExemption {
+                line: if e.path.is_empty() {
+                    document.line
+                } else {
+                    document.line_of(&e.path)
+                },
+                policy: e.policy,
+                action: e.action,
+                path: e.path,
+                exempted_by: e.exempted_by,
+                message: e.message,
+            })
+            .collect();
         Entry {
             source: document.source.clone(),
             document: document.index,
@@ -212,6 +245,7 @@ impl Entry {
             violations,
             warnings: decision.warnings,
             warning_lines,
+            exemptions,
         }
     }
 
@@ -238,7 +272,8 @@ impl Entry {
         })
     }
 
-    /// The warnings that are not already the message of a Warn violation, with their lines.
+    /// The warnings that are not already the message of a Warn violation or of an exemption,
+    /// with their lines.
     pub fn extra_warnings(&self) -> impl Iterator<Item = (&str, usize)> {
         self.warnings
             .iter()
@@ -248,6 +283,7 @@ impl Entry {
                     .violations
                     .iter()
                     .any(|v| v.action == Action::Warn && &v.message == *w)
+                    && !self.exemptions.iter().any(|e| &e.message == *w)
             })
             .map(|(w, l)| (w.as_str(), *l))
     }

@@ -14,6 +14,9 @@ const INFORMATION_URI: &str = "https://hostguard.dev/";
 /// Rule of the warnings that are not a policy's violation (unknown cluster provider, in-cluster
 /// endpoints, notes from detection).
 pub const WARNING_RULE: &str = "hostguard-warning";
+/// Rule of exemptions: a policy lifted from a workload by the AIWorkloads it trusts. A note, so
+/// that a reviewer sees every exemption a change brings in.
+pub const EXEMPTION_RULE: &str = "hostguard-exemption";
 /// Rule of violations about hostguard's own resources (the engine names them `hostguard`).
 const SELF_RULE: &str = "hostguard";
 
@@ -149,6 +152,11 @@ pub(super) fn render(report: &Report) -> String {
         "A finding hostguard reports without blocking (for example an unchecked placement)",
         "warning",
     );
+    extra(
+        EXEMPTION_RULE,
+        "A workload that an AIWorkload exempts from a HostingPolicy; the message names both",
+        "note",
+    );
     // Violations may name a policy that is not in force (none today); give it a rule too.
     for entry in &report.results {
         for v in &entry.violations {
@@ -172,6 +180,17 @@ pub(super) fn render(report: &Report) -> String {
                     text: v.message.clone(),
                 },
                 locations: vec![location(entry, v.line)],
+            });
+        }
+        for e in &entry.exemptions {
+            results.push(SarifResult {
+                rule_id: EXEMPTION_RULE,
+                rule_index: rule_index(EXEMPTION_RULE),
+                level: "note",
+                message: Text {
+                    text: e.message.clone(),
+                },
+                locations: vec![location(entry, e.line)],
             });
         }
         for (warning, line) in entry.extra_warnings() {

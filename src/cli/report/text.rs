@@ -68,6 +68,9 @@ pub(super) fn entry_block(out: &mut String, entry: &Entry) {
     {
         let _ = writeln!(out, "  audit: {}", v.message);
     }
+    for e in &entry.exemptions {
+        let _ = writeln!(out, "  exempted: {}", e.message);
+    }
 }
 
 #[cfg(test)]
