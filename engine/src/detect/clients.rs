@@ -188,6 +188,9 @@ fn bedrock_module_client(env: &ResolvedEnv, out: &mut Routes) {
     else {
         return;
     };
+    // The module client signs with the pod's AWS credentials (IRSA, instance role): no key
+    // needs to be visible for it to send.
+    signal(out, NAME, &selected);
     if set_in_python(env, "AWS_BEDROCK_BASE_URL").is_some() {
         // The catalogue reports AWS_BEDROCK_BASE_URL itself.
         return;
