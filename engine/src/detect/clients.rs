@@ -272,9 +272,15 @@ fn openai_default(env: &ResolvedEnv, others: &[String], out: &mut Routes) {
             ),
         }
     };
-    out.endpoints.push(endpoint(
-        value,
-        &anchor,
-        &format!("the OpenAI SDK default for {via}; OPENAI_BASE_URL is not set to a usable URL"),
-    ));
+    // The URL is the SDK's default, not something read from where the key came from: no origin.
+    out.endpoints.push(Endpoint {
+        origin: None,
+        ..endpoint(
+            value,
+            &anchor,
+            &format!(
+                "the OpenAI SDK default for {via}; OPENAI_BASE_URL is not set to a usable URL"
+            ),
+        )
+    });
 }
