@@ -218,7 +218,14 @@ fn openai_default(env: &ResolvedEnv, others: &[String], out: &mut Routes) {
     if usable_url(env, "OPENAI_BASE_URL") {
         return;
     }
-    let key = set_in_python(env, "OPENAI_API_KEY");
+    // The key in any letter case: an app configured through pydantic-settings reads
+    // `openai_api_key` and hands it to `OpenAI()` (whose own OPENAI_BASE_URL lookup is
+    // case-sensitive, so only the exact name makes the base URL usable above).
+    let key = env
+        .names()
+        .iter()
+        .filter(|n| n.eq_ignore_ascii_case("OPENAI_API_KEY"))
+        .find_map(|n| set_in_python(env, n));
     let identity = [
         "OPENAI_IDENTITY_PROVIDER_ID",
         "OPENAI_SERVICE_ACCOUNT_ID",
