@@ -12,6 +12,7 @@
 //! shows. The API class comes from the most trusted source that states one; a workload that does
 //! not say is stateless (fail closed). Detection never decides anything: it reports.
 
+pub mod adapters;
 pub mod catalogue;
 pub mod clients;
 
@@ -46,6 +47,8 @@ pub enum Signal {
     /// A model URL appears in `command`, `args`, an exec hook or probe, an httpGet host, or the
     /// value of a variable the catalogue does not know.
     CommandUrl { path: String },
+    /// An AI tool's own resource configures it (see [`adapters`]).
+    Resource { path: String },
 }
 
 /// An endpoint value: a URL to classify, or a value that cannot be read.
@@ -404,7 +407,8 @@ fn signal_path(s: &Signal) -> String {
         Signal::AiWorkload { name } => format!("AIWorkload {name}"),
         Signal::Annotation { path }
         | Signal::Variable { path, .. }
-        | Signal::CommandUrl { path } => path.clone(),
+        | Signal::CommandUrl { path }
+        | Signal::Resource { path } => path.clone(),
     }
 }
 

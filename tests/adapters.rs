@@ -1,0 +1,204 @@
+//! The AI tools' own resources (issue 10), table-driven against
+//! `tests/fixtures/adapters/expected.tsv`, whose verdicts come from the tools' sources
+//! (`tests/fixtures/adapters/FACTS.md`), not from running hostguard. Each file is evaluated as
+//! `hostguard check` does on an Azure cluster, with the ConfigMaps and the referenced objects
+//! (Envoy Gateway Backends, BackendTLSPolicies, AIServiceBackends) of the same file resolved.
+//!
+//! `error` rows must be a denial by hostguard itself whose message names the field path the
+//! reason names; `deny` rows must be denied by a policy, not for malformed input.
+
+use std::path::{Path, PathBuf};
+
+use hostguard::api::ClusterProvider;
+use hostguard::manifest;
+use hostguard::policy::{Decision, Operation, PolicySet, Request, Verdict, evaluate};
+use hostguard::snapshot::Snapshot;
+use serde_json::Value;
+
+/// The kinds whose adapters exist; rows of other kinds (config files judged on the Deployment
+/// that mounts them, pod templates of other controllers) are asserted by their own tests.
+const ADAPTED: &[&str] = &[
+    "K8sGPT",
+    "ModelConfig",
+    "ModelProviderConfig",
+    "Model",
+    "RAGEngine",
+    "AIServiceBackend",
+    "AIGatewayRoute",
+];
+
+struct Row {
+    file: String,
+    document: usize,
+    kind: String,
+    verdict: String,
+    reason: String,
+}
+
+fn rows() -> Vec<Row> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/fixtures/adapters/expected.tsv"))
+        .expect("expected.tsv readable");
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.splitn(5, '\t').collect();
+            assert_eq!(c.len(), 5, "expected.tsv row has 5 columns: {l}");
+            Row {
+                file: c[0].to_string(),
+                document: c[1].parse().expect("document index"),
+                kind: c[2].to_string(),
+                verdict: c[3].to_string(),
+                reason: c[4].to_string(),
+            }
+        })
+        .collect()
+}
+
+fn evaluate_file(path: &Path) -> Vec<(manifest::Document, Decision)> {
+    let text = std::fs::read_to_string(path).expect("readable");
+    let docs = manifest::parse_str(&path.display().to_string(), &text)
+        .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+    let mut snapshot = Snapshot::offline(ClusterProvider::Azure);
+    for d in &docs {
+        if d.value.get("kind").and_then(Value::as_str) == Some("ConfigMap")
+            && let Ok(cm) = serde_json::from_value(d.value.clone())
+        {
+            snapshot.insert_config_map(&cm, "default");
+        }
+        snapshot.insert_related(&d.value, "default");
+    }
+    let policies = PolicySet::builtin();
+    docs.into_iter()
+        .filter(|d| !d.value.is_null())
+        .map(|d| {
+            let namespace = d
+                .value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(String::from);
+            let decision = evaluate(
+                &Request {
+                    operation: Operation::Create,
+                    object: Some(&d.value),
+                    old_object: None,
+                    namespace: namespace.as_deref(),
+                },
+                &policies,
+                &snapshot,
+            );
+            (d, decision)
+        })
+        .collect()
+}
+
+/// The field path an `error` row's reason names ("the error names spec.ai").
+fn named_path(reason: &str) -> Option<&str> {
+    let rest = reason.split("the error names ").nth(1)?;
+    Some(rest.split_whitespace().next()?.trim_end_matches(['.', ',']))
+}
+
+fn check(row: &Row, got: &Decision) -> Result<(), String> {
+    let by_hostguard = got.violations.iter().any(|v| v.policy == "hostguard");
+    let ok = match row.verdict.as_str() {
+        "error" => {
+            let path = named_path(&row.reason).unwrap_or("");
+            got.verdict == Verdict::Deny
+                && got
+                    .violations
+                    .iter()
+                    .any(|v| v.policy == "hostguard" && v.path == path && v.message.contains(path))
+        }
+        "deny" => got.verdict == Verdict::Deny && !by_hostguard,
+        "warn" => got.verdict == Verdict::Warn,
+        "allow" => got.verdict == Verdict::Allow,
+        "skipped" => got.verdict == Verdict::Skipped,
+        other => return Err(format!("unknown expected verdict {other}")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}#{} {}: expected {} ({}), got {} — violations {:?}, warnings {:?}",
+            row.file,
+            row.document,
+            row.kind,
+            row.verdict,
+            row.reason,
+            got.verdict.as_str(),
+            got.violations
+                .iter()
+                .map(|v| &v.message)
+                .collect::<Vec<_>>(),
+            got.warnings
+        ))
+    }
+}
+
+#[test]
+fn ai_tool_resources_get_the_verdicts_their_sources_imply() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let all = rows();
+    let adapted: Vec<&Row> = all
+        .iter()
+        .filter(|r| {
+            ADAPTED.contains(&r.kind.as_str())
+                || (r.kind == "ConfigMap"
+                    && all
+                        .iter()
+                        .any(|o| o.file == r.file && ADAPTED.contains(&o.kind.as_str())))
+        })
+        .collect();
+    assert!(adapted.len() >= 90, "only {} rows selected", adapted.len());
+    let mut failures = Vec::new();
+    let mut files: Vec<&str> = adapted.iter().map(|r| r.file.as_str()).collect();
+    files.dedup();
+    for file in files {
+        let path: PathBuf = root.join(file);
+        let results = evaluate_file(&path);
+        for row in adapted.iter().filter(|r| r.file == file) {
+            let Some((doc, got)) = results.iter().find(|(d, _)| d.index == row.document) else {
+                failures.push(format!("{file}#{}: no such document", row.document));
+                continue;
+            };
+            assert_eq!(
+                doc.value.get("kind").and_then(Value::as_str),
+                Some(row.kind.as_str()),
+                "{file}#{}",
+                row.document
+            );
+            if let Err(e) = check(row, got) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows differ:\n{}",
+        failures.len(),
+        adapted.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn endpoints_name_the_resource_and_field() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let results =
+        evaluate_file(&root.join("tests/fixtures/adapters/k8sgpt/own-openai-no-baseurl.yaml"));
+    let (doc, d) = &results[0];
+    let name = doc
+        .value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap();
+    let expected = format!("K8sGPT/{name} spec.ai.baseUrl");
+    assert!(
+        d.violations
+            .iter()
+            .any(|v| v.path == expected && v.message.contains("https://api.openai.com/v1")),
+        "{:#?}",
+        d.violations
+    );
+}
