@@ -15,8 +15,22 @@ use hostguard::policy::{Decision, Operation, PolicySet, Request, Verdict, evalua
 use hostguard::snapshot::Snapshot;
 use serde_json::Value;
 
-/// The kinds whose adapters exist; rows of other kinds (config files judged on the Deployment
-/// that mounts them, pod templates of other controllers) are asserted by their own tests.
+/// The fixture folders whose tools are read (LibreChat, RAGFlow and the pod templates of other
+/// controllers are not yet).
+const TOOLS: &[&str] = &[
+    "/k8sgpt/",
+    "/kagent/",
+    "/ark/",
+    "/kaito/",
+    "/envoy-ai-gateway/",
+    "/litellm/",
+    "/holmesgpt/",
+];
+
+/// Kinds of those folders that are pod templates of other controllers (not yet read).
+const NOT_YET: &[&str] = &["Workspace", "SandboxAgent", "Agent", "RayService"];
+
+/// The kinds whose adapters exist, for the rows of the shared corpus.
 const ADAPTED: &[&str] = &[
     "K8sGPT",
     "ModelConfig",
@@ -103,12 +117,26 @@ fn check(row: &Row, got: &Decision) -> Result<(), String> {
     let by_hostguard = got.violations.iter().any(|v| v.policy == "hostguard");
     let ok = match row.verdict.as_str() {
         "error" => {
-            let path = named_path(&row.reason).unwrap_or("");
+            let named = named_path(&row.reason).unwrap_or("");
             got.verdict == Verdict::Deny
-                && got
-                    .violations
-                    .iter()
-                    .any(|v| v.policy == "hostguard" && v.path == path && v.message.contains(path))
+                && got.violations.iter().any(|v| {
+                    v.policy == "hostguard"
+                        && if named == "ConfigMap" {
+                            // "the error names ConfigMap NAME key KEY ...": a config file.
+                            let words: Vec<&str> = row
+                                .reason
+                                .split("the error names ConfigMap ")
+                                .nth(1)
+                                .unwrap_or("")
+                                .split_whitespace()
+                                .collect();
+                            words.len() >= 3
+                                && v.message
+                                    .contains(&format!("ConfigMap/{} key {}", words[0], words[2]))
+                        } else {
+                            v.path == named && v.message.contains(named)
+                        }
+                })
         }
         "deny" => got.verdict == Verdict::Deny && !by_hostguard,
         "warn" => got.verdict == Verdict::Warn,
@@ -143,14 +171,13 @@ fn ai_tool_resources_get_the_verdicts_their_sources_imply() {
     let adapted: Vec<&Row> = all
         .iter()
         .filter(|r| {
-            ADAPTED.contains(&r.kind.as_str())
-                || (r.kind == "ConfigMap"
-                    && all
-                        .iter()
-                        .any(|o| o.file == r.file && ADAPTED.contains(&o.kind.as_str())))
+            !NOT_YET.contains(&r.kind.as_str())
+                && (TOOLS.iter().any(|t| r.file.contains(t))
+                    || ADAPTED.contains(&r.kind.as_str())
+                    || r.file.contains("-litellm-"))
         })
         .collect();
-    assert!(adapted.len() >= 90, "only {} rows selected", adapted.len());
+    assert!(adapted.len() >= 140, "only {} rows selected", adapted.len());
     let mut failures = Vec::new();
     let mut files: Vec<&str> = adapted.iter().map(|r| r.file.as_str()).collect();
     files.dedup();

@@ -15,6 +15,7 @@
 pub mod adapters;
 pub mod catalogue;
 pub mod clients;
+mod config_files;
 
 use std::collections::BTreeMap;
 
@@ -178,6 +179,9 @@ pub struct TemplateFacts {
     pub usages: Vec<Usage>,
     /// Things the user should know that are not violations (e.g. an unreadable annotation).
     pub notes: Vec<String>,
+    /// Config files of the template that do not fit their application's format (the engine
+    /// denies: an unreadable model list is never allowed).
+    pub malformed: Vec<adapters::Malformed>,
 }
 
 impl TemplateFacts {
@@ -296,6 +300,16 @@ fn detect_template(
     };
     for container in template.containers() {
         let env = ResolvedEnv::resolve(&container, &pod, snapshot);
+        // An application that reads its model list from a config file: the file decides.
+        if let Some(config) = config_files::read(&container, template, &env, namespace, snapshot) {
+            facts.malformed.extend(config.malformed);
+            if !config.endpoints.is_empty() {
+                let draft = usages.entry(OPENAI.to_string()).or_default();
+                draft.signals.extend(config.signals);
+                draft.endpoints.extend(config.endpoints);
+            }
+            continue;
+        }
         let inferred = infer_container(&container, &env, &rules);
         for s in env.opaque_sources() {
             opaque_paths.push((s.path, s.why));

@@ -106,6 +106,16 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     };
     for f in &facts {
         decision.warnings.extend(f.notes.iter().cloned());
+        for m in &f.malformed {
+            decision.violations.push(Violation {
+                policy: SELF_VALIDATION.into(),
+                action: Action::Deny,
+                path: m.path.clone(),
+                message: format!(
+                    "{m}; the model list cannot be read, so its endpoints cannot be checked"
+                ),
+            });
+        }
     }
 
     // A namespace whose labels cannot be read (not in the cache and not fetched in time, or
@@ -218,6 +228,7 @@ fn evaluate_tool_resource(
         path: String::new(),
         usages: facts.usages,
         notes: facts.notes,
+        malformed: Vec::new(),
     };
     let all = std::slice::from_ref(&template);
     let mut decision = Decision {

@@ -138,6 +138,50 @@ pub struct PodSpecView {
     pub enable_service_links: Option<bool>,
     /// `nodeSelector`, ANDed by the scheduler with the required node affinity.
     pub node_selector: Option<BTreeMap<String, String>>,
+    /// Volumes, of which ConfigMap and Secret volumes matter: an AI tool reads its config file
+    /// from one (see `detect::config_files`).
+    pub volumes: Option<Vec<VolumeView>>,
+}
+
+/// One volume: its name and, when it is one, the ConfigMap it projects.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeView {
+    #[serde(default)]
+    pub name: String,
+    pub config_map: Option<ConfigMapVolumeView>,
+    pub secret: Option<IgnoredAny>,
+    pub projected: Option<IgnoredAny>,
+}
+
+/// `volumes[].configMap`: the ConfigMap, and `items` when only some keys are projected (each
+/// `key` to a relative `path`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapVolumeView {
+    #[serde(default)]
+    pub name: String,
+    pub items: Option<Vec<KeyToPathView>>,
+}
+
+/// One `items` entry of a ConfigMap volume.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct KeyToPathView {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub path: String,
+}
+
+/// One `volumeMounts` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMountView {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub mount_path: String,
+    pub sub_path: Option<String>,
 }
 
 impl PodSpecView {
@@ -178,6 +222,9 @@ pub struct ContainerSpec {
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
+    /// The image names the application, and so which config file it reads.
+    pub image: Option<String>,
+    pub volume_mounts: Option<Vec<VolumeMountView>>,
 }
 
 /// A command a container runs besides its entrypoint: an `exec` hook or probe.
@@ -254,6 +301,8 @@ impl ContainerSpec {
             env_from: self.env_from.as_deref().unwrap_or_default(),
             command: self.command.as_deref().unwrap_or_default(),
             args: self.args.as_deref().unwrap_or_default(),
+            image: self.image.as_deref().unwrap_or_default(),
+            volume_mounts: self.volume_mounts.as_deref().unwrap_or_default(),
             exec,
             http_get,
         }
@@ -304,6 +353,8 @@ pub struct ContainerView<'a> {
     pub env_from: &'a [EnvFromSource],
     pub command: &'a [String],
     pub args: &'a [String],
+    pub image: &'a str,
+    pub volume_mounts: &'a [VolumeMountView],
     /// `exec` hooks and probes.
     pub exec: Vec<ExecView<'a>>,
     /// `httpGet` hooks and probes.
