@@ -229,3 +229,91 @@ fn endpoints_name_the_resource_and_field() {
         d.violations
     );
 }
+
+/// The webhook judges an AI tool's resource as `check` does: an AdmissionReview for a K8sGPT
+/// with the openai backend and no baseUrl is refused, naming the field.
+#[test]
+fn the_webhook_refuses_a_k8sgpt_that_calls_openai_directly() {
+    use hostguard::admission::{self, Webhook};
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1",
+            "kind": {"group": "core.k8sgpt.ai", "version": "v1alpha1", "kind": "K8sGPT"},
+            "resource": {"group": "core.k8sgpt.ai", "version": "v1alpha1", "resource": "k8sgpts"},
+            "namespace": "k8sgpt",
+            "operation": "CREATE",
+            "userInfo": {"username": "dev"},
+            "object": {
+                "apiVersion": "core.k8sgpt.ai/v1alpha1",
+                "kind": "K8sGPT",
+                "metadata": {"name": "sample", "namespace": "k8sgpt"},
+                "spec": {"ai": {"backend": "openai", "model": "gpt-4o-mini",
+                                "secret": {"name": "k8sgpt-secret", "key": "openai-api-key"}}}
+            }
+        }
+    });
+    let body = serde_json::to_vec(&review).unwrap();
+    let answer = admission::answer(
+        &body,
+        Webhook::Validate,
+        &PolicySet::builtin(),
+        &Snapshot::offline(ClusterProvider::Azure),
+    )
+    .expect("a JSON body");
+    let out = serde_json::to_value(&answer.review).unwrap();
+    assert_eq!(out["response"]["uid"], "u-1");
+    assert_eq!(out["response"]["allowed"], false, "{out:#}");
+    let message = out["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("K8sGPT/sample spec.ai.baseUrl")
+            && message.contains("https://api.openai.com/v1"),
+        "{message}"
+    );
+}
+
+/// The chart's `aitools.validate.hostguard.dev` webhook lists exactly the kinds adapters read.
+#[test]
+fn the_chart_webhook_rules_list_every_adapted_kind() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(
+        root.join("charts/hostguard/templates/validatingwebhookconfiguration.yaml"),
+    )
+    .unwrap();
+    let section = text
+        .split("aitools.validate.hostguard.dev")
+        .nth(1)
+        .expect("the AI tools webhook");
+    let list = |line: &str| -> Vec<String> {
+        line.split_once('[')
+            .and_then(|(_, r)| r.split_once(']'))
+            .map(|(inner, _)| {
+                inner
+                    .split(',')
+                    .map(|s| s.trim().trim_matches('"').to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut in_chart = std::collections::BTreeSet::new();
+    let mut group = String::new();
+    for line in section.lines() {
+        let line = line.trim().trim_start_matches("- ");
+        if line.starts_with("apiGroups:") {
+            group = list(line).join(",");
+        } else if line.starts_with("resources:") {
+            for r in list(line) {
+                in_chart.insert((group.clone(), r));
+            }
+        }
+    }
+    let in_engine: std::collections::BTreeSet<(String, String)> =
+        hostguard::detect::adapters::kinds()
+            .map(|(g, _, r)| (g.to_string(), r.to_string()))
+            .collect();
+    assert_eq!(in_chart, in_engine);
+}

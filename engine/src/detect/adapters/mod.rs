@@ -88,6 +88,8 @@ impl Resource<'_> {
 struct Adapter {
     group: &'static str,
     kind: &'static str,
+    /// The resource name, for the webhook rules and RBAC.
+    plural: &'static str,
     versions: &'static [&'static str],
     read: fn(&Resource<'_>) -> Result<Vec<Usage>, Malformed>,
 }
@@ -98,42 +100,49 @@ const ADAPTERS: &[Adapter] = &[
     Adapter {
         group: "core.k8sgpt.ai",
         kind: "K8sGPT",
+        plural: "k8sgpts",
         versions: &["v1alpha1"],
         read: k8sgpt::read,
     },
     Adapter {
         group: "kagent.dev",
         kind: "ModelConfig",
+        plural: "modelconfigs",
         versions: &["v1alpha1", "v1alpha2", "v1alpha3"],
         read: kagent::read_model_config,
     },
     Adapter {
         group: "kagent.dev",
         kind: "ModelProviderConfig",
+        plural: "modelproviderconfigs",
         versions: &["v1alpha2", "v1alpha3"],
         read: kagent::read_model_provider_config,
     },
     Adapter {
         group: "ark.mckinsey.com",
         kind: "Model",
+        plural: "models",
         versions: &["v1alpha1"],
         read: ark::read,
     },
     Adapter {
         group: "kaito.sh",
         kind: "RAGEngine",
+        plural: "ragengines",
         versions: &["v1alpha1", "v1beta1"],
         read: kaito::read_rag_engine,
     },
     Adapter {
         group: "aigateway.envoyproxy.io",
         kind: "AIServiceBackend",
+        plural: "aiservicebackends",
         versions: &["v1alpha1", "v1beta1"],
         read: envoy::read_service_backend,
     },
     Adapter {
         group: "aigateway.envoyproxy.io",
         kind: "AIGatewayRoute",
+        plural: "aigatewayroutes",
         versions: &["v1alpha1", "v1beta1"],
         read: envoy::read_route,
     },
@@ -146,9 +155,9 @@ pub fn groups() -> Vec<&'static str> {
     out
 }
 
-/// `(group, kind)` of every resource an adapter reads.
-pub fn kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
-    ADAPTERS.iter().map(|a| (a.group, a.kind))
+/// `(group, kind, resource)` of every resource an adapter reads.
+pub fn kinds() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    ADAPTERS.iter().map(|a| (a.group, a.kind, a.plural))
 }
 
 /// Reads `object` when an adapter knows its kind: None for any other kind. `namespace` is the
