@@ -275,7 +275,8 @@ fn the_webhook_refuses_a_k8sgpt_that_calls_openai_directly() {
     );
 }
 
-/// The chart's `aitools.validate.hostguard.dev` webhook lists exactly the kinds adapters read.
+/// The chart's `aitools.validate.hostguard.dev` webhook lists exactly the kinds adapters read
+/// (Envoy AI Gateway's behind `webhook.aiTools.envoyAIGateway`).
 #[test]
 fn the_chart_webhook_rules_list_every_adapted_kind() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
