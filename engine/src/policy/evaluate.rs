@@ -73,6 +73,13 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     let view = match workload::read(object) {
         Ok(Some(view)) => view,
         Ok(None) => {
+            if let Some(why) = workload::not_understood(object) {
+                let mut d = Decision::skipped("");
+                d.skipped = None;
+                d.warnings.push(why);
+                d.settle();
+                return d;
+            }
             let kind = object
                 .get("kind")
                 .and_then(Value::as_str)
@@ -94,6 +101,18 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         .to_string();
 
     let facts = detect::detect(&view, &namespace, snapshot, policies.known_hosts());
+    let mut notes: Vec<String> = Vec::new();
+    if let WorkloadKind::Other(k) = view.kind
+        && k.kind == "Rollout"
+        && view.templates.is_empty()
+        && let Some(reference) = object.pointer("/spec/workloadRef")
+    {
+        let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+        notes.push(format!(
+            "spec.workloadRef: this Rollout runs the pod template of {} {name:?}, which hostguard judges on that object, not here",
+            reference.get("kind").and_then(Value::as_str).unwrap_or("Deployment")
+        ));
+    }
     let mut decision = Decision {
         verdict: Verdict::Allow,
         violations: Vec::new(),
@@ -104,6 +123,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         patch: Vec::new(),
         skipped: None,
     };
+    decision.warnings.extend(notes);
     for f in &facts {
         decision.warnings.extend(f.notes.iter().cloned());
         for m in &f.malformed {
