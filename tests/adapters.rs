@@ -294,6 +294,7 @@ fn the_webhook_refuses_a_k8sgpt_that_calls_openai_directly() {
 }
 
 /// The chart's `aitools.validate.hostguard.dev` webhook lists exactly the kinds adapters read
+/// and the other controllers' kinds with pod templates
 /// (Envoy AI Gateway's behind `webhook.aiTools.envoyAIGateway`).
 #[test]
 fn the_chart_webhook_rules_list_every_adapted_kind() {
@@ -333,6 +334,11 @@ fn the_chart_webhook_rules_list_every_adapted_kind() {
     let in_engine: std::collections::BTreeSet<(String, String)> =
         hostguard::detect::adapters::kinds()
             .map(|(g, _, r)| (g.to_string(), r.to_string()))
+            .chain(
+                hostguard::workload::kinds::KINDS
+                    .iter()
+                    .map(|k| (k.group.to_string(), k.plural.to_string())),
+            )
             .collect();
     assert_eq!(in_chart, in_engine);
 }

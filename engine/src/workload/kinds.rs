@@ -24,6 +24,8 @@ pub enum Shape {
 pub struct TemplateKind {
     pub group: &'static str,
     pub kind: &'static str,
+    /// The resource name, for the chart's webhook rules.
+    pub plural: &'static str,
     /// Served versions; another version of the kind is reported as not understood.
     pub versions: &'static [&'static str],
     pub templates: &'static [(&'static str, Shape)],
@@ -36,30 +38,35 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "argoproj.io",
         kind: "Rollout",
+        plural: "rollouts",
         versions: &["v1alpha1"],
         templates: &[("spec.template", Template)],
     },
     TemplateKind {
         group: "serving.knative.dev",
         kind: "Service",
+        plural: "services",
         versions: &["v1"],
         templates: &[("spec.template", Template)],
     },
     TemplateKind {
         group: "serving.knative.dev",
         kind: "Configuration",
+        plural: "configurations",
         versions: &["v1"],
         templates: &[("spec.template", Template)],
     },
     TemplateKind {
         group: "serving.knative.dev",
         kind: "Revision",
+        plural: "revisions",
         versions: &["v1"],
         templates: &[("spec", PodSpec)],
     },
     TemplateKind {
         group: "serving.kserve.io",
         kind: "InferenceService",
+        plural: "inferenceservices",
         versions: &["v1beta1"],
         templates: &[
             ("spec.predictor", PodSpec),
@@ -83,6 +90,7 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "serving.kserve.io",
         kind: "LLMInferenceService",
+        plural: "llminferenceservices",
         versions: &["v1alpha1", "v1alpha2"],
         templates: &[
             ("spec.template", PodSpec),
@@ -96,6 +104,7 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "ray.io",
         kind: "RayCluster",
+        plural: "rayclusters",
         versions: &["v1", "v1alpha1"],
         templates: &[
             ("spec.headGroupSpec.template", Template),
@@ -106,6 +115,7 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "ray.io",
         kind: "RayService",
+        plural: "rayservices",
         versions: &["v1", "v1alpha1"],
         templates: &[
             ("spec.rayClusterConfig.headGroupSpec.template", Template),
@@ -118,6 +128,7 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "ray.io",
         kind: "RayJob",
+        plural: "rayjobs",
         versions: &["v1", "v1alpha1"],
         templates: &[
             ("spec.rayClusterSpec.headGroupSpec.template", Template),
@@ -128,6 +139,7 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "ray.io",
         kind: "RayCronJob",
+        plural: "raycronjobs",
         versions: &["v1"],
         templates: &[
             (
@@ -144,12 +156,14 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "jobset.x-k8s.io",
         kind: "JobSet",
+        plural: "jobsets",
         versions: &["v1alpha2"],
         templates: &[("spec.replicatedJobs[].template.spec.template", Template)],
     },
     TemplateKind {
         group: "leaderworkerset.x-k8s.io",
         kind: "LeaderWorkerSet",
+        plural: "leaderworkersets",
         versions: &["v1"],
         templates: &[
             ("spec.leaderWorkerTemplate.leaderTemplate", Template),
@@ -159,18 +173,21 @@ pub static KINDS: &[TemplateKind] = &[
     TemplateKind {
         group: "kaito.sh",
         kind: "Workspace",
+        plural: "workspaces",
         versions: &["v1alpha1", "v1beta1"],
         templates: &[("inference.template", Template)],
     },
     TemplateKind {
         group: "kagent.dev",
         kind: "Agent",
+        plural: "agents",
         versions: &["v1alpha1", "v1alpha2", "v1alpha3"],
         templates: &[("spec.byo.deployment", Container), ("spec.byo", Container)],
     },
     TemplateKind {
         group: "kagent.dev",
         kind: "SandboxAgent",
+        plural: "sandboxagents",
         versions: &["v1alpha2", "v1alpha3"],
         templates: &[("spec.byo.deployment", Container), ("spec.byo", Container)],
     },
