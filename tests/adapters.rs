@@ -15,7 +15,7 @@ use hostguard::policy::{Decision, Operation, PolicySet, Request, Verdict, evalua
 use hostguard::snapshot::Snapshot;
 use serde_json::Value;
 
-/// The fixture folders whose tools are read (LibreChat and RAGFlow are not yet).
+/// The fixture folders of the tools read.
 const TOOLS: &[&str] = &[
     "/k8sgpt/",
     "/kagent/",
@@ -25,6 +25,8 @@ const TOOLS: &[&str] = &[
     "/litellm/",
     "/holmesgpt/",
     "/pod-templates/",
+    "/librechat/",
+    "/ragflow/",
 ];
 
 /// Kinds not read yet.

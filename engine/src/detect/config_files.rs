@@ -34,6 +34,8 @@ pub(crate) struct ConfigFacts {
 enum App {
     LiteLlm,
     Holmes,
+    LibreChat,
+    RagFlow,
 }
 
 fn app_of(container: &ContainerView<'_>) -> Option<App> {
@@ -52,6 +54,10 @@ fn app_of(container: &ContainerView<'_>) -> Option<App> {
         Some(App::LiteLlm)
     } else if repo.contains("robustadev/") && last.starts_with("holmes") {
         Some(App::Holmes)
+    } else if repo.contains("danny-avila/") && last.starts_with("librechat") {
+        Some(App::LibreChat)
+    } else if repo.contains("infiniflow/") && last.starts_with("ragflow") {
+        Some(App::RagFlow)
     } else {
         None
     }
@@ -235,6 +241,35 @@ pub(crate) fn read(
                 None => return None,
             }
         }
+        App::LibreChat => match var(env, "CONFIG_PATH") {
+            Var::Value(p) if p.starts_with("http://") || p.starts_with("https://") => {
+                unresolved(
+                    &mut facts,
+                    format!("{}.env[CONFIG_PATH]", container.path),
+                    format!(
+                        "CONFIG_PATH {p:?} is downloaded by LibreChat at start, which hostguard cannot read"
+                    ),
+                );
+                return Some(facts);
+            }
+            Var::Value(p) => (p, format!("{}.env[CONFIG_PATH]", container.path)),
+            Var::Unreadable(why) => {
+                unresolved(
+                    &mut facts,
+                    format!("{}.env[CONFIG_PATH]", container.path),
+                    why,
+                );
+                return Some(facts);
+            }
+            Var::Unset => (
+                "/app/librechat.yaml".to_string(),
+                format!("{}.volumeMounts", container.path),
+            ),
+        },
+        App::RagFlow => (
+            "/ragflow/conf/local.service_conf.yaml".to_string(),
+            format!("{}.volumeMounts", container.path),
+        ),
         App::Holmes => match var(env, "MODEL_LIST_FILE_LOCATION") {
             Var::Value(p) => (
                 p,
@@ -319,6 +354,8 @@ pub(crate) fn read(
     let result = match app {
         App::LiteLlm => litellm(&doc, &label, env, &mut facts),
         App::Holmes => holmes(&doc, &label, env, &mut facts),
+        App::LibreChat => librechat(&doc, &label, env, &container.path, &mut facts),
+        App::RagFlow => ragflow(&doc, &label, &mut facts),
     };
     if let Err(e) = result {
         facts.malformed.push(Malformed::new(
@@ -569,6 +606,229 @@ fn holmes(
             value,
             path,
             via,
+            origin: None,
+        });
+    }
+    Ok(())
+}
+
+/// Replaces `${VAR}` as LibreChat's `extractEnvVariable` does (an unset variable is left as
+/// written, which is then no URL). Err: the value is in a Secret or otherwise unreadable.
+fn librechat_value(raw: &str, env: &ResolvedEnv) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + end];
+        out.push_str(&rest[..start]);
+        match var(env, name) {
+            Var::Value(v) => out.push_str(&v),
+            Var::Unset => out.push_str(&rest[start..start + end + 1]),
+            Var::Unreadable(why) => return Err(why),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn librechat(
+    doc: &Value,
+    label: &str,
+    env: &ResolvedEnv,
+    container_path: &str,
+    facts: &mut ConfigFacts,
+) -> Result<(), Malformed> {
+    if !doc.is_object() {
+        return Err(Malformed::new("(top level)", "must be a mapping"));
+    }
+    let root = Field::root(doc);
+    let endpoints = root.object("endpoints")?;
+    let mut push =
+        |facts: &mut ConfigFacts, path: String, value: Result<String, String>, via: &str| {
+            facts.signals.push(Signal::Resource { path: path.clone() });
+            facts.endpoints.push(Endpoint {
+                value: match value {
+                    Ok(url) => EndpointValue::Url(url),
+                    Err(why) => EndpointValue::Unresolved(why),
+                },
+                path,
+                via: via.to_string(),
+                origin: None,
+            });
+        };
+    if let Some(endpoints) = &endpoints {
+        if let Some(azure) = endpoints.object("azureOpenAI")? {
+            for group in azure.list("groups")? {
+                let group = group.expect_object()?;
+                let instance = group.string("instanceName")?;
+                // The group's deployment, else its first model's (a model entry may name one).
+                let first_model = group
+                    .value
+                    .get("models")
+                    .and_then(Value::as_object)
+                    .and_then(|m| m.iter().next())
+                    .map(|(name, v)| {
+                        v.get("deploymentName")
+                            .and_then(Value::as_str)
+                            .unwrap_or(name)
+                            .to_string()
+                    });
+                let deployment = group
+                    .string("deploymentName")?
+                    .map(String::from)
+                    .or(first_model)
+                    .unwrap_or_default();
+                let deployment = deployment.as_str();
+                let serverless =
+                    group.value.get("serverless").and_then(Value::as_bool) == Some(true);
+                let base = group.string("baseURL")?;
+                let (path, value) = match (base, instance) {
+                    (Some(base), _) => {
+                        let instance = instance.map(|i| librechat_value(i, env)).transpose();
+                        let value = instance.and_then(|i| {
+                            let mut url = librechat_value(base, env)?;
+                            if let Some(i) = i {
+                                url = url.replace("${INSTANCE_NAME}", &i);
+                            }
+                            Ok(url.replace("${DEPLOYMENT_NAME}", deployment))
+                        });
+                        (group.path_of("baseURL"), value)
+                    }
+                    (None, Some(instance)) if !serverless => (
+                        group.path_of("instanceName"),
+                        librechat_value(instance, env).map(|i| {
+                            format!("https://{i}.openai.azure.com/openai/deployments/{deployment}")
+                        }),
+                    ),
+                    _ => (
+                        group.path.clone(),
+                        Err(format!(
+                            "{}: an Azure group needs instanceName (or baseURL when serverless)",
+                            group.path
+                        )),
+                    ),
+                };
+                push(facts, format!("{label} {path}"), value, "librechat.yaml");
+            }
+        }
+        for custom in endpoints.list("custom")? {
+            let custom = custom.expect_object()?;
+            let path = custom.path_of("baseURL");
+            let value = match custom.string("baseURL")? {
+                Some(b) => librechat_value(b, env),
+                None => Err(format!("{path} is required and not set")),
+            };
+            push(facts, format!("{label} {path}"), value, "librechat.yaml");
+        }
+        if let Some(openai) = endpoints.object("openAI")?
+            && let Some(b) = openai.string("baseURL")?
+        {
+            let path = openai.path_of("baseURL");
+            push(
+                facts,
+                format!("{label} {path}"),
+                librechat_value(b, env),
+                "librechat.yaml",
+            );
+        }
+    }
+    // The built-in openAI endpoint is configured by env: enabled by ENDPOINTS (all when unset)
+    // and an OPENAI_API_KEY (a key or `user_provided`); OPENAI_REVERSE_PROXY overrides its host.
+    let enabled = match var(env, "ENDPOINTS") {
+        Var::Value(list) => list.split(',').any(|e| e.trim() == "openAI"),
+        _ => true,
+    };
+    let key = !matches!(var(env, "OPENAI_API_KEY"), Var::Unset);
+    if enabled && key {
+        let (value, path) = match var(env, "OPENAI_REVERSE_PROXY") {
+            Var::Value(v) => (Ok(v), format!("{container_path}.env[OPENAI_REVERSE_PROXY]")),
+            Var::Unreadable(why) => (
+                Err(why),
+                format!("{container_path}.env[OPENAI_REVERSE_PROXY]"),
+            ),
+            Var::Unset => (
+                Ok(super::catalogue::OPENAI_SDK_DEFAULT_BASE_URL.to_string()),
+                format!("{container_path}.env[OPENAI_API_KEY]"),
+            ),
+        };
+        push(
+            facts,
+            path,
+            value,
+            "the OpenAI default of LibreChat's openAI endpoint",
+        );
+    }
+    Ok(())
+}
+
+/// RAGFlow's `user_default_llm` (`common/settings.py`): the factory and base URL of each
+/// default model, falling back to the top-level ones; no base URL means the factory's default
+/// (`FACTORY_DEFAULT_BASE_URL`: OpenAI's is `https://api.openai.com/v1`).
+fn ragflow(doc: &Value, label: &str, facts: &mut ConfigFacts) -> Result<(), Malformed> {
+    if !doc.is_object() {
+        return Err(Malformed::new("(top level)", "must be a mapping"));
+    }
+    let root = Field::root(doc);
+    let Some(llm) = root.object("user_default_llm")? else {
+        return Ok(());
+    };
+    let factory = llm.string("factory")?;
+    let base = llm.string("base_url")?;
+    let mut models: Vec<(String, Option<&str>, Option<&str>)> = Vec::new();
+    if let Some(defaults) = llm.object("default_models")? {
+        for key in [
+            "chat_model",
+            "embedding_model",
+            "rerank_model",
+            "asr_model",
+            "vision_model",
+        ] {
+            match defaults.value.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(_)) => models.push((llm.path_of("base_url"), factory, base)),
+                Some(Value::Object(_)) => {
+                    let m = defaults.object(key)?.expect("an object");
+                    let f = m.string("factory")?.or(factory);
+                    let (b, p) = match m.string("base_url")? {
+                        Some(b) => (Some(b), m.path_of("base_url")),
+                        None => (base, llm.path_of("base_url")),
+                    };
+                    models.push((p, f, b));
+                }
+                Some(_) => {
+                    return Err(Malformed::new(
+                        defaults.path_of(key),
+                        "must be a model name or {name, factory, api_key, base_url}",
+                    ));
+                }
+            }
+        }
+    }
+    if models.is_empty() && factory.is_some() {
+        models.push((llm.path_of("base_url"), factory, base));
+    }
+    for (path, factory, base) in models {
+        let path = format!("{label} {path}");
+        let value = match (factory.unwrap_or_default(), base) {
+            ("OpenAI" | "Azure-OpenAI" | "OpenAI-API-Compatible", Some(url)) => {
+                EndpointValue::Url(url.to_string())
+            }
+            ("OpenAI", None) => {
+                EndpointValue::Url(super::catalogue::OPENAI_SDK_DEFAULT_BASE_URL.into())
+            }
+            (f @ ("Azure-OpenAI" | "OpenAI-API-Compatible"), None) => EndpointValue::Unresolved(
+                format!("factory {f} has no base_url, and RAGFlow has no default for it"),
+            ),
+            _ => continue,
+        };
+        facts.signals.push(Signal::Resource { path: path.clone() });
+        facts.endpoints.push(Endpoint {
+            value,
+            path,
+            via: "service_conf.yaml".into(),
             origin: None,
         });
     }
