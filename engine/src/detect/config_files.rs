@@ -236,10 +236,7 @@ pub(crate) fn read(
                 }
                 Var::Unset => None,
             };
-            match by_env.or_else(|| flag(container, &["--config", "-c"]).map(|(p, v)| (v, p))) {
-                Some(f) => f,
-                None => return None,
-            }
+            by_env.or_else(|| flag(container, &["--config", "-c"]).map(|(p, v)| (v, p)))?
         }
         App::LibreChat => match var(env, "CONFIG_PATH") {
             Var::Value(p) if p.starts_with("http://") || p.starts_with("https://") => {
@@ -646,19 +643,18 @@ fn librechat(
     }
     let root = Field::root(doc);
     let endpoints = root.object("endpoints")?;
-    let mut push =
-        |facts: &mut ConfigFacts, path: String, value: Result<String, String>, via: &str| {
-            facts.signals.push(Signal::Resource { path: path.clone() });
-            facts.endpoints.push(Endpoint {
-                value: match value {
-                    Ok(url) => EndpointValue::Url(url),
-                    Err(why) => EndpointValue::Unresolved(why),
-                },
-                path,
-                via: via.to_string(),
-                origin: None,
-            });
-        };
+    let push = |facts: &mut ConfigFacts, path: String, value: Result<String, String>, via: &str| {
+        facts.signals.push(Signal::Resource { path: path.clone() });
+        facts.endpoints.push(Endpoint {
+            value: match value {
+                Ok(url) => EndpointValue::Url(url),
+                Err(why) => EndpointValue::Unresolved(why),
+            },
+            path,
+            via: via.to_string(),
+            origin: None,
+        });
+    };
     if let Some(endpoints) = &endpoints {
         if let Some(azure) = endpoints.object("azureOpenAI")? {
             for group in azure.list("groups")? {
