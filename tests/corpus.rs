@@ -167,11 +167,13 @@ fn ai_manifests_get_the_expected_verdicts() {
             .unwrap_or_else(|| panic!("{name} has no {kind}"));
         assert_eq!(d.verdict, verdict, "{name} {kind}: {d:#?}");
     };
-    // LiteLLM configured for Azure OpenAI.
+    // LiteLLM configured for Azure OpenAI in env, but its model list is read from
+    // `--config /app/proxy_config.yaml`, a ConfigMap this file does not hold: what config.yaml
+    // routes where is unresolved offline (issue 10; tests/fixtures/adapters/expected.tsv).
     expect(
         "013-litellm-kub-deployment-azure.yaml",
         "Deployment",
-        Verdict::Allow,
+        Verdict::Deny,
     );
     // open-webui pointed at an in-cluster vLLM service through its own OPENAI_API_BASE_URLS,
     // with an OPENAI_API_KEY and no OPENAI_BASE_URL: any plain OpenAI client in the container

@@ -188,6 +188,10 @@ pub struct Snapshot {
     config_map_source: Option<Arc<dyn ConfigMapSource>>,
     namespace_source: Option<Arc<dyn NamespaceSource>>,
     declared: HashMap<String, Vec<DeclaredWorkload>>,
+    /// Objects an AI tool's resource refers to (an Envoy Gateway `Backend`, a
+    /// `BackendTLSPolicy`, an `AIServiceBackend`), by (group, kind, namespace, name).
+    related: BTreeMap<(String, String, String, String), Arc<serde_json::Value>>,
+    related_authoritative: bool,
     /// Increases with every change, for metrics and logs.
     pub generation: u64,
 }
@@ -335,8 +339,76 @@ impl Snapshot {
             .filter(move |d| d.selects(pod_labels))
     }
 
+    /// Adds an object an adapter may look up (see [`crate::detect::adapters::related_kinds`]).
+    /// Objects of other kinds are ignored.
+    pub fn insert_related(&mut self, object: &serde_json::Value, default_namespace: &str) {
+        let Some(key) = related_key(object, default_namespace) else {
+            return;
+        };
+        self.related.insert(key, Arc::new(object.clone()));
+    }
+
+    pub fn remove_related(&mut self, object: &serde_json::Value, default_namespace: &str) {
+        if let Some(key) = related_key(object, default_namespace) {
+            self.related.remove(&key);
+        }
+    }
+
+    /// Marks related-object lookups as authoritative (a synced cache of every related kind).
+    pub fn set_related_authoritative(&mut self, authoritative: bool) {
+        self.related_authoritative = authoritative;
+    }
+
+    /// One related object by group, kind, namespace and name.
+    pub fn related(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Lookup<Arc<serde_json::Value>> {
+        let key = (group.into(), kind.into(), namespace.into(), name.into());
+        match self.related.get(&key) {
+            Some(v) => Lookup::Found(Arc::clone(v)),
+            None if self.related_authoritative => Lookup::Absent,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Every related object of a group and kind in a namespace, by name.
+    pub fn related_in<'a>(
+        &'a self,
+        group: &'a str,
+        kind: &'a str,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+        self.related
+            .iter()
+            .filter(move |((g, k, n, _), _)| g == group && k == kind && n == namespace)
+            .map(|(_, v)| v.as_ref())
+    }
+
     /// Number of AIWorkloads held, for metrics.
     pub fn declared_count(&self) -> usize {
         self.declared.values().map(Vec::len).sum()
     }
+}
+
+/// The key of a related object, when its kind is one adapters look up.
+fn related_key(
+    object: &serde_json::Value,
+    default_namespace: &str,
+) -> Option<(String, String, String, String)> {
+    let api_version = object.get("apiVersion")?.as_str()?;
+    let kind = object.get("kind")?.as_str()?;
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    if !crate::detect::adapters::related_kinds().any(|(g, k)| g == group && k == kind) {
+        return None;
+    }
+    let name = object.pointer("/metadata/name")?.as_str()?;
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(default_namespace);
+    Some((group.into(), kind.into(), namespace.into(), name.into()))
 }

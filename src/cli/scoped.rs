@@ -34,7 +34,22 @@ pub const REFERENCED_KINDS: [&str; 4] = ["ConfigMap", "Namespace", "AIWorkload",
 /// kind from the List's (`ConfigMapList`), which holds the name too. Sound, not exact: a
 /// Deployment mentioning a ConfigMap in a comment passes, and is parsed once more.
 pub fn may_be_referenced(text: &str) -> bool {
-    text.contains('\\') || REFERENCED_KINDS.iter().any(|k| text.contains(k))
+    text.contains('\\')
+        || REFERENCED_KINDS.iter().any(|k| text.contains(k))
+        || crate::detect::adapters::related_kinds().any(|(_, k)| text.contains(k))
+}
+
+/// `group/kind/namespace/name` of an object an AI tool's resource may refer to (an Envoy Gateway
+/// `Backend`, a `BackendTLSPolicy`, an `AIServiceBackend`), if the document is one.
+fn related_key(doc: &Document) -> Option<String> {
+    let kind = doc.kind()?;
+    let group = doc.api_version()?.rsplit_once('/').map_or("", |(g, _)| g);
+    crate::detect::adapters::related_kinds().find(|&(g, k)| g == group && k == kind)?;
+    let name = doc.name()?;
+    Some(format!(
+        "{group}/{kind}/{}/{name}",
+        doc.namespace().unwrap_or("default")
+    ))
 }
 
 /// Whether a document is of a kind a reference names (and so is judged without a scope).
@@ -91,6 +106,8 @@ pub struct ScopeBuilder {
 pub struct Scope {
     places: Places,
     config_maps: Index<ConfigMapData>,
+    /// Objects AI tools' resources refer to, by `group/kind/namespace/name`.
+    related: Index<Arc<Value>>,
     namespaces: Index<Labels>,
     workloads: Index<Declared>,
     /// The keys (`namespace/name`) of the AIWorkloads of each namespace.
@@ -119,6 +136,7 @@ impl ScopeBuilder {
             scope: Scope {
                 places,
                 config_maps: Index::default(),
+                related: Index::default(),
                 namespaces: Index::default(),
                 workloads: Index::default(),
                 workload_keys: HashMap::new(),
@@ -143,6 +161,10 @@ impl ScopeBuilder {
             line: doc.line,
         };
         let s = &mut self.scope;
+        if let Some(key) = related_key(doc) {
+            s.related
+                .insert(key, place, origin(), Arc::new(doc.value.clone()));
+        }
         if is_hostguard(doc, "AIWorkload") {
             if let Ok(mut aiw) = AIWorkload::deserialize(&doc.value) {
                 aiw.metadata
@@ -376,6 +398,11 @@ impl Scope {
             .filter(|d| d.namespace == namespace)
         {
             snapshot.insert_declared(d.clone());
+        }
+        for key in self.related.keys() {
+            if let Resolved::Found(object) = self.related.resolve(&self.places, place, key) {
+                snapshot.insert_related(object, "default");
+            }
         }
         if !self.config_maps.is_empty() {
             snapshot.set_config_map_source(Arc::new(ScopedConfigMaps {

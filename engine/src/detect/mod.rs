@@ -12,8 +12,10 @@
 //! shows. The API class comes from the most trusted source that states one; a workload that does
 //! not say is stateless (fail closed). Detection never decides anything: it reports.
 
+pub mod adapters;
 pub mod catalogue;
 pub mod clients;
+mod config_files;
 
 use std::collections::BTreeMap;
 
@@ -46,6 +48,8 @@ pub enum Signal {
     /// A model URL appears in `command`, `args`, an exec hook or probe, an httpGet host, or the
     /// value of a variable the catalogue does not know.
     CommandUrl { path: String },
+    /// An AI tool's own resource configures it (see [`adapters`]).
+    Resource { path: String },
 }
 
 /// An endpoint value: a URL to classify, or a value that cannot be read.
@@ -175,6 +179,9 @@ pub struct TemplateFacts {
     pub usages: Vec<Usage>,
     /// Things the user should know that are not violations (e.g. an unreadable annotation).
     pub notes: Vec<String>,
+    /// Config files of the template that do not fit their application's format (the engine
+    /// denies: an unreadable model list is never allowed).
+    pub malformed: Vec<adapters::Malformed>,
 }
 
 impl TemplateFacts {
@@ -293,6 +300,16 @@ fn detect_template(
     };
     for container in template.containers() {
         let env = ResolvedEnv::resolve(&container, &pod, snapshot);
+        // An application that reads its model list from a config file: the file decides.
+        if let Some(config) = config_files::read(&container, template, &env, namespace, snapshot) {
+            facts.malformed.extend(config.malformed);
+            if !config.endpoints.is_empty() {
+                let draft = usages.entry(OPENAI.to_string()).or_default();
+                draft.signals.extend(config.signals);
+                draft.endpoints.extend(config.endpoints);
+            }
+            continue;
+        }
         let inferred = infer_container(&container, &env, &rules);
         for s in env.opaque_sources() {
             opaque_paths.push((s.path, s.why));
@@ -404,7 +421,8 @@ fn signal_path(s: &Signal) -> String {
         Signal::AiWorkload { name } => format!("AIWorkload {name}"),
         Signal::Annotation { path }
         | Signal::Variable { path, .. }
-        | Signal::CommandUrl { path } => path.clone(),
+        | Signal::CommandUrl { path }
+        | Signal::Resource { path } => path.clone(),
     }
 }
 

@@ -66,10 +66,20 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     if let Some(decision) = validate_own_resource(object) {
         return decision;
     }
+    if let Some(decision) = evaluate_tool_resource(request, object, policies, snapshot) {
+        return decision;
+    }
 
     let view = match workload::read(object) {
         Ok(Some(view)) => view,
         Ok(None) => {
+            if let Some(why) = workload::not_understood(object) {
+                let mut d = Decision::skipped("");
+                d.skipped = None;
+                d.warnings.push(why);
+                d.settle();
+                return d;
+            }
             let kind = object
                 .get("kind")
                 .and_then(Value::as_str)
@@ -91,6 +101,18 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         .to_string();
 
     let facts = detect::detect(&view, &namespace, snapshot, policies.known_hosts());
+    let mut notes: Vec<String> = Vec::new();
+    if let WorkloadKind::Other(k) = view.kind
+        && k.kind == "Rollout"
+        && view.templates.is_empty()
+        && let Some(reference) = object.pointer("/spec/workloadRef")
+    {
+        let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+        notes.push(format!(
+            "spec.workloadRef: this Rollout runs the pod template of {} {name:?}, which hostguard judges on that object, not here",
+            reference.get("kind").and_then(Value::as_str).unwrap_or("Deployment")
+        ));
+    }
     let mut decision = Decision {
         verdict: Verdict::Allow,
         violations: Vec::new(),
@@ -101,8 +123,19 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         patch: Vec::new(),
         skipped: None,
     };
+    decision.warnings.extend(notes);
     for f in &facts {
         decision.warnings.extend(f.notes.iter().cloned());
+        for m in &f.malformed {
+            decision.violations.push(Violation {
+                policy: SELF_VALIDATION.into(),
+                action: Action::Deny,
+                path: m.path.clone(),
+                message: format!(
+                    "{m}; the model list cannot be read, so its endpoints cannot be checked"
+                ),
+            });
+        }
     }
 
     // A namespace whose labels cannot be read (not in the cache and not fetched in time, or
@@ -161,6 +194,102 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     }
     decision.settle();
     decision
+}
+
+/// Decides on an AI tool's own resource (a K8sGPT, a kagent ModelConfig, an AIServiceBackend):
+/// its adapter turns it into the same facts a pod template gives, and the endpoint rules of every
+/// policy that governs them apply. Placement is not checked here: the resource is not a pod, and
+/// the pods its controller creates are judged when they are admitted. None for any other kind.
+fn evaluate_tool_resource(
+    request: &Request<'_>,
+    object: &Value,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+) -> Option<Decision> {
+    let namespace = request
+        .namespace
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("default");
+    let facts = match detect::adapters::read(object, namespace, snapshot)? {
+        Ok(facts) => facts,
+        Err(e) => {
+            let kind = object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("resource");
+            let mut d = Decision::skipped("");
+            d.skipped = None;
+            d.violations.push(Violation {
+                policy: SELF_VALIDATION.into(),
+                action: Action::Deny,
+                path: e.path.clone(),
+                message: format!(
+                    "{}: {}; the {kind} cannot be read, so its model endpoints cannot be checked",
+                    e.path, e.message
+                ),
+            });
+            d.settle();
+            return Some(d);
+        }
+    };
+    if request.operation == Operation::Update
+        && object.pointer("/metadata/deletionTimestamp").is_some()
+    {
+        return Some(Decision::skipped(
+            "the object is being deleted; finalizer updates are never blocked",
+        ));
+    }
+    let template = TemplateFacts {
+        path: String::new(),
+        usages: facts.usages,
+        notes: facts.notes,
+        malformed: Vec::new(),
+    };
+    let all = std::slice::from_ref(&template);
+    let mut decision = Decision {
+        verdict: Verdict::Allow,
+        violations: Vec::new(),
+        warnings: template.notes.clone(),
+        findings: findings(all, policies),
+        governed_by: Vec::new(),
+        exemptions: Vec::new(),
+        patch: Vec::new(),
+        skipped: None,
+    };
+    let ns_labels = match snapshot.namespace_labels_resolved(namespace) {
+        Lookup::Found(labels) => Some(labels.into_owned()),
+        Lookup::Absent | Lookup::Unknown => None,
+    };
+    let mut governing: BTreeSet<&str> = BTreeSet::new();
+    for policy in policies.policies() {
+        if !policy.applies_in(namespace, ns_labels.as_ref()) {
+            continue;
+        }
+        let Some(usage) = template.usage(&policy.provider) else {
+            continue;
+        };
+        let trusted = usage.classes_trusting(|_| false);
+        if !trusted
+            .classes
+            .iter()
+            .any(|c| policy.api_classes.contains(c))
+        {
+            continue;
+        }
+        governing.insert(&policy.name);
+        check_endpoints(policy, usage, &mut decision);
+    }
+    decision.governed_by = governing.iter().map(|s| s.to_string()).collect();
+    if request.operation == Operation::Update {
+        forgive_pre_existing(request, policies, snapshot, &mut decision);
+    }
+    decision.settle();
+    Some(decision)
 }
 
 /// Records that trusted AIWorkloads lift `policy` from a template it would otherwise govern (the

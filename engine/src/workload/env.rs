@@ -746,6 +746,8 @@ mod tests {
             env_from: &[],
             command: &[],
             args: &[],
+            image: "",
+            volume_mounts: &[],
             exec: Vec::new(),
             http_get: Vec::new(),
         };

@@ -7,6 +7,7 @@
 //! names the exact field a user must change.
 
 pub mod env;
+pub mod kinds;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,8 @@ pub enum WorkloadKind {
     ReplicationController,
     Job,
     CronJob,
+    /// Another controller's kind with pod templates ([`kinds::KINDS`]).
+    Other(&'static kinds::TemplateKind),
 }
 
 impl WorkloadKind {
@@ -46,7 +49,14 @@ impl WorkloadKind {
             ("apps" | "extensions", "ReplicaSet") => WorkloadKind::ReplicaSet,
             ("batch", "Job") => WorkloadKind::Job,
             ("batch", "CronJob") => WorkloadKind::CronJob,
-            _ => return None,
+            _ => {
+                let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+                let other = kinds::find(group, kind)?;
+                if !other.versions.contains(&version) {
+                    return None;
+                }
+                WorkloadKind::Other(other)
+            }
         };
         Some(k)
     }
@@ -57,6 +67,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Pod => &[],
             WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template"],
+            WorkloadKind::Other(_) => &[],
             _ => &["spec", "template"],
         }
     }
@@ -71,6 +82,7 @@ impl WorkloadKind {
             WorkloadKind::ReplicationController => "ReplicationController",
             WorkloadKind::Job => "Job",
             WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::Other(k) => k.kind,
         }
     }
 }
@@ -103,6 +115,12 @@ pub struct WorkloadView {
 pub struct PodTemplateView {
     /// Path of the template itself: `spec.template`, or empty for a Pod.
     pub path: String,
+    /// Where the pod spec is when it is not `<path>.spec`: a PodSpec or a Container inlined in
+    /// another controller's object (`spec.predictor` of a KServe InferenceService).
+    pub spec_at: Option<String>,
+    /// When the template is one Container inlined (`spec.predictor.model`): its path; the
+    /// container is `spec.containers[0]`.
+    pub container_at: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub spec: PodSpecView,
@@ -138,6 +156,50 @@ pub struct PodSpecView {
     pub enable_service_links: Option<bool>,
     /// `nodeSelector`, ANDed by the scheduler with the required node affinity.
     pub node_selector: Option<BTreeMap<String, String>>,
+    /// Volumes, of which ConfigMap and Secret volumes matter: an AI tool reads its config file
+    /// from one (see `detect::config_files`).
+    pub volumes: Option<Vec<VolumeView>>,
+}
+
+/// One volume: its name and, when it is one, the ConfigMap it projects.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeView {
+    #[serde(default)]
+    pub name: String,
+    pub config_map: Option<ConfigMapVolumeView>,
+    pub secret: Option<IgnoredAny>,
+    pub projected: Option<IgnoredAny>,
+}
+
+/// `volumes[].configMap`: the ConfigMap, and `items` when only some keys are projected (each
+/// `key` to a relative `path`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapVolumeView {
+    #[serde(default)]
+    pub name: String,
+    pub items: Option<Vec<KeyToPathView>>,
+}
+
+/// One `items` entry of a ConfigMap volume.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct KeyToPathView {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub path: String,
+}
+
+/// One `volumeMounts` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMountView {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub mount_path: String,
+    pub sub_path: Option<String>,
 }
 
 impl PodSpecView {
@@ -178,6 +240,9 @@ pub struct ContainerSpec {
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
+    /// The image names the application, and so which config file it reads.
+    pub image: Option<String>,
+    pub volume_mounts: Option<Vec<VolumeMountView>>,
 }
 
 /// A command a container runs besides its entrypoint: an `exec` hook or probe.
@@ -254,6 +319,8 @@ impl ContainerSpec {
             env_from: self.env_from.as_deref().unwrap_or_default(),
             command: self.command.as_deref().unwrap_or_default(),
             args: self.args.as_deref().unwrap_or_default(),
+            image: self.image.as_deref().unwrap_or_default(),
+            volume_mounts: self.volume_mounts.as_deref().unwrap_or_default(),
             exec,
             http_get,
         }
@@ -263,6 +330,14 @@ impl ContainerSpec {
 impl PodTemplateView {
     /// Path of a field under the template, e.g. `spec.template.spec` + `spec`.
     pub fn field(&self, rel: &str) -> String {
+        if let Some(spec) = &self.spec_at {
+            if rel == "spec" {
+                return spec.clone();
+            }
+            if let Some(rest) = rel.strip_prefix("spec.") {
+                return format!("{spec}.{rest}");
+            }
+        }
         if self.path.is_empty() {
             rel.to_string()
         } else {
@@ -278,6 +353,16 @@ impl PodTemplateView {
     /// Every container of every kind, in a stable order: init containers first (they run
     /// first), then containers, then ephemeral containers.
     pub fn containers(&self) -> Vec<ContainerView<'_>> {
+        if let Some(at) = &self.container_at {
+            return self
+                .spec
+                .containers
+                .iter()
+                .flatten()
+                .take(1)
+                .map(|c| c.view(at.clone()))
+                .collect();
+        }
         let spec_path = self.field("spec");
         let kinds = [
             ("initContainers", &self.spec.init_containers),
@@ -304,6 +389,8 @@ pub struct ContainerView<'a> {
     pub env_from: &'a [EnvFromSource],
     pub command: &'a [String],
     pub args: &'a [String],
+    pub image: &'a str,
+    pub volume_mounts: &'a [VolumeMountView],
     /// `exec` hooks and probes.
     pub exec: Vec<ExecView<'a>>,
     /// `httpGet` hooks and probes.
@@ -329,6 +416,17 @@ pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewE
         return Err(ViewError::NotAnObject);
     }
     let meta: MetaView = parse_at(object, &["metadata"])?.unwrap_or_default();
+    if let WorkloadKind::Other(other) = kind {
+        return Ok(WorkloadView {
+            kind,
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
+            labels: meta.labels.unwrap_or_default(),
+            annotations: meta.annotations.unwrap_or_default(),
+            deleting: meta.deletion_timestamp.is_some(),
+            templates: other_templates(other, object)?,
+        });
+    }
 
     let keys = kind.template_keys();
     let template_path = keys.join(".");
@@ -362,11 +460,151 @@ pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewE
         deleting: meta.deletion_timestamp.is_some(),
         templates: vec![PodTemplateView {
             path: template_path,
+            spec_at: None,
+            container_at: None,
             labels: t_labels,
             annotations: t_annotations,
             spec,
         }],
     })
+}
+
+/// Why an object of a kind in [`kinds::KINDS`] is not read, when its version is not one the
+/// table knows: reported as not understood (a warning), never allowed silently.
+pub fn not_understood(object: &Value) -> Option<String> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let (group, _) = api_version.rsplit_once('/')?;
+    let known = kinds::find(group, kind)?;
+    Some(format!(
+        "apiVersion: {api_version} {kind} is not understood: hostguard reads the pod templates of {kind} of {group} versions {}; they were not checked",
+        known.versions.join(", ")
+    ))
+}
+
+/// Every pod template of another controller's object, following the table's paths.
+fn other_templates(
+    kind: &kinds::TemplateKind,
+    object: &Value,
+) -> Result<Vec<PodTemplateView>, ViewError> {
+    let mut out = Vec::new();
+    for (path, shape) in kind.templates {
+        for (at, value) in walk(object, path)? {
+            if !value.is_object() {
+                return Err(ViewError::Malformed {
+                    path: at,
+                    message: format!("must be an object ({shape:?} of a {})", kind.kind),
+                });
+            }
+            let named = |e: ViewError| match e {
+                ViewError::Malformed { path, message } => ViewError::Malformed {
+                    path: format!("{at}.{}", path.trim_start_matches('.'))
+                        .trim_end_matches('.')
+                        .to_string(),
+                    message,
+                },
+                other => other,
+            };
+            let template = match shape {
+                kinds::Shape::Template => {
+                    let meta: MetaView = parse_at(value, &["metadata"])
+                        .map_err(named)?
+                        .unwrap_or_default();
+                    let spec: PodSpecView = parse_at(value, &["spec"])
+                        .map_err(named)?
+                        .unwrap_or_default();
+                    PodTemplateView {
+                        path: at,
+                        spec_at: None,
+                        container_at: None,
+                        labels: meta.labels.unwrap_or_default(),
+                        annotations: meta.annotations.unwrap_or_default(),
+                        spec,
+                    }
+                }
+                kinds::Shape::PodSpec => {
+                    let spec: PodSpecView = parse_value(value).map_err(named)?.unwrap_or_default();
+                    PodTemplateView {
+                        path: at.clone(),
+                        spec_at: Some(at),
+                        container_at: None,
+                        labels: BTreeMap::new(),
+                        annotations: BTreeMap::new(),
+                        spec,
+                    }
+                }
+                kinds::Shape::Container => {
+                    let container: ContainerSpec =
+                        parse_value(value).map_err(named)?.unwrap_or_default();
+                    let spec = PodSpecView {
+                        containers: Some(vec![container]),
+                        volumes: value
+                            .get("volumes")
+                            .and_then(|v| serde_json::from_value(v.clone()).ok()),
+                        ..Default::default()
+                    };
+                    PodTemplateView {
+                        path: at.clone(),
+                        spec_at: Some(at.clone()),
+                        container_at: Some(at),
+                        labels: BTreeMap::new(),
+                        annotations: BTreeMap::new(),
+                        spec,
+                    }
+                }
+            };
+            out.push(template);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_value<T: for<'de> Deserialize<'de>>(value: &Value) -> Result<Option<T>, ViewError> {
+    parse_at(value, &[])
+}
+
+/// The values a table path leads to, with their paths (`spec.workerGroupSpecs[1].template`).
+/// An intermediate value of the wrong shape is an error naming it.
+fn walk<'a>(object: &'a Value, path: &str) -> Result<Vec<(String, &'a Value)>, ViewError> {
+    let mut current: Vec<(String, &'a Value)> = vec![(String::new(), object)];
+    for segment in path.split('.') {
+        let (key, each) = match segment.strip_suffix("[]") {
+            Some(k) => (k, true),
+            None => (segment, false),
+        };
+        let mut next = Vec::new();
+        for (at, v) in current {
+            if !v.is_object() {
+                return Err(ViewError::Malformed {
+                    path: at,
+                    message: "must be an object".into(),
+                });
+            }
+            let here = if at.is_empty() {
+                key.to_string()
+            } else {
+                format!("{at}.{key}")
+            };
+            let Some(child) = v.get(key).filter(|c| !c.is_null()) else {
+                continue;
+            };
+            if each {
+                let Some(items) = child.as_array() else {
+                    return Err(ViewError::Malformed {
+                        path: here,
+                        message: "must be a list".into(),
+                    });
+                };
+                for (i, item) in items.iter().enumerate() {
+                    next.push((format!("{here}[{i}]"), item));
+                }
+            } else {
+                next.push((here, child));
+            }
+        }
+        current = next;
+    }
+    Ok(current)
 }
 
 /// The raw JSON of the pod template (for comparing an UPDATE's old and new templates).
