@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod manifest;
 pub mod metrics;
 pub mod policy_files;
+pub mod policy_report;
 pub mod server;
 pub mod state;
 
