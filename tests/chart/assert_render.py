@@ -178,8 +178,9 @@ def check_render(c, docs, values, release, namespace):
 
     # -- inventory: exactly these resources, nothing else
     want = Counter({
-        "ClusterRole": 2 + (1 if values["rbac"]["aiWorkloadEditor"]["create"] else 0),
-        "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Service": 1,
+        "ClusterRole": 2 + (1 if values["rbac"]["aiWorkloadEditor"]["create"] else 0)
+        + (1 if values["policyReports"]["enabled"] else 0),
+        "ClusterRoleBinding": 1 + (1 if values["policyReports"]["enabled"] else 0), "Role": 1, "RoleBinding": 1, "Service": 1,
         "Deployment": 1, "ValidatingWebhookConfiguration": 1, "CustomResourceDefinition": 2,
     })
     if values["serviceAccount"]["create"]:
@@ -239,6 +240,35 @@ def check_render(c, docs, values, release, namespace):
     check_tls(c, docs, values, namespace, service, deployment, self_signed)
     check_optional(c, docs, values, namespace, deployment, service)
     check_default_policy(c, docs, values)
+    check_policy_reports(c, docs, values, name, sa_name, namespace, deployment)
+
+
+# The report kinds of each PolicyReport API, from the OpenReports and wgpolicyk8s.io CRDs.
+REPORT_RESOURCES = {
+    "openreports": ("openreports.io", ["reports", "clusterreports"]),
+    "wgpolicyk8s": ("wgpolicyk8s.io", ["policyreports", "clusterpolicyreports"]),
+}
+
+
+def check_policy_reports(c, docs, values, name, sa_name, namespace, deployment):
+    conf = values["policyReports"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    role_name = f"{name}-policyreports"
+    roles = [d for d in of_kind(docs, "ClusterRole") if d["metadata"]["name"] == role_name]
+    if not conf["enabled"]:
+        c.ok(not any(a.startswith("--policy-reports") for a in args), "no --policy-reports when off")
+        c.equal(roles, [], "no PolicyReport ClusterRole when off")
+        return
+    c.ok(f"--policy-reports={conf['api']}" in args, f"--policy-reports={conf['api']} passed")
+    group, resources = REPORT_RESOURCES[conf["api"]]
+    c.equal([r["rules"] for r in roles],
+            [[{"apiGroups": [group], "resources": resources,
+               "verbs": ["get", "list", "create", "patch", "delete"]}]],
+            "the PolicyReport ClusterRole grants the chosen API's report kinds only")
+    bindings = [b for b in of_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"] == role_name]
+    c.equal([b["subjects"] for b in bindings],
+            [[{"kind": "ServiceAccount", "name": sa_name, "namespace": namespace}]],
+            "the PolicyReport ClusterRoleBinding binds the ServiceAccount")
 
 
 def check_deployment(c, deployment, values, name, sa_name):
@@ -491,7 +521,8 @@ def check_rbac(c, docs, namespace, sa_name, name):
     c.equal(permissions(role["rules"]), want["Role"],
             "Role grants exactly the Scope::OwnNamespace rules of src/cluster/rbac.rs")
     subject = [{"kind": "ServiceAccount", "name": sa_name, "namespace": namespace}]
-    for binding, target in ((of_kind(docs, "ClusterRoleBinding")[0], cluster_role),
+    main_binding = [b for b in of_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"] == name][0]
+    for binding, target in ((main_binding, cluster_role),
                             (of_kind(docs, "RoleBinding")[0], role)):
         c.equal(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": target["kind"],
                                      "name": target["metadata"]["name"]}, f"{binding['kind']} roleRef")
