@@ -238,11 +238,57 @@ impl ReportResult {
 /// The policy name of violations about hostguard's own reading of the input.
 const SELF_VALIDATION: &str = "hostguard";
 
+/// A violation as reports need it (from a [`Decision`] or a `check` report entry).
+#[derive(Debug, Clone, Copy)]
+pub struct Broken<'a> {
+    pub policy: &'a str,
+    pub action: Action,
+    pub rule: &'a str,
+    pub path: &'a str,
+    pub message: &'a str,
+}
+
+/// An exemption as reports need it.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifted<'a> {
+    pub policy: &'a str,
+    pub path: &'a str,
+    pub exempted_by: &'a [String],
+    pub message: &'a str,
+}
+
 /// The results of one decision on one resource: a `fail`/`warn`/`error` per violation, a
 /// `skip` per exemption, a `pass` per governing policy without violations.
 pub fn results(resource: &Resource, decision: &Decision) -> Vec<ReportResult> {
+    results_of(
+        resource,
+        decision.violations.iter().map(|v| Broken {
+            policy: &v.policy,
+            action: v.action,
+            rule: v.rule,
+            path: &v.path,
+            message: &v.message,
+        }),
+        decision.exemptions.iter().map(|e| Lifted {
+            policy: &e.policy,
+            path: &e.path,
+            exempted_by: &e.exempted_by,
+            message: &e.message,
+        }),
+        &decision.governed_by,
+    )
+}
+
+/// [`results`] from the parts of a decision.
+pub fn results_of<'a>(
+    resource: &Resource,
+    violations: impl IntoIterator<Item = Broken<'a>>,
+    exemptions: impl IntoIterator<Item = Lifted<'a>>,
+    governed_by: &[String],
+) -> Vec<ReportResult> {
     let mut out = Vec::new();
-    for v in &decision.violations {
+    let mut not_passed: Vec<&str> = Vec::new();
+    for v in violations {
         let outcome = if v.policy == SELF_VALIDATION {
             Outcome::Error
         } else if v.action == Action::Warn {
@@ -250,29 +296,29 @@ pub fn results(resource: &Resource, decision: &Decision) -> Vec<ReportResult> {
         } else {
             Outcome::Fail
         };
-        let mut r = ReportResult::new(&v.policy, v.rule, outcome, resource);
+        let mut r = ReportResult::new(v.policy, v.rule, outcome, resource);
         r.severity = Some(Severity::of(v.action));
-        r.message = v.message.clone();
+        r.message = v.message.to_string();
         if !v.path.is_empty() {
-            r.properties.insert("fieldPath".into(), v.path.clone());
+            r.properties.insert("fieldPath".into(), v.path.to_string());
         }
         r.properties.insert("action".into(), v.action.as_str().into());
         out.push(r);
+        not_passed.push(v.policy);
     }
-    for e in &decision.exemptions {
-        let mut r = ReportResult::new(&e.policy, RULE_ALL_CHECKS, Outcome::Skip, resource);
-        r.message = e.message.clone();
+    for e in exemptions {
+        let mut r = ReportResult::new(e.policy, RULE_ALL_CHECKS, Outcome::Skip, resource);
+        r.message = e.message.to_string();
         if !e.path.is_empty() {
-            r.properties.insert("fieldPath".into(), e.path.clone());
+            r.properties.insert("fieldPath".into(), e.path.to_string());
         }
         r.properties
             .insert("exemptedBy".into(), e.exempted_by.join(", "));
         out.push(r);
+        not_passed.push(e.policy);
     }
-    for policy in &decision.governed_by {
-        if decision.violations.iter().any(|v| &v.policy == policy)
-            || decision.exemptions.iter().any(|e| &e.policy == policy)
-        {
+    for policy in governed_by {
+        if not_passed.contains(&policy.as_str()) {
             continue;
         }
         let mut r = ReportResult::new(policy, RULE_ALL_CHECKS, Outcome::Pass, resource);
