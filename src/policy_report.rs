@@ -302,7 +302,8 @@ pub fn results_of<'a>(
         if !v.path.is_empty() {
             r.properties.insert("fieldPath".into(), v.path.to_string());
         }
-        r.properties.insert("action".into(), v.action.as_str().into());
+        r.properties
+            .insert("action".into(), v.action.as_str().into());
         out.push(r);
         not_passed.push(v.policy);
     }
@@ -492,7 +493,10 @@ pub fn same_content(current: &Value, new: &Value) -> bool {
             .cloned()
     };
     let labelled = current
-        .pointer(&format!("/metadata/labels/{}", MANAGED_BY.0.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            MANAGED_BY.0.replace('/', "~1")
+        ))
         .and_then(Value::as_str)
         == Some(MANAGED_BY.1);
     labelled
@@ -592,10 +596,30 @@ mod tests {
     fn an_unchanged_finding_keeps_its_first_timestamp() {
         let object = deployment("https://api.openai.com/v1");
         let mut old = results(&Resource::of(&object), &decide(&object));
-        stamp(&mut old, &[], Timestamp { seconds: 100, nanos: 0 });
+        stamp(
+            &mut old,
+            &[],
+            Timestamp {
+                seconds: 100,
+                nanos: 0,
+            },
+        );
         let mut new = results(&Resource::of(&object), &decide(&object));
-        stamp(&mut new, &old, Timestamp { seconds: 200, nanos: 0 });
-        assert_eq!(new[0].timestamp, Some(Timestamp { seconds: 100, nanos: 0 }));
+        stamp(
+            &mut new,
+            &old,
+            Timestamp {
+                seconds: 200,
+                nanos: 0,
+            },
+        );
+        assert_eq!(
+            new[0].timestamp,
+            Some(Timestamp {
+                seconds: 100,
+                nanos: 0
+            })
+        );
         let content = ReportContent {
             summary: Summary {
                 fail: 1,

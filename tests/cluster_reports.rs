@@ -141,7 +141,8 @@ impl Store {
     }
 
     fn unexpected(&mut self, r: &Seen) -> (u16, Value) {
-        self.unexpected.push(format!("{} {}?{}", r.method, r.path, r.query));
+        self.unexpected
+            .push(format!("{} {}?{}", r.method, r.path, r.query));
         (500, status(500, "unexpected request"))
     }
 }
@@ -354,7 +355,10 @@ async fn one_openreports_report_per_namespace_and_a_cluster_report() {
     assert_eq!(fail["properties"]["fieldPath"], path);
     let message = fail["message"].as_str().unwrap();
     assert!(message.starts_with(path), "{message}");
-    assert!(message.contains("\"https://api.openai.com/v1\""), "{message}");
+    assert!(
+        message.contains("\"https://api.openai.com/v1\""),
+        "{message}"
+    );
     assert_eq!(
         fail["timestamp"],
         json!({"seconds": now().as_second(), "nanos": 0})
@@ -441,7 +445,10 @@ async fn unchanged_reports_are_not_rewritten_and_deleted_objects_are_pruned() {
     assert_eq!((r.applied, r.unchanged, r.deleted), (1, 1, 1));
     let s = store.lock().unwrap();
     assert!(s.unexpected.is_empty(), "{:#?}", s.unexpected);
-    assert!(!s.reports.contains_key(&format!("{root}/namespaces/team-b/reports/hostguard")));
+    assert!(
+        !s.reports
+            .contains_key(&format!("{root}/namespaces/team-b/reports/hostguard"))
+    );
     let a = &s.reports[&format!("{root}/namespaces/team-a/reports/hostguard")];
     let results = a["results"].as_array().unwrap();
     assert_eq!(results.len(), 1, "{results:#?}");

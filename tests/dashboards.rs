@@ -58,9 +58,7 @@ fn exposed() -> BTreeSet<String> {
     m.cluster_nodes
         .get_or_create(&ProviderLabel { provider: "azure" })
         .set(1);
-    let resource = ResourceLabel {
-        resource: "nodes",
-    };
+    let resource = ResourceLabel { resource: "nodes" };
     m.watch_errors.get_or_create(&resource).inc();
     m.watch_restarts.get_or_create(&resource).inc();
     m.audit_runs
@@ -136,7 +134,8 @@ fn the_registry_exposes_the_names_the_tests_expect() {
 
 #[test]
 fn every_dashboard_query_names_an_exposed_metric() -> TestResult {
-    let dashboard: Value = serde_json::from_str(&read("charts/hostguard/dashboards/hostguard.json")?)?;
+    let dashboard: Value =
+        serde_json::from_str(&read("charts/hostguard/dashboards/hostguard.json")?)?;
     let names = exposed();
     let mut all = Vec::new();
     for p in dashboard["panels"].as_array().ok_or("no panels")? {
@@ -145,12 +144,19 @@ fn every_dashboard_query_names_an_exposed_metric() -> TestResult {
     assert!(all.len() >= 15, "{all:#?}");
     let mut ids = BTreeSet::new();
     for p in dashboard["panels"].as_array().ok_or("no panels")? {
-        assert!(ids.insert(p["id"].as_i64()), "duplicate panel id {}", p["id"]);
+        assert!(
+            ids.insert(p["id"].as_i64()),
+            "duplicate panel id {}",
+            p["id"]
+        );
         assert!(!p["title"].as_str().unwrap_or("").is_empty(), "{p}");
     }
     for (title, expr) in &all {
         let used = metric_names(expr);
-        assert!(!used.is_empty(), "{title}: {expr} names no hostguard metric");
+        assert!(
+            !used.is_empty(),
+            "{title}: {expr} names no hostguard metric"
+        );
         for m in used {
             assert!(names.contains(&m), "{title}: {m} is not exposed ({expr})");
         }
@@ -170,8 +176,13 @@ fn every_dashboard_query_names_an_exposed_metric() -> TestResult {
         assert!(text.contains(m), "the dashboard does not show {m}");
     }
     // Queries use the data source variable the dashboard defines.
-    let vars = dashboard["templating"]["list"].as_array().ok_or("no variables")?;
-    assert!(vars.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource"));
+    let vars = dashboard["templating"]["list"]
+        .as_array()
+        .ok_or("no variables")?;
+    assert!(
+        vars.iter()
+            .any(|v| v["name"] == "datasource" && v["type"] == "datasource")
+    );
     Ok(())
 }
 

@@ -35,8 +35,8 @@ use crate::manifest::scope::Place;
 use crate::manifest::scope::Places;
 use crate::manifest::{self, Inputs, MAX_FILE_BYTES};
 use crate::policy::PolicySet;
-use crate::policy_report::ReportApi;
 use crate::policy_files::{PolicyArgs, PolicyFiles, load_policy_files};
+use crate::policy_report::ReportApi;
 
 /// Arguments of `hostguard check`.
 #[derive(Debug, Clone, Args)]

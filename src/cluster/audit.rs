@@ -325,7 +325,9 @@ impl Tally {
         self.events.extend(other.events.into_iter().take(room));
         self.events_dropped += other.events_dropped + offered.saturating_sub(room);
         if let Some(theirs) = other.reports {
-            self.reports.get_or_insert_with(Collected::default).absorb(theirs);
+            self.reports
+                .get_or_insert_with(Collected::default)
+                .absorb(theirs);
         }
     }
 }
@@ -414,7 +416,17 @@ pub async fn run_with(
     for kind in audit_kinds() {
         let mut relists = 0;
         let found = loop {
-            match list_kind(client, fetcher, &kind, policies, snapshot, keep_going, fresh()).await {
+            match list_kind(
+                client,
+                fetcher,
+                &kind,
+                policies,
+                snapshot,
+                keep_going,
+                fresh(),
+            )
+            .await
+            {
                 Err(AuditError::List { kind: name, error }) if is_expired(&error) => {
                     relists += 1;
                     if relists > MAX_RELISTS {

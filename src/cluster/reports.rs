@@ -274,7 +274,9 @@ fn stamped(
     now: Timestamp,
 ) -> Value {
     let mut content = content.clone();
-    let previous = current.map(policy_report::current_results).unwrap_or_default();
+    let previous = current
+        .map(policy_report::current_results)
+        .unwrap_or_default();
     policy_report::stamp(&mut content.results, &previous, now);
     policy_report::render(api, namespace, cluster, &content)
 }

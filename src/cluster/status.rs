@@ -395,7 +395,9 @@ impl Writer {
                             api.namespaced().0,
                             api.cluster().0
                         ),
-                        ReportsState::Written => tracing::info!(api = %api.api_version(), "PolicyReports are written"),
+                        ReportsState::Written => {
+                            tracing::info!(api = %api.api_version(), "PolicyReports are written")
+                        }
                         ReportsState::Failed => {}
                     }
                     self.reports_state = Some(done.state);
