@@ -106,11 +106,9 @@ pub fn validations(direct: bool, key_only: bool, policy: &str) -> Vec<Value> {
             let containers = format!(
                 "({spec}.containers + (has({spec}.initContainers) ? {spec}.initContainers : []))"
             );
-            let no_aliases =
-                format!("(!has({spec}.hostAliases) || size({spec}.hostAliases) == 0)");
-            let expression = format!(
-                "!({kind}) || !{no_aliases} || !{containers}.exists(c, {plain} && {bad})"
-            );
+            let no_aliases = format!("(!has({spec}.hostAliases) || size({spec}.hostAliases) == 0)");
+            let expression =
+                format!("!({kind}) || !{no_aliases} || !{containers}.exists(c, {plain} && {bad})");
             out.push(json!({
                 "expression": expression,
                 "message": format!("hostguard policy {policy} ({rule}): {message}"),
@@ -163,9 +161,8 @@ pub fn translate(policies: &[HostingPolicy], exclude_namespaces: &[String]) -> T
         let rules = compiled.endpoint_rules();
         let direct_denied = classify(OPENAI_DEFAULT_URL, &rules).hosting != Hosting::Azure;
         if !direct_denied {
-            t.notes.push(format!(
-                "{name}: skipped, it allows {OPENAI_DEFAULT_URL}"
-            ));
+            t.notes
+                .push(format!("{name}: skipped, it allows {OPENAI_DEFAULT_URL}"));
             continue;
         }
         let exemptions = policy
@@ -237,7 +234,10 @@ fn namespace_selector(policy: &HostingPolicy, exclude: &[String]) -> Value {
         }
     }
     let expression = json!({"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": names});
-    match selector.get_mut("matchExpressions").and_then(Value::as_array_mut) {
+    match selector
+        .get_mut("matchExpressions")
+        .and_then(Value::as_array_mut)
+    {
         Some(list) => list.push(expression),
         None => selector["matchExpressions"] = json!([expression]),
     }

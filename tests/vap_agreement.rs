@@ -17,9 +17,8 @@ use serde_json::{Value, json};
 /// The default policy, told to trust no AIWorkload exemption: its binding denies.
 fn enforcing_policy() -> HostingPolicy {
     let mut p = policy::default_policy();
-    p.spec.trust = Some(
-        serde_json::from_value(json!({"aiWorkloads": {"allowExemptions": false}})).unwrap(),
-    );
+    p.spec.trust =
+        Some(serde_json::from_value(json!({"aiWorkloads": {"allowExemptions": false}})).unwrap());
     p
 }
 
@@ -54,7 +53,9 @@ fn vap_denies(programs: &[cel::Program], object: &Value) -> bool {
 }
 
 fn webhook_denies(policies: &PolicySet, snapshot: &Snapshot, object: &Value) -> bool {
-    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default");
     !policy::evaluate(
         &Request {
             operation: Operation::Create,
@@ -176,25 +177,107 @@ fn variations() -> Vec<(&'static str, Value, bool)> {
     let mut with_env_from = container(json!([key()]));
     with_env_from["envFrom"] = json!([{"configMapRef": {"name": "cfg"}}]);
     vec![
-        ("a key and api.openai.com", deployment(json!([container(json!([key(), base(direct)]))]), json!({})), true),
-        ("a key and api.openai.com without /v1", deployment(json!([container(json!([key(), base("https://api.openai.com")]))]), json!({})), true),
-        ("a key and no base URL", deployment(json!([container(json!([key()]))]), json!({})), true),
-        ("a Secret key and no base URL", deployment(json!([container(json!([secret_key.clone()]))]), json!({})), true),
+        (
+            "a key and api.openai.com",
+            deployment(json!([container(json!([key(), base(direct)]))]), json!({})),
+            true,
+        ),
+        (
+            "a key and api.openai.com without /v1",
+            deployment(
+                json!([container(json!([key(), base("https://api.openai.com")]))]),
+                json!({}),
+            ),
+            true,
+        ),
+        (
+            "a key and no base URL",
+            deployment(json!([container(json!([key()]))]), json!({})),
+            true,
+        ),
+        (
+            "a Secret key and no base URL",
+            deployment(json!([container(json!([secret_key.clone()]))]), json!({})),
+            true,
+        ),
         ("an init container calling api.openai.com", with_init, true),
         ("a bare Pod with a key only", pod, true),
         ("a CronJob on api.openai.com", cronjob, true),
         ("a Job with a key only", job, true),
-        ("Azure OpenAI", deployment(json!([container(json!([key(), base(azure)]))]), json!({})), false),
-        ("an optional Secret key", deployment(json!([container(json!([optional_key]))]), json!({})), false),
-        ("a base URL built with $(VAR)", deployment(json!([container(json!([key(), base("$(HOST)/v1")]))]), json!({})), false),
-        ("two base URLs", deployment(json!([container(json!([key(), base(direct), base(azure)]))]), json!({})), false),
-        ("another variable beside them", deployment(json!([container(json!([key(), base(direct), {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]))]), json!({})), false),
-        ("an Azure key beside the OpenAI key", deployment(json!([container(json!([key(), {"name": "AZURE_OPENAI_API_KEY", "value": "k"}]))]), json!({})), false),
-        ("a command", deployment(json!([with_command]), json!({})), false),
-        ("envFrom", deployment(json!([with_env_from]), json!({})), false),
-        ("hostAliases", deployment(json!([container(json!([key(), base(direct)]))]), json!({"hostAliases": [{"ip": "10.0.0.1", "hostnames": ["api.openai.com"]}]})), false),
-        ("no OpenAI key", deployment(json!([container(json!([base(direct)]))]), json!({})), false),
-        ("no env", deployment(json!([{"name": "web", "image": "nginx"}]), json!({})), false),
+        (
+            "Azure OpenAI",
+            deployment(json!([container(json!([key(), base(azure)]))]), json!({})),
+            false,
+        ),
+        (
+            "an optional Secret key",
+            deployment(json!([container(json!([optional_key]))]), json!({})),
+            false,
+        ),
+        (
+            "a base URL built with $(VAR)",
+            deployment(
+                json!([container(json!([key(), base("$(HOST)/v1")]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "two base URLs",
+            deployment(
+                json!([container(json!([key(), base(direct), base(azure)]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "another variable beside them",
+            deployment(
+                json!([container(
+                    json!([key(), base(direct), {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}])
+                )]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "an Azure key beside the OpenAI key",
+            deployment(
+                json!([container(
+                    json!([key(), {"name": "AZURE_OPENAI_API_KEY", "value": "k"}])
+                )]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "a command",
+            deployment(json!([with_command]), json!({})),
+            false,
+        ),
+        (
+            "envFrom",
+            deployment(json!([with_env_from]), json!({})),
+            false,
+        ),
+        (
+            "hostAliases",
+            deployment(
+                json!([container(json!([key(), base(direct)]))]),
+                json!({"hostAliases": [{"ip": "10.0.0.1", "hostnames": ["api.openai.com"]}]}),
+            ),
+            false,
+        ),
+        (
+            "no OpenAI key",
+            deployment(json!([container(json!([base(direct)]))]), json!({})),
+            false,
+        ),
+        (
+            "no env",
+            deployment(json!([{"name": "web", "image": "nginx"}]), json!({})),
+            false,
+        ),
     ]
 }
 
@@ -207,7 +290,10 @@ fn every_generated_expression_compiles_and_the_plain_cases_are_decided() {
     let snapshot = Snapshot::offline(ClusterProvider::Azure);
     for (name, object, denies) in variations() {
         let vap = vap_denies(&programs, &object);
-        assert_eq!(vap, denies, "{name}: the VAP decides {vap}, expected {denies}");
+        assert_eq!(
+            vap, denies,
+            "{name}: the VAP decides {vap}, expected {denies}"
+        );
         if vap {
             assert!(
                 webhook_denies(&policies, &snapshot, &object),
@@ -268,7 +354,10 @@ fn an_untrusted_aiworkload_does_not_lift_what_the_vap_denies() {
         .iter()
         .find(|o| o["kind"] == "ValidatingAdmissionPolicyBinding")
         .unwrap();
-    assert_eq!(binding["spec"]["validationActions"], json!(["Warn", "Audit"]));
+    assert_eq!(
+        binding["spec"]["validationActions"],
+        json!(["Warn", "Audit"])
+    );
 }
 
 #[test]
@@ -320,10 +409,16 @@ fn the_command_prints_the_policy_and_its_binding_as_yaml() {
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(
         kinds,
-        ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+        [
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
+        ]
     );
     // The built-in default lets AIWorkloads exempt: said on stderr, and the binding warns.
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("allowExemptions: false"), "{stderr}");
-    assert_eq!(docs[1]["spec"]["validationActions"], json!(["Warn", "Audit"]));
+    assert_eq!(
+        docs[1]["spec"]["validationActions"],
+        json!(["Warn", "Audit"])
+    );
 }
