@@ -312,7 +312,7 @@ fn the_vap_never_denies_a_fixture_the_webhook_allows() {
     assert!(objects.len() > 20, "{} fixture workloads", objects.len());
     let mut decided = 0;
     for provider in [ClusterProvider::Azure, ClusterProvider::Unknown] {
-        let snapshot = Snapshot::offline(provider.clone());
+        let snapshot = Snapshot::offline(provider);
         for (name, object) in &objects {
             if vap_denies(&programs, object) {
                 decided += 1;
