@@ -12,8 +12,10 @@ pub mod cluster;
 pub mod manifest;
 pub mod metrics;
 pub mod policy_files;
+pub mod policy_report;
 pub mod server;
 pub mod state;
+pub mod vap;
 
 // The engine's modules under their old paths, so that the fronts read `crate::policy::evaluate`
 // as before; the code of each lives in the engine crate.

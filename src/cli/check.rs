@@ -36,6 +36,7 @@ use crate::manifest::scope::Places;
 use crate::manifest::{self, Inputs, MAX_FILE_BYTES};
 use crate::policy::PolicySet;
 use crate::policy_files::{PolicyArgs, PolicyFiles, load_policy_files};
+use crate::policy_report::ReportApi;
 
 /// Arguments of `hostguard check`.
 #[derive(Debug, Clone, Args)]
@@ -51,6 +52,9 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// The PolicyReport API of `-o policyreport`.
+    #[arg(long, value_enum, default_value_t = ReportApi::OpenReports)]
+    pub policy_report_api: ReportApi,
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
@@ -60,7 +64,8 @@ pub struct CheckArgs {
 /// Runs `hostguard check` and returns its exit code.
 pub fn run(args: CheckArgs) -> u8 {
     let stdout = std::io::stdout().lock();
-    let mut writer = ReportWriter::new(args.output, std::io::BufWriter::new(stdout));
+    let mut writer = ReportWriter::new(args.output, std::io::BufWriter::new(stdout))
+        .with_report_api(args.policy_report_api);
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     let outcome = check(&args, &mut writer, &mut progress);
     progress.clear();

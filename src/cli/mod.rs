@@ -1,5 +1,6 @@
 //! The command-line fronts: `check` (manifests in CI), `test` (policy test suites), `review` (one
-//! AdmissionReview on stdin) and `crds` (the generated CRD YAML). Each subcommand has one typed
+//! AdmissionReview on stdin), `crds` (the generated CRD YAML) and `vap` (ValidatingAdmissionPolicies
+//! for the plain cases). Each subcommand has one typed
 //! args struct; each translates its input into engine requests and the engine's decisions into
 //! its output, and nothing more.
 
@@ -11,6 +12,7 @@ pub mod report;
 mod review;
 mod scoped;
 mod test;
+mod vap;
 
 use std::process::ExitCode;
 
@@ -23,6 +25,7 @@ pub use crds::CrdsArgs;
 
 pub use review::ReviewArgs;
 pub use test::TestArgs;
+pub use vap::VapArgs;
 
 /// Exit code: nothing denied.
 pub const EXIT_CLEAN: u8 = 0;
@@ -49,6 +52,8 @@ pub enum Command {
     Test(TestArgs),
     /// Print the CustomResourceDefinitions of hostguard's resources.
     Crds(CrdsArgs),
+    /// Print ValidatingAdmissionPolicies that let the API server enforce the plain cases itself.
+    Vap(VapArgs),
     /// Run the HTTPS admission webhook.
     Serve(Box<crate::server::ServeArgs>),
 }
@@ -60,6 +65,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Review(args) => review::run(args),
         Command::Test(args) => test::run(args),
         Command::Crds(args) => crds::run(args),
+        Command::Vap(args) => vap::run(args),
         Command::Serve(args) => crate::server::run(*args),
     };
     ExitCode::from(code)

@@ -291,6 +291,7 @@ fn ambiguous(what: &str, reason: String) -> Violation {
     Violation {
         policy: "hostguard".into(),
         action: Action::Deny,
+        rule: crate::policy::rule::VALID_RESOURCE,
         path: String::new(),
         message: format!("{what} {reason}"),
     }

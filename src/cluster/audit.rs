@@ -30,6 +30,7 @@ use serde_json::Value;
 use super::config_maps::Fetcher;
 use crate::api::{Action, ExemptedObject, MatchedWorkload, ViolatingObject};
 use crate::policy::{self, Decision, Operation, PolicySet};
+use crate::policy_report::{self, Collected, Resource};
 use crate::snapshot::{Labels, Snapshot};
 
 /// Objects per list page.
@@ -174,12 +175,32 @@ pub struct Tally {
     pub declared: BTreeMap<(String, String), DeclaredTally>,
     pub events: Vec<PendingEvent>,
     pub events_dropped: usize,
+    /// PolicyReport results per namespace, when reports are written (see [`Tally::reporting`]).
+    pub reports: Option<Collected>,
 }
 
 impl Tally {
+    /// An empty tally that also gathers PolicyReport results.
+    pub fn reporting() -> Self {
+        Tally {
+            reports: Some(Collected::default()),
+            ..Default::default()
+        }
+    }
+
     /// Records one evaluated object.
     pub fn record(&mut self, object: &Value, decision: &Decision, snapshot: &Snapshot) {
         self.objects += 1;
+        if let Some(reports) = &mut self.reports {
+            let namespace = object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            reports.add(
+                namespace,
+                policy_report::results(&Resource::of(object), decision),
+            );
+        }
         let reference = object_reference(object);
         let kind = reference.kind.clone().unwrap_or_default();
         let name = reference.name.clone().unwrap_or_default();
@@ -303,6 +324,11 @@ impl Tally {
         let offered = other.events.len();
         self.events.extend(other.events.into_iter().take(room));
         self.events_dropped += other.events_dropped + offered.saturating_sub(room);
+        if let Some(theirs) = other.reports {
+            self.reports
+                .get_or_insert_with(Collected::default)
+                .absorb(theirs);
+        }
     }
 }
 
@@ -367,11 +393,40 @@ pub async fn run(
     snapshot: &Snapshot,
     keep_going: &(dyn Fn() -> bool + Sync),
 ) -> Result<Tally, AuditError> {
-    let mut tally = Tally::default();
+    run_with(client, fetcher, policies, snapshot, keep_going, false).await
+}
+
+/// [`run`], also gathering PolicyReport results when `reports` is set.
+pub async fn run_with(
+    client: &Client,
+    fetcher: Option<&Fetcher>,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+    keep_going: &(dyn Fn() -> bool + Sync),
+    reports: bool,
+) -> Result<Tally, AuditError> {
+    let fresh = || {
+        if reports {
+            Tally::reporting()
+        } else {
+            Tally::default()
+        }
+    };
+    let mut tally = fresh();
     for kind in audit_kinds() {
         let mut relists = 0;
         let found = loop {
-            match list_kind(client, fetcher, &kind, policies, snapshot, keep_going).await {
+            match list_kind(
+                client,
+                fetcher,
+                &kind,
+                policies,
+                snapshot,
+                keep_going,
+                fresh(),
+            )
+            .await
+            {
                 Err(AuditError::List { kind: name, error }) if is_expired(&error) => {
                     relists += 1;
                     if relists > MAX_RELISTS {
@@ -404,8 +459,8 @@ async fn list_kind(
     policies: &PolicySet,
     snapshot: &Snapshot,
     keep_going: &(dyn Fn() -> bool + Sync),
+    mut tally: Tally,
 ) -> Result<Tally, AuditError> {
-    let mut tally = Tally::default();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {

@@ -26,6 +26,7 @@ pub mod inventory;
 pub mod lease;
 pub mod namespaces;
 pub mod rbac;
+pub mod reports;
 pub mod status;
 pub mod watch;
 
@@ -78,6 +79,10 @@ pub struct ClusterArgs {
     /// before another replica may take over.
     #[arg(long, env = "HOSTGUARD_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub lease_renew_deadline: Duration,
+    /// Write the audit's results as PolicyReports in this API (one report per namespace and a
+    /// cluster report), when the cluster serves its CRDs. Off when not given.
+    #[arg(long, env = "HOSTGUARD_POLICY_REPORTS", value_enum)]
+    pub policy_reports: Option<crate::policy_report::ReportApi>,
     /// How often the holder renews the Lease.
     #[arg(long, env = "HOSTGUARD_LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub lease_renew_interval: Duration,
@@ -360,7 +365,13 @@ pub fn start_with_client(
         engine: Arc::clone(&ctx.engine),
         metrics: Arc::clone(&ctx.metrics),
         leadership: leadership.clone(),
-        writer: status::Writer::new(client, leadership.clone(), &identity),
+        writer: {
+            let writer = status::Writer::new(client, leadership.clone(), &identity);
+            match args.policy_reports {
+                Some(api) => writer.with_reports(api),
+                None => writer,
+            }
+        },
         report,
         interval: args.audit_interval,
     };
@@ -606,12 +617,13 @@ impl Auditor {
         let leadership = self.leadership.clone();
         let stop = stop.clone();
         let keep_going = move || leadership.is_leader() && !*stop.borrow();
-        let result = audit::run(
+        let result = audit::run_with(
             &self.client,
             Some(&self.fetcher),
             &state.policies,
             &state.snapshot,
             &keep_going,
+            self.writer.reports().is_some(),
         )
         .await;
         let tally = match result {
@@ -668,6 +680,7 @@ impl Auditor {
                 statuses,
                 unchanged,
                 events,
+                reports,
             }) => {
                 m.audit_runs
                     .get_or_create(&ResultLabel { result: "ok" })
@@ -679,6 +692,9 @@ impl Auditor {
                     statuses_unchanged = unchanged,
                     events,
                     events_over_cap = tally.events_dropped,
+                    reports_applied = reports.map_or(0, |r| r.applied),
+                    reports_deleted = reports.map_or(0, |r| r.deleted),
+                    report_results_over_cap = reports.map_or(0, |r| r.dropped),
                     seconds,
                     "audit finished"
                 );

@@ -1,6 +1,7 @@
 //! The Kubernetes permissions hostguard needs in a cluster, in one place: the chart's
 //! ClusterRole and Role are written from this table, and a test keeps it free of Secrets and
-//! wildcards.
+//! wildcards. The PolicyReport permissions ([`report_rule`]) are granted by a ClusterRole of
+//! their own, only when the chart turns reports on, for the one API it chose.
 
 /// Where a rule is granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +101,40 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
+/// The permission to write PolicyReports in `api` (`--policy-reports`): hostguard lists its own
+/// reports to compare them, applies the changed ones (server-side apply: `patch`, and `create`
+/// for a report that does not exist yet) and deletes those of namespaces with no results left.
+pub fn report_rule(api: crate::policy_report::ReportApi) -> Rule {
+    use crate::policy_report::ReportApi;
+    Rule {
+        scope: Scope::Cluster,
+        api_group: api.group(),
+        resources: match api {
+            ReportApi::OpenReports => &["reports", "clusterreports"],
+            ReportApi::Wgpolicyk8s => &["policyreports", "clusterpolicyreports"],
+        },
+        verbs: &["get", "list", "create", "patch", "delete"],
+        why: "the audit's PolicyReports: one per namespace and a cluster report",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy_report::ReportApi;
+
+    #[test]
+    fn report_rules_name_each_apis_own_resources() {
+        for api in [ReportApi::OpenReports, ReportApi::Wgpolicyk8s] {
+            let rule = report_rule(api);
+            assert_eq!(
+                rule.resources,
+                &[api.namespaced().1, api.cluster().1],
+                "{api:?}"
+            );
+            assert!(!rule.verbs.contains(&"*"));
+        }
+    }
 
     #[test]
     fn no_secrets_and_no_wildcards() {

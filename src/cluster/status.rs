@@ -31,8 +31,10 @@ use serde_json::json;
 use super::audit::{DeclaredTally, PolicyTally, Tally};
 use super::inventory::EnforcedInstead;
 use super::lease::Leadership;
+use super::reports::{self, ReportsState, ReportsWritten};
 use crate::api::{AIWorkload, AIWorkloadStatus, HostingPolicy, HostingPolicyStatus};
 use crate::policy::PolicyError;
+use crate::policy_report::{self, ReportApi};
 use crate::snapshot::DeclaredWorkload;
 
 /// Field manager of every write.
@@ -41,6 +43,8 @@ pub const FIELD_MANAGER: &str = "hostguard";
 pub const VIOLATION_REASON: &str = "HostingPolicyViolation";
 /// New Events published per audit at most; the rest follow at the next audits.
 pub const MAX_NEW_EVENTS: usize = 200;
+/// The HostingPolicy condition that says whether PolicyReports are written.
+pub const REPORTS_CONDITION: &str = "PolicyReports";
 /// Kubernetes limits an Event's note to 1 kB.
 const MAX_NOTE_BYTES: usize = 1024;
 
@@ -294,6 +298,10 @@ pub struct Writer {
     recorder: Recorder,
     /// (object, policy) pairs this leader has published an Event for, still violating.
     emitted: HashSet<(String, String)>,
+    /// The PolicyReport API to write, if any.
+    reports: Option<ReportApi>,
+    /// What the last report write found, to log a change once.
+    reports_state: Option<ReportsState>,
 }
 
 /// What one [`Writer::write`] did.
@@ -305,6 +313,8 @@ pub struct Written {
     pub unchanged: usize,
     /// Events published.
     pub events: usize,
+    /// What the PolicyReport write did, when reports are on.
+    pub reports: Option<ReportsWritten>,
 }
 
 /// Why writing stopped.
@@ -328,7 +338,20 @@ impl Writer {
             leadership,
             recorder,
             emitted: HashSet::new(),
+            reports: None,
+            reports_state: None,
         }
+    }
+
+    /// Also writes PolicyReports in `api` (from a tally made with [`Tally::reporting`]).
+    pub fn with_reports(mut self, api: ReportApi) -> Self {
+        self.reports = Some(api);
+        self
+    }
+
+    /// Whether this writer writes PolicyReports (so the audit must gather their results).
+    pub fn reports(&self) -> Option<ReportApi> {
+        self.reports
     }
 
     fn check(&self) -> Result<(), WriteError> {
@@ -355,8 +378,36 @@ impl Writer {
         tally: &Tally,
         now: Timestamp,
     ) -> Result<Written, WriteError> {
-        let now = Time(now);
         let mut written = Written::default();
+        let reports_condition = match (self.reports, &tally.reports) {
+            (Some(api), Some(collected)) => {
+                let cluster = reports::policy_results(policies, states);
+                let leadership = self.leadership.clone();
+                let is_leader = move || leadership.is_leader();
+                let done =
+                    reports::write(&self.client, api, &is_leader, collected, &cluster, now).await?;
+                if self.reports_state != Some(done.state) {
+                    match done.state {
+                        ReportsState::NotServed => tracing::warn!(
+                            api = %api.api_version(),
+                            "PolicyReports are not written: the cluster does not serve {} {} and {}; install their CRDs to get them",
+                            api.api_version(),
+                            api.namespaced().0,
+                            api.cluster().0
+                        ),
+                        ReportsState::Written => {
+                            tracing::info!(api = %api.api_version(), "PolicyReports are written")
+                        }
+                        ReportsState::Failed => {}
+                    }
+                    self.reports_state = Some(done.state);
+                }
+                written.reports = Some(done);
+                Some((api, done.state))
+            }
+            _ => None,
+        };
+        let now = Time(now);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let policy_api: Api<HostingPolicy> = Api::all(self.client.clone());
         for policy in policies {
@@ -370,7 +421,12 @@ impl Writer {
                 None if states.shadowed.iter().any(|s| s == name) => PolicyState::Shadowed,
                 None => PolicyState::Enforced,
             };
-            let status = policy_status(policy, state, tally.policies.get(name), &now);
+            let mut status = policy_status(policy, state, tally.policies.get(name), &now);
+            if let Some((api, reported)) = reports_condition {
+                status
+                    .conditions
+                    .push(reports_condition_of(policy, api, reported, &now));
+            }
             if same_policy_status(policy.status.as_ref(), &status) {
                 written.unchanged += 1;
                 continue;
@@ -461,6 +517,57 @@ impl Writer {
         }
         Ok(published)
     }
+}
+
+/// The `PolicyReports` condition of a HostingPolicy: whether its findings reach PolicyReports.
+fn reports_condition_of(
+    policy: &HostingPolicy,
+    api: ReportApi,
+    state: ReportsState,
+    now: &Time,
+) -> Condition {
+    let previous = policy
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let (kind, cluster_kind) = (api.namespaced().0, api.cluster().0);
+    let (status, reason, message) = match state {
+        ReportsState::Written => (
+            "True",
+            "Written",
+            format!(
+                "audit results are in the {} {kind} named {} in each namespace and the {cluster_kind} of that name",
+                api.api_version(),
+                policy_report::REPORT_NAME
+            ),
+        ),
+        ReportsState::NotServed => (
+            "False",
+            "CRDNotServed",
+            format!(
+                "the cluster does not serve {} {kind} and {cluster_kind}; install their CRDs to get PolicyReports",
+                api.api_version()
+            ),
+        ),
+        ReportsState::Failed => (
+            "Unknown",
+            "DiscoveryFailed",
+            format!(
+                "could not ask the API server whether {} reports are served; the next audit retries",
+                api.api_version()
+            ),
+        ),
+    };
+    condition(
+        REPORTS_CONDITION,
+        status,
+        reason,
+        message,
+        policy.metadata.generation,
+        previous,
+        now,
+    )
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -8,6 +8,7 @@ optional resources present exactly when enabled. `check_defaults` pins the value
 they set nothing, so that the derived checks cannot drift together with the defaults.
 """
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -178,8 +179,9 @@ def check_render(c, docs, values, release, namespace):
 
     # -- inventory: exactly these resources, nothing else
     want = Counter({
-        "ClusterRole": 2 + (1 if values["rbac"]["aiWorkloadEditor"]["create"] else 0),
-        "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Service": 1,
+        "ClusterRole": 2 + (1 if values["rbac"]["aiWorkloadEditor"]["create"] else 0)
+        + (1 if values["policyReports"]["enabled"] else 0),
+        "ClusterRoleBinding": 1 + (1 if values["policyReports"]["enabled"] else 0), "Role": 1, "RoleBinding": 1, "Service": 1,
         "Deployment": 1, "ValidatingWebhookConfiguration": 1, "CustomResourceDefinition": 2,
     })
     if values["serviceAccount"]["create"]:
@@ -192,6 +194,10 @@ def check_render(c, docs, values, release, namespace):
         want["NetworkPolicy"] = 1
     if values["serviceMonitor"]["enabled"]:
         want["ServiceMonitor"] = 1
+    if values["grafanaDashboard"]["enabled"]:
+        want["ConfigMap"] = 1
+    if values["prometheusRule"]["enabled"]:
+        want["PrometheusRule"] = 1
     if values["defaultPolicy"]["enabled"]:
         want["HostingPolicy"] = 1
     if cert_manager:
@@ -207,14 +213,17 @@ def check_render(c, docs, values, release, namespace):
     common_labels = values["commonLabels"]
     # A resource's own annotations win over the common ones.
     own_annotations = {"Service": values["service"]["annotations"],
-                       "ServiceAccount": values["serviceAccount"]["annotations"]}
+                       "ServiceAccount": values["serviceAccount"]["annotations"],
+                       "ConfigMap": values["grafanaDashboard"]["annotations"]}
+    # The dashboard goes where Grafana's sidecar looks.
+    own_namespace = {"ConfigMap": values["grafanaDashboard"]["namespace"] or namespace}
     for d in docs:
         meta = d["metadata"]
         what = f"{d['kind']}/{meta.get('name')}"
         if d["kind"] in CLUSTER_SCOPED:
             c.ok("namespace" not in meta, f"{what} is cluster-scoped")
         else:
-            c.equal(meta.get("namespace"), namespace, f"{what} namespace")
+            c.equal(meta.get("namespace"), own_namespace.get(d["kind"], namespace), f"{what} namespace")
         if d["kind"] != "CustomResourceDefinition":
             labels = meta.get("labels") or {}
             c.equal(labels.get("app.kubernetes.io/instance"), release, f"{what} instance label")
@@ -239,6 +248,74 @@ def check_render(c, docs, values, release, namespace):
     check_tls(c, docs, values, namespace, service, deployment, self_signed)
     check_optional(c, docs, values, namespace, deployment, service)
     check_default_policy(c, docs, values)
+    check_policy_reports(c, docs, values, name, sa_name, namespace, deployment)
+    check_monitoring(c, docs, values, name, namespace)
+
+
+ALERTS = ["HostguardWebhookErrors", "HostguardWebhookLatencyHigh", "HostguardCertificateExpiringSoon",
+          "HostguardPolicySnapshotStale", "HostguardLeaderMissing"]
+
+
+def check_monitoring(c, docs, values, name, namespace):
+    """The dashboard ConfigMap carries the dashboard file as it is, labelled for the sidecar;
+    the PrometheusRule has the five alerts, their thresholds from the values, every expression
+    scoped to the release namespace. (tests/dashboards.rs checks the metric names.)"""
+    gd = values["grafanaDashboard"]
+    for cm in of_kind(docs, "ConfigMap"):
+        c.equal(cm["metadata"]["name"], f"{name}-dashboard", "dashboard ConfigMap name")
+        labels = cm["metadata"]["labels"]
+        c.equal({k: labels.get(k) for k in gd["labels"]}, gd["labels"], "dashboard sidecar labels")
+        dashboard = json.loads(cm["data"]["hostguard.json"])
+        c.equal(dashboard, json.loads((ROOT / "charts/hostguard/dashboards/hostguard.json").read_text()),
+                "the ConfigMap holds dashboards/hostguard.json unchanged")
+    pr = values["prometheusRule"]
+    for rule in of_kind(docs, "PrometheusRule"):
+        labels = rule["metadata"]["labels"]
+        c.equal({k: labels.get(k) for k in pr["labels"]}, pr["labels"], "PrometheusRule labels")
+        rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+        c.equal([r["alert"] for r in rules], ALERTS, "the alerts")
+        by_name = {r["alert"]: r for r in rules}
+        for r in rules:
+            c.ok(f'namespace="{namespace}"' in r["expr"], f"{r['alert']} is scoped to the release namespace")
+            c.equal(r["for"], pr["for"], f"{r['alert']} for")
+            c.equal({k: r["labels"].get(k) for k in pr["additionalAlertLabels"]},
+                    pr["additionalAlertLabels"], f"{r['alert']} extra labels")
+        budget = values["webhook"]["timeoutSeconds"] * pr["latencyBudgetRatio"]
+        latency = by_name["HostguardWebhookLatencyHigh"]["expr"]
+        c.equal(float(latency.rsplit(">", 1)[1]), float(budget), "latency budget = timeoutSeconds x ratio")
+        c.ok(latency.startswith("histogram_quantile(0.99,"), "the latency alert is on p99")
+        c.ok(f"< {pr['certificateExpiryDays']} * 86400" in by_name["HostguardCertificateExpiringSoon"]["expr"],
+             "certificate expiry threshold")
+        c.ok(f"> {pr['snapshotStaleSeconds']})" in by_name["HostguardPolicySnapshotStale"]["expr"],
+             "snapshot staleness threshold")
+
+
+# The report kinds of each PolicyReport API, from the OpenReports and wgpolicyk8s.io CRDs.
+REPORT_RESOURCES = {
+    "openreports": ("openreports.io", ["reports", "clusterreports"]),
+    "wgpolicyk8s": ("wgpolicyk8s.io", ["policyreports", "clusterpolicyreports"]),
+}
+
+
+def check_policy_reports(c, docs, values, name, sa_name, namespace, deployment):
+    conf = values["policyReports"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    role_name = f"{name}-policyreports"
+    roles = [d for d in of_kind(docs, "ClusterRole") if d["metadata"]["name"] == role_name]
+    if not conf["enabled"]:
+        c.ok(not any(a.startswith("--policy-reports") for a in args), "no --policy-reports when off")
+        c.equal(roles, [], "no PolicyReport ClusterRole when off")
+        return
+    c.ok(f"--policy-reports={conf['api']}" in args, f"--policy-reports={conf['api']} passed")
+    group, resources = REPORT_RESOURCES[conf["api"]]
+    c.equal([r["rules"] for r in roles],
+            [[{"apiGroups": [group], "resources": resources,
+               "verbs": ["get", "list", "create", "patch", "delete"]}]],
+            "the PolicyReport ClusterRole grants the chosen API's report kinds only")
+    bindings = [b for b in of_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"] == role_name]
+    c.equal([b["subjects"] for b in bindings],
+            [[{"kind": "ServiceAccount", "name": sa_name, "namespace": namespace}]],
+            "the PolicyReport ClusterRoleBinding binds the ServiceAccount")
 
 
 def check_deployment(c, deployment, values, name, sa_name):
@@ -491,7 +568,8 @@ def check_rbac(c, docs, namespace, sa_name, name):
     c.equal(permissions(role["rules"]), want["Role"],
             "Role grants exactly the Scope::OwnNamespace rules of src/cluster/rbac.rs")
     subject = [{"kind": "ServiceAccount", "name": sa_name, "namespace": namespace}]
-    for binding, target in ((of_kind(docs, "ClusterRoleBinding")[0], cluster_role),
+    main_binding = [b for b in of_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"] == name][0]
+    for binding, target in ((main_binding, cluster_role),
                             (of_kind(docs, "RoleBinding")[0], role)):
         c.equal(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": target["kind"],
                                      "name": target["metadata"]["name"]}, f"{binding['kind']} roleRef")

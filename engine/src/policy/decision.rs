@@ -30,6 +30,26 @@ impl Verdict {
     }
 }
 
+/// The names of the checks a policy makes, as reports (PolicyReports, SARIF) name them.
+pub mod rule {
+    /// An endpoint URL that is not one of the policy's allowed hosts.
+    pub const ALLOWED_ENDPOINT: &str = "allowed-endpoint";
+    /// An endpoint whose value cannot be read (a Secret, a ConfigMap hostguard cannot see).
+    pub const UNRESOLVED_ENDPOINT: &str = "unresolved-endpoint";
+    /// Traffic redirected where hostguard cannot follow it (proxies, hostAliases).
+    pub const REDIRECTED_ENDPOINT: &str = "redirected-endpoint";
+    /// Real clients would disagree about where the same env sends traffic.
+    pub const AMBIGUOUS_ENDPOINT: &str = "ambiguous-endpoint";
+    /// An in-cluster service, whose forwarding hostguard cannot see.
+    pub const IN_CLUSTER_ENDPOINT: &str = "in-cluster-endpoint";
+    /// The cluster runs on a provider the policy does not allow.
+    pub const CLUSTER_PROVIDER: &str = "cluster-provider";
+    /// A Pod on a mixed cluster that is not pinned to the required nodes.
+    pub const NODE_AFFINITY: &str = "node-affinity";
+    /// The object (or the input holding it) cannot be read or judged as it is.
+    pub const VALID_RESOURCE: &str = "valid-resource";
+}
+
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -37,6 +57,8 @@ pub struct Violation {
     pub policy: String,
     /// What the policy does about it.
     pub action: Action,
+    /// Which check of the policy failed, one of [`rule`]'s names (reports group by it).
+    pub rule: &'static str,
     /// Field path of the offending field.
     pub path: String,
     /// The full message, field path first, offending value quoted, what is allowed instead.

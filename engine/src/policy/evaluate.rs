@@ -6,7 +6,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
-use super::decision::{Decision, Exemption, Finding, Verdict, Violation};
+use super::decision::{Decision, Exemption, Finding, Verdict, Violation, rule};
 use super::placement::{pin_pod_patch, pod_is_pinned};
 use super::{CompiledPolicy, PolicySet};
 use crate::api::{AIWorkload, Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
@@ -400,13 +400,20 @@ fn ignored_annotations(policy: &CompiledPolicy, usage: &Usage, decision: &mut De
 }
 
 /// A violation or warning according to the policy's action.
-fn report(decision: &mut Decision, policy: &CompiledPolicy, path: &str, message: String) {
+fn report(
+    decision: &mut Decision,
+    policy: &CompiledPolicy,
+    rule: &'static str,
+    path: &str,
+    message: String,
+) {
     if policy.action == Action::Warn {
         decision.warnings.push(message.clone());
     }
     decision.violations.push(Violation {
         policy: policy.name.clone(),
         action: policy.action,
+        rule,
         path: path.to_string(),
         message,
     });
@@ -417,11 +424,12 @@ fn dispose(
     decision: &mut Decision,
     policy: &CompiledPolicy,
     disposition: Disposition,
+    rule: &'static str,
     path: &str,
     message: String,
 ) {
     match disposition {
-        Disposition::Deny => report(decision, policy, path, message),
+        Disposition::Deny => report(decision, policy, rule, path, message),
         Disposition::Warn => {
             if policy.action != Action::Audit {
                 decision.warnings.push(message);
@@ -454,7 +462,14 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                     traffic(policy),
                     policy.allowed_list()
                 );
-                dispose(decision, policy, policy.unresolved, &endpoint.path, message);
+                dispose(
+                    decision,
+                    policy,
+                    policy.unresolved,
+                    rule::UNRESOLVED_ENDPOINT,
+                    &endpoint.path,
+                    message,
+                );
             }
             EndpointValue::Redirected(what) => {
                 let message = format!(
@@ -467,6 +482,7 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                     decision,
                     policy,
                     policy.redirection,
+                    rule::REDIRECTED_ENDPOINT,
                     &endpoint.path,
                     message,
                 );
@@ -481,7 +497,14 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                     traffic(policy),
                     policy.allowed_list()
                 );
-                dispose(decision, policy, policy.ambiguous, &endpoint.path, message);
+                dispose(
+                    decision,
+                    policy,
+                    policy.ambiguous,
+                    rule::AMBIGUOUS_ENDPOINT,
+                    &endpoint.path,
+                    message,
+                );
             }
             EndpointValue::Url(url) => {
                 let c = classify(url, &rules);
@@ -494,7 +517,14 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                             traffic(policy),
                             policy.allowed_list()
                         );
-                        dispose(decision, policy, policy.in_cluster, &endpoint.path, message);
+                        dispose(
+                            decision,
+                            policy,
+                            policy.in_cluster,
+                            rule::IN_CLUSTER_ENDPOINT,
+                            &endpoint.path,
+                            message,
+                        );
                         continue;
                     }
                     Hosting::OpenaiDirect => "OpenAI's own API (openai-direct)",
@@ -513,7 +543,13 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                     traffic(policy),
                     policy.allowed_list()
                 );
-                report(decision, policy, &endpoint.path, message);
+                report(
+                    decision,
+                    policy,
+                    rule::ALLOWED_ENDPOINT,
+                    &endpoint.path,
+                    message,
+                );
             }
         }
     }
@@ -564,6 +600,7 @@ fn check_placement(
                 report(
                     decision,
                     policy,
+                    rule::NODE_AFFINITY,
                     &format!("{path}.affinity.nodeAffinity"),
                     message,
                 );
@@ -575,7 +612,7 @@ fn check_placement(
                     "{path}: governed workloads may run only on {required} clusters, and this cluster runs on {actual} (policy {})",
                     policy.name
                 );
-                report(decision, policy, &path, message);
+                report(decision, policy, rule::CLUSTER_PROVIDER, &path, message);
             }
         }
     }
@@ -750,6 +787,7 @@ fn malformed(error: &workload::ViewError) -> Decision {
     d.violations.push(Violation {
         policy: SELF_VALIDATION.into(),
         action: Action::Deny,
+        rule: rule::VALID_RESOURCE,
         path,
         message: format!("the object cannot be read as a workload: {error}"),
     });
@@ -771,6 +809,7 @@ fn validate_own_resource(object: &Value) -> Option<Decision> {
         d.violations.push(Violation {
             policy: SELF_VALIDATION.into(),
             action: Action::Deny,
+            rule: rule::VALID_RESOURCE,
             message: format!("{path}: {message}"),
             path,
         });

@@ -10,7 +10,7 @@ mod default;
 mod evaluate;
 mod placement;
 
-pub use decision::{Decision, Exemption, Finding, Verdict, Violation};
+pub use decision::{Decision, Exemption, Finding, Verdict, Violation, rule};
 pub use default::{AKS_CLUSTER_LABEL, AZURE_OPENAI_HOSTS, DEFAULT_POLICY_NAME, default_policy};
 pub use evaluate::{Operation, Request, evaluate};
 pub use placement::{pin_pod_patch, pod_is_pinned};

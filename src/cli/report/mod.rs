@@ -7,6 +7,7 @@
 
 mod json;
 mod junit;
+mod policyreport;
 mod sarif;
 mod stream;
 mod text;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use crate::api::Action;
 use crate::manifest::Document;
 use crate::policy::{Decision, Finding, PolicySet, Verdict};
+use crate::policy_report::ReportApi;
 
 /// Output formats of `hostguard check`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -32,6 +34,9 @@ pub enum Format {
     Sarif,
     /// JUnit XML, for CI test dashboards.
     Junit,
+    /// PolicyReports (YAML, a v1 List of one report per namespace), as the audit writes them;
+    /// the API is chosen with --policy-report-api.
+    Policyreport,
 }
 
 /// The outcome of a check.
@@ -102,6 +107,9 @@ pub struct Entry {
     /// Policies that AIWorkloads lifted from this document, each naming them: every exemption
     /// in force is visible in review.
     pub exemptions: Vec<ReportExemption>,
+    /// The policies that govern the document (PolicyReport `pass` results).
+    #[serde(skip)]
+    pub governed_by: Vec<String>,
 }
 
 /// An exemption with the line of its pod template.
@@ -123,6 +131,9 @@ pub struct ReportExemption {
 pub struct ReportViolation {
     pub policy: String,
     pub action: Action,
+    /// The check that failed (PolicyReport `rule`).
+    #[serde(skip)]
+    pub rule: &'static str,
     pub path: String,
     pub message: String,
     pub line: usize,
@@ -188,6 +199,7 @@ impl Report {
             Format::Json => json::render(self),
             Format::Sarif => sarif::render(self),
             Format::Junit => junit::render(self),
+            Format::Policyreport => policyreport::render(self, ReportApi::default()),
         }
     }
 }
@@ -203,6 +215,7 @@ impl Entry {
                 line: document.line_of(&v.path),
                 policy: v.policy,
                 action: v.action,
+                rule: v.rule,
                 path: v.path,
                 message: v.message,
             })
@@ -246,6 +259,7 @@ impl Entry {
             warnings: decision.warnings,
             warning_lines,
             exemptions,
+            governed_by: decision.governed_by,
         }
     }
 
@@ -381,7 +395,13 @@ metadata: {name: chat}
     #[test]
     fn every_format_renders() {
         let report = sample();
-        for format in [Format::Text, Format::Json, Format::Sarif, Format::Junit] {
+        for format in [
+            Format::Text,
+            Format::Json,
+            Format::Sarif,
+            Format::Junit,
+            Format::Policyreport,
+        ] {
             assert!(!report.render(format).is_empty(), "{format:?}");
         }
     }

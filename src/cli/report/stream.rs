@@ -5,8 +5,9 @@
 
 use std::io::{self, Write};
 
-use super::{Entry, Format, Report, Summary, json, text};
+use super::{Entry, Format, Report, Summary, json, policyreport, text};
 use crate::policy::PolicySet;
+use crate::policy_report::{Collected, ReportApi};
 
 /// A report being written to `out`.
 pub struct ReportWriter<W: Write> {
@@ -17,6 +18,9 @@ pub struct ReportWriter<W: Write> {
     entries: usize,
     /// Hold every entry, even those that add nothing to SARIF.
     keep_all: bool,
+    /// The PolicyReport results so far, and their API.
+    reports: Collected,
+    report_api: ReportApi,
 }
 
 impl<W: Write> ReportWriter<W> {
@@ -27,7 +31,15 @@ impl<W: Write> ReportWriter<W> {
             held: Report::default(),
             entries: 0,
             keep_all: false,
+            reports: Collected::default(),
+            report_api: ReportApi::default(),
         }
+    }
+
+    /// Writes PolicyReports of `api` (for [`Format::Policyreport`]).
+    pub fn with_report_api(mut self, api: ReportApi) -> Self {
+        self.report_api = api;
+        self
     }
 
     /// A writer that writes nothing and holds every entry, for [`into_report`](Self::into_report).
@@ -90,6 +102,12 @@ impl<W: Write> ReportWriter<W> {
                 self.held.push_entry(entry);
                 Ok(())
             }
+            // Only the results are held, never the entries.
+            Format::Policyreport => {
+                self.held.summary.count(entry.verdict);
+                policyreport::add(&mut self.reports, &entry);
+                Ok(())
+            }
         }
     }
 
@@ -125,6 +143,10 @@ impl<W: Write> ReportWriter<W> {
                 }
                 self.out
                     .write_all(self.held.render(self.format).as_bytes())?;
+            }
+            Format::Policyreport => {
+                let yaml = policyreport::render_collected(&self.reports, self.report_api);
+                self.out.write_all(yaml.as_bytes())?;
             }
         }
         self.out.flush()?;
@@ -165,7 +187,13 @@ mod tests {
     #[test]
     fn streamed_reports_are_the_rendered_ones() {
         let report = sample();
-        for format in [Format::Text, Format::Json, Format::Sarif, Format::Junit] {
+        for format in [
+            Format::Text,
+            Format::Json,
+            Format::Sarif,
+            Format::Junit,
+            Format::Policyreport,
+        ] {
             assert_eq!(
                 streamed(&report, format),
                 report.render(format),
