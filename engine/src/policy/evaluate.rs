@@ -130,6 +130,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
             decision.violations.push(Violation {
                 policy: SELF_VALIDATION.into(),
                 action: Action::Deny,
+                rule: rule::VALID_RESOURCE,
                 path: m.path.clone(),
                 message: format!(
                     "{m}; the model list cannot be read, so its endpoints cannot be checked"
@@ -227,6 +228,7 @@ fn evaluate_tool_resource(
             d.violations.push(Violation {
                 policy: SELF_VALIDATION.into(),
                 action: Action::Deny,
+                rule: rule::VALID_RESOURCE,
                 path: e.path.clone(),
                 message: format!(
                     "{}: {}; the {kind} cannot be read, so its model endpoints cannot be checked",
