@@ -174,7 +174,7 @@ pub struct TemplateFacts {
     pub path: String,
     pub usages: Vec<Usage>,
     /// Things the user should know that are not violations (e.g. an unreadable annotation).
-    pub notes: Vec<String>,
+    pub notes: Vec<crate::policy::Warning>,
 }
 
 impl TemplateFacts {
@@ -269,9 +269,17 @@ fn detect_template(
                         classes,
                     });
                 }
-                None => facts.notes.push(format!(
-                    "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); ignored, the workload counts as stateless"
-                )),
+                None => {
+                    let message = format!(
+                        "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); ignored, the workload counts as stateless"
+                    );
+                    facts.notes.push(crate::policy::Warning::new(
+                        &path,
+                        format!("{raw:?} is not an API class"),
+                        "use stateless, stateful or mixed",
+                        message,
+                    ));
+                }
             }
         }
     }
@@ -330,9 +338,16 @@ fn detect_template(
             .and_then(|d| d.nameservers.as_ref())
             .filter(|n| !n.is_empty())
         {
-            facts.notes.push(format!(
-                "{spec_path}.dnsConfig.nameservers: this Pod resolves names through {}, which can answer anything for an allowed model host; hostguard cannot check where its OpenAI traffic goes",
+            let path = format!("{spec_path}.dnsConfig.nameservers");
+            let message = format!(
+                "{path}: this Pod resolves names through {}, which can answer anything for an allowed model host; hostguard cannot check where its OpenAI traffic goes",
                 servers.join(", ")
+            );
+            facts.notes.push(crate::policy::Warning::new(
+                &path,
+                "custom DNS can redirect OpenAI traffic",
+                "use the cluster DNS",
+                message,
             ));
         }
     }

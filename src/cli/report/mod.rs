@@ -96,7 +96,7 @@ pub struct Entry {
     /// Every violation, whatever its action (Deny, Warn, Audit).
     pub violations: Vec<ReportViolation>,
     pub warnings: Vec<String>,
-    /// Line of each warning's field (the path that starts the message), same order.
+    /// Line of each warning's field, same order.
     #[serde(skip)]
     pub warning_lines: Vec<usize>,
     /// Policies that AIWorkloads lifted from this document, each naming them: every exemption
@@ -210,9 +210,12 @@ impl Entry {
         let warning_lines = decision
             .warnings
             .iter()
-            .map(|w| match w.split_once(": ") {
-                Some((path, _)) if !path.contains(' ') => document.line_of(path),
-                _ => document.line,
+            .map(|w| {
+                if w.path.is_empty() {
+                    document.line
+                } else {
+                    document.line_of(&w.path)
+                }
             })
             .collect();
         let exemptions = decision
@@ -243,7 +246,7 @@ impl Entry {
             skipped_reason: decision.skipped,
             findings: decision.findings,
             violations,
-            warnings: decision.warnings,
+            warnings: decision.warnings.into_iter().map(|w| w.message).collect(),
             warning_lines,
             exemptions,
         }

@@ -75,9 +75,13 @@ impl<W: Write> ReportWriter<W> {
                 self.out.write_all(head.as_bytes())?;
                 self.out.write_all(body.as_bytes())
             }
-            // SARIF lists violations and warnings only: an entry without either adds nothing.
+            // SARIF lists violations, warnings and exemptions only: an entry without any adds
+            // nothing.
             Format::Sarif
-                if !self.keep_all && entry.violations.is_empty() && entry.warnings.is_empty() =>
+                if !self.keep_all
+                    && entry.violations.is_empty()
+                    && entry.warnings.is_empty()
+                    && entry.exemptions.is_empty() =>
             {
                 self.held.summary.count(entry.verdict);
                 Ok(())
