@@ -49,7 +49,15 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRule {
     pub name: String,
+    /// One line, bounded whatever the policy (no host list).
     pub description: String,
+    /// What the policy requires, in a paragraph.
+    pub full_description: String,
+    /// Every allowed host pattern.
+    pub allowed_hosts: Vec<String>,
+    /// How to fix a workload that breaks it.
+    pub fix: String,
+    pub provider: String,
     pub action: Action,
 }
 
@@ -99,9 +107,15 @@ pub struct Entry {
     /// Line of each warning's field, same order.
     #[serde(skip)]
     pub warning_lines: Vec<usize>,
+    /// Field path of each warning, same order.
+    #[serde(skip)]
+    pub warning_paths: Vec<String>,
     /// Policies that AIWorkloads lifted from this document, each naming them: every exemption
     /// in force is visible in review.
     pub exemptions: Vec<ReportExemption>,
+    /// The chart template the document was rendered from (`helm template`'s `# Source:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered_from: Option<String>,
 }
 
 /// An exemption with the line of its pod template.
@@ -136,16 +150,36 @@ impl Report {
             .iter()
             .map(|p| {
                 let classes: Vec<&str> = p.api_classes.iter().map(|c| c.as_str()).collect();
+                let traffic = format!("{} {} traffic", p.provider, classes.join("/"));
+                let placement: Vec<&str> = p.cluster_providers.iter().map(|c| c.as_str()).collect();
+                let placement = if placement.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " Governed workloads may run only on {} clusters.",
+                        placement.join(", ")
+                    )
+                };
                 PolicyRule {
                     name: p.name.clone(),
                     description: format!(
-                        "HostingPolicy {}: {} {} traffic must go to an allowed endpoint (allowed: {}) ({})",
+                        "HostingPolicy {}: {traffic} must go to an allowed endpoint ({})",
                         p.name,
-                        p.provider,
-                        classes.join("/"),
-                        p.allowed_list(),
                         p.action.as_str()
                     ),
+                    full_description: format!(
+                        "HostingPolicy {} governs {traffic}: every endpoint a governed workload's clients would use must be an allowed host ({}), over HTTPS, and readable from the manifest.{placement} Action: {}.",
+                        p.name,
+                        p.allowed_brief(),
+                        p.action.as_str()
+                    ),
+                    allowed_hosts: p
+                        .allowed_hosts
+                        .iter()
+                        .map(|h| h.as_str().to_string())
+                        .collect(),
+                    fix: p.endpoint_hint("").1,
+                    provider: p.provider.clone(),
                     action: p.action,
                 }
             })
@@ -246,9 +280,11 @@ impl Entry {
             skipped_reason: decision.skipped,
             findings: decision.findings,
             violations,
+            warning_paths: decision.warnings.iter().map(|w| w.path.clone()).collect(),
             warnings: decision.warnings.into_iter().map(|w| w.message).collect(),
             warning_lines,
             exemptions,
+            rendered_from: document.rendered_from.clone(),
         }
     }
 
@@ -278,17 +314,23 @@ impl Entry {
     /// The warnings that are not already the message of a Warn violation or of an exemption,
     /// with their lines.
     pub fn extra_warnings(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.extra_warnings_at().map(|(w, l, _)| (w, l))
+    }
+
+    /// [`Entry::extra_warnings`] with the field path of each.
+    pub fn extra_warnings_at(&self) -> impl Iterator<Item = (&str, usize, &str)> {
         self.warnings
             .iter()
             .zip(&self.warning_lines)
-            .filter(|(w, _)| {
+            .zip(&self.warning_paths)
+            .filter(|((w, _), _)| {
                 !self
                     .violations
                     .iter()
                     .any(|v| v.action == Action::Warn && &v.message == *w)
                     && !self.exemptions.iter().any(|e| &e.message == *w)
             })
-            .map(|(w, l)| (w.as_str(), *l))
+            .map(|((w, l), p)| (w.as_str(), *l, p.as_str()))
     }
 }
 
