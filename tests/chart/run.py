@@ -344,7 +344,7 @@ def main():
         check_serve_arguments(c, args.hostguard, docs)
 
     check_notes(c, helm)
-    gitops.check(c, args.hostguard, args.lua, args.lua_missing)
+    gitops.check(c, args.hostguard, args.lua, args.lua_missing, helm=args.helm)
 
     c.scope = "rejected values"
     for what, extra, fragment in REJECTED:
