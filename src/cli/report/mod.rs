@@ -11,6 +11,7 @@ mod sarif;
 mod stream;
 mod text;
 
+pub(crate) use junit::jenkins_compatible;
 pub use stream::ReportWriter;
 
 use clap::ValueEnum;
