@@ -3,8 +3,10 @@
 - Argo CD: the Application installs charts/hostguard from this repository, with server-side apply
   and the cert-manager CA bundle ignored; its values are rendered like a chart variant (see
   `variants`). The argocd-cm snippet is a valid ConfigMap whose two health-check keys hold exactly
-  the .lua files, and each script gives the expected health for the sample objects of
-  health-cases.yaml, in every Lua interpreter given (Argo CD runs gopher-lua, a Lua 5.1).
+  the health.lua files of resource_customizations/hostguard.dev/<Kind>/, and each script gives
+  exactly the status and message of every case of its health_test.yaml (on its testdata/ object),
+  as Argo CD's TestLuaHealthScript requires, in every Lua interpreter given (Argo CD runs
+  gopher-lua, a Lua 5.1).
 - Flux: the HelmRelease takes the chart from the GitRepository next to it, keeps the CRDs in step
   and ignores the CA bundle in drift detection; its values are rendered like a chart variant.
 - GitHub Actions: the workflow runs `hostguard check -o sarif` on the committed manifests and on
@@ -35,8 +37,9 @@ CHART_PATH = "charts/hostguard"
 KUBE_VERSION = "1.33.0"
 
 HEALTH_KEY = "resource.customizations.health.hostguard.dev_{kind}"
-HEALTH_SCRIPTS = {"HostingPolicy": ARGO / "health-hostingpolicy.lua",
-                  "AIWorkload": ARGO / "health-aiworkload.lua"}
+CUSTOMIZATIONS = ARGO / "resource_customizations/hostguard.dev"
+HEALTH_SCRIPTS = {"HostingPolicy": CUSTOMIZATIONS / "HostingPolicy/health.lua",
+                  "AIWorkload": CUSTOMIZATIONS / "AIWorkload/health.lua"}
 ARGO_HEALTH_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 
@@ -135,7 +138,7 @@ def check_argo(c):
     c.equal(sorted(cm.get("data", {})), sorted(want), "exactly the two health-check keys")
     for key, text in want.items():
         c.ok(cm.get("data", {}).get(key) == text,
-             f"{key} holds exactly {HEALTH_SCRIPTS[key.rsplit('_', 1)[1]].name}")
+             f"{key} holds exactly {HEALTH_SCRIPTS[key.rsplit('_', 1)[1]].relative_to(ARGO)}")
 
 
 def lua_string(s):
@@ -187,22 +190,28 @@ def check_health_scripts(c, luas, lua_missing):
     if not luas:
         c.ok(lua_missing, "a Lua interpreter, or the reason there is none")
         return
-    cases = yaml.safe_load((HERE / "health-cases.yaml").read_text())
-    c.equal(sorted(cases), sorted(HEALTH_SCRIPTS), "sample objects for every health check")
+    dirs = sorted(p.name for p in CUSTOMIZATIONS.iterdir() if p.is_dir())
+    c.equal(dirs, sorted(HEALTH_SCRIPTS), "a resource customization for every kind")
     with tempfile.TemporaryDirectory() as tmp:
         for lua in luas:
             version = subprocess.run([lua, "-v"], capture_output=True, text=True)
             name = (version.stdout or version.stderr).split(" Copyright")[0].strip() or lua
             for kind, script in HEALTH_SCRIPTS.items():
-                for case in cases.get(kind, []):
-                    what = f"{name}: {script.name}: {case['name']}"
-                    status, message = run_health(lua, script, case["object"], Path(tmp))
+                tests = yaml.safe_load((script.parent / "health_test.yaml").read_text())["tests"]
+                inputs = sorted(p.name for p in (script.parent / "testdata").iterdir())
+                c.equal(sorted(Path(t["inputPath"]).name for t in tests), inputs,
+                        f"{kind}: every testdata/ object has a case")
+                for case in tests:
+                    what = f"{name}: {kind}: {case['inputPath']}"
+                    obj = yaml.safe_load((script.parent / case["inputPath"]).read_text())
+                    c.equal((obj.get("apiVersion"), obj.get("kind")), ("hostguard.dev/v1alpha1", kind),
+                            f"{what}: the object's type")
+                    status, message = run_health(lua, script, obj, Path(tmp))
                     if not c.ok(status is not None, f"{what}: the script fails: {message}"):
                         continue
                     c.ok(status in ARGO_HEALTH_STATUSES, f"{what}: {status!r} is an Argo CD status")
-                    c.equal(status, case["want"], f"{what}: health")
-                    c.ok(case["message"] in message,
-                         f"{what}: message {message!r} lacks {case['message']!r}")
+                    want = case["healthStatus"]
+                    c.equal((status, message), (want["status"], want["message"]), f"{what}: health")
 
 
 def check_flux(c):
