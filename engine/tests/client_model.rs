@@ -90,6 +90,11 @@ fn messages(d: &Decision) -> String {
 #[case::k8sgpt_localai_beside_a_key(&[("K8SGPT_BACKEND", "localai"), ("OPENAI_API_KEY", KEY)])]
 // pydantic-settings reads names case-insensitively: a lower-case spelling is another value.
 #[case::lower_case_spelling(&[("OPENAI_API_KEY", KEY), ("OPENAI_BASE_URL", AZURE_V1), ("openai_base_url", "https://api.openai.com/v1")])]
+// A lower-case key (pydantic-settings) beside an Azure-only endpoint is as ambiguous as the
+// upper-case one; a lower-case base URL does not make the default go away (openai-python reads
+// OPENAI_BASE_URL case-sensitively).
+#[case::lower_case_key_beside_azure_endpoint(&[("openai_api_key", KEY), ("AZURE_OPENAI_ENDPOINT", AZURE_ENDPOINT)])]
+#[case::lower_case_base_url_only(&[("OPENAI_API_KEY", KEY), ("openai_base_url", AZURE_V1)])]
 // Applications' own keys (shared/reference/ai-tool-resources.md).
 #[case::anythingllm_key(&[("OPEN_AI_KEY", KEY)])]
 #[case::n8n_key(&[("N8N_AI_OPENAI_API_KEY", KEY)])]

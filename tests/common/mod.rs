@@ -362,29 +362,7 @@ pub struct Standalone {
 /// Starts `hostguard serve --standalone --cluster-provider azure` with a certificate for
 /// [`SERVICE_NAME`] signed by `ca` (common name `first`), re-read every 100 ms.
 pub fn standalone(ca: &Ca, extra: &[&str]) -> Standalone {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = ca.leaf(&[SERVICE_NAME], "first");
-    let certs = VolumeDir::new(
-        dir.path(),
-        "certs",
-        &[("tls.crt", &cert), ("tls.key", &key)],
-    );
-    let cert_path = certs.file("tls.crt");
-    let key_path = certs.file("tls.key");
-    let mut args = vec![
-        "--standalone",
-        "--cluster-provider",
-        "azure",
-        "--tls-reload-interval",
-        "100ms",
-        "--tls-cert",
-        cert_path.to_str().expect("utf-8"),
-        "--tls-key",
-        key_path.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(extra);
-    let server = Server::start(&args, &[], dir.path().join("serve.log"));
-    Standalone { server, certs, dir }
+    standalone_bin(Path::new(env!("CARGO_BIN_EXE_hostguard")), ca, "first", extra)
 }
 
 /// The optimised (release) binary, for the fault tests that put real load on it: the debug

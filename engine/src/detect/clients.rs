@@ -188,6 +188,9 @@ fn bedrock_module_client(env: &ResolvedEnv, out: &mut Routes) {
     else {
         return;
     };
+    // The module client signs with the pod's AWS credentials (IRSA, instance role): no key
+    // needs to be visible for it to send.
+    signal(out, NAME, &selected);
     if set_in_python(env, "AWS_BEDROCK_BASE_URL").is_some() {
         // The catalogue reports AWS_BEDROCK_BASE_URL itself.
         return;
@@ -215,7 +218,14 @@ fn openai_default(env: &ResolvedEnv, others: &[String], out: &mut Routes) {
     if usable_url(env, "OPENAI_BASE_URL") {
         return;
     }
-    let key = set_in_python(env, "OPENAI_API_KEY");
+    // The key in any letter case: an app configured through pydantic-settings reads
+    // `openai_api_key` and hands it to `OpenAI()` (whose own OPENAI_BASE_URL lookup is
+    // case-sensitive, so only the exact name makes the base URL usable above).
+    let key = env
+        .names()
+        .iter()
+        .filter(|n| n.eq_ignore_ascii_case("OPENAI_API_KEY"))
+        .find_map(|n| set_in_python(env, n));
     let identity = [
         "OPENAI_IDENTITY_PROVIDER_ID",
         "OPENAI_SERVICE_ACCOUNT_ID",
@@ -269,9 +279,15 @@ fn openai_default(env: &ResolvedEnv, others: &[String], out: &mut Routes) {
             ),
         }
     };
-    out.endpoints.push(endpoint(
-        value,
-        &anchor,
-        &format!("the OpenAI SDK default for {via}; OPENAI_BASE_URL is not set to a usable URL"),
-    ));
+    // The URL is the SDK's default, not something read from where the key came from: no origin.
+    out.endpoints.push(Endpoint {
+        origin: None,
+        ..endpoint(
+            value,
+            &anchor,
+            &format!(
+                "the OpenAI SDK default for {via}; OPENAI_BASE_URL is not set to a usable URL"
+            ),
+        )
+    });
 }

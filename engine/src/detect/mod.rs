@@ -490,11 +490,18 @@ fn infer_container(
         if set.is_empty() {
             continue;
         }
-        for c in &set {
-            signals.push(Signal::Variable {
-                name: variable.name,
-                path: c.path.clone(),
-            });
+        // A flavour switch alone (`OPENAI_API_TYPE`, `USE_AZURE_OPENAI`) selects how a client
+        // would call, not that one does: with no key and no endpoint the app cannot start a
+        // client, so it is not a usage signal by itself (Bedrock through the module client is,
+        // see `clients`). A backend selector such as `K8SGPT_BACKEND` is: the app always calls
+        // the backend it names.
+        if !FLAVOUR_ONLY_SWITCHES.contains(&variable.name) {
+            for c in &set {
+                signals.push(Signal::Variable {
+                    name: variable.name,
+                    path: c.path.clone(),
+                });
+            }
         }
         match variable.role {
             Role::ApiKey(kind) => {
@@ -831,6 +838,9 @@ fn redirections(env: &ResolvedEnv, endpoints: &mut Vec<Endpoint>) {
         }
     }
 }
+
+/// Catalogue switches that choose a client's flavour without saying that a client is used.
+const FLAVOUR_ONLY_SWITCHES: &[&str] = &["OPENAI_API_TYPE", "USE_AZURE_OPENAI"];
 
 /// Variables whose values name hosts without being endpoints: proxy exclusion lists.
 const NOT_ENDPOINTS: &[&str] = &[

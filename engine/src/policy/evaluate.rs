@@ -274,7 +274,7 @@ fn ignored_annotations(policy: &CompiledPolicy, usage: &Usage, decision: &mut De
         }
         let named: Vec<&str> = claim.classes.iter().map(|c| c.as_str()).collect();
         let message = format!(
-            "{}: {:?} is ignored as an exemption from policy {}: an annotation can only add governance, so this workload is governed as {} traffic; to declare it {} only, create an AIWorkload whose selector matches its pods (spec.apiClass: {}), which your platform team controls",
+            "{}: {:?} is ignored as an exemption from policy {}: an annotation can only add governance, so this workload is governed as {}; to declare it {} only, create an AIWorkload whose selector matches its pods (spec.apiClass: {}), which your platform team controls",
             claim.path,
             claim.raw,
             policy.name,

@@ -177,7 +177,10 @@ impl ResolvedEnv {
                     Lookup::Unknown => env.sources.push(FromSource::Unknown {
                         path,
                         prefix,
-                        why: format!("ConfigMap {name:?} is not available to hostguard"),
+                        why: match snapshot.config_map_unknown_reason(namespace, name) {
+                            Some(reason) => format!("ConfigMap {name:?}, which {reason},"),
+                            None => format!("ConfigMap {name:?} is not available to hostguard"),
+                        },
                     }),
                 }
             } else if let Some(secret) = &from.secret_ref {
@@ -502,7 +505,12 @@ fn value_of(
             Lookup::Absent if optional => None,
             Lookup::Absent => cannot_start("the ConfigMap does not exist"),
             Lookup::Unknown => Some((
-                EnvValue::Unreadable(format!("{origin}, which is not available to hostguard")),
+                EnvValue::Unreadable(
+                    match snapshot.config_map_unknown_reason(pod.namespace, &r.name) {
+                        Some(reason) => format!("{origin}, which {reason}"),
+                        None => format!("{origin}, which is not available to hostguard"),
+                    },
+                ),
                 Some(origin),
                 optional,
             )),
