@@ -362,7 +362,12 @@ pub struct Standalone {
 /// Starts `hostguard serve --standalone --cluster-provider azure` with a certificate for
 /// [`SERVICE_NAME`] signed by `ca` (common name `first`), re-read every 100 ms.
 pub fn standalone(ca: &Ca, extra: &[&str]) -> Standalone {
-    standalone_bin(Path::new(env!("CARGO_BIN_EXE_hostguard")), ca, "first", extra)
+    standalone_bin(
+        Path::new(env!("CARGO_BIN_EXE_hostguard")),
+        ca,
+        "first",
+        extra,
+    )
 }
 
 /// The optimised (release) binary, for the fault tests that put real load on it: the debug
