@@ -34,8 +34,29 @@ pub struct Document {
     pub line: usize,
     /// The document; `Null` for an empty document.
     pub value: Value,
+    /// The chart template a `helm template` document was rendered from: the path its
+    /// `# Source: <chart>/templates/<file>` comment names, when it has one.
+    pub rendered_from: Option<String>,
     /// Where each field is, mirroring `value`.
     lines: Lines,
+}
+
+/// The path of the `# Source:` comment `helm template` writes above each document it renders
+/// (helm `pkg/action/action.go`: `fmt.Fprintf(b, "---\n# Source: %s\n", name)`), read from the
+/// comments that open the document.
+fn helm_source(text: &str) -> Option<String> {
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line == "---" {
+            continue;
+        }
+        let comment = line.strip_prefix('#')?;
+        if let Some(path) = comment.trim_start().strip_prefix("Source:") {
+            let path = path.trim();
+            return (!path.is_empty()).then(|| path.to_string());
+        }
+    }
+    None
 }
 
 /// The line of one node and of the nodes under it.
@@ -86,6 +107,7 @@ impl Document {
             index,
             line,
             value,
+            rendered_from: None,
             lines: Lines::leaf(line),
         }
     }
@@ -309,6 +331,7 @@ pub fn parse_unit(source: &str, unit: Unit<'_>) -> Result<Option<Vec<Document>>,
         index: 0,
         line: lines.line,
         value,
+        rendered_from: helm_source(segment.text),
         lines,
     };
     expand_lists(vec![document]).map(Some)
@@ -485,6 +508,7 @@ fn parse_yaml(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
             index: documents.len(),
             line: lines.line,
             value,
+            rendered_from: helm_source(segment.text),
             lines,
         });
     }
@@ -609,6 +633,7 @@ fn expand_lists(documents: Vec<Document>) -> Result<Vec<Document>, LoadError> {
                 index: doc.index,
                 line: lines.line,
                 value,
+                rendered_from: doc.rendered_from.clone(),
                 lines,
             });
         }

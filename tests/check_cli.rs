@@ -518,3 +518,129 @@ fn every_format_names_the_aiworkload_that_exempted_a_workload() -> TestResult {
     assert!(out.contains("exempted: ") && out.contains(WHO), "{out}");
     Ok(())
 }
+
+/// What GitHub code scanning documents for SARIF it takes as security alerts ("SARIF support for
+/// code scanning"): rules with `fullDescription`, `help` (text and markdown), a `security` tag
+/// and a `security-severity`; `shortDescription` under 1,024 characters; results with
+/// `partialFingerprints`; URIs relative to the repository root. (The SARIF 2.1.0 schema itself
+/// is checked by scripts/sarif-test.)
+#[test]
+fn sarif_carries_what_github_code_scanning_reads() -> TestResult {
+    let (code, sarif, _) = check(&[
+        "-o",
+        "sarif",
+        "-f",
+        &rel("manifests/denied.yaml"),
+        "--cluster-provider",
+        "azure",
+    ])?;
+    assert_eq!(code, 1);
+    let _: serde_sarif::sarif::Sarif = serde_json::from_str(&sarif)?;
+    let sarif: Value = serde_json::from_str(&sarif)?;
+    let run = &sarif["runs"][0];
+    let chart = std::fs::read_to_string("charts/hostguard/Chart.yaml")?;
+    let home = chart
+        .lines()
+        .find_map(|l| l.strip_prefix("home: "))
+        .ok_or("Chart.yaml has no home")?;
+    assert_eq!(run["tool"]["driver"]["informationUri"], home);
+    for rule in run["tool"]["driver"]["rules"].as_array().ok_or("rules")? {
+        let short = rule["shortDescription"]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(!short.is_empty() && short.chars().count() < 1024, "{rule}");
+        assert!(
+            !short.contains("*.cognitiveservices"),
+            "host list in {short}"
+        );
+        assert!(rule["fullDescription"]["text"].is_string(), "{rule}");
+        assert!(rule["help"]["text"].is_string(), "{rule}");
+        assert!(rule["help"]["markdown"].is_string(), "{rule}");
+        let tags = rule["properties"]["tags"].as_array().ok_or("tags")?;
+        assert!(tags.iter().any(|t| t == "security"), "{rule}");
+        let severity: f64 = rule["properties"]["security-severity"]
+            .as_str()
+            .ok_or("security-severity")?
+            .parse()?;
+        assert!((0.0..=10.0).contains(&severity));
+    }
+    let results = run["results"].as_array().ok_or("results")?;
+    assert!(!results.is_empty());
+    for r in results {
+        assert!(
+            r["partialFingerprints"]
+                .as_object()
+                .is_some_and(|f| !f.is_empty())
+        );
+        let artifact = &r["locations"][0]["physicalLocation"]["artifactLocation"];
+        assert_eq!(artifact["uriBaseId"], "%SRCROOT%");
+        assert_eq!(
+            artifact["uri"],
+            "tests/fixtures/check/manifests/denied.yaml"
+        );
+    }
+    let base = run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        base.starts_with("file:///") && base.ends_with('/'),
+        "{base}"
+    );
+    Ok(())
+}
+
+/// A document `helm template` rendered points at the template its `# Source:` comment names,
+/// on the line of the field, with the rendered file as a related location.
+#[test]
+fn sarif_maps_helm_rendered_documents_to_their_templates() -> TestResult {
+    let (code, sarif, _) = check(&[
+        "-o",
+        "sarif",
+        "-f",
+        &rel("rendered/chat-direct.yaml"),
+        "--cluster-provider",
+        "azure",
+    ])?;
+    assert_eq!(code, 1);
+    let sarif: Value = serde_json::from_str(&sarif)?;
+    let result = &sarif["runs"][0]["results"][0];
+    let primary = &result["locations"][0]["physicalLocation"];
+    assert_eq!(
+        primary["artifactLocation"]["uri"],
+        "examples/charts/chat/templates/deployment.yaml"
+    );
+    let template = std::fs::read_to_string("examples/charts/chat/templates/deployment.yaml")?;
+    let line = template
+        .lines()
+        .position(|l| l.contains("name: OPENAI_BASE_URL"))
+        .ok_or("no OPENAI_BASE_URL in the template")?
+        + 1;
+    assert_eq!(primary["region"]["startLine"], line);
+    assert_eq!(
+        result["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "tests/fixtures/check/rendered/chat-direct.yaml"
+    );
+    Ok(())
+}
+
+/// Bad input is a SARIF run whose invocation failed, naming the file, and exit 2: an upload step
+/// reports the reason instead of failing on an empty file.
+#[test]
+fn sarif_of_bad_input_is_a_failed_invocation() -> TestResult {
+    let (code, sarif, _) = check(&["-o", "sarif", "-f", &rel("bad/malformed.yaml")])?;
+    assert_eq!(code, 2);
+    let _: serde_sarif::sarif::Sarif = serde_json::from_str(&sarif)?;
+    let sarif: Value = serde_json::from_str(&sarif)?;
+    let invocation = &sarif["runs"][0]["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false);
+    let note = &invocation["toolExecutionNotifications"][0];
+    assert_eq!(note["level"], "error");
+    assert!(
+        note["message"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("malformed.yaml:")),
+        "{note}"
+    );
+    assert_eq!(sarif["runs"][0]["results"], serde_json::json!([]));
+    Ok(())
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::policy::{self, Decision, Operation, PolicySet, Verdict};
+use crate::policy::{self, Decision, Operation, PolicySet, Verdict, Warning};
 use crate::snapshot::Snapshot;
 
 /// The only AdmissionReview version hostguard speaks.
@@ -797,18 +797,65 @@ fn audit_annotations(decision: &Decision) -> std::collections::BTreeMap<String, 
         if let Some(exempted) = decision.exempted_by() {
             out.insert("exempted-by".to_string(), exempted);
         }
+        // kubectl shows each warning cut to a line; the audit log keeps them whole.
+        if !decision.warnings.is_empty() {
+            let all: Vec<&str> = decision
+                .warnings
+                .iter()
+                .map(|w| w.message.as_str())
+                .collect();
+            out.insert(
+                "warnings".to_string(),
+                truncate(&all.join("; "), MAX_STATUS_MESSAGE_BYTES).into_owned(),
+            );
+        }
     }
     out
 }
 
+/// The causes that carry each warning's full detail, after the denials' (kubectl shows the
+/// short form of each in `warnings`).
+fn warning_causes(warnings: &[Warning], room: usize) -> Vec<StatusCause> {
+    warnings
+        .iter()
+        .take(room)
+        .map(|w| StatusCause {
+            reason: "Warning".into(),
+            message: truncate(&w.message, MAX_CAUSE_BYTES).into_owned(),
+            field: truncate(&w.path, MAX_CAUSE_BYTES).into_owned(),
+        })
+        .collect()
+}
+
 fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> ResponseOut {
     let denials: Vec<_> = decision.denials().collect();
+    let what = match (info.namespace.as_str(), info.name.as_str()) {
+        ("", "") => info.kind.clone(),
+        ("", name) => format!("{} {name}", info.kind),
+        (ns, name) => format!("{} {ns}/{name}", info.kind),
+    };
+    // Admitted with warnings: the API server does not consult `status` when allowed, but it is
+    // where the full detail of each warning travels for `hostguard review`, logs and audits.
+    let admitted_status = (denials.is_empty() && !decision.warnings.is_empty()).then(|| Status {
+        status: Some(StatusSummary::Success),
+        code: 200,
+        message: format!(
+            "hostguard admitted {} with {} warnings",
+            truncate(&what, MAX_CAUSE_BYTES),
+            decision.warnings.len()
+        ),
+        reason: String::new(),
+        metadata: None,
+        details: Some(StatusDetails {
+            name: truncate(&info.name, MAX_CAUSE_BYTES).into_owned(),
+            kind: info.kind.clone(),
+            causes: warning_causes(&decision.warnings, MAX_CAUSES),
+            group: String::new(),
+            uid: String::new(),
+            retry_after_seconds: 0,
+        }),
+    });
     let status = (!denials.is_empty()).then(|| {
-        let what = match (info.namespace.as_str(), info.name.as_str()) {
-            ("", "") => info.kind.clone(),
-            ("", name) => format!("{} {name}", info.kind),
-            (ns, name) => format!("{} {ns}/{name}", info.kind),
-        };
         // Bounded whatever the object: the first causes one by one, each cut to a size that
         // keeps its field path and value readable, then a count of the rest.
         let shown = &denials[..denials.len().min(MAX_CAUSES)];
@@ -839,6 +886,8 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
                 field: String::new(),
             });
         }
+        let room = MAX_CAUSES.saturating_sub(shown.len());
+        causes.extend(warning_causes(&decision.warnings, room));
         Status {
             status: Some(StatusSummary::Failure),
             code: 403,
@@ -858,7 +907,7 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
     ResponseOut {
         uid: uid.to_string(),
         allowed: decision.allowed(),
-        status,
+        status: status.or(admitted_status),
         patch_type: None,
         patch: None,
         warnings: bounded_warnings(&decision.warnings),
@@ -866,12 +915,13 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
     }
 }
 
-/// The first [`MAX_WARNINGS`] warnings, each cut to [`MAX_CAUSE_BYTES`], and a count of the rest.
-fn bounded_warnings(warnings: &[String]) -> Vec<String> {
+/// The first [`MAX_WARNINGS`] warnings in their short form (at most
+/// [`policy::MAX_WARNING_CHARS`] characters each), and a count of the rest.
+fn bounded_warnings(warnings: &[Warning]) -> Vec<String> {
     let mut out: Vec<String> = warnings
         .iter()
         .take(MAX_WARNINGS)
-        .map(|w| truncate(w, MAX_CAUSE_BYTES).into_owned())
+        .map(Warning::short)
         .collect();
     if warnings.len() > MAX_WARNINGS {
         out.push(format!(

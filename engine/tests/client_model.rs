@@ -49,7 +49,7 @@ fn decide(env: &[(&str, &str)]) -> Decision {
 
 fn messages(d: &Decision) -> String {
     let mut all: Vec<String> = d.violations.iter().map(|v| v.message.clone()).collect();
-    all.extend(d.warnings.iter().cloned());
+    all.extend(d.warnings.iter().map(|w| &w.message).cloned());
     all.join("\n")
 }
 
@@ -167,7 +167,10 @@ fn the_ambiguous_disposition_is_the_policys() {
     let d = decide_with(&env, &policies);
     assert_ne!(d.verdict, Verdict::Deny, "{}", messages(&d));
     assert!(
-        d.warnings.iter().any(|w| w.contains("disagree")),
+        d.warnings
+            .iter()
+            .map(|w| &w.message)
+            .any(|w| w.contains("disagree")),
         "{:?}",
         d.warnings
     );
@@ -270,6 +273,7 @@ fn custom_resolvers_on_a_governed_pod_are_a_warning() {
     assert!(
         d.warnings
             .iter()
+            .map(|w| &w.message)
             .any(|w| w.contains("dnsConfig.nameservers")),
         "{:?}",
         d.warnings

@@ -119,6 +119,7 @@ fn an_exempting_annotation_is_ignored_and_reported(#[case] on: &str, #[case] cla
     let warning = d
         .warnings
         .iter()
+        .map(|w| &w.message)
         .find(|w| w.starts_with(path))
         .unwrap_or_else(|| panic!("no warning at {path}: {:?}", d.warnings));
     assert!(warning.contains("ignored as an exemption"), "{warning}");
@@ -150,7 +151,10 @@ fn an_annotation_that_adds_governance_is_believed(#[case] class: &str, #[case] g
     expected.sort();
     assert_eq!(d.governed_by, expected);
     assert!(
-        d.warnings.iter().all(|w| !w.contains("ignored")),
+        d.warnings
+            .iter()
+            .map(|w| &w.message)
+            .all(|w| !w.contains("ignored")),
         "{:?}",
         d.warnings
     );
@@ -217,6 +221,7 @@ fn an_exemption_from_a_warn_policy_is_a_warning() {
     assert!(
         d.warnings
             .iter()
+            .map(|w| &w.message)
             .any(|w| w.contains("exempted from policy") && w.contains("team-a/assistants")),
         "{:?}",
         d.warnings
@@ -275,6 +280,7 @@ fn a_policy_believes_only_the_aiworkloads_it_trusts(
         assert!(
             d.warnings
                 .iter()
+                .map(|w| &w.message)
                 .any(|w| w.contains("does not trust it") && w.contains("team-a/assistants")),
             "{:?}",
             d.warnings

@@ -57,6 +57,7 @@ fn a_pod_update_of_labels_or_annotations_is_warned_not_denied(#[case] meta: Valu
     assert!(
         d.warnings
             .iter()
+            .map(|w| &w.message)
             .any(|w| w.contains(DIRECT) && w.contains("pre-existing")),
         "{:?}",
         d.warnings
@@ -89,7 +90,12 @@ fn an_ephemeral_container_that_adds_a_violating_usage_is_denied() {
         "only what the update brings in is denied"
     );
     // The pre-existing violation is still reported, as a warning.
-    assert!(d.warnings.iter().any(|w| w.contains("pre-existing")));
+    assert!(
+        d.warnings
+            .iter()
+            .map(|w| &w.message)
+            .any(|w| w.contains("pre-existing"))
+    );
 }
 
 #[test]

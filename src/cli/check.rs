@@ -73,6 +73,9 @@ pub fn run(args: CheckArgs) -> u8 {
         Ok(sets) => sets,
         Err(Failure::Input(message)) => {
             eprintln!("hostguard check: {message}");
+            if let Err(e) = writer.fail(&message) {
+                eprintln!("hostguard check: cannot write the report: {e}");
+            }
             return EXIT_BAD_INPUT;
         }
         // A closed pipe (`| head`) is not a reason to change the verdict.

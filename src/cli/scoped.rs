@@ -20,7 +20,7 @@ use crate::api::{AIWorkload, Action, ClusterProvider, GROUP, HostingPolicy};
 use crate::manifest::Document;
 use crate::manifest::scope::{Index, Origin, Place, Places, Resolved};
 use crate::policy::{
-    CompiledPolicy, Decision, Operation, PolicySet, Request, Verdict, Violation, evaluate,
+    CompiledPolicy, Decision, Operation, PolicySet, Request, Verdict, Violation, Warning, evaluate,
 };
 use crate::policy_files::{PolicyFiles, compile_or_default};
 use crate::snapshot::{ConfigMapData, ConfigMapSource, DeclaredWorkload, Labels, Lookup, Snapshot};
@@ -288,12 +288,14 @@ impl ConfigMapSource for ScopedConfigMaps {
 
 /// A denial about the input itself: two candidates that would govern the document differently.
 fn ambiguous(what: &str, reason: String) -> Violation {
+    let message = format!("{what} {reason}");
     Violation {
         policy: "hostguard".into(),
         action: Action::Deny,
         rule: crate::policy::rule::VALID_RESOURCE,
         path: String::new(),
-        message: format!("{what} {reason}"),
+        warning: Warning::new("", what, "keep one of them", &message),
+        message,
     }
 }
 
@@ -377,10 +379,18 @@ impl Scope {
         let mut denials = in_force.ambiguous.clone();
         match self.namespaces.resolve(&self.places, place, namespace) {
             Resolved::Found(labels) => snapshot.insert_namespace_labels(namespace, labels.clone()),
-            r @ Resolved::Ambiguous(..) => warnings.push(format!(
-                "Namespace {namespace:?} {}; its labels are unknown",
-                r.ambiguity().unwrap_or_default()
-            )),
+            r @ Resolved::Ambiguous(..) => {
+                let message = format!(
+                    "Namespace {namespace:?} {}; its labels are unknown",
+                    r.ambiguity().unwrap_or_default()
+                );
+                warnings.push(Warning::new(
+                    "",
+                    format!("Namespace {namespace:?} is ambiguous"),
+                    "keep one definition of it",
+                    message,
+                ));
+            }
             Resolved::Missing => {}
         }
         for key in self.workload_keys.get(namespace).into_iter().flatten() {

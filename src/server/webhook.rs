@@ -474,6 +474,27 @@ fn log_answer(webhook: Webhook, answer: &admission::Answer) {
         ),
         (None, None) => {}
     }
+    // kubectl shows each warning in its short form; the log keeps the full detail.
+    if let (Some(decision), Webhook::Validate) = (&answer.decision, webhook)
+        && !decision.warnings.is_empty()
+    {
+        let detail: Vec<String> = decision
+            .warnings
+            .iter()
+            .take(LOG_VIOLATIONS)
+            .map(|w| truncate(&w.message, 1024).into_owned())
+            .collect();
+        tracing::info!(
+            webhook = webhook.as_str(),
+            uid = %uid,
+            namespace = %info.namespace,
+            kind = %info.kind,
+            name = %name,
+            warnings = decision.warnings.len(),
+            detail = %detail.join("; "),
+            "admitted with warnings"
+        );
+    }
 }
 
 /// Parses a Go `time.Duration` string as the API server writes it (`10s`, `1m30s`, `500ms`).

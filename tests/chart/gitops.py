@@ -3,13 +3,18 @@
 - Argo CD: the Application installs charts/hostguard from this repository, with server-side apply
   and the cert-manager CA bundle ignored; its values are rendered like a chart variant (see
   `variants`). The argocd-cm snippet is a valid ConfigMap whose two health-check keys hold exactly
-  the .lua files, and each script gives the expected health for the sample objects of
-  health-cases.yaml, in every Lua interpreter given (Argo CD runs gopher-lua, a Lua 5.1).
+  the health.lua files of resource_customizations/hostguard.dev/<Kind>/, and each script gives
+  exactly the status and message of every case of its health_test.yaml (on its testdata/ object),
+  as Argo CD's TestLuaHealthScript requires, in every Lua interpreter given (Argo CD runs
+  gopher-lua, a Lua 5.1).
 - Flux: the HelmRelease takes the chart from the GitRepository next to it, keeps the CRDs in step
   and ignores the CA bundle in drift detection; its values are rendered like a chart variant.
-- GitHub Actions: the workflow renders manifests, runs `hostguard check -o sarif` into a file that
-  upload-sarif uploads even when something is denied, then fails; the real `hostguard` runs with
-  the workflow's arguments on rendered manifests and writes SARIF for them.
+- GitHub Actions: the workflow runs `hostguard check -o sarif` on the committed manifests and on
+  a chart's `helm template` output into a file that upload-sarif@v4 uploads even when something
+  is denied, then fails; the real `hostguard` runs with the workflow's arguments on a checkout
+  like the one it describes, the real `helm` rendering the example chart, and its findings point
+  at the committed manifest and at the chart's template, relative to the repository root. The
+  rendered fixture of tests/check_cli.rs is what helm renders.
 """
 
 import json
@@ -32,8 +37,9 @@ CHART_PATH = "charts/hostguard"
 KUBE_VERSION = "1.33.0"
 
 HEALTH_KEY = "resource.customizations.health.hostguard.dev_{kind}"
-HEALTH_SCRIPTS = {"HostingPolicy": ARGO / "health-hostingpolicy.lua",
-                  "AIWorkload": ARGO / "health-aiworkload.lua"}
+CUSTOMIZATIONS = ARGO / "resource_customizations/hostguard.dev"
+HEALTH_SCRIPTS = {"HostingPolicy": CUSTOMIZATIONS / "HostingPolicy/health.lua",
+                  "AIWorkload": CUSTOMIZATIONS / "AIWorkload/health.lua"}
 ARGO_HEALTH_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 
@@ -77,11 +83,11 @@ def variants(variant, out_dir):
     ]
 
 
-def check(c, hostguard, luas, lua_missing):
+def check(c, hostguard, luas, lua_missing, helm=None):
     check_argo(c)
     check_health_scripts(c, luas, lua_missing)
     check_flux(c)
-    check_workflow(c, hostguard)
+    check_workflow(c, hostguard, helm)
 
 
 def ignored_ca_bundle(c, what, rules, pointer_paths):
@@ -132,7 +138,7 @@ def check_argo(c):
     c.equal(sorted(cm.get("data", {})), sorted(want), "exactly the two health-check keys")
     for key, text in want.items():
         c.ok(cm.get("data", {}).get(key) == text,
-             f"{key} holds exactly {HEALTH_SCRIPTS[key.rsplit('_', 1)[1]].name}")
+             f"{key} holds exactly {HEALTH_SCRIPTS[key.rsplit('_', 1)[1]].relative_to(ARGO)}")
 
 
 def lua_string(s):
@@ -184,22 +190,28 @@ def check_health_scripts(c, luas, lua_missing):
     if not luas:
         c.ok(lua_missing, "a Lua interpreter, or the reason there is none")
         return
-    cases = yaml.safe_load((HERE / "health-cases.yaml").read_text())
-    c.equal(sorted(cases), sorted(HEALTH_SCRIPTS), "sample objects for every health check")
+    dirs = sorted(p.name for p in CUSTOMIZATIONS.iterdir() if p.is_dir())
+    c.equal(dirs, sorted(HEALTH_SCRIPTS), "a resource customization for every kind")
     with tempfile.TemporaryDirectory() as tmp:
         for lua in luas:
             version = subprocess.run([lua, "-v"], capture_output=True, text=True)
             name = (version.stdout or version.stderr).split(" Copyright")[0].strip() or lua
             for kind, script in HEALTH_SCRIPTS.items():
-                for case in cases.get(kind, []):
-                    what = f"{name}: {script.name}: {case['name']}"
-                    status, message = run_health(lua, script, case["object"], Path(tmp))
+                tests = yaml.safe_load((script.parent / "health_test.yaml").read_text())["tests"]
+                inputs = sorted(p.name for p in (script.parent / "testdata").iterdir())
+                c.equal(sorted(Path(t["inputPath"]).name for t in tests), inputs,
+                        f"{kind}: every testdata/ object has a case")
+                for case in tests:
+                    what = f"{name}: {kind}: {case['inputPath']}"
+                    obj = yaml.safe_load((script.parent / case["inputPath"]).read_text())
+                    c.equal((obj.get("apiVersion"), obj.get("kind")), ("hostguard.dev/v1alpha1", kind),
+                            f"{what}: the object's type")
+                    status, message = run_health(lua, script, obj, Path(tmp))
                     if not c.ok(status is not None, f"{what}: the script fails: {message}"):
                         continue
                     c.ok(status in ARGO_HEALTH_STATUSES, f"{what}: {status!r} is an Argo CD status")
-                    c.equal(status, case["want"], f"{what}: health")
-                    c.ok(case["message"] in message,
-                         f"{what}: message {message!r} lacks {case['message']!r}")
+                    want = case["healthStatus"]
+                    c.equal((status, message), (want["status"], want["message"]), f"{what}: health")
 
 
 def check_flux(c):
@@ -235,7 +247,9 @@ def shell_lines(script):
     """The logical lines of a shell script, continuation lines joined."""
     out, pending = [], ""
     for line in script.splitlines():
-        if line.rstrip().endswith("\\"):
+        if line.rstrip().endswith("|"):
+            pending += line.rstrip() + " "
+        elif line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
         else:
             out.append(pending + line)
@@ -243,7 +257,7 @@ def shell_lines(script):
     return out
 
 
-def check_workflow(c, hostguard):
+def check_workflow(c, hostguard, helm):
     c.scope = "ci/github-actions.yaml"
     wf = yaml.safe_load(WORKFLOW.read_text())
     # YAML 1.1 reads the key `on` as a boolean, as PyYAML does; GitHub reads it as `on`.
@@ -258,8 +272,6 @@ def check_workflow(c, hostguard):
             "the job may write code-scanning alerts")
     steps = job["steps"]
     index = {id(s): i for i, s in enumerate(steps)}
-    renders = [s for s in steps if any(t in s.get("run", "") for t in ("helm template", "kustomize"))]
-    c.ok(renders, "a step renders manifests (helm template, kustomize)")
     checks = [(s, line) for s in steps for line in shell_lines(s.get("run", ""))
               if " check " in line and "-o sarif" in line]
     if not c.equal(len(checks), 1, "one step runs `hostguard check -o sarif`"):
@@ -267,14 +279,22 @@ def check_workflow(c, hostguard):
     check_step, line = checks[0]
     uploads = [s for s in steps if s.get("uses", "").startswith("github/codeql-action/upload-sarif@")]
     upload = uploads[0]
-    c.ok(all(index[id(r)] < index[id(check_step)] for r in renders), "manifests are rendered before the check")
+    # v3 is deprecated from December 2026 (github/codeql-action changelog).
+    c.equal(upload["uses"], "github/codeql-action/upload-sarif@v4", "upload-sarif v4")
     c.ok(index[id(check_step)] < index[id(upload)], "the check runs before the upload")
 
-    words = shlex.split(line)
+    pipeline = [part.strip() for part in line.split("|")]
+    c.equal(len(pipeline), 2, "helm template pipes the chart's rendering into the check")
+    helm_words = shlex.split(pipeline[0]) if len(pipeline) == 2 else []
+    c.ok(helm_words[:2] == ["helm", "template"], "the chart is rendered by helm template")
+    words = shlex.split(pipeline[-1])
     redirect = words.index(">") if ">" in words else -1
     c.ok(redirect > 0 and redirect + 1 < len(words), "the SARIF report is written to a file")
     sarif_file = words[redirect + 1] if redirect > 0 else None
     c.equal(upload.get("with", {}).get("sarif_file"), sarif_file, "upload-sarif uploads that file")
+    args = words[words.index("check"):redirect]
+    c.ok("rendered/" not in " ".join(args), "the check reads committed files, not files the job makes")
+    c.ok("-" in args, "the check reads the rendering from stdin")
     # Denials (exit 1) must not stop the upload; the job still fails afterwards.
     c.equal(check_step.get("continue-on-error"), True, "the check step does not stop the job")
     c.ok("always()" in str(upload.get("if", "")), "the upload runs whatever the check found")
@@ -282,16 +302,34 @@ def check_workflow(c, hostguard):
     fails = [s for s in steps[index[id(upload)]:]
              if f"steps.{step_id}.outcome == 'failure'" in str(s.get("if", "")) and "exit 1" in s.get("run", "")]
     c.ok(step_id and fails, "a last step fails the job when the check failed")
+    if not helm:
+        c.ok(False, "helm is needed to run the workflow's check")
+        return
 
-    # The real binary with the workflow's arguments, on rendered manifests like the job's.
-    args = words[words.index("check"):redirect]
+    # The rendered fixture of tests/check_cli.rs is what helm writes for the example chart.
+    direct = ["--set", "openaiBaseUrl=https://api.openai.com/v1"]
+    r = subprocess.run([helm, "template", "demo", str(ROOT / "examples/charts/chat"), *direct],
+                       capture_output=True, text=True)
+    c.equal(r.returncode, 0, f"helm template examples/charts/chat: {r.stderr}")
+    fixture = (ROOT / "tests/fixtures/check/rendered/chat-direct.yaml").read_text()
+    c.equal([d for d in yaml.safe_load_all(r.stdout) if d],
+            [d for d in yaml.safe_load_all(fixture) if d],
+            "tests/fixtures/check/rendered/chat-direct.yaml is helm's rendering")
+    c.ok("# Source: chat/templates/deployment.yaml" in r.stdout, "helm names the template")
+
+    # The real binaries with the workflow's arguments, in a checkout like the one it describes.
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rendered = work / "rendered"
-        rendered.mkdir()
-        shutil.copy(ROOT / "examples/workloads/chat-openai-direct.yaml", rendered / "chat.yaml")
-        shutil.copy(ROOT / "examples/workloads/chat-azure-openai.yaml", rendered / "chat-azure.yaml")
-        r = subprocess.run([str(Path(hostguard).resolve()), *args], cwd=work, capture_output=True, text=True)
+        (work / ".git").mkdir()
+        (work / "deploy").mkdir()
+        (work / "policies").mkdir()
+        shutil.copy(ROOT / "examples/workloads/chat-openai-direct.yaml", work / "deploy/chat.yaml")
+        shutil.copy(ROOT / "examples/policies/openai-stateless-on-azure.yaml", work / "policies")
+        shutil.copytree(ROOT / "examples/charts/chat", work / "charts/chat")
+        rendered = subprocess.run([helm, *helm_words[1:], *direct], cwd=work, capture_output=True, text=True)
+        c.equal(rendered.returncode, 0, f"{pipeline[0]}: {rendered.stderr}")
+        r = subprocess.run([str(Path(hostguard).resolve()), *args], cwd=work, input=rendered.stdout,
+                           capture_output=True, text=True)
         c.equal(r.returncode, 1, f"hostguard {' '.join(args)} exits 1 on a denial: {r.stderr}")
         try:
             sarif = json.loads(r.stdout)
@@ -299,7 +337,10 @@ def check_workflow(c, hostguard):
             c.ok(False, f"hostguard {' '.join(args)} printed no SARIF: {e}")
             return
         c.equal(sarif.get("version"), "2.1.0", "SARIF 2.1.0")
-        uris = {loc["physicalLocation"]["artifactLocation"]["uri"]
-                for run in sarif.get("runs", []) for res in run.get("results", [])
-                for loc in res.get("locations", [])}
-        c.equal(uris, {"rendered/chat.yaml"}, "findings point at the rendered file, relative to the checkout")
+        locations = {(loc["physicalLocation"]["artifactLocation"]["uri"],
+                      loc["physicalLocation"]["artifactLocation"].get("uriBaseId"))
+                     for run in sarif.get("runs", []) for res in run.get("results", [])
+                     for loc in res.get("locations", [])}
+        c.equal(locations, {("deploy/chat.yaml", "%SRCROOT%"),
+                            ("charts/chat/templates/deployment.yaml", "%SRCROOT%")},
+                "findings point at the committed manifest and the chart's template")

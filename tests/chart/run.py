@@ -89,6 +89,10 @@ REJECTED = [
     ("unknown policy action", ["--set", "defaultPolicy.action=Block"], "/defaultPolicy/action"),
     ("unknown cluster provider", ["--set", "server.clusterProvider=mixed"], "/server/clusterProvider"),
     ("no cert-manager and no Secret", ["--set", "certManager.enabled=false"], "/tls/existingSecret"),
+    # A NetworkPolicy that drops the ServiceMonitor's scrapes: the message names the value to set.
+    ("scrapes dropped by the NetworkPolicy",
+     ["--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true"],
+     "set networkPolicy.metricsFrom"),
     ("no cert-manager and no CA", ["--set", "certManager.enabled=false", "--set", "tls.existingSecret=cert"],
      "/tls/caBundle"),
     ("existing Secret while cert-manager issues one", ["--set", "tls.existingSecret=cert"],
@@ -344,7 +348,7 @@ def main():
         check_serve_arguments(c, args.hostguard, docs)
 
     check_notes(c, helm)
-    gitops.check(c, args.hostguard, args.lua, args.lua_missing)
+    gitops.check(c, args.hostguard, args.lua, args.lua_missing, helm=args.helm)
 
     c.scope = "rejected values"
     for what, extra, fragment in REJECTED:

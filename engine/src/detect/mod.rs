@@ -178,7 +178,7 @@ pub struct TemplateFacts {
     pub path: String,
     pub usages: Vec<Usage>,
     /// Things the user should know that are not violations (e.g. an unreadable annotation).
-    pub notes: Vec<String>,
+    pub notes: Vec<crate::policy::Warning>,
     /// Config files of the template that do not fit their application's format (the engine
     /// denies: an unreadable model list is never allowed).
     pub malformed: Vec<adapters::Malformed>,
@@ -276,9 +276,17 @@ fn detect_template(
                         classes,
                     });
                 }
-                None => facts.notes.push(format!(
-                    "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); ignored, the workload counts as stateless"
-                )),
+                None => {
+                    let message = format!(
+                        "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); ignored, the workload counts as stateless"
+                    );
+                    facts.notes.push(crate::policy::Warning::new(
+                        &path,
+                        format!("{raw:?} is not an API class"),
+                        "use stateless, stateful or mixed",
+                        message,
+                    ));
+                }
             }
         }
     }
@@ -347,9 +355,16 @@ fn detect_template(
             .and_then(|d| d.nameservers.as_ref())
             .filter(|n| !n.is_empty())
         {
-            facts.notes.push(format!(
-                "{spec_path}.dnsConfig.nameservers: this Pod resolves names through {}, which can answer anything for an allowed model host; hostguard cannot check where its OpenAI traffic goes",
+            let path = format!("{spec_path}.dnsConfig.nameservers");
+            let message = format!(
+                "{path}: this Pod resolves names through {}, which can answer anything for an allowed model host; hostguard cannot check where its OpenAI traffic goes",
                 servers.join(", ")
+            );
+            facts.notes.push(crate::policy::Warning::new(
+                &path,
+                "custom DNS can redirect OpenAI traffic",
+                "use the cluster DNS",
+                message,
             ));
         }
     }

@@ -61,8 +61,79 @@ pub struct Violation {
     pub rule: &'static str,
     /// Field path of the offending field.
     pub path: String,
-    /// The full message, field path first, offending value quoted, what is allowed instead.
+    /// The full message, field path first, offending value quoted, how to fix it.
     pub message: String,
+    /// The same as a short warning, for when the policy's action is Warn (or the update does
+    /// not bring the violation in).
+    #[serde(skip)]
+    pub warning: Warning,
+}
+
+/// The longest warning the API server passes on untouched: the AdmissionResponse API asks for
+/// warnings of at most 120 characters (k8s.io/api admission/v1 `AdmissionResponse.Warnings`:
+/// "Limit warnings to 120 characters if possible. Warnings over 256 characters ... may be
+/// truncated").
+pub const MAX_WARNING_CHARS: usize = 120;
+
+/// A non-blocking finding for the client. kubectl shows [`Warning::short`]: the field path, what
+/// is wrong and one hint, at most [`MAX_WARNING_CHARS`]; the full `message` goes to
+/// `status.details.causes`, the audit annotations, the log and the CLI reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Field path of what the warning is about (empty when it is about the whole object).
+    pub path: String,
+    /// What is wrong, in a few words.
+    pub what: String,
+    /// One way to fix it.
+    pub hint: String,
+    /// The full detail.
+    pub message: String,
+}
+
+impl Warning {
+    pub fn new(
+        path: impl Into<String>,
+        what: impl Into<String>,
+        hint: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Warning {
+            path: path.into(),
+            what: what.into(),
+            hint: hint.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `path: what; hint` in at most [`MAX_WARNING_CHARS`] characters. When it does not fit,
+    /// `what` is shortened first, since the path says where and the hint says what to do; only
+    /// a path and hint that are too long by themselves are cut at the end.
+    pub fn short(&self) -> String {
+        let head = if self.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.path)
+        };
+        let tail = if self.hint.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", self.hint)
+        };
+        let fixed = head.chars().count() + tail.chars().count();
+        let what_len = self.what.chars().count();
+        if fixed + what_len <= MAX_WARNING_CHARS {
+            return format!("{head}{}{tail}", self.what);
+        }
+        // Room for at least a few words of `what` and the ellipsis.
+        if fixed + 12 <= MAX_WARNING_CHARS {
+            let room = MAX_WARNING_CHARS - fixed - 3;
+            let what: String = self.what.chars().take(room).collect();
+            return format!("{head}{}...{tail}", what.trim_end());
+        }
+        let all = format!("{head}{}{tail}", self.what);
+        let cut: String = all.chars().take(MAX_WARNING_CHARS - 3).collect();
+        format!("{cut}...")
+    }
 }
 
 /// A policy that would govern a workload, lifted by the AIWorkloads it trusts: every exemption in
@@ -101,8 +172,8 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Every violation of every action (Deny, Warn and Audit), in a stable order.
     pub violations: Vec<Violation>,
-    /// Messages for the client: Warn violations, warn dispositions, notes.
-    pub warnings: Vec<String>,
+    /// Findings for the client: Warn violations, warn dispositions, notes.
+    pub warnings: Vec<Warning>,
     pub findings: Vec<Finding>,
     /// Names of the policies that govern the object (it falls under them), sorted.
     pub governed_by: Vec<String>,
@@ -164,5 +235,53 @@ impl Decision {
         } else {
             Verdict::Allow
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_warning_keeps_path_and_hint_and_shortens_what_is_wrong() {
+        let w = Warning::new(
+            "spec.template.spec.initContainers[12].env[OPENAI_BASE_URL]",
+            "in-cluster service whose upstream hostguard cannot see at all",
+            "declare it with an AIWorkload",
+            "full",
+        );
+        let short = w.short();
+        assert_eq!(short.chars().count(), MAX_WARNING_CHARS, "{short}");
+        assert!(
+            short.starts_with(
+                "spec.template.spec.initContainers[12].env[OPENAI_BASE_URL]: in-cluster"
+            )
+        );
+        assert!(
+            short.ends_with("...; declare it with an AIWorkload"),
+            "{short}"
+        );
+    }
+
+    #[test]
+    fn a_path_and_hint_too_long_together_are_cut_at_the_end() {
+        let w = Warning::new("x".repeat(100), "bad", "y".repeat(30), "full");
+        let short = w.short();
+        assert_eq!(short.chars().count(), MAX_WARNING_CHARS);
+        assert!(short.ends_with("..."));
+    }
+
+    #[test]
+    fn a_warning_that_fits_is_whole() {
+        let w = Warning::new(
+            "spec",
+            "cluster provider unknown",
+            "pass --cluster-provider",
+            "",
+        );
+        assert_eq!(
+            w.short(),
+            "spec: cluster provider unknown; pass --cluster-provider"
+        );
     }
 }

@@ -6,7 +6,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
-use super::decision::{Decision, Exemption, Finding, Verdict, Violation, rule};
+use super::decision::{Decision, Exemption, Finding, Verdict, Violation, Warning, rule};
 use super::placement::{pin_pod_patch, pod_is_pinned};
 use super::{CompiledPolicy, PolicySet};
 use crate::api::{AIWorkload, Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
@@ -76,7 +76,7 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
             if let Some(why) = workload::not_understood(object) {
                 let mut d = Decision::skipped("");
                 d.skipped = None;
-                d.warnings.push(why);
+                d.warnings.push(Warning::new("", why.clone(), "", why));
                 d.settle();
                 return d;
             }
@@ -101,16 +101,24 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         .to_string();
 
     let facts = detect::detect(&view, &namespace, snapshot, policies.known_hosts());
-    let mut notes: Vec<String> = Vec::new();
+    let mut notes: Vec<Warning> = Vec::new();
     if let WorkloadKind::Other(k) = view.kind
         && k.kind == "Rollout"
         && view.templates.is_empty()
         && let Some(reference) = object.pointer("/spec/workloadRef")
     {
         let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
-        notes.push(format!(
-            "spec.workloadRef: this Rollout runs the pod template of {} {name:?}, which hostguard judges on that object, not here",
-            reference.get("kind").and_then(Value::as_str).unwrap_or("Deployment")
+        let kind = reference
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("Deployment");
+        notes.push(Warning::new(
+            "spec.workloadRef",
+            format!("judged on {kind} {name:?}, not here"),
+            "",
+            format!(
+                "spec.workloadRef: this Rollout runs the pod template of {kind} {name:?}, which hostguard judges on that object, not here"
+            ),
         ));
     }
     let mut decision = Decision {
@@ -127,14 +135,20 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
     for f in &facts {
         decision.warnings.extend(f.notes.iter().cloned());
         for m in &f.malformed {
+            let message =
+                format!("{m}; the model list cannot be read, so its endpoints cannot be checked");
             decision.violations.push(Violation {
                 policy: SELF_VALIDATION.into(),
                 action: Action::Deny,
                 rule: rule::VALID_RESOURCE,
-                path: m.path.clone(),
-                message: format!(
-                    "{m}; the model list cannot be read, so its endpoints cannot be checked"
+                warning: Warning::new(
+                    m.path.clone(),
+                    "model list cannot be read",
+                    "fix the config file",
+                    message.clone(),
                 ),
+                path: m.path.clone(),
+                message,
             });
         }
     }
@@ -225,15 +239,17 @@ fn evaluate_tool_resource(
                 .unwrap_or("resource");
             let mut d = Decision::skipped("");
             d.skipped = None;
+            let message = format!(
+                "{}: {}; the {kind} cannot be read, so its model endpoints cannot be checked",
+                e.path, e.message
+            );
             d.violations.push(Violation {
                 policy: SELF_VALIDATION.into(),
                 action: Action::Deny,
                 rule: rule::VALID_RESOURCE,
+                warning: Warning::new(e.path.clone(), e.message.clone(), "", message.clone()),
                 path: e.path.clone(),
-                message: format!(
-                    "{}: {}; the {kind} cannot be read, so its model endpoints cannot be checked",
-                    e.path, e.message
-                ),
+                message,
             });
             d.settle();
             return Some(d);
@@ -249,7 +265,11 @@ fn evaluate_tool_resource(
     let template = TemplateFacts {
         path: String::new(),
         usages: facts.usages,
-        notes: facts.notes,
+        notes: facts
+            .notes
+            .into_iter()
+            .map(|n| Warning::new("", n.clone(), "", n))
+            .collect(),
         malformed: Vec::new(),
     };
     let all = std::slice::from_ref(&template);
@@ -328,7 +348,16 @@ fn exemption(
         declared.join("/")
     );
     if policy.action == Action::Warn {
-        decision.warnings.push(message.clone());
+        decision.warnings.push(Warning::new(
+            &template.path,
+            format!(
+                "exempted from {} by AIWorkload {}",
+                policy.name,
+                by.join(", ")
+            ),
+            "check that the AIWorkload is right",
+            message.clone(),
+        ));
     }
     decision.exemptions.push(Exemption {
         policy: policy.name.clone(),
@@ -370,8 +399,17 @@ fn untrusted_declarations(
         lifting.join(", AIWorkload "),
         policy.name
     );
-    if !decision.warnings.contains(&message) {
-        decision.warnings.push(message);
+    if !decision.warnings.iter().any(|w| w.message == message) {
+        decision.warnings.push(Warning::new(
+            at,
+            format!(
+                "AIWorkload {} is not trusted by {}",
+                lifting.join(", "),
+                policy.name
+            ),
+            "ask your platform team to trust it (spec.trust.aiWorkloads)",
+            message,
+        ));
     }
 }
 
@@ -395,29 +433,29 @@ fn ignored_annotations(policy: &CompiledPolicy, usage: &Usage, decision: &mut De
             named.join("/"),
             named.join("/"),
         );
-        if !decision.warnings.contains(&message) {
-            decision.warnings.push(message);
+        if !decision.warnings.iter().any(|w| w.message == message) {
+            decision.warnings.push(Warning::new(
+                &claim.path,
+                format!("an annotation cannot exempt from {}", policy.name),
+                "declare the API class with an AIWorkload",
+                message,
+            ));
         }
     }
 }
 
 /// A violation or warning according to the policy's action.
-fn report(
-    decision: &mut Decision,
-    policy: &CompiledPolicy,
-    rule: &'static str,
-    path: &str,
-    message: String,
-) {
+fn report(decision: &mut Decision, policy: &CompiledPolicy, rule: &'static str, warning: Warning) {
     if policy.action == Action::Warn {
-        decision.warnings.push(message.clone());
+        decision.warnings.push(warning.clone());
     }
     decision.violations.push(Violation {
         policy: policy.name.clone(),
         action: policy.action,
         rule,
-        path: path.to_string(),
-        message,
+        path: warning.path.clone(),
+        message: warning.message.clone(),
+        warning,
     });
 }
 
@@ -427,18 +465,25 @@ fn dispose(
     policy: &CompiledPolicy,
     disposition: Disposition,
     rule: &'static str,
-    path: &str,
-    message: String,
+    warning: Warning,
 ) {
     match disposition {
-        Disposition::Deny => report(decision, policy, rule, path, message),
+        Disposition::Deny => report(decision, policy, rule, warning),
         Disposition::Warn => {
             if policy.action != Action::Audit {
-                decision.warnings.push(message);
+                decision.warnings.push(warning);
             }
         }
         Disposition::Allow => {}
     }
+}
+
+/// The host of `url` for short messages, or the value itself when it has none.
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{url:?}"))
 }
 
 fn traffic(policy: &CompiledPolicy) -> String {
@@ -448,45 +493,51 @@ fn traffic(policy: &CompiledPolicy) -> String {
 
 fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decision) {
     let rules = policy.endpoint_rules();
+    let allowed = policy.allowed_brief();
     for endpoint in &usage.endpoints {
         let from = match (&endpoint.origin, endpoint.via.as_str()) {
             (Some(origin), _) => format!(" (from {origin})"),
             (None, via) if via.starts_with("the ") => format!(" ({via})"),
             _ => String::new(),
         };
+        let path = &endpoint.path;
+        let (short_hint, hint) = policy.endpoint_hint(path);
         match &endpoint.value {
             EndpointValue::Unresolved(why) => {
                 let message = format!(
-                    "{}: the {} endpoint cannot be verified: {why}; policy {} requires {} to go to an allowed endpoint (allowed: {})",
-                    endpoint.path,
-                    usage.provider,
-                    policy.name,
-                    traffic(policy),
-                    policy.allowed_list()
+                    "{path}: the {} endpoint cannot be verified: {why}; set it inline or in a ConfigMap, or declare it with an AIWorkload (spec.endpoint), per policy {} (allowed: {allowed})",
+                    usage.provider, policy.name,
                 );
                 dispose(
                     decision,
                     policy,
                     policy.unresolved,
                     rule::UNRESOLVED_ENDPOINT,
-                    &endpoint.path,
-                    message,
+                    Warning::new(
+                        path,
+                        "endpoint cannot be verified",
+                        "declare it with an AIWorkload",
+                        message,
+                    ),
                 );
             }
             EndpointValue::Redirected(what) => {
                 let message = format!(
-                    "{}: {what}; hostguard cannot check where this container's {} really goes (allowed: {})",
-                    endpoint.path,
+                    "{path}: {what}; hostguard cannot check where this container's {} goes; declare the real endpoint with an AIWorkload (spec.endpoint), per policy {} (allowed: {allowed})",
                     traffic(policy),
-                    policy.allowed_list()
+                    policy.name,
                 );
                 dispose(
                     decision,
                     policy,
                     policy.redirection,
                     rule::REDIRECTED_ENDPOINT,
-                    &endpoint.path,
-                    message,
+                    Warning::new(
+                        path,
+                        "redirected, endpoint unchecked",
+                        "declare it with an AIWorkload",
+                        message,
+                    ),
                 );
             }
             EndpointValue::Ambiguous { url, why } => {
@@ -494,63 +545,67 @@ fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decisi
                     continue;
                 }
                 let message = format!(
-                    "{}: the OpenAI clients disagree about where this container's {} goes: {why}; make it unambiguous: for Azure, name the key AZURE_OPENAI_API_KEY; otherwise set OPENAI_BASE_URL to the endpoint every client should use, such as the Azure v1 endpoint https://<resource>.openai.azure.com/openai/v1 (allowed: {})",
-                    endpoint.path,
+                    "{path}: the OpenAI clients disagree about where this container's {} goes: {why}; for Azure, name the key AZURE_OPENAI_API_KEY; otherwise {hint}, per policy {} (allowed: {allowed})",
                     traffic(policy),
-                    policy.allowed_list()
+                    policy.name,
                 );
                 dispose(
                     decision,
                     policy,
                     policy.ambiguous,
                     rule::AMBIGUOUS_ENDPOINT,
-                    &endpoint.path,
-                    message,
+                    Warning::new(path, "clients disagree", short_hint, message),
                 );
             }
             EndpointValue::Url(url) => {
                 let c = classify(url, &rules);
-                let what = match c.hosting {
+                let (what, short) = match c.hosting {
                     Hosting::Azure => continue,
                     Hosting::InCluster => {
                         let message = format!(
-                            "{}: {url:?}{from} is an in-cluster service; hostguard cannot see where it forwards {} (allowed: {})",
-                            endpoint.path,
+                            "{path}: {url:?}{from} is an in-cluster service; hostguard cannot see where it forwards {}; declare its upstream with an AIWorkload (spec.endpoint), per policy {} (allowed: {allowed})",
                             traffic(policy),
-                            policy.allowed_list()
+                            policy.name,
                         );
                         dispose(
                             decision,
                             policy,
                             policy.in_cluster,
                             rule::IN_CLUSTER_ENDPOINT,
-                            &endpoint.path,
-                            message,
+                            Warning::new(
+                                path,
+                                "in-cluster, upstream unchecked",
+                                "declare it with an AIWorkload",
+                                message,
+                            ),
                         );
                         continue;
                     }
-                    Hosting::OpenaiDirect => "OpenAI's own API (openai-direct)",
-                    Hosting::OtherCloud => "another cloud's model service (other-cloud)",
-                    Hosting::External | Hosting::Unresolved | Hosting::Ambiguous => {
-                        "an external host (external)"
+                    Hosting::OpenaiDirect => {
+                        ("OpenAI's own API (openai-direct)", "openai-direct".into())
                     }
+                    Hosting::OtherCloud => (
+                        "another cloud's model service (other-cloud)",
+                        "other-cloud".into(),
+                    ),
+                    Hosting::External | Hosting::Unresolved | Hosting::Ambiguous => (
+                        "an external host (external)",
+                        format!("{} not allowed", host_of(url)),
+                    ),
                 };
                 let problem = c
                     .problem
                     .map(|p| format!(", and it {p}"))
                     .unwrap_or_default();
                 let message = format!(
-                    "{}: {url:?}{from} is not an allowed endpoint for {}: it is {what}{problem} (allowed: {})",
-                    endpoint.path,
-                    traffic(policy),
-                    policy.allowed_list()
+                    "{path}: {url:?}{from} is not an allowed endpoint: it is {what}{problem}; {hint}, per policy {} (allowed: {allowed})",
+                    policy.name,
                 );
                 report(
                     decision,
                     policy,
                     rule::ALLOWED_ENDPOINT,
-                    &endpoint.path,
-                    message,
+                    Warning::new(path, short, short_hint, message),
                 );
             }
         }
@@ -577,9 +632,15 @@ fn check_placement(
     match cluster {
         ClusterProvider::Unknown => {
             if policy.action != Action::Audit {
-                decision.warnings.push(format!(
+                let message = format!(
                     "{path}: the cluster provider is unknown, so placement was not checked; policy {} requires the cluster to run on {required} (pass --cluster-provider to check it)",
                     policy.name
+                );
+                decision.warnings.push(Warning::new(
+                    &path,
+                    "cluster provider unknown, placement unchecked",
+                    "pass --cluster-provider",
+                    message,
                 ));
             }
         }
@@ -595,26 +656,35 @@ fn check_placement(
                 .as_ref()
                 .is_some_and(|r| pod_is_pinned(&template.spec, r));
             if !pinned {
+                let at = format!("{path}.affinity.nodeAffinity");
                 let message = format!(
-                    "{path}.affinity.nodeAffinity: the cluster has nodes of several providers and this Pod is not pinned to {required} nodes; policy {} requires governed pods to carry its node affinity",
+                    "{at}: the cluster has nodes of several providers and this Pod is not pinned to {required} nodes; add policy {}'s node affinity (the mutating webhook adds it to Pods it sees)",
                     policy.name
                 );
+                let what = format!("not pinned to {required} nodes");
+                let hint = format!("add policy {}'s node affinity", policy.name);
                 report(
                     decision,
                     policy,
                     rule::NODE_AFFINITY,
-                    &format!("{path}.affinity.nodeAffinity"),
-                    message,
+                    Warning::new(at, what, hint, message),
                 );
             }
         }
         actual => {
             if !policy.cluster_providers.contains(actual) {
                 let message = format!(
-                    "{path}: governed workloads may run only on {required} clusters, and this cluster runs on {actual} (policy {})",
+                    "{path}: governed workloads may run only on {required} clusters, and this cluster runs on {actual}; deploy it to a {required} cluster, per policy {}",
                     policy.name
                 );
-                report(decision, policy, rule::CLUSTER_PROVIDER, &path, message);
+                let what = format!("this cluster runs on {actual}, not {required}");
+                let hint = format!("deploy it to a {required} cluster");
+                report(
+                    decision,
+                    policy,
+                    rule::CLUSTER_PROVIDER,
+                    Warning::new(&path, what, hint, message),
+                );
             }
         }
     }
@@ -665,8 +735,10 @@ fn forgive_pre_existing(
             "{} (pre-existing: the object broke this before the update, which does not bring it in, so it is not blocked)",
             v.message
         );
-        decision.warnings.push(message.clone());
-        v.message = message;
+        v.message = message.clone();
+        v.warning.what = format!("pre-existing: {}", v.warning.what);
+        v.warning.message = message;
+        decision.warnings.push(v.warning.clone());
     }
 }
 
@@ -786,12 +858,14 @@ fn malformed(error: &workload::ViewError) -> Decision {
         workload::ViewError::Malformed { path, .. } => path.clone(),
         workload::ViewError::NotAnObject => String::new(),
     };
+    let message = format!("the object cannot be read as a workload: {error}");
     d.violations.push(Violation {
         policy: SELF_VALIDATION.into(),
         action: Action::Deny,
         rule: rule::VALID_RESOURCE,
+        warning: Warning::new(&path, "cannot be read as a workload", "", &message),
         path,
-        message: format!("the object cannot be read as a workload: {error}"),
+        message,
     });
     d.settle();
     d
@@ -812,6 +886,7 @@ fn validate_own_resource(object: &Value) -> Option<Decision> {
             policy: SELF_VALIDATION.into(),
             action: Action::Deny,
             rule: rule::VALID_RESOURCE,
+            warning: Warning::new(&path, &message, "", format!("{path}: {message}")),
             message: format!("{path}: {message}"),
             path,
         });

@@ -10,7 +10,9 @@ mod default;
 mod evaluate;
 mod placement;
 
-pub use decision::{Decision, Exemption, Finding, Verdict, Violation, rule};
+pub use decision::{
+    Decision, Exemption, Finding, MAX_WARNING_CHARS, Verdict, Violation, Warning, rule,
+};
 pub use default::{AKS_CLUSTER_LABEL, AZURE_OPENAI_HOSTS, DEFAULT_POLICY_NAME, default_policy};
 pub use evaluate::{Operation, Request, evaluate};
 pub use placement::{pin_pod_patch, pod_is_pinned};
@@ -286,6 +288,89 @@ impl CompiledPolicy {
             (None, _) => true,
             (Some(_), None) => true,
             (Some(sel), Some(labels)) => sel.matches(labels),
+        }
+    }
+
+    /// What is allowed, bounded: the built-in Azure OpenAI family in one phrase when the policy
+    /// has all of it, and up to three other patterns by name (`*.openai.azure.com and 4 more
+    /// Azure hosts, gateway.contoso.com`), so that messages do not grow with the list but still
+    /// name a policy's own hosts.
+    pub fn allowed_brief(&self) -> String {
+        let names: Vec<&str> = self.allowed_hosts.iter().map(HostPattern::as_str).collect();
+        let azure = default::AZURE_OPENAI_HOSTS
+            .iter()
+            .all(|h| names.contains(h));
+        let own: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !(azure && default::AZURE_OPENAI_HOSTS.contains(n)))
+            .collect();
+        let mut parts: Vec<String> = Vec::new();
+        if azure {
+            parts.push(format!(
+                "{} and {} more Azure hosts",
+                default::AZURE_OPENAI_HOSTS[0],
+                default::AZURE_OPENAI_HOSTS.len() - 1
+            ));
+        }
+        parts.extend(own.iter().take(3).map(|s| s.to_string()));
+        if own.len() > 3 {
+            parts.push(format!("+{} more", own.len() - 3));
+        }
+        if parts.is_empty() {
+            return "none".into();
+        }
+        parts.join(", ")
+    }
+
+    /// Whether the allowed hosts are Azure OpenAI's own (the default policy's family), so that
+    /// the way to fix a bad endpoint is "use your Azure endpoint".
+    pub fn allows_azure_openai(&self) -> bool {
+        self.allowed_hosts
+            .iter()
+            .any(|h| h.as_str().ends_with(".openai.azure.com"))
+    }
+
+    /// One way to fix an endpoint at `path` that this policy does not allow, in a short form
+    /// for warnings (which fit in 120 characters with their field path) and a long form for
+    /// messages. For the OpenAI clients, `OPENAI_BASE_URL` takes precedence over every other
+    /// source (openai-python `_client.py`, openai-node `client.ts`;
+    /// shared/reference/sdk-env-vars.md), and Azure OpenAI's v1 API is served at
+    /// `https://<resource>.openai.azure.com/openai/v1/`. A path that names the variable holding
+    /// the URL gets "set it"; one that names a key (the SDK default applies) gets the variable.
+    pub fn endpoint_hint(&self, path: &str) -> (String, String) {
+        let var = path
+            .rsplit_once(".env[")
+            .and_then(|(_, v)| v.strip_suffix(']'))
+            .filter(|v| !v.contains("KEY"));
+        if !self.allows_azure_openai() {
+            let allowed = self.allowed_brief();
+            return match var {
+                Some(v) => (
+                    format!("set it to an allowed host ({allowed})"),
+                    format!("set {v} to an allowed host"),
+                ),
+                None => (
+                    format!("use an allowed host ({allowed})"),
+                    "use an allowed host".into(),
+                ),
+            };
+        }
+        match var {
+            Some(v @ "AZURE_OPENAI_ENDPOINT") => (
+                "set it to https://<resource>.openai.azure.com".into(),
+                format!("set {v} to your Azure endpoint, https://<resource>.openai.azure.com"),
+            ),
+            Some(v) => (
+                "set it to <azure-endpoint>/openai/v1".into(),
+                format!(
+                    "set {v} to your Azure endpoint's /openai/v1 (https://<resource>.openai.azure.com/openai/v1)"
+                ),
+            ),
+            None => (
+                "set OPENAI_BASE_URL=<azure-endpoint>/openai/v1".into(),
+                "set OPENAI_BASE_URL to your Azure endpoint's /openai/v1 (https://<resource>.openai.azure.com/openai/v1)".into(),
+            ),
         }
     }
 

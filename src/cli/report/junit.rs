@@ -1,5 +1,11 @@
 //! JUnit XML for CI dashboards: a test suite per source file, a test case per document; a denied
 //! document fails, a skipped one is skipped, warnings go to the case's system-out.
+//!
+//! The XML is valid against the Jenkins xUnit plugin's JUnit schema (jenkinsci/xunit-plugin
+//! `src/main/resources/org/jenkinsci/plugins/xunit/types/model/xsd/junit-10.xsd`), the strictest
+//! of the common consumers: there `<testsuites>` takes only `name`, `time`, `tests`, `failures`,
+//! `disabled` and `errors`, so the `skipped` count quick-junit writes on it is removed (each
+//! `<testsuite>` keeps its own, which the schema allows).
 
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 
@@ -24,12 +30,38 @@ pub(super) fn render(report: &Report) -> String {
         }
     }
     junit.add_test_suites(suites);
-    junit.to_string().unwrap_or_else(|e| {
+    junit.to_string().map(jenkins_compatible).unwrap_or_else(|e| {
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- the report could not be serialised: {} -->\n<testsuites/>\n",
             e.to_string().replace("--", "- -")
         )
     })
+}
+
+/// `xml` without the `skipped` attribute of its `<testsuites>` element, which the Jenkins xUnit
+/// schema does not allow (see the module documentation). Only that start tag is touched: it is
+/// the first element quick-junit writes, after the XML declaration.
+pub(crate) fn jenkins_compatible(xml: String) -> String {
+    let Some(start) = xml.find("<testsuites") else {
+        return xml;
+    };
+    let Some(len) = xml[start..].find('>') else {
+        return xml;
+    };
+    let tag = &xml[start..start + len];
+    let Some(at) = tag.find(" skipped=\"") else {
+        return xml;
+    };
+    let value_start = at + " skipped=\"".len();
+    let Some(value_len) = tag[value_start..].find('"') else {
+        return xml;
+    };
+    let cut_from = start + at;
+    let cut_to = start + value_start + value_len + 1;
+    let mut out = String::with_capacity(xml.len());
+    out.push_str(&xml[..cut_from]);
+    out.push_str(&xml[cut_to..]);
+    out
 }
 
 fn test_case(entry: &Entry) -> TestCase {
@@ -88,6 +120,148 @@ mod tests {
     use super::super::tests::sample;
     use super::*;
     use pretty_assertions::assert_eq;
+
+    /// The attributes and children junit-10.xsd (jenkinsci/xunit-plugin) allows on each element.
+    fn allowed(element: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+        Some(match element {
+            "testsuites" => (
+                &["name", "time", "tests", "failures", "disabled", "errors"],
+                &["testsuite"],
+            ),
+            "testsuite" => (
+                &[
+                    "name",
+                    "tests",
+                    "failures",
+                    "errors",
+                    "time",
+                    "disabled",
+                    "skipped",
+                    "skips",
+                    "timestamp",
+                    "hostname",
+                    "id",
+                    "package",
+                    "assertions",
+                    "file",
+                    "skip",
+                    "log",
+                    "url",
+                ],
+                &[
+                    "testsuite",
+                    "properties",
+                    "testcase",
+                    "system-out",
+                    "system-err",
+                ],
+            ),
+            "testcase" => (
+                &[
+                    "name",
+                    "assertions",
+                    "time",
+                    "timestamp",
+                    "classname",
+                    "status",
+                    "class",
+                    "file",
+                    "line",
+                    "log",
+                    "group",
+                    "url",
+                ],
+                &[
+                    "skipped",
+                    "error",
+                    "failure",
+                    "rerunFailure",
+                    "rerunError",
+                    "system-out",
+                    "system-err",
+                ],
+            ),
+            "failure" | "error" | "skipped" => (&["type", "message"], &[]),
+            "system-out" | "system-err" => (&[], &[]),
+            _ => return None,
+        })
+    }
+
+    /// Checks `xml` against the structure of junit-10.xsd: known elements only, each with the
+    /// attributes and children the schema allows, and its required attributes (`tests` on a
+    /// suite, `name` on a case).
+    fn assert_jenkins_valid(xml: &str) {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut stack: Vec<String> = Vec::new();
+        loop {
+            let event = reader.read_event();
+            let (e, empty) = match event {
+                Ok(Event::Start(e)) => (e, false),
+                Ok(Event::Empty(e)) => (e, true),
+                Ok(Event::End(_)) => {
+                    stack.pop();
+                    continue;
+                }
+                Ok(Event::Eof) => break,
+                Ok(_) => continue,
+                Err(e) => panic!("not XML: {e}"),
+            };
+            let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+            let Some((attrs, _)) = allowed(&name) else {
+                panic!("<{name}> is not in junit-10.xsd");
+            };
+            match stack.last() {
+                None => assert_eq!(name, "testsuites", "root element"),
+                Some(parent) => {
+                    let (_, children) = allowed(parent).unwrap_or((&[], &[]));
+                    assert!(children.contains(&name.as_str()), "<{name}> in <{parent}>");
+                }
+            }
+            let mut seen = Vec::new();
+            for a in e.attributes() {
+                let a = a.unwrap_or_else(|err| panic!("attribute of <{name}>: {err}"));
+                let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+                assert!(
+                    attrs.contains(&key.as_str()),
+                    "<{name} {key}=...> is not allowed"
+                );
+                seen.push(key);
+            }
+            let required: &[&str] = match name.as_str() {
+                "testsuite" => &["tests"],
+                "testcase" => &["name"],
+                _ => &[],
+            };
+            for r in required {
+                assert!(seen.iter().any(|s| s == r), "<{name}> without {r}");
+            }
+            if !empty {
+                stack.push(name);
+            }
+        }
+    }
+
+    #[test]
+    fn junit_is_valid_against_the_jenkins_xunit_schema() {
+        let xml = render(&sample());
+        assert!(xml.contains("<testsuites"), "{xml}");
+        assert_jenkins_valid(&xml);
+        // The skipped document is still counted where the schema allows it, on its suite.
+        assert!(
+            xml.contains("<testsuite name=\"deploy/chat.yaml\" tests=\"3\" skipped=\"2\""),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn only_the_testsuites_skipped_count_is_removed() {
+        let xml = "<?xml version=\"1.0\"?>\n<testsuites name=\"h\" tests=\"2\" skipped=\"1\" failures=\"0\">\n<testsuite name=\"a\" tests=\"2\" skipped=\"1\"/></testsuites>";
+        assert_eq!(
+            jenkins_compatible(xml.to_string()),
+            "<?xml version=\"1.0\"?>\n<testsuites name=\"h\" tests=\"2\" failures=\"0\">\n<testsuite name=\"a\" tests=\"2\" skipped=\"1\"/></testsuites>"
+        );
+    }
 
     #[test]
     fn junit_reads_back() -> Result<(), quick_junit::DeserializeError> {

@@ -12,6 +12,7 @@ mod sarif;
 mod stream;
 mod text;
 
+pub(crate) use junit::jenkins_compatible;
 pub use stream::ReportWriter;
 
 use clap::ValueEnum;
@@ -54,7 +55,15 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRule {
     pub name: String,
+    /// One line, bounded whatever the policy (no host list).
     pub description: String,
+    /// What the policy requires, in a paragraph.
+    pub full_description: String,
+    /// Every allowed host pattern.
+    pub allowed_hosts: Vec<String>,
+    /// How to fix a workload that breaks it.
+    pub fix: String,
+    pub provider: String,
     pub action: Action,
 }
 
@@ -101,15 +110,21 @@ pub struct Entry {
     /// Every violation, whatever its action (Deny, Warn, Audit).
     pub violations: Vec<ReportViolation>,
     pub warnings: Vec<String>,
-    /// Line of each warning's field (the path that starts the message), same order.
+    /// Line of each warning's field, same order.
     #[serde(skip)]
     pub warning_lines: Vec<usize>,
+    /// Field path of each warning, same order.
+    #[serde(skip)]
+    pub warning_paths: Vec<String>,
     /// Policies that AIWorkloads lifted from this document, each naming them: every exemption
     /// in force is visible in review.
     pub exemptions: Vec<ReportExemption>,
     /// The policies that govern the document (PolicyReport `pass` results).
     #[serde(skip)]
     pub governed_by: Vec<String>,
+    /// The chart template the document was rendered from (`helm template`'s `# Source:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered_from: Option<String>,
 }
 
 /// An exemption with the line of its pod template.
@@ -147,16 +162,36 @@ impl Report {
             .iter()
             .map(|p| {
                 let classes: Vec<&str> = p.api_classes.iter().map(|c| c.as_str()).collect();
+                let traffic = format!("{} {} traffic", p.provider, classes.join("/"));
+                let placement: Vec<&str> = p.cluster_providers.iter().map(|c| c.as_str()).collect();
+                let placement = if placement.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " Governed workloads may run only on {} clusters.",
+                        placement.join(", ")
+                    )
+                };
                 PolicyRule {
                     name: p.name.clone(),
                     description: format!(
-                        "HostingPolicy {}: {} {} traffic must go to an allowed endpoint (allowed: {}) ({})",
+                        "HostingPolicy {}: {traffic} must go to an allowed endpoint ({})",
                         p.name,
-                        p.provider,
-                        classes.join("/"),
-                        p.allowed_list(),
                         p.action.as_str()
                     ),
+                    full_description: format!(
+                        "HostingPolicy {} governs {traffic}: every endpoint a governed workload's clients would use must be an allowed host ({}), over HTTPS, and readable from the manifest.{placement} Action: {}.",
+                        p.name,
+                        p.allowed_brief(),
+                        p.action.as_str()
+                    ),
+                    allowed_hosts: p
+                        .allowed_hosts
+                        .iter()
+                        .map(|h| h.as_str().to_string())
+                        .collect(),
+                    fix: p.endpoint_hint("").1,
+                    provider: p.provider.clone(),
                     action: p.action,
                 }
             })
@@ -223,9 +258,12 @@ impl Entry {
         let warning_lines = decision
             .warnings
             .iter()
-            .map(|w| match w.split_once(": ") {
-                Some((path, _)) if !path.contains(' ') => document.line_of(path),
-                _ => document.line,
+            .map(|w| {
+                if w.path.is_empty() {
+                    document.line
+                } else {
+                    document.line_of(&w.path)
+                }
             })
             .collect();
         let exemptions = decision
@@ -256,10 +294,12 @@ impl Entry {
             skipped_reason: decision.skipped,
             findings: decision.findings,
             violations,
-            warnings: decision.warnings,
+            warning_paths: decision.warnings.iter().map(|w| w.path.clone()).collect(),
+            warnings: decision.warnings.into_iter().map(|w| w.message).collect(),
             warning_lines,
             exemptions,
             governed_by: decision.governed_by,
+            rendered_from: document.rendered_from.clone(),
         }
     }
 
@@ -289,17 +329,23 @@ impl Entry {
     /// The warnings that are not already the message of a Warn violation or of an exemption,
     /// with their lines.
     pub fn extra_warnings(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.extra_warnings_at().map(|(w, l, _)| (w, l))
+    }
+
+    /// [`Entry::extra_warnings`] with the field path of each.
+    pub fn extra_warnings_at(&self) -> impl Iterator<Item = (&str, usize, &str)> {
         self.warnings
             .iter()
             .zip(&self.warning_lines)
-            .filter(|(w, _)| {
+            .zip(&self.warning_paths)
+            .filter(|((w, _), _)| {
                 !self
                     .violations
                     .iter()
                     .any(|v| v.action == Action::Warn && &v.message == *w)
                     && !self.exemptions.iter().any(|e| &e.message == *w)
             })
-            .map(|(w, l)| (w.as_str(), *l))
+            .map(|((w, l), p)| (w.as_str(), *l, p.as_str()))
     }
 }
 

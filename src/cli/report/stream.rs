@@ -61,6 +61,20 @@ impl<W: Write> ReportWriter<W> {
         self.held
     }
 
+    /// Ends a report whose input could not be read. SARIF gets a run whose invocation failed,
+    /// with `reason` as its notification, so that a code-scanning upload names the bad input
+    /// instead of failing on an empty file; the other formats write nothing more (the reason goes
+    /// to stderr, and the exit code says it).
+    pub fn fail(mut self, reason: &str) -> io::Result<()> {
+        if self.format != Format::Sarif {
+            return Ok(());
+        }
+        self.held.add_rules(&PolicySet::builtin());
+        self.out
+            .write_all(super::sarif::render_failure(&self.held, reason).as_bytes())?;
+        self.out.flush()
+    }
+
     /// Whether something was denied so far.
     pub fn denied(&self) -> bool {
         self.held.summary.denied > 0
