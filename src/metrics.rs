@@ -8,9 +8,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
-use crate::admission::Answer;
+use crate::admission::{Answer, Webhook};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -64,6 +64,67 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// Why a request was refused before a decision (`admission_rejected_bodies_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The body is over the 3 MiB limit (413), or too many large bodies are buffered (429).
+    TooLarge,
+    /// The body could not be read (the client went away or sent a broken stream).
+    Unreadable,
+    /// No policy snapshot yet (500).
+    NotReady,
+    /// The decision panicked (500; the panic is logged).
+    Panic,
+    /// The body is not JSON (400).
+    NotJson,
+    /// Every review slot is taken (429).
+    Overloaded,
+    /// The API server's `?timeout=` passed while the body was read or the review decided.
+    Timeout,
+    /// The answer could not be encoded (500).
+    Encode,
+    /// JSON that is not a readable AdmissionReview v1 (200, allowed: false).
+    InvalidReview,
+}
+
+impl Rejection {
+    /// The label value; dashboards and alerts match on these.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::TooLarge => "too_large",
+            Rejection::Unreadable => "unreadable",
+            Rejection::NotReady => "not_ready",
+            Rejection::Panic => "panic",
+            Rejection::NotJson => "not_json",
+            Rejection::Overloaded => "overloaded",
+            Rejection::Timeout => "timeout",
+            Rejection::Encode => "encode",
+            Rejection::InvalidReview => "invalid_review",
+        }
+    }
+}
+
+/// How one background audit ended (`audit_runs_total{result}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditResult {
+    /// Every object evaluated and every result written.
+    Ok,
+    /// A list failed or timed out; the next audit retries.
+    Error,
+    /// Stopped by losing the Lease or by shutdown, or its results not fully written.
+    Interrupted,
+}
+
+impl AuditResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditResult::Ok => "ok",
+            AuditResult::Error => "error",
+            AuditResult::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// Every metric hostguard exposes.
 #[derive(Debug)]
 pub struct Metrics {
@@ -97,143 +158,165 @@ pub struct Metrics {
     pub config_map_cache_entries: Gauge,
 }
 
+/// Registers `metric` under `name` and hands back the handle the code updates (metric handles
+/// are shared: the registry keeps a clone).
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// [`register`] with a unit (`_seconds` in the exposition).
+fn register_in<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Unit,
+    metric: M,
+) -> M {
+    registry.register_with_unit(name, help, unit, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("hostguard");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        // Admission: what the webhooks answered, how fast, and what they refused unread.
+        let requests = register(
+            r,
             "admission_requests",
             "AdmissionReviews answered, by webhook, kind, operation and decision",
-            requests.clone(),
+            Family::default(),
         );
         // 25 µs to ~3.3 s: fine enough for sub-millisecond answers, wide enough for timeouts.
-        let duration = Family::<WebhookLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
-        });
-        registry.register_with_unit(
+        let duration: Family<WebhookLabel, Histogram> = register_in(
+            r,
             "admission_duration",
             "Time from a complete request body to the encoded response",
             Unit::Seconds,
-            duration.clone(),
+            Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
+            }),
         );
-        let violations = Family::<ViolationLabels, Counter>::default();
-        registry.register(
+        let violations = register(
+            r,
             "policy_violations",
             "Violations found at admission, by policy and action",
-            violations.clone(),
+            Family::default(),
         );
-        let exemptions = Family::<PolicyLabel, Counter>::default();
-        registry.register(
+        let exemptions = register(
+            r,
             "policy_exemptions",
             "Objects an AIWorkload exempted from a policy at admission (validate webhook), by policy",
-            exemptions.clone(),
+            Family::default(),
         );
-        let rejected = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let rejected = register(
+            r,
             "admission_rejected_bodies",
             "Requests refused before a decision, by reason",
-            rejected.clone(),
+            Family::default(),
         );
-        let in_flight = Gauge::default();
-        registry.register(
+        let in_flight = register(
+            r,
             "admission_in_flight",
             "Review requests being read or decided now",
-            in_flight.clone(),
+            Gauge::default(),
         );
-        let cert_expiry = Gauge::<f64, AtomicU64>::default();
-        registry.register_with_unit(
+        let cert_expiry = register_in(
+            r,
             "tls_certificate_expiry_timestamp",
             "notAfter of the serving certificate in use, as a Unix time",
             Unit::Seconds,
-            cert_expiry.clone(),
+            Gauge::default(),
         );
-        let snapshot_generation = Gauge::default();
-        registry.register(
+        // The engine state in use.
+        let snapshot_generation = register(
+            r,
             "policy_snapshot_generation",
             "Generation of the policy snapshot in use",
-            snapshot_generation.clone(),
+            Gauge::default(),
         );
-        let snapshot_age = Gauge::<f64, AtomicU64>::default();
-        registry.register_with_unit(
+        let snapshot_age = register_in(
+            r,
             "policy_snapshot_age",
             "Time since the policy snapshot in use was published",
             Unit::Seconds,
-            snapshot_age.clone(),
+            Gauge::default(),
         );
-        let policies = Gauge::default();
-        registry.register("policies", "HostingPolicies in force", policies.clone());
-        let ai_workloads = Gauge::default();
-        registry.register(
+        let policies = register(r, "policies", "HostingPolicies in force", Gauge::default());
+        let ai_workloads = register(
+            r,
             "aiworkloads",
             "AIWorkloads in the snapshot",
-            ai_workloads.clone(),
+            Gauge::default(),
         );
-        let cluster_provider = Family::<ClusterProviderLabels, Gauge>::default();
-        registry.register(
+        // The cluster: identity, watches, audit, leadership, caches.
+        let cluster_provider = register(
+            r,
             "cluster_provider",
             "What the cluster runs on: detected from Nodes, and in force (1 for the current pair)",
-            cluster_provider.clone(),
+            Family::default(),
         );
-        let cluster_nodes = Family::<ProviderLabel, Gauge>::default();
-        registry.register(
+        let cluster_nodes = register(
+            r,
             "cluster_nodes",
             "Schedulable Nodes by the provider they run on",
-            cluster_nodes.clone(),
+            Family::default(),
         );
-        let cluster_nodes_unschedulable = Gauge::default();
-        registry.register(
+        let cluster_nodes_unschedulable = register(
+            r,
             "cluster_nodes_unschedulable",
             "Nodes left out of provider detection because they are cordoned",
-            cluster_nodes_unschedulable.clone(),
+            Gauge::default(),
         );
-        let watch_errors = Family::<ResourceLabel, Counter>::default();
-        registry.register(
+        let watch_errors = register(
+            r,
             "watch_errors",
             "Errors of the cluster watches, by resource (each is retried with backoff)",
-            watch_errors.clone(),
+            Family::default(),
         );
-        let watch_restarts = Family::<ResourceLabel, Counter>::default();
-        registry.register(
+        let watch_restarts = register(
+            r,
             "watch_restarts",
             "Re-lists of the cluster watches after the first sync, by resource",
-            watch_restarts.clone(),
+            Family::default(),
         );
-        let audit_runs = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        let audit_runs = register(
+            r,
             "audit_runs",
             "Background audits of existing workloads, by result",
-            audit_runs.clone(),
+            Family::default(),
         );
-        let audit_duration = Histogram::new(exponential_buckets(0.01, 2.0, 16));
-        registry.register_with_unit(
+        let audit_duration = register_in(
+            r,
             "audit_duration",
             "Time one background audit took",
             Unit::Seconds,
-            audit_duration.clone(),
+            Histogram::new(exponential_buckets(0.01, 2.0, 16)),
         );
-        let audit_violations = Family::<ViolationLabels, Gauge>::default();
-        registry.register(
+        let audit_violations = register(
+            r,
             "audit_violating_workloads",
             "Existing workloads that broke a policy at the last audit, by policy and action",
-            audit_violations.clone(),
+            Family::default(),
         );
-        let audit_objects = Gauge::default();
-        registry.register(
+        let audit_objects = register(
+            r,
             "audit_objects",
             "Workloads evaluated by the last audit",
-            audit_objects.clone(),
+            Gauge::default(),
         );
-        let leader = Gauge::default();
-        registry.register(
+        let leader = register(
+            r,
             "leader",
             "1 while this replica holds the Lease and writes status and events",
-            leader.clone(),
+            Gauge::default(),
         );
-        let config_map_cache_entries = Gauge::default();
-        registry.register(
+        let config_map_cache_entries = register(
+            r,
             "configmap_cache_entries",
             "ConfigMaps (present or known absent) in the on-demand cache",
-            config_map_cache_entries.clone(),
+            Gauge::default(),
         );
         Arc::new(Metrics {
             registry,
@@ -263,20 +346,23 @@ impl Metrics {
     }
 
     /// Records one answered review.
-    pub fn record(&self, webhook: &'static str, answer: &Answer, seconds: f64) {
+    pub fn record(&self, webhook: Webhook, answer: &Answer, seconds: f64) {
+        let webhook_name = webhook.as_str();
         self.requests
             .get_or_create(&RequestLabels {
-                webhook,
+                webhook: webhook_name,
                 kind: answer.info.kind.clone(),
                 operation: answer.info.operation.clone(),
-                decision: answer.outcome(),
+                decision: answer.outcome().as_str(),
             })
             .inc();
         self.duration
-            .get_or_create(&WebhookLabel { webhook })
+            .get_or_create(&WebhookLabel {
+                webhook: webhook_name,
+            })
             .observe(seconds);
         if let Some(decision) = &answer.decision
-            && webhook == "validate"
+            && webhook == Webhook::Validate
         {
             for v in &decision.violations {
                 self.violations
@@ -301,8 +387,22 @@ impl Metrics {
         }
     }
 
-    pub fn reject(&self, reason: &'static str) {
-        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    /// Counts one request refused before a decision.
+    pub fn reject(&self, reason: Rejection) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts one background audit by how it ended.
+    pub fn audit_ended(&self, result: AuditResult) {
+        self.audit_runs
+            .get_or_create(&ResultLabel {
+                result: result.as_str(),
+            })
+            .inc();
     }
 
     /// Text exposition of every metric.
@@ -344,7 +444,7 @@ mod tests {
         for webhook in Webhook::ALL {
             let answer =
                 admission::answer(&body, webhook, &PolicySet::builtin(), &snapshot).unwrap();
-            metrics.record(webhook.as_str(), &answer, 0.0);
+            metrics.record(webhook, &answer, 0.0);
         }
         let text = metrics.encode();
         // Counted once: by the validate webhook, not again by mutate.

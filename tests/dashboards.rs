@@ -9,8 +9,8 @@ use std::error::Error;
 use std::path::Path;
 
 use hostguard::metrics::{
-    ClusterProviderLabels, Metrics, PolicyLabel, ProviderLabel, RequestLabels, ResourceLabel,
-    ResultLabel, ViolationLabels, WebhookLabel,
+    AuditResult, ClusterProviderLabels, Metrics, PolicyLabel, ProviderLabel, Rejection,
+    RequestLabels, ResourceLabel, ViolationLabels, WebhookLabel,
 };
 use serde_json::Value;
 
@@ -48,7 +48,7 @@ fn exposed() -> BTreeSet<String> {
     m.exemptions
         .get_or_create(&PolicyLabel { policy: "p".into() })
         .inc();
-    m.reject("timeout");
+    m.reject(Rejection::Timeout);
     m.cluster_provider
         .get_or_create(&ClusterProviderLabels {
             detected: "azure",
@@ -61,9 +61,7 @@ fn exposed() -> BTreeSet<String> {
     let resource = ResourceLabel { resource: "nodes" };
     m.watch_errors.get_or_create(&resource).inc();
     m.watch_restarts.get_or_create(&resource).inc();
-    m.audit_runs
-        .get_or_create(&ResultLabel { result: "ok" })
-        .inc();
+    m.audit_ended(AuditResult::Ok);
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines() {

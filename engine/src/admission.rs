@@ -134,12 +134,29 @@ pub struct Answer {
     pub unreadable: Option<String>,
 }
 
+/// How a review ended, for metrics and logs: the verdict, or a refusal of the review itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Decided(Verdict),
+    /// The review could not be read; the answer says why (`allowed: false`).
+    Invalid,
+}
+
+impl Outcome {
+    /// `deny`, `allow`, `warn`, `skipped`, or `invalid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Decided(verdict) => verdict.as_str(),
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
 impl Answer {
-    /// `deny`, `allow`, `warn`, `skipped`, or `invalid` for an unreadable review.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match &self.decision {
-            Some(d) => d.verdict.as_str(),
-            None => "invalid",
+            Some(d) => Outcome::Decided(d.verdict),
+            None => Outcome::Invalid,
         }
     }
 }

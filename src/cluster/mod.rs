@@ -46,11 +46,11 @@ use tokio::sync::{Notify, watch as channel};
 use tokio::task::JoinHandle;
 
 use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
-use crate::metrics::{ClusterProviderLabels, Metrics, ProviderLabel, ResultLabel, ViolationLabels};
+use crate::metrics::{AuditResult, ClusterProviderLabels, Metrics, ProviderLabel, ViolationLabels};
 use crate::policy::{CompiledPolicy, PolicyError};
 use crate::state::{ConfigMapPrefetch, SharedState};
 use config_maps::{ConfigMapCache, Fetcher};
-use inventory::{BuildInput, Inventory};
+use inventory::{BuildInput, Inventory, Writers};
 use lease::{Elector, Leadership, Timings};
 
 /// Arguments of `hostguard serve` that only matter in a cluster.
@@ -226,22 +226,8 @@ pub fn start_with_client(
     // so another replica takes over without waiting for it to expire. The watches go on until
     // `Cluster::stop`, which the server calls once the webhook has drained: reviews answered
     // during the drain are decided with current policies.
-    let (lead_stop_tx, lead_stop_rx) = channel::channel(false);
-    let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
-    {
-        let mut shutdown = ctx.shutdown.clone();
-        let mut own = stop_rx.clone();
-        tasks.push((
-            "shutdown",
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = shutdown.wait_for(|s| *s) => {}
-                    _ = own.wait_for(|s| *s) => {}
-                }
-                let _ = lead_stop_tx.send(true);
-            }),
-        ));
-    }
+    let (lead_stop_rx, bridge) = end_leading_on(ctx.shutdown.clone(), stop_rx.clone());
+    let mut tasks: Vec<(&'static str, JoinHandle<()>)> = vec![("shutdown", bridge)];
 
     let cache = ConfigMapCache::new(args.config_map_cache_size);
     let fetcher = Fetcher {
@@ -271,67 +257,7 @@ pub fn start_with_client(
         stop: stop_rx.clone(),
     };
     let synced: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(false))).collect();
-    let config = watcher::Config::default;
-
-    let policies = watcher::watcher(Api::<HostingPolicy>::all(client.clone()), config())
-        .default_backoff()
-        .modify(inventory::trim_meta);
-    tasks.push((
-        "hostingpolicies",
-        tokio::spawn(watch::reflect(
-            "hostingpolicies",
-            policies,
-            writers.policies,
-            |p: &HostingPolicy| inventory::spec_fingerprint(&p.spec),
-            Arc::clone(&synced[0]),
-            shared.clone(),
-        )),
-    ));
-    let workloads = watcher::watcher(Api::<AIWorkload>::all(client.clone()), config())
-        .default_backoff()
-        .modify(inventory::trim_meta);
-    tasks.push((
-        "aiworkloads",
-        tokio::spawn(watch::reflect(
-            "aiworkloads",
-            workloads,
-            writers.workloads,
-            |w: &AIWorkload| inventory::spec_fingerprint(&w.spec),
-            Arc::clone(&synced[1]),
-            shared.clone(),
-        )),
-    ));
-    let namespaces = watcher::watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        config(),
-    )
-    .default_backoff()
-    .modify(inventory::trim_namespace);
-    tasks.push((
-        "namespaces",
-        tokio::spawn(watch::reflect(
-            "namespaces",
-            namespaces,
-            writers.namespaces,
-            inventory::namespace_fingerprint,
-            Arc::clone(&synced[2]),
-            shared.clone(),
-        )),
-    ));
-    let nodes = watcher::watcher(Api::<Node>::all(client.clone()), config())
-        .default_backoff()
-        .modify(inventory::trim_node);
-    tasks.push((
-        "nodes",
-        tokio::spawn(watch::reflect(
-            "nodes",
-            nodes,
-            writers.nodes,
-            inventory::node_fingerprint,
-            Arc::clone(&synced[3]),
-            shared.clone(),
-        )),
-    ));
+    tasks.extend(spawn_watches(&client, writers, &synced, &shared));
 
     let report = Arc::new(Mutex::new(BuildReport::default()));
     let (policy_tx, policy_rx) = channel::channel(0u64);
@@ -388,6 +314,107 @@ pub fn start_with_client(
         tasks,
         elector: Some(elector),
     })
+}
+
+/// A stop signal for the leader's work (audit, Lease) that turns true on the process's shutdown
+/// signal or on `Cluster::stop`, whichever comes first.
+fn end_leading_on(
+    mut shutdown: channel::Receiver<bool>,
+    mut own: channel::Receiver<bool>,
+) -> (channel::Receiver<bool>, JoinHandle<()>) {
+    let (tx, rx) = channel::channel(false);
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            _ = own.wait_for(|s| *s) => {}
+        }
+        let _ = tx.send(true);
+    });
+    (rx, task)
+}
+
+/// The four watches the engine state is built from, each reflected into its store of the
+/// inventory; `synced[i]` turns true when watch `i` has listed everything once.
+fn spawn_watches(
+    client: &Client,
+    writers: Writers,
+    synced: &[Arc<AtomicBool>],
+    shared: &watch::Shared,
+) -> [(&'static str, JoinHandle<()>); 4] {
+    [
+        spawn_reflector(
+            "hostingpolicies",
+            Api::<HostingPolicy>::all(client.clone()),
+            inventory::trim_meta,
+            writers.policies,
+            |p: &HostingPolicy| inventory::spec_fingerprint(&p.spec),
+            &synced[0],
+            shared,
+        ),
+        spawn_reflector(
+            "aiworkloads",
+            Api::<AIWorkload>::all(client.clone()),
+            inventory::trim_meta,
+            writers.workloads,
+            |w: &AIWorkload| inventory::spec_fingerprint(&w.spec),
+            &synced[1],
+            shared,
+        ),
+        // Metadata only: the engine reads a Namespace's labels and nothing else.
+        spawn_reflector(
+            "namespaces",
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            inventory::trim_namespace,
+            writers.namespaces,
+            inventory::namespace_fingerprint,
+            &synced[2],
+            shared,
+        ),
+        // Whole Nodes (providerID is in spec), trimmed to what identity reads before caching.
+        spawn_reflector(
+            "nodes",
+            Api::<Node>::all(client.clone()),
+            inventory::trim_node,
+            writers.nodes,
+            inventory::node_fingerprint,
+            &synced[3],
+            shared,
+        ),
+    ]
+}
+
+/// One watch with kube's default backoff, trimmed before caching, reflected into `writer`.
+fn spawn_reflector<K>(
+    resource: &'static str,
+    api: Api<K>,
+    trim: fn(&mut K),
+    writer: kube::runtime::reflector::store::Writer<K>,
+    fingerprint: fn(&K) -> u64,
+    synced: &Arc<AtomicBool>,
+    shared: &watch::Shared,
+) -> (&'static str, JoinHandle<()>)
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default + Send + Sync,
+{
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim);
+    let task = watch::reflect(
+        resource,
+        stream,
+        writer,
+        fingerprint,
+        Arc::clone(synced),
+        shared.clone(),
+    );
+    (resource, tokio::spawn(task))
 }
 
 fn compile_file_policies(policies: &[HostingPolicy]) -> anyhow::Result<Vec<CompiledPolicy>> {
@@ -629,14 +656,12 @@ impl Auditor {
         let tally = match result {
             Ok(t) => t,
             Err(e) => {
-                let result = match e {
-                    audit::AuditError::Interrupted => "interrupted",
-                    audit::AuditError::List { .. } | audit::AuditError::Timeout { .. } => "error",
-                };
-                self.metrics
-                    .audit_runs
-                    .get_or_create(&ResultLabel { result })
-                    .inc();
+                self.metrics.audit_ended(match e {
+                    audit::AuditError::Interrupted => AuditResult::Interrupted,
+                    audit::AuditError::List { .. } | audit::AuditError::Timeout { .. } => {
+                        AuditResult::Error
+                    }
+                });
                 tracing::warn!(error = %e, "audit did not finish; the next one retries");
                 return;
             }
@@ -682,9 +707,7 @@ impl Auditor {
                 events,
                 reports,
             }) => {
-                m.audit_runs
-                    .get_or_create(&ResultLabel { result: "ok" })
-                    .inc();
+                m.audit_ended(AuditResult::Ok);
                 tracing::info!(
                     objects = tally.objects,
                     violating,
@@ -700,11 +723,7 @@ impl Auditor {
                 );
             }
             Err(e) => {
-                m.audit_runs
-                    .get_or_create(&ResultLabel {
-                        result: "interrupted",
-                    })
-                    .inc();
+                m.audit_ended(AuditResult::Interrupted);
                 tracing::info!(error = %e, "audit results not fully written");
             }
         }

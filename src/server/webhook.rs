@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::limits::{ByteBudget, Charge, ConnectionReads, FREE_BODY_BYTES, Limits};
 use crate::admission::{self, Webhook};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Rejection};
 use crate::state::{ConfigMapPrefetch, SharedState};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -102,7 +102,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         .and_then(|v| v.parse::<u64>().ok());
     let http2 = request.version() == axum::http::Version::HTTP_2;
     if let Some(len) = declared_len.filter(|len| *len > MAX_BODY_BYTES as u64) {
-        metrics.reject("too_large");
+        metrics.reject(Rejection::TooLarge);
         // Nothing read yet: the client may still send the whole declared length.
         let rest = MAX_BODY_BYTES as u64 + DISCARD_BYTES;
         if http2 && len <= rest {
@@ -144,7 +144,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         match tokio::time::timeout_at(deadline.into(), read_body(&mut unread, budget)).await {
             Ok(Ok(read)) => read,
             Ok(Err(BodyError::TooLarge)) => {
-                metrics.reject("too_large");
+                metrics.reject(Rejection::TooLarge);
                 if http2 {
                     discard_rest(unread, DISCARD_BYTES);
                 }
@@ -157,7 +157,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
                 );
             }
             Ok(Err(BodyError::Read(e))) => {
-                metrics.reject("unreadable");
+                metrics.reject(Rejection::Unreadable);
                 return plain(
                     StatusCode::BAD_REQUEST,
                     format!("cannot read the body: {e}"),
@@ -191,7 +191,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     });
 
     let Some(engine) = state.engine.load() else {
-        metrics.reject("not_ready");
+        metrics.reject(Rejection::NotReady);
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "hostguard cannot decide yet: the policy snapshot is not loaded",
@@ -213,7 +213,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         {
             Ok(Ok(parsed)) => parsed,
             Ok(Err(join)) => {
-                metrics.reject("panic");
+                metrics.reject(Rejection::Panic);
                 tracing::error!(error = %join, "the parse task failed");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed");
             }
@@ -230,7 +230,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
             return respond(&state, webhook, *answer, started);
         }
         Err(not_json) => {
-            metrics.reject("not_json");
+            metrics.reject(Rejection::NotJson);
             return plain(
                 StatusCode::BAD_REQUEST,
                 format!("not an AdmissionReview: {not_json}"),
@@ -263,7 +263,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         match tokio::time::timeout_at(deadline.into(), decided).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(join)) => {
-                metrics.reject("panic");
+                metrics.reject(Rejection::Panic);
                 tracing::error!(error = %join, "the decision task failed");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "the decision failed");
             }
@@ -279,7 +279,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
 /// 429 with `Retry-After`: the API server applies the webhook's failurePolicy, and retries
 /// later requests elsewhere or here.
 fn overloaded(metrics: &Metrics, message: &'static str) -> Response {
-    metrics.reject("overloaded");
+    metrics.reject(Rejection::Overloaded);
     let mut response = plain(StatusCode::TOO_MANY_REQUESTS, message);
     response
         .headers_mut()
@@ -288,7 +288,7 @@ fn overloaded(metrics: &Metrics, message: &'static str) -> Response {
 }
 
 fn body_too_late(metrics: &Metrics) -> Response {
-    metrics.reject("timeout");
+    metrics.reject(Rejection::Timeout);
     plain(
         StatusCode::INTERNAL_SERVER_ERROR,
         "the body did not arrive before the request's timeout",
@@ -296,7 +296,7 @@ fn body_too_late(metrics: &Metrics) -> Response {
 }
 
 fn too_late(metrics: &Metrics, webhook: Webhook, timeout: Duration) -> Response {
-    metrics.reject("timeout");
+    metrics.reject(Rejection::Timeout);
     tracing::warn!(
         webhook = webhook.as_str(),
         timeout_ms = timeout.as_millis() as u64,
@@ -319,7 +319,7 @@ fn respond(
     let json = match serde_json::to_vec(&answer.review) {
         Ok(json) => json,
         Err(e) => {
-            metrics.reject("encode");
+            metrics.reject(Rejection::Encode);
             return plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot encode the response: {e}"),
@@ -327,9 +327,9 @@ fn respond(
         }
     };
     log_answer(webhook, &answer);
-    metrics.record(webhook.as_str(), &answer, started.elapsed().as_secs_f64());
+    metrics.record(webhook, &answer, started.elapsed().as_secs_f64());
     if answer.unreadable.is_some() {
-        metrics.reject("invalid_review");
+        metrics.reject(Rejection::InvalidReview);
     }
     (
         StatusCode::OK,

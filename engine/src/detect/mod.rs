@@ -464,28 +464,62 @@ fn parse_api_class(raw: &str) -> Option<Vec<ApiClass>> {
     }
 }
 
+#[derive(Default)]
 struct Inferred {
     signals: Vec<Signal>,
     endpoints: Vec<Endpoint>,
 }
 
+/// What the catalogue's variables say beyond signals and endpoints: the client flavour an
+/// `*_API_TYPE` selects, and the API key that is set (its kind, path and variable).
+#[derive(Default)]
+struct Configured {
+    flavour: Option<Flavour>,
+    key: Option<(KeyKind, String, &'static str)>,
+}
+
 /// What one container's environment and arguments say about OpenAI usage. None: nothing.
+///
+/// In order: the catalogue's variables; model URLs in whatever else the container runs or is
+/// given; `httpGet` hooks and probes with a host; where the clients go on their own (see
+/// `clients`); with usage but no endpoint, the endpoint that usage implies; last, proxies and
+/// CA bundles that redirect what was found.
 fn infer_container(
     container: &ContainerView<'_>,
     env: &ResolvedEnv,
     rules: &EndpointRules<'_>,
 ) -> Option<Inferred> {
-    let mut signals = Vec::new();
-    let mut endpoints = Vec::new();
-    let mut flavour: Option<Flavour> = None;
-    let mut key: Option<(KeyKind, String, &'static str)> = None;
-    let mut endpoint_vars_possible: Vec<&'static str> = Vec::new();
-
+    let mut found = Inferred::default();
     let names = env.names();
+    let configured = catalogue_variables(env, &names, &mut found);
+    urls_in_commands(container, env, rules, &mut found);
+    urls_in_other_variables(env, &names, rules, &mut found);
+    http_get_hosts(container, rules, &mut found);
+
+    let routes = clients::routes(env, &found.endpoints);
+    found.signals.extend(routes.signals);
+    found.endpoints.extend(routes.endpoints);
+
+    if configured.flavour == Some(Flavour::NotThisProvider) && found.endpoints.is_empty() {
+        return None;
+    }
+    if found.signals.is_empty() {
+        return None;
+    }
+    if found.endpoints.is_empty() {
+        let implied = implied_endpoint(container, env, &configured, &found.signals);
+        found.endpoints.push(implied);
+    }
+    // Only now, so that a proxy or CA bundle never stands in for the endpoint itself.
+    redirections(env, &mut found.endpoints);
+    Some(found)
+}
+
+/// The catalogue's variables that are set: a signal for each (flavour switches aside), their
+/// endpoints, and the key and flavour they configure.
+fn catalogue_variables(env: &ResolvedEnv, names: &[String], found: &mut Inferred) -> Configured {
+    let mut configured = Configured::default();
     for variable in catalogue::CATALOGUE {
-        if matches!(variable.role, Role::Endpoint(_) | Role::InstanceName(_)) {
-            endpoint_vars_possible.push(variable.name);
-        }
         let mut candidates = env.candidates(variable.name);
         // Other spellings of the same name count as duplicates (see `lookup_any_case`).
         for other in names
@@ -515,7 +549,7 @@ fn infer_container(
         // the backend it names.
         if !FLAVOUR_ONLY_SWITCHES.contains(&variable.name) {
             for c in &set {
-                signals.push(Signal::Variable {
+                found.signals.push(Signal::Variable {
                     name: variable.name,
                     path: c.path.clone(),
                 });
@@ -523,8 +557,8 @@ fn infer_container(
         }
         match variable.role {
             Role::ApiKey(kind) => {
-                if key.is_none() || kind == KeyKind::OpenAi {
-                    key = Some((kind, set[0].path.clone(), variable.name));
+                if configured.key.is_none() || kind == KeyKind::OpenAi {
+                    configured.key = Some((kind, set[0].path.clone(), variable.name));
                 }
             }
             Role::ApiType => {
@@ -532,7 +566,7 @@ fn infer_container(
                     if let EnvValue::Literal(v) = &c.value
                         && let Some(f) = catalogue::api_type_flavour(variable.name, v)
                     {
-                        flavour = Some(f);
+                        configured.flavour = Some(f);
                     }
                 }
             }
@@ -549,7 +583,7 @@ fn infer_container(
                                     .collect(),
                             };
                             for item in items {
-                                endpoints.push(Endpoint {
+                                found.endpoints.push(Endpoint {
                                     value: EndpointValue::Url(item.to_string()),
                                     path: c.path.clone(),
                                     via: variable.name.to_string(),
@@ -557,7 +591,7 @@ fn infer_container(
                                 });
                             }
                         }
-                        EnvValue::Unreadable(why) => endpoints.push(Endpoint {
+                        EnvValue::Unreadable(why) => found.endpoints.push(Endpoint {
                             value: EndpointValue::Unresolved(why),
                             path: c.path.clone(),
                             via: variable.name.to_string(),
@@ -574,7 +608,7 @@ fn infer_container(
                         }
                         EnvValue::Unreadable(why) => EndpointValue::Unresolved(why),
                     };
-                    endpoints.push(Endpoint {
+                    found.endpoints.push(Endpoint {
                         value,
                         path: c.path.clone(),
                         via: format!("{} (implies {template})", variable.name),
@@ -584,11 +618,17 @@ fn infer_container(
             }
         }
     }
+    configured
+}
 
-    // Model URLs in everything else the container runs or is given: command and args, exec
-    // hooks and probes (after `$(VAR)` expansion with the final environment, as the kubelet
-    // expands them), and the value of any variable the catalogue does not know (a sidecar's
-    // `UPSTREAM_URL`, JSON config such as `OAI_CONFIG_LIST`).
+/// Model URLs in command and args and in exec hooks and probes, after `$(VAR)` expansion with
+/// the final environment, as the kubelet expands them.
+fn urls_in_commands(
+    container: &ContainerView<'_>,
+    env: &ResolvedEnv,
+    rules: &EndpointRules<'_>,
+    found: &mut Inferred,
+) {
     let mut texts: Vec<(String, String, &str, bool)> = Vec::new();
     let lists: [(&str, &[String]); 2] = [("command", container.command), ("args", container.args)];
     for (field, entries) in lists {
@@ -624,8 +664,8 @@ fn infer_container(
                     &via,
                     None,
                     rules,
-                    &mut signals,
-                    &mut endpoints,
+                    &mut found.signals,
+                    &mut found.endpoints,
                 );
             }
             EnvValue::Unreadable(why) => {
@@ -635,9 +675,11 @@ fn infer_container(
                     // database client has `--endpoint` too): it only counts where other signals
                     // say the container calls a model.
                     if names_a_model_host {
-                        signals.push(Signal::CommandUrl { path: path.clone() });
+                        found
+                            .signals
+                            .push(Signal::CommandUrl { path: path.clone() });
                     }
-                    endpoints.push(Endpoint {
+                    found.endpoints.push(Endpoint {
                         value: EndpointValue::Unresolved(why),
                         path,
                         via,
@@ -647,11 +689,21 @@ fn infer_container(
             }
         }
     }
+}
+
+/// Model URLs in the value of any variable the catalogue does not know (a sidecar's
+/// `UPSTREAM_URL`, JSON config such as `OAI_CONFIG_LIST`).
+fn urls_in_other_variables(
+    env: &ResolvedEnv,
+    names: &[String],
+    rules: &EndpointRules<'_>,
+    found: &mut Inferred,
+) {
     for name in names {
-        if catalogue::lookup_any_case(&name).is_some() || NOT_ENDPOINTS.contains(&name.as_str()) {
+        if catalogue::lookup_any_case(name).is_some() || NOT_ENDPOINTS.contains(&name.as_str()) {
             continue;
         }
-        for c in env.candidates(&name) {
+        for c in env.candidates(name) {
             if let EnvValue::Literal(text) = &c.value {
                 let via = format!("a URL in {name}");
                 scan_text(
@@ -660,21 +712,24 @@ fn infer_container(
                     &via,
                     c.origin.clone(),
                     rules,
-                    &mut signals,
-                    &mut endpoints,
+                    &mut found.signals,
+                    &mut found.endpoints,
                 );
             }
         }
     }
-    // An httpGet hook or probe with a host: the kubelet sends that request itself.
+}
+
+/// An httpGet hook or probe with a host: the kubelet sends that request itself.
+fn http_get_hosts(container: &ContainerView<'_>, rules: &EndpointRules<'_>, found: &mut Inferred) {
     for get in &container.http_get {
         if let Some(host) = get.host.filter(|h| mentions_model_host(h, rules)) {
             let scheme = get.scheme.unwrap_or("HTTP").to_ascii_lowercase();
             let url = format!("{scheme}://{host}{}", get.url_path.unwrap_or("/"));
-            signals.push(Signal::CommandUrl {
+            found.signals.push(Signal::CommandUrl {
                 path: get.path.clone(),
             });
-            endpoints.push(Endpoint {
+            found.endpoints.push(Endpoint {
                 value: EndpointValue::Url(url),
                 path: format!("{}.host", get.path),
                 via: "an httpGet hook or probe".into(),
@@ -682,94 +737,83 @@ fn infer_container(
             });
         }
     }
+}
 
-    // Where the clients go on their own (the OpenAI default beside Azure-only variables,
-    // gateways, proxies, workload identity, Bedrock): see `clients`.
-    let routes = clients::routes(env, &endpoints);
-    signals.extend(routes.signals);
-    endpoints.extend(routes.endpoints);
-
-    if flavour == Some(Flavour::NotThisProvider) && endpoints.is_empty() {
-        return None;
+/// Usage with no visible endpoint: an opaque envFrom source may set one; otherwise the
+/// default of the client the flavour or key selects (Azure has none: unresolved).
+fn implied_endpoint(
+    container: &ContainerView<'_>,
+    env: &ResolvedEnv,
+    configured: &Configured,
+    signals: &[Signal],
+) -> Endpoint {
+    let opaque = catalogue::CATALOGUE
+        .iter()
+        .filter(|v| matches!(v.role, Role::Endpoint(_) | Role::InstanceName(_)))
+        .find_map(|v| env.opaque_sources_for(v.name).into_iter().next());
+    if let Some(source) = opaque {
+        return Endpoint {
+            value: EndpointValue::Unresolved(format!(
+                "no endpoint is set inline, and {} may set one",
+                source.why
+            )),
+            path: source.path,
+            via: "envFrom".into(),
+            origin: None,
+        };
     }
-    if signals.is_empty() {
-        return None;
-    }
-
-    if endpoints.is_empty() {
-        // Usage with no visible endpoint: an opaque envFrom source may set one; otherwise the
-        // SDK's own default applies, where it has one.
-        let opaque: Vec<_> = endpoint_vars_possible
-            .iter()
-            .flat_map(|name| env.opaque_sources_for(name))
-            .collect();
-        let flavour = flavour.or(key.as_ref().map(|(kind, _, _)| match kind {
+    let key = &configured.key;
+    let flavour = configured
+        .flavour
+        .or(key.as_ref().map(|(kind, _, _)| match kind {
             KeyKind::OpenAi => Flavour::OpenAi,
             KeyKind::Azure => Flavour::Azure,
         }));
-        let anchor = key
-            .as_ref()
-            .map(|(_, path, _)| path.clone())
-            .or_else(|| signals.first().map(signal_path))
-            .unwrap_or_else(|| container.path.clone());
-        let endpoint = if let Some(source) = opaque.first() {
+    let anchor = key
+        .as_ref()
+        .map(|(_, path, _)| path.clone())
+        .or_else(|| signals.first().map(signal_path))
+        .unwrap_or_else(|| container.path.clone());
+    match flavour {
+        Some(Flavour::Azure) => Endpoint {
+            value: EndpointValue::Unresolved(
+                "Azure OpenAI is configured but no endpoint is set".into(),
+            ),
+            path: anchor,
+            via: "no endpoint variable".into(),
+            origin: None,
+        },
+        Some(Flavour::Bedrock) => {
+            let region = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|n| {
+                env.candidates(n).into_iter().find_map(|c| match c.value {
+                    EnvValue::Literal(v) if !v.is_empty() => Some(v),
+                    _ => None,
+                })
+            });
             Endpoint {
-                value: EndpointValue::Unresolved(format!(
-                    "no endpoint is set inline, and {} may set one",
-                    source.why
-                )),
-                path: source.path.clone(),
-                via: "envFrom".into(),
+                value: match region {
+                    Some(r) => EndpointValue::Url(catalogue::BEDROCK_DEFAULT_BASE_URL.replace("{}", &r)),
+                    None => EndpointValue::Unresolved(
+                        "Amazon Bedrock is selected but neither AWS_BEDROCK_BASE_URL nor AWS_REGION is set".into(),
+                    ),
+                },
+                path: anchor,
+                via: "the Amazon Bedrock default endpoint".into(),
                 origin: None,
             }
-        } else {
-            match flavour {
-                Some(Flavour::Azure) => Endpoint {
-                    value: EndpointValue::Unresolved(
-                        "Azure OpenAI is configured but no endpoint is set".into(),
-                    ),
-                    path: anchor,
-                    via: "no endpoint variable".into(),
-                    origin: None,
-                },
-                Some(Flavour::Bedrock) => {
-                    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|n| {
-                        env.candidates(n).into_iter().find_map(|c| match c.value {
-                            EnvValue::Literal(v) if !v.is_empty() => Some(v),
-                            _ => None,
-                        })
-                    });
-                    Endpoint {
-                        value: match region {
-                            Some(r) => EndpointValue::Url(catalogue::BEDROCK_DEFAULT_BASE_URL.replace("{}", &r)),
-                            None => EndpointValue::Unresolved(
-                                "Amazon Bedrock is selected but neither AWS_BEDROCK_BASE_URL nor AWS_REGION is set".into(),
-                            ),
-                        },
-                        path: anchor,
-                        via: "the Amazon Bedrock default endpoint".into(),
-                        origin: None,
-                    }
+        }
+        _ => Endpoint {
+            value: EndpointValue::Url(catalogue::OPENAI_SDK_DEFAULT_BASE_URL.into()),
+            path: anchor,
+            via: match key {
+                Some((_, _, name)) => {
+                    format!("the OpenAI SDK default for {name}; no endpoint is set")
                 }
-                _ => Endpoint {
-                    value: EndpointValue::Url(catalogue::OPENAI_SDK_DEFAULT_BASE_URL.into()),
-                    path: anchor,
-                    via: match &key {
-                        Some((_, _, name)) => {
-                            format!("the OpenAI SDK default for {name}; no endpoint is set")
-                        }
-                        None => "the OpenAI SDK default; no endpoint is set".into(),
-                    },
-                    origin: None,
-                },
-            }
-        };
-        endpoints.push(endpoint);
+                None => "the OpenAI SDK default; no endpoint is set".into(),
+            },
+            origin: None,
+        },
     }
-
-    // Only now, so that a proxy or CA bundle never stands in for the endpoint itself.
-    redirections(env, &mut endpoints);
-    Some(Inferred { signals, endpoints })
 }
 
 /// A command-line flag that sets a model endpoint: `--api-base`, `--api_base`, `--base-url`,
