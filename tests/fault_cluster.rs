@@ -124,11 +124,11 @@ impl Mock {
         Bytes::from(line)
     }
 
-    fn delivered(&self, version: u64) {
-        self.delivered
-            .lock()
-            .unwrap()
-            .push((Instant::now(), version));
+    /// Records that `version` was handed to the server at `at`: taken before the bytes are
+    /// sent, since the server may apply a version (and answer with it) before this thread runs
+    /// again on a loaded machine.
+    fn delivered(&self, at: Instant, version: u64) {
+        self.delivered.lock().unwrap().push((at, version));
     }
 
     /// The next policy version, to every open policy watch.
@@ -140,6 +140,7 @@ impl Mock {
         };
         let bytes = Mock::line(json!({"type": "MODIFIED", "object": policy(version)}));
         let mut watches = self.watches.lock().unwrap();
+        let at = Instant::now();
         let mut sent = false;
         for (path, tx) in watches.iter() {
             if path == POLICIES && tx.send(bytes.clone()).is_ok() {
@@ -147,7 +148,7 @@ impl Mock {
             }
         }
         if sent {
-            self.delivered(version);
+            self.delivered(at, version);
         }
         if *self.mode.lock().unwrap() == Mode::DropWatches {
             watches.clear();
@@ -216,10 +217,11 @@ async fn handle(
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 if 1000 + version > from {
+                    let at = Instant::now();
                     let _ = tx.send(Mock::line(
                         json!({"type": "MODIFIED", "object": policy(version)}),
                     ));
-                    mock.delivered(version);
+                    mock.delivered(at, version);
                 }
             }
             mock.watches.lock().unwrap().push((path, tx));
@@ -233,7 +235,7 @@ async fn handle(
         }
         Method::GET if path == POLICIES => {
             let version = *mock.version.lock().unwrap();
-            mock.delivered(version);
+            mock.delivered(Instant::now(), version);
             list(vec![policy(version)], 1000 + version)
         }
         Method::GET if path == "/api/v1/namespaces" => {
