@@ -12,6 +12,7 @@
 //! workload's namespace with selectors that do not match it.
 //!
 //! `cargo bench --bench engine` measures; `cargo test --all-targets` runs each benchmark once.
+//! It allocates with mimalloc, as the `hostguard` binary does (see `src/main.rs`).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -27,6 +28,9 @@ use hostguard_engine::policy::{
 use hostguard_engine::snapshot::{DeclaredWorkload, Snapshot};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const FIXTURE: &[u8] = include_bytes!("../../benches/fixtures/deployment-review.json");
 const NAMESPACE: &str = "team-a";

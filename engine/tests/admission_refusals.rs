@@ -219,6 +219,51 @@ fn a_capital_object_alone_is_refused_not_allowed() {
     assert_refused(&body, "request.\"Object\"");
 }
 
+/// The same checks on body text written by hand: the refusal must not depend on how the key's
+/// bytes are written (a JSON escape decodes to the same key) or on what strings come before it.
+fn assert_text_refused(text: &str, needle: &str) {
+    for webhook in Webhook::ALL {
+        let a = admission::answer(
+            text.as_bytes(),
+            webhook,
+            &PolicySet::builtin(),
+            &Snapshot::offline(ClusterProvider::Azure),
+        )
+        .expect("a JSON body is answered");
+        let r = &a.review.response;
+        assert!(!r.allowed, "{}: must be refused: {r:?}", webhook.as_str());
+        let message = &r.status.as_ref().expect("a status").message;
+        assert!(
+            message.contains(needle),
+            "{message:?} should name {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn a_miscased_field_written_with_a_json_escape_is_refused() {
+    // `\u004fbject` is `Object` to every JSON decoder, though its bytes do not spell it.
+    let body = review("CREATE", deployment_kind(), None);
+    let text = serde_json::to_string(&body).expect("JSON");
+    let text = text.replacen(
+        r#""request":{"#,
+        r#""request":{"\u004fbject":{"apiVersion":"v1","kind":"ConfigMap"},"#,
+        1,
+    );
+    assert_text_refused(&text, "request.\"Object\"");
+}
+
+#[test]
+fn a_miscased_field_after_strings_with_escaped_quotes_is_refused() {
+    // Escaped quotes in earlier values shift where strings seem to start to a byte scan.
+    let mut body = review("CREATE", deployment_kind(), Some(openai_deployment()));
+    body["request"]["userInfo"]["username"] = json!("a\"b\"c\"");
+    body["request"]["userInfo"]["extra"] = json!({"k": ["\"", "\"\"", "x\\\""]});
+    let text = serde_json::to_string(&body).expect("JSON");
+    let text = text.replacen(r#""operation":"#, r#""Operation":"UPDATE","operation":"#, 1);
+    assert_text_refused(&text, "request.\"Operation\"");
+}
+
 #[test]
 fn unknown_fields_that_are_no_known_field_in_other_case_are_ignored() {
     // The API server adds fields over time; only case variants of the known ones are refused.

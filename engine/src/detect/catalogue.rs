@@ -314,7 +314,14 @@ pub fn lookup(name: &str) -> Option<&'static Variable> {
 /// pydantic-settings (case-insensitive by default) read `openai_base_url` as `OPENAI_BASE_URL`,
 /// so a lower- or mixed-case spelling counts as another value of the same variable.
 pub fn lookup_any_case(name: &str) -> Option<&'static Variable> {
-    CATALOGUE.iter().find(|v| v.name.eq_ignore_ascii_case(name))
+    position_any_case(name).map(|i| &CATALOGUE[i])
+}
+
+/// Where [`lookup_any_case`] finds `name` in [`CATALOGUE`].
+pub fn position_any_case(name: &str) -> Option<usize> {
+    CATALOGUE
+        .iter()
+        .position(|v| v.name.eq_ignore_ascii_case(name))
 }
 
 /// What an [`Role::ApiType`] value selects. Unknown values select nothing (`None`), so that the

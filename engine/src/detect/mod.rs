@@ -519,7 +519,15 @@ fn infer_container(
 /// endpoints, and the key and flavour they configure.
 fn catalogue_variables(env: &ResolvedEnv, names: &[String], found: &mut Inferred) -> Configured {
     let mut configured = Configured::default();
-    for variable in catalogue::CATALOGUE {
+    // Only the catalogue's variables that the container has, in some letter case, can give
+    // anything; visited in catalogue order, as the key and flavour rules below rely on.
+    let mut present: Vec<usize> = names
+        .iter()
+        .filter_map(|n| catalogue::position_any_case(n))
+        .collect();
+    present.sort_unstable();
+    present.dedup();
+    for variable in present.into_iter().map(|i| &catalogue::CATALOGUE[i]) {
         let mut candidates = env.candidates(variable.name);
         // Other spellings of the same name count as duplicates (see `lookup_any_case`).
         for other in names
@@ -823,15 +831,27 @@ fn endpoint_flag(arg: &str) -> bool {
         return false;
     };
     let name = flag.trim_start_matches('-');
-    let name = name
-        .split('=')
-        .next()
-        .unwrap_or(name)
-        .to_ascii_lowercase()
-        .replace('_', "-");
+    let name = name.split('=').next().unwrap_or(name).as_bytes();
+    // Letter case and `_` for `-` do not matter: `--API_BASE` is `--api-base`.
+    let fold = |b: u8| {
+        if b == b'_' {
+            b'-'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    };
+    let same =
+        |a: &[u8], b: &[u8]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == *y);
     ["api-base", "base-url", "api-url", "endpoint", "api-host"]
         .iter()
-        .any(|suffix| name == *suffix || name.ends_with(&format!("-{suffix}")))
+        .map(|suffix| suffix.as_bytes())
+        .any(|suffix| {
+            let n = suffix.len();
+            same(name, suffix)
+                || (name.len() > n
+                    && fold(name[name.len() - n - 1]) == b'-'
+                    && same(&name[name.len() - n..], suffix))
+        })
 }
 
 /// Proxy variables the clients honour for https URLs (httpx and requests read `HTTPS_PROXY` and

@@ -252,6 +252,10 @@ pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
 }
 
 fn label_matches(pattern: &str, label: &str) -> bool {
+    // Policy patterns never hold a brace: compare at once, without a substring search.
+    if !pattern.contains('{') {
+        return pattern == label;
+    }
     match pattern.split_once("{region}") {
         Some((before, after)) => {
             label.len() > before.len() + after.len()
