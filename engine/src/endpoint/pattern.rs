@@ -238,6 +238,26 @@ impl fmt::Display for HostPattern {
 /// that one label (`bedrock-runtime.{region}.amazonaws.com`, `{region}-aiplatform.googleapis.com`);
 /// [`HostPattern::parse`] refuses braces, so policy patterns never use it. Allocation-free.
 pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
+    // The shapes every policy pattern has, compared as whole strings: `*.suffix` is "ends with
+    // `.suffix`" (the wildcard covers one label or more, the empty one included, as below), and a
+    // pattern with no wildcard is the host itself.
+    if !pattern.contains('{') {
+        if let Some(suffix) = pattern.strip_prefix("*.")
+            && !suffix.contains('*')
+        {
+            return host.len() > suffix.len()
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.';
+        }
+        if !pattern.contains('*') {
+            return pattern == host;
+        }
+    }
+    host_matches_by_labels(pattern, host)
+}
+
+/// [`host_matches`] label by label, for the catalogue's `{region}` patterns.
+fn host_matches_by_labels(pattern: &str, host: &str) -> bool {
     let mut pattern_labels = pattern.rsplit('.');
     let mut host_labels = host.rsplit('.');
     loop {
@@ -270,6 +290,51 @@ fn label_matches(pattern: &str, label: &str) -> bool {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn whole_string_matching_agrees_with_matching_label_by_label() {
+        let labels = [
+            "",
+            "a",
+            "com",
+            "azure",
+            "openai",
+            "x-openai",
+            "openai.azure",
+            "b.c",
+        ];
+        let mut strings = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = strings
+                .iter()
+                .flat_map(|s| labels.iter().map(move |l| format!("{s}.{l}")))
+                .collect();
+            strings.extend(longer);
+        }
+        let hosts: Vec<String> = strings
+            .iter()
+            .flat_map(|s| [s.clone(), s.trim_start_matches('.').to_string()])
+            .collect();
+        let mut patterns: Vec<String> = hosts.clone();
+        patterns.extend(
+            hosts
+                .iter()
+                .map(|h| format!("*.{}", h.trim_start_matches('.'))),
+        );
+        patterns.extend(["*", "*.", "**.com", "a.*.com", "*.*.com"].map(String::from));
+        let mut compared = 0;
+        for pattern in &patterns {
+            for host in hosts.iter().step_by(7) {
+                assert_eq!(
+                    host_matches(pattern, host),
+                    host_matches_by_labels(pattern, host),
+                    "pattern {pattern:?} host {host:?}"
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 100_000, "{compared}");
+    }
 
     fn long_label(n: usize) -> String {
         "a".repeat(n)
