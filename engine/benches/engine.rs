@@ -311,5 +311,73 @@ fn endpoints(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine, endpoints);
+/// A world of `policies` policies (as the busy world's, the default among them) and
+/// `aiworkloads` AIWorkloads in the workload's own namespace whose selectors do not match it.
+fn scaled_world(policies: usize, aiworkloads: usize) -> World {
+    let list: Vec<HostingPolicy> = (0..policies).map(policy).collect();
+    let policies = PolicySet::compile(&list).expect("benchmark policies compile");
+    let mut snapshot = Snapshot::offline(ClusterProvider::Azure);
+    snapshot.insert_namespace_labels(
+        NAMESPACE,
+        BTreeMap::from([("team".to_string(), "conversational-ai".to_string())]),
+    );
+    for j in 0..aiworkloads {
+        let declared = DeclaredWorkload::from_resource(&ai_workload(0, j))
+            .expect("benchmark AIWorkload compiles");
+        snapshot.insert_declared(declared);
+    }
+    snapshot.set_authoritative(true, true);
+    World { policies, snapshot }
+}
+
+/// The fixture's Deployment with `extra` more plain variables in its first container.
+fn object_with_env(extra: usize) -> Value {
+    let mut object = fixture_object();
+    let env = object
+        .pointer_mut("/spec/template/spec/containers/0/env")
+        .and_then(Value::as_array_mut)
+        .expect("the fixture's first container has env");
+    for i in 0..extra {
+        env.push(json!({"name": format!("APP_SETTING_{i}"), "value": format!("value-{i}")}));
+    }
+    object
+}
+
+/// How the decision grows: with the number of policies (linear at most), of AIWorkloads in the
+/// namespace (constant: they are indexed by label), and of env entries (linear at most).
+fn scaling(c: &mut Criterion) {
+    let object = fixture_object();
+    let mut group = c.benchmark_group("evaluate_by_policies");
+    for n in [1, 10, 100, 1_000] {
+        let world = scaled_world(n, 0);
+        check_world("policies", &object, &world, 1);
+        group.bench_function(n.to_string(), |b| {
+            b.iter(|| decide(black_box(&object), black_box(&world)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("evaluate_by_aiworkloads");
+    for n in [10, 100, 1_000, 10_000] {
+        let world = scaled_world(1, n);
+        check_world("aiworkloads", &object, &world, 1);
+        group.bench_function(n.to_string(), |b| {
+            b.iter(|| decide(black_box(&object), black_box(&world)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("evaluate_by_env_entries");
+    let world = default_world();
+    for n in [10, 100, 1_000, 8_000] {
+        let object = object_with_env(n);
+        check_world("env", &object, &world, 1);
+        group.bench_function(n.to_string(), |b| {
+            b.iter(|| decide(black_box(&object), black_box(&world)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, engine, endpoints, scaling);
 criterion_main!(benches);

@@ -42,6 +42,9 @@ pub struct DeclaredWorkload {
     /// The declared class as written, for reports.
     pub declared_class: Option<WorkloadApiClass>,
     pub endpoint: Option<String>,
+    /// One `matchLabels` pair every pod the selector matches must have (the first), by which
+    /// the snapshot finds the declaration; None when the selector has no `matchLabels`.
+    pub index_label: Option<(String, String)>,
 }
 
 /// An AIWorkload that cannot be used, with the reason.
@@ -104,6 +107,13 @@ impl DeclaredWorkload {
             classes,
             declared_class: aiw.spec.api_class,
             endpoint: aiw.spec.endpoint.clone().filter(|e| !e.is_empty()),
+            index_label: aiw
+                .spec
+                .selector
+                .match_labels
+                .as_ref()
+                .and_then(|labels| labels.iter().next())
+                .map(|(k, v)| (k.clone(), v.clone())),
         })
     }
 
@@ -176,6 +186,74 @@ pub trait NamespaceSource: std::fmt::Debug + Send + Sync {
     fn labels(&self, name: &str) -> Lookup<Labels>;
 }
 
+/// The AIWorkloads of one namespace, by name, and indexed by one `matchLabels` pair of their
+/// selectors, so that finding those that may select a pod costs the pod's labels and the
+/// candidates, not every AIWorkload of the namespace.
+#[derive(Debug, Clone, Default)]
+struct Declarations {
+    by_name: BTreeMap<String, DeclaredWorkload>,
+    /// Names by [`DeclaredWorkload::index_label`]: label key, then value.
+    by_label: HashMap<String, HashMap<String, Vec<String>>>,
+    /// Names of those whose selector has no `matchLabels` (expressions only, or empty).
+    unindexed: Vec<String>,
+}
+
+impl Declarations {
+    fn insert(&mut self, declared: DeclaredWorkload) {
+        self.remove(&declared.name);
+        let name = declared.name.clone();
+        match &declared.index_label {
+            Some((k, v)) => self
+                .by_label
+                .entry(k.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()
+                .push(name.clone()),
+            None => self.unindexed.push(name.clone()),
+        }
+        self.by_name.insert(name, declared);
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(old) = self.by_name.remove(name) else {
+            return;
+        };
+        match &old.index_label {
+            Some((k, v)) => {
+                if let Some(values) = self.by_label.get_mut(k) {
+                    if let Some(names) = values.get_mut(v) {
+                        names.retain(|n| n != name);
+                        if names.is_empty() {
+                            values.remove(v);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.by_label.remove(k);
+                    }
+                }
+            }
+            None => self.unindexed.retain(|n| n != name),
+        }
+    }
+
+    /// Those whose selector may match `pod_labels` (each has the pod's value of its index
+    /// label, or has none), by name; the caller still checks the selector.
+    fn candidates<'a>(&'a self, pod_labels: &Labels) -> impl Iterator<Item = &'a DeclaredWorkload> {
+        let mut names: Vec<&str> = self.unindexed.iter().map(String::as_str).collect();
+        if !self.by_label.is_empty() {
+            for (k, v) in pod_labels {
+                if let Some(found) = self.by_label.get(k).and_then(|values| values.get(v)) {
+                    names.extend(found.iter().map(String::as_str));
+                }
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter().filter_map(|n| self.by_name.get(n))
+    }
+}
+
 /// Read-only cluster state for one evaluation.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -187,7 +265,8 @@ pub struct Snapshot {
     config_maps_authoritative: bool,
     config_map_source: Option<Arc<dyn ConfigMapSource>>,
     namespace_source: Option<Arc<dyn NamespaceSource>>,
-    declared: HashMap<String, Vec<DeclaredWorkload>>,
+    /// AIWorkloads by namespace, indexed by label (see [`Declarations`]).
+    declared: HashMap<String, Declarations>,
     /// Objects an AI tool's resource refers to (an Envoy Gateway `Backend`, a
     /// `BackendTLSPolicy`, an `AIServiceBackend`), by (group, kind, namespace, name).
     related: BTreeMap<(String, String, String, String), Arc<serde_json::Value>>,
@@ -247,15 +326,15 @@ impl Snapshot {
     }
 
     pub fn insert_declared(&mut self, declared: DeclaredWorkload) {
-        let list = self.declared.entry(declared.namespace.clone()).or_default();
-        list.retain(|d| d.name != declared.name);
-        list.push(declared);
-        list.sort_by(|a, b| a.name.cmp(&b.name));
+        self.declared
+            .entry(declared.namespace.clone())
+            .or_default()
+            .insert(declared);
     }
 
     pub fn remove_declared(&mut self, namespace: &str, name: &str) {
-        if let Some(list) = self.declared.get_mut(namespace) {
-            list.retain(|d| d.name != name);
+        if let Some(declarations) = self.declared.get_mut(namespace) {
+            declarations.remove(name);
         }
     }
 
@@ -335,7 +414,7 @@ impl Snapshot {
         self.declared
             .get(namespace)
             .into_iter()
-            .flatten()
+            .flat_map(move |d| d.candidates(pod_labels))
             .filter(move |d| d.selects(pod_labels))
     }
 
@@ -390,7 +469,7 @@ impl Snapshot {
 
     /// Number of AIWorkloads held, for metrics.
     pub fn declared_count(&self) -> usize {
-        self.declared.values().map(Vec::len).sum()
+        self.declared.values().map(|d| d.by_name.len()).sum()
     }
 }
 
@@ -411,4 +490,86 @@ fn related_key(
         .and_then(serde_json::Value::as_str)
         .unwrap_or(default_namespace);
     Some((group.into(), kind.into(), namespace.into(), name.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn aiw(name: &str, selector: serde_json::Value) -> DeclaredWorkload {
+        let aiw: AIWorkload = serde_json::from_value(json!({
+            "apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"selector": selector, "provider": "openai", "apiClass": "stateful"},
+        }))
+        .expect("AIWorkload");
+        DeclaredWorkload::from_resource(&aiw).expect("compiles")
+    }
+
+    /// The selectors of AIWorkload `i`: matchLabels of one or two pairs, expressions only, both,
+    /// and the empty selector (matches every pod).
+    fn selector(i: usize) -> serde_json::Value {
+        let app = format!("app-{}", i % 4);
+        match i % 5 {
+            0 => json!({"matchLabels": {"app": app}}),
+            1 => json!({"matchLabels": {"app": app, "tier": "web"}}),
+            2 => {
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": [app, "app-9"]}]})
+            }
+            3 => {
+                json!({"matchLabels": {"tier": "web"}, "matchExpressions": [{"key": "app", "operator": "NotIn", "values": [app]}]})
+            }
+            _ => json!({}),
+        }
+    }
+
+    #[test]
+    fn the_label_index_finds_exactly_the_aiworkloads_whose_selectors_match() {
+        let mut snapshot = Snapshot::offline(ClusterProvider::Azure);
+        let mut all: BTreeMap<String, DeclaredWorkload> = BTreeMap::new();
+        for i in 0..40 {
+            let d = aiw(&format!("aiw-{i:02}"), selector(i));
+            all.insert(d.name.clone(), d.clone());
+            snapshot.insert_declared(d);
+        }
+        // Replaced with another selector (the old index entry must go), and removed.
+        for i in [0, 6, 12] {
+            let d = aiw(&format!("aiw-{i:02}"), selector(i + 2));
+            all.insert(d.name.clone(), d.clone());
+            snapshot.insert_declared(d);
+        }
+        for i in [3, 4, 21] {
+            all.remove(&format!("aiw-{i:02}"));
+            snapshot.remove_declared("team", &format!("aiw-{i:02}"));
+        }
+        let mut pods = 0;
+        for app in ["app-0", "app-1", "app-2", "app-3", "app-9", "other"] {
+            for tier in [None, Some("web"), Some("db")] {
+                let mut labels: Labels = BTreeMap::from([("app".to_string(), app.to_string())]);
+                if let Some(t) = tier {
+                    labels.insert("tier".to_string(), t.to_string());
+                }
+                let found: Vec<&str> = snapshot
+                    .declarations_for("team", &labels)
+                    .map(|d| d.name.as_str())
+                    .collect();
+                let expected: Vec<&str> = all
+                    .values()
+                    .filter(|d| d.selects(&labels))
+                    .map(|d| d.name.as_str())
+                    .collect();
+                assert_eq!(found, expected, "pod labels {labels:?}");
+                pods += 1;
+            }
+        }
+        assert_eq!(pods, 18);
+        assert_eq!(snapshot.declared_count(), all.len());
+        assert_eq!(
+            snapshot
+                .declarations_for("elsewhere", &Labels::new())
+                .count(),
+            0
+        );
+    }
 }
