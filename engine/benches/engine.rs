@@ -312,7 +312,7 @@ fn endpoints(c: &mut Criterion) {
 }
 
 /// A world of `policies` policies (as the busy world's, the default among them) and
-/// `aiworkloads` AIWorkloads in the workload's own namespace whose selectors do not match it.
+/// `aiworkloads` AIWorkloads of other applications in the workload's own namespace.
 fn scaled_world(policies: usize, aiworkloads: usize) -> World {
     let list: Vec<HostingPolicy> = (0..policies).map(policy).collect();
     let policies = PolicySet::compile(&list).expect("benchmark policies compile");
@@ -322,12 +322,31 @@ fn scaled_world(policies: usize, aiworkloads: usize) -> World {
         BTreeMap::from([("team".to_string(), "conversational-ai".to_string())]),
     );
     for j in 0..aiworkloads {
-        let declared = DeclaredWorkload::from_resource(&ai_workload(0, j))
-            .expect("benchmark AIWorkload compiles");
-        snapshot.insert_declared(declared);
+        snapshot.insert_declared(other_app(j));
     }
     snapshot.set_authoritative(true, true);
     World { policies, snapshot }
+}
+
+/// AIWorkload `j` of the workload's namespace, for another application: selected by its app
+/// name (in `matchLabels`, or in an `In` expression), the usual shape of a selector.
+fn other_app(j: usize) -> DeclaredWorkload {
+    let app = format!("svc-{j}");
+    let selector = if j.is_multiple_of(2) {
+        json!({"matchLabels": {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "assistant"}})
+    } else {
+        json!({"matchExpressions": [
+            {"key": "app.kubernetes.io/name", "operator": "In", "values": [app, format!("{app}-canary")]}
+        ]})
+    };
+    let aiw: AIWorkload = serde_json::from_value(json!({
+        "apiVersion": "hostguard.dev/v1alpha1",
+        "kind": "AIWorkload",
+        "metadata": {"name": format!("aiw-{j:05}"), "namespace": NAMESPACE},
+        "spec": {"selector": selector, "provider": "openai", "apiClass": "stateful"},
+    }))
+    .expect("benchmark AIWorkload is an AIWorkload");
+    DeclaredWorkload::from_resource(&aiw).expect("benchmark AIWorkload compiles")
 }
 
 /// The fixture's Deployment with `extra` more plain variables in its first container.

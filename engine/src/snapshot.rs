@@ -42,9 +42,25 @@ pub struct DeclaredWorkload {
     /// The declared class as written, for reports.
     pub declared_class: Option<WorkloadApiClass>,
     pub endpoint: Option<String>,
-    /// One `matchLabels` pair every pod the selector matches must have (the first), by which
-    /// the snapshot finds the declaration; None when the selector has no `matchLabels`.
-    pub index_label: Option<(String, String)>,
+    /// A label key and the values of it one of which every pod the selector matches must have,
+    /// by which the snapshot finds the declaration: the first `matchLabels` pair, else the first
+    /// `In` expression. None when the selector requires no such label.
+    pub index_label: Option<(String, Vec<String>)>,
+}
+
+/// See [`DeclaredWorkload::index_label`].
+fn index_label(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Option<(String, Vec<String>)> {
+    if let Some((k, v)) = selector.match_labels.as_ref().and_then(|l| l.iter().next()) {
+        return Some((k.clone(), vec![v.clone()]));
+    }
+    selector
+        .match_expressions
+        .iter()
+        .flatten()
+        .find(|e| e.operator == "In" && e.values.as_ref().is_some_and(|v| !v.is_empty()))
+        .map(|e| (e.key.clone(), e.values.clone().unwrap_or_default()))
 }
 
 /// An AIWorkload that cannot be used, with the reason.
@@ -107,13 +123,7 @@ impl DeclaredWorkload {
             classes,
             declared_class: aiw.spec.api_class,
             endpoint: aiw.spec.endpoint.clone().filter(|e| !e.is_empty()),
-            index_label: aiw
-                .spec
-                .selector
-                .match_labels
-                .as_ref()
-                .and_then(|labels| labels.iter().next())
-                .map(|(k, v)| (k.clone(), v.clone())),
+            index_label: index_label(&aiw.spec.selector),
         })
     }
 
@@ -186,15 +196,17 @@ pub trait NamespaceSource: std::fmt::Debug + Send + Sync {
     fn labels(&self, name: &str) -> Lookup<Labels>;
 }
 
-/// The AIWorkloads of one namespace, by name, and indexed by one `matchLabels` pair of their
-/// selectors, so that finding those that may select a pod costs the pod's labels and the
-/// candidates, not every AIWorkload of the namespace.
+/// The AIWorkloads of one namespace, by name, and indexed by a label value their selectors
+/// require, so that finding those that may select a pod costs the pod's labels and the
+/// candidates (those that require a label value the pod has), not every AIWorkload of the
+/// namespace.
 #[derive(Debug, Clone, Default)]
 struct Declarations {
     by_name: BTreeMap<String, DeclaredWorkload>,
     /// Names by [`DeclaredWorkload::index_label`]: label key, then value.
     by_label: HashMap<String, HashMap<String, Vec<String>>>,
-    /// Names of those whose selector has no `matchLabels` (expressions only, or empty).
+    /// Names of those whose selector requires no label value (`NotIn`, `Exists`,
+    /// `DoesNotExist` only, or empty).
     unindexed: Vec<String>,
 }
 
@@ -203,13 +215,15 @@ impl Declarations {
         self.remove(&declared.name);
         let name = declared.name.clone();
         match &declared.index_label {
-            Some((k, v)) => self
-                .by_label
-                .entry(k.clone())
-                .or_default()
-                .entry(v.clone())
-                .or_default()
-                .push(name.clone()),
+            Some((k, values)) => {
+                let by_value = self.by_label.entry(k.clone()).or_default();
+                for v in values {
+                    let names = by_value.entry(v.clone()).or_default();
+                    if !names.contains(&name) {
+                        names.push(name.clone());
+                    }
+                }
+            }
             None => self.unindexed.push(name.clone()),
         }
         self.by_name.insert(name, declared);
@@ -220,15 +234,17 @@ impl Declarations {
             return;
         };
         match &old.index_label {
-            Some((k, v)) => {
-                if let Some(values) = self.by_label.get_mut(k) {
-                    if let Some(names) = values.get_mut(v) {
-                        names.retain(|n| n != name);
-                        if names.is_empty() {
-                            values.remove(v);
+            Some((k, values)) => {
+                if let Some(by_value) = self.by_label.get_mut(k) {
+                    for v in values {
+                        if let Some(names) = by_value.get_mut(v) {
+                            names.retain(|n| n != name);
+                            if names.is_empty() {
+                                by_value.remove(v);
+                            }
                         }
                     }
-                    if values.is_empty() {
+                    if by_value.is_empty() {
                         self.by_label.remove(k);
                     }
                 }
@@ -520,7 +536,10 @@ mod tests {
             3 => {
                 json!({"matchLabels": {"tier": "web"}, "matchExpressions": [{"key": "app", "operator": "NotIn", "values": [app]}]})
             }
-            _ => json!({}),
+            4 if i % 2 == 0 => json!({}),
+            _ => {
+                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]})
+            }
         }
     }
 
