@@ -536,7 +536,7 @@ mod tests {
             3 => {
                 json!({"matchLabels": {"tier": "web"}, "matchExpressions": [{"key": "app", "operator": "NotIn", "values": [app]}]})
             }
-            4 if i % 2 == 0 => json!({}),
+            4 if i.is_multiple_of(2) => json!({}),
             _ => {
                 json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]})
             }
