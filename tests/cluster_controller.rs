@@ -1,203 +1,139 @@
-//! The cluster controller against a mock API (kube's `tower_test` service): the Lease acquired,
-//! renewed, taken over after expiry and released; status bodies for compliant and violating
-//! workloads; Events once per violation; nothing written by a non-leader; a watch error followed
-//! by recovery; the audit's paginated lists.
+//! The cluster controller against the strict mock API server of `tests/common/mock_api.rs`
+//! (kube's `tower_test` service): the Lease acquired, renewed, taken over after expiry and
+//! released; status bodies for compliant and violating workloads; Events once per violation;
+//! nothing written by a non-leader; a watch error followed by recovery; the audit's paginated
+//! lists; ConfigMaps and namespaces fetched on demand.
+//!
+//! Each test scripts the requests it expects, in order, and any other request fails it; only
+//! the ConfigMap watch test, where a watch restart and refetches interleave as they will, uses
+//! routes instead (and still fails on a request no route takes).
 //!
 //! Time is paused in every test: lease expiry and watch backoff advance the clock instead of
 //! sleeping.
+
+mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::cluster::{
+    LEASE_PATH, LEASES, audited, deployment_in, elector, event_created, initial_list, leader,
+    lease_acquired, now, policy_status, workload_status, write_statuses,
+};
+use common::mock_api::{Expect, Reply, Script, Seen, routed, scripted, status};
 use hostguard::api::{AIWorkload, HostingPolicy};
 use hostguard::cluster::audit::{self, Tally};
 use hostguard::cluster::config_maps::{self, ConfigMapCache, Fetcher};
 use hostguard::cluster::inventory::{BuildInput, Built, Inventory, Writers};
-use hostguard::cluster::lease::{Elector, Leadership, Timings};
+use hostguard::cluster::lease::Leadership;
 use hostguard::cluster::status::{self, WriteError};
 use hostguard::cluster::watch::{self as reflect, Shared};
 use hostguard::metrics::{Metrics, ResourceLabel};
 use hostguard::snapshot::{ConfigMapSource, Lookup};
-use http::{Request, Response};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Client;
-use kube::client::Body;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-// ---------------------------------------------------------------- the mock API
+// ---------------------------------------------------------------- lease
 
-/// One request the mock API received.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
+/// A Lease store with resourceVersion checks, as the API server keeps one: the scripts say which
+/// Lease requests come in which order, the store answers them as the API server would.
+#[derive(Clone, Default)]
+struct LeaseStore(Arc<Mutex<StoredLease>>);
 
-impl Seen {
-    fn is(&self, method: &str, path: &str) -> bool {
-        self.method == method && self.path == path
-    }
-    fn query_has(&self, pair: &str) -> bool {
-        self.query.split('&').any(|p| p == pair)
-    }
-}
-
-enum Reply {
-    Json(u16, Value),
-    /// A watch response: JSON lines, then the end of the stream.
-    Lines(Vec<Value>),
-    /// Never answered (a watch that stays open).
-    Hang,
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-/// Serves the mock API with `route` until the client is dropped; every request is logged.
-fn mock_api(mut route: impl FnMut(&Seen) -> Reply + Send + 'static) -> (Client, Log) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let log: Log = Arc::default();
-    let seen = Arc::clone(&log);
-    tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap_or_default();
-            let s = Seen {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-                query: parts.uri.query().unwrap_or("").to_string(),
-                content_type: parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            seen.lock().unwrap().push(s.clone());
-            match route(&s) {
-                Reply::Json(code, v) => send.send_response(
-                    Response::builder()
-                        .status(code)
-                        .header("content-type", "application/json")
-                        .body(Body::from(serde_json::to_vec(&v).unwrap()))
-                        .unwrap(),
-                ),
-                Reply::Lines(lines) => {
-                    let mut out = Vec::new();
-                    for l in lines {
-                        out.extend(serde_json::to_vec(&l).unwrap());
-                        out.push(b'\n');
-                    }
-                    send.send_response(
-                        Response::builder()
-                            .status(200)
-                            .body(Body::from(out))
-                            .unwrap(),
-                    )
-                }
-                Reply::Hang => open.push(send),
-            }
-        }
-    });
-    (Client::new(service, "default"), log)
-}
-
-fn status(code: u16, reason: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "code": code, "message": reason})
-}
-
-fn not_found() -> Reply {
-    Reply::Json(404, status(404, "NotFound"))
-}
-
-const LEASE_PATH: &str =
-    "/apis/coordination.k8s.io/v1/namespaces/hostguard/leases/hostguard-leader";
-
-/// A Lease store with resourceVersion checks, as the API server keeps one.
 #[derive(Default)]
-struct LeaseStore {
+struct StoredLease {
     lease: Option<Value>,
     rv: u64,
 }
 
-impl LeaseStore {
-    fn held_by(holder: &str) -> Self {
-        let mut s = LeaseStore::default();
-        s.put(json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "hostguard-leader", "namespace": "hostguard"},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 3}
-        }));
-        s
-    }
-
-    fn put(&mut self, mut v: Value) -> Value {
+impl StoredLease {
+    fn put(&mut self, v: &Value) -> Value {
         self.rv += 1;
-        v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let v = common::cluster::stored(v, self.rv);
         self.lease = Some(v.clone());
         v
     }
 
-    fn route(&mut self, r: &Seen) -> Option<Reply> {
-        let collection = LEASE_PATH.rsplit_once('/').unwrap().0;
-        Some(match (r.method.as_str(), r.path.as_str()) {
+    fn route(&mut self, r: &Seen) -> Reply {
+        match (r.method.as_str(), r.path.as_str()) {
             ("GET", LEASE_PATH) => match &self.lease {
                 Some(l) => Reply::Json(200, l.clone()),
-                None => not_found(),
+                None => Reply::not_found(),
             },
-            ("POST", p) if p == collection => {
+            ("POST", LEASES) => {
                 if self.lease.is_some() {
-                    Reply::Json(409, status(409, "AlreadyExists"))
+                    Reply::status(409, "AlreadyExists")
                 } else {
-                    Reply::Json(201, self.put(r.body.clone()))
+                    Reply::Json(201, self.put(&r.body))
                 }
             }
             ("PUT", LEASE_PATH) => {
                 let sent = r.body["metadata"]["resourceVersion"].as_str().unwrap_or("");
                 if sent != self.rv.to_string() {
-                    Reply::Json(409, status(409, "Conflict"))
+                    Reply::status(409, "Conflict")
                 } else {
-                    Reply::Json(200, self.put(r.body.clone()))
+                    Reply::Json(200, self.put(&r.body))
                 }
             }
-            _ => return None,
-        })
+            _ => panic!("the Lease store does not serve {r}"),
+        }
     }
 }
 
-fn elector(client: Client, identity: &str) -> Elector {
-    Elector::new(
-        client,
-        "hostguard",
-        "hostguard-leader",
-        identity,
-        Timings::default(),
-    )
+impl LeaseStore {
+    fn held_by(holder: &str) -> Self {
+        let store = LeaseStore::default();
+        store.0.lock().unwrap().put(&json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "hostguard-leader", "namespace": "hostguard"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 3}
+        }));
+        store
+    }
+
+    fn answer(&self) -> impl FnOnce(&Seen) -> Reply + Send + 'static {
+        let store = self.clone();
+        move |r| store.0.lock().unwrap().route(r)
+    }
+
+    /// The elector reads the Lease.
+    fn get(&self) -> Expect {
+        Expect::get(LEASE_PATH).reply_with(self.answer())
+    }
+
+    /// The elector creates the Lease.
+    fn create(&self) -> Expect {
+        Expect::post(LEASES).reply_with(self.answer())
+    }
+
+    /// The elector writes the Lease it read (to take, renew or release it).
+    fn update(&self) -> Expect {
+        Expect::put(LEASE_PATH).reply_with(self.answer())
+    }
 }
 
-fn lease_writes(log: &Log) -> Vec<Seen> {
-    log.lock()
-        .unwrap()
-        .iter()
+fn lease_writes(seen: &[Seen]) -> Vec<Seen> {
+    seen.iter()
         .filter(|s| s.path.starts_with("/apis/coordination.k8s.io") && s.method != "GET")
         .cloned()
         .collect()
 }
 
-// ---------------------------------------------------------------- lease
-
 #[tokio::test(start_paused = true)]
 async fn the_lease_is_acquired_renewed_and_released() {
-    let mut store = LeaseStore::default();
-    let (client, log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let store = LeaseStore::default();
+    let (client, api) = scripted(
+        Script::new()
+            .then(store.get())
+            .then(store.create())
+            .then(store.get())
+            .then(store.update())
+            .then(store.update()),
+    );
     let mut a = elector(client, "replica-a");
     let leadership = a.leadership();
     assert!(!leadership.is_leader());
@@ -209,7 +145,7 @@ async fn the_lease_is_acquired_renewed_and_released() {
     a.release().await;
     assert!(!leadership.is_leader());
 
-    let writes = lease_writes(&log);
+    let writes = lease_writes(&api.seen());
     assert_eq!(
         writes.iter().map(|w| w.method.as_str()).collect::<Vec<_>>(),
         ["POST", "PUT", "PUT"]
@@ -229,69 +165,84 @@ async fn the_lease_is_acquired_renewed_and_released() {
         "{released}"
     );
     assert_eq!(released["metadata"]["resourceVersion"], "2");
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_held_lease_is_taken_over_only_after_it_expires() {
-    let mut store = LeaseStore::held_by("replica-b");
-    let (client, log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let store = LeaseStore::held_by("replica-b");
+    let (client, api) = scripted(
+        Script::new()
+            .then(store.get())
+            .then(store.get())
+            .then(store.get())
+            .then(store.update()),
+    );
     let mut a = elector(client, "replica-a");
 
     assert!(!a.try_acquire_or_renew().await.unwrap());
     tokio::time::advance(Duration::from_secs(10)).await;
     assert!(!a.try_acquire_or_renew().await.unwrap(), "not expired yet");
     assert!(
-        lease_writes(&log).is_empty(),
+        lease_writes(&api.seen()).is_empty(),
         "a non-holder never writes a live lease"
     );
 
     // replica-b has not renewed for 15 s as seen from here.
     tokio::time::advance(Duration::from_secs(6)).await;
     assert!(a.try_acquire_or_renew().await.unwrap());
-    let writes = lease_writes(&log);
+    let writes = lease_writes(&api.seen());
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0].method, "PUT");
     assert_eq!(writes[0].body["spec"]["holderIdentity"], "replica-a");
     assert_eq!(writes[0].body["spec"]["leaseTransitions"], 4);
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_released_lease_is_taken_at_once() {
-    let mut store = LeaseStore::held_by("");
-    let (client, _log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let store = LeaseStore::held_by("");
+    let (client, api) = scripted(Script::new().then(store.get()).then(store.update()));
     let mut a = elector(client, "replica-a");
     assert!(a.try_acquire_or_renew().await.unwrap());
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_conflicting_update_loses_the_race() {
-    let mut store = LeaseStore::held_by("");
-    let (client, _log) = mock_api(move |r| {
-        if r.method == "PUT" {
-            // Someone else wrote the Lease between our GET and PUT.
-            store.rv += 1;
-        }
-        store.route(r).unwrap_or_else(not_found)
-    });
+    let store = LeaseStore::held_by("");
+    let (client, api) = scripted(
+        Script::new()
+            .then(store.get())
+            // Someone else wrote the Lease between our GET and PUT: the resourceVersion the
+            // PUT carries is no longer the Lease's.
+            .then(Expect::put(LEASE_PATH).reply_with({
+                let store = store.clone();
+                move |r| {
+                    let mut lease = store.0.lock().unwrap();
+                    lease.rv += 1;
+                    lease.route(r)
+                }
+            })),
+    );
     let mut a = elector(client, "replica-a");
     assert!(!a.try_acquire_or_renew().await.unwrap());
     assert!(!a.leadership().is_leader());
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_leader_that_cannot_renew_stops_writing_at_the_renew_deadline() {
-    let mut store = LeaseStore::default();
-    let broken = Arc::new(AtomicBool::new(false));
-    let fail = Arc::clone(&broken);
-    let (client, _log) = mock_api(move |r| {
-        if fail.load(Ordering::SeqCst) {
-            return Reply::Json(500, status(500, "InternalError"));
-        }
-        store.route(r).unwrap_or_else(not_found)
-    });
+    let store = LeaseStore::default();
+    let (client, api) = scripted(
+        Script::new()
+            .then(store.get())
+            .then(store.create())
+            // The renewal's read fails: the API server is broken from here on.
+            .then(Expect::get(LEASE_PATH).reply(Reply::status(500, "InternalError"))),
+    );
     let mut a = elector(client, "replica-a");
     assert!(a.try_acquire_or_renew().await.unwrap());
-    broken.store(true, Ordering::SeqCst);
     tokio::time::advance(Duration::from_secs(5)).await;
     assert!(a.try_acquire_or_renew().await.is_err());
     assert!(
@@ -300,12 +251,21 @@ async fn a_leader_that_cannot_renew_stops_writing_at_the_renew_deadline() {
     );
     tokio::time::advance(Duration::from_secs(6)).await;
     assert!(!a.leadership().is_leader(), "10 s after the last renewal");
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_election_loop_renews_and_releases_on_stop() {
-    let mut store = LeaseStore::default();
-    let (client, log) = mock_api(move |r| store.route(r).unwrap_or_else(not_found));
+    let store = LeaseStore::default();
+    let (client, api) = scripted(
+        Script::new()
+            .then(store.get())
+            .then(store.create())
+            // Renewals at 5, 10 and 15 s.
+            .then_all((0..3).flat_map(|_| [store.get(), store.update()]))
+            // The release on stop.
+            .then(store.update()),
+    );
     let a = elector(client, "replica-a");
     let leadership = a.leadership();
     let mut changes = leadership.subscribe();
@@ -322,12 +282,13 @@ async fn the_election_loop_renews_and_releases_on_stop() {
     task.await.unwrap();
     assert!(!leadership.is_leader());
     assert_eq!(metrics.leader.get(), 0);
-    let writes = lease_writes(&log);
+    let writes = lease_writes(&api.seen());
     assert_eq!(writes[0].method, "POST");
     let renewals = writes[1..writes.len() - 1].len();
     assert_eq!(renewals, 3, "renewed every 5 s: {writes:?}");
     let last = writes.last().unwrap();
     assert!(last.body["spec"].get("holderIdentity").is_none());
+    api.done().await;
 }
 
 // ---------------------------------------------------------------- status and events
@@ -354,81 +315,41 @@ fn aiw(name: &str, app: &str) -> AIWorkload {
 }
 
 fn deployment(name: &str, base_url: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}")},
-        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
-            "metadata": {"labels": {"app": name}},
-            "spec": {"containers": [{"name": "app", "image": "i", "env": [
-                {"name": "OPENAI_API_KEY", "value": "sk-test"},
-                {"name": "OPENAI_BASE_URL", "value": base_url}
-            ]}]}
-        }}
-    })
+    deployment_in("team-a", name, base_url)
 }
 
 fn inventory() -> (Inventory, Writers) {
     let (inv, mut w) = Inventory::new();
-    fn list<K: kube::Resource + Clone>(
-        w: &mut kube::runtime::reflector::store::Writer<K>,
-        items: Vec<K>,
-    ) where
-        K::DynamicType: Eq + std::hash::Hash + Clone,
-    {
-        w.apply_watcher_event(&Event::Init);
-        for i in items {
-            w.apply_watcher_event(&Event::InitApply(i));
-        }
-        w.apply_watcher_event(&Event::InitDone);
-    }
-    list(&mut w.policies, vec![policy("azure-only")]);
-    list(
+    initial_list(&mut w.policies, vec![policy("azure-only")]);
+    initial_list(
         &mut w.workloads,
         vec![aiw("chat", "chat"), aiw("embed", "embed")],
     );
-    list(&mut w.namespaces, vec![]);
-    list(&mut w.nodes, vec![]);
+    initial_list(&mut w.namespaces, vec![]);
+    initial_list(&mut w.nodes, vec![]);
     (inv, w)
 }
 
 fn tally(built: &Built, objects: &[Value]) -> Tally {
-    let mut t = Tally::default();
-    for o in objects {
-        audit::evaluate_into(&mut t, o, &built.policies, &built.snapshot);
-    }
-    t
+    audited(Tally::default(), built, objects)
 }
 
-/// A mock API with a free Lease and accepting status patches and events.
-fn writable_api() -> (Client, Log) {
-    let mut store = LeaseStore::default();
-    mock_api(move |r| {
-        if let Some(reply) = store.route(r) {
-            return reply;
-        }
-        match r.method.as_str() {
-            "PATCH" => Reply::Json(200, r.body.clone()),
-            "POST" => Reply::Json(201, r.body.clone()),
-            _ => not_found(),
-        }
-    })
+/// The status writes of one audit of [`inventory`]: the policy's, then both AIWorkloads' in the
+/// order of the reflector store, which a hash map keeps in no fixed order.
+fn statuses_written() -> Script {
+    Script::new().then(policy_status("azure-only")).any_order([
+        workload_status("team-a", "chat"),
+        workload_status("team-a", "embed"),
+    ])
 }
 
-async fn leader(client: &Client) -> Leadership {
-    let mut e = elector(client.clone(), "replica-a");
-    assert!(e.try_acquire_or_renew().await.unwrap());
-    // The leadership outlives the elector: it stays valid until the renew deadline.
-    e.leadership()
+/// A Warning Event published about the Deployment `name`.
+fn violation_event(name: &'static str) -> Expect {
+    event_created("team-a").body(move |b| assert_eq!(b["regarding"]["name"], name))
 }
 
-fn now() -> k8s_openapi::jiff::Timestamp {
-    "2026-03-01T12:00:00Z".parse().unwrap()
-}
-
-fn writes(log: &Log) -> Vec<Seen> {
-    log.lock()
-        .unwrap()
-        .iter()
+fn writes(seen: &[Seen]) -> Vec<Seen> {
+    seen.iter()
         .filter(|s| !s.path.starts_with("/apis/coordination.k8s.io"))
         .cloned()
         .collect()
@@ -441,25 +362,19 @@ async fn write(
     built: &Built,
     t: &Tally,
 ) -> Result<usize, WriteError> {
-    writer
-        .write(
-            &inv.policies.state(),
-            status::PolicyStates {
-                invalid: &built.invalid_policies,
-                enforced_instead: &built.enforced_instead,
-                shadowed: &built.shadowed,
-            },
-            &inv.workloads.state(),
-            t,
-            now(),
-        )
+    write_statuses(writer, inv, built, t, now())
         .await
         .map(|w| w.events)
 }
 
 #[tokio::test(start_paused = true)]
 async fn status_bodies_for_a_compliant_and_a_violating_workload() {
-    let (client, log) = writable_api();
+    let (client, api) = scripted(
+        Script::new()
+            .then_all(lease_acquired())
+            .and(statuses_written())
+            .then(violation_event("chat")),
+    );
     let leadership = leader(&client).await;
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
@@ -473,7 +388,7 @@ async fn status_bodies_for_a_compliant_and_a_violating_workload() {
     let mut writer = status::Writer::new(client, leadership, "replica-a");
     write(&mut writer, &inv, &built, &t).await.unwrap();
 
-    let w = writes(&log);
+    let w = writes(&api.seen());
     let patches: Vec<&Seen> = w.iter().filter(|s| s.method == "PATCH").collect();
     assert_eq!(patches.len(), 3, "{patches:#?}");
     for p in &patches {
@@ -541,11 +456,21 @@ async fn status_bodies_for_a_compliant_and_a_violating_workload() {
         embed.body["status"]["matchedWorkloads"],
         json!([{"kind": "Deployment", "name": "embed", "compliant": true}])
     );
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_invalid_policy_gets_ready_false_with_its_errors() {
-    let (client, log) = writable_api();
+    let (client, api) = scripted(
+        Script::new()
+            .then_all(lease_acquired())
+            // Both policies, in the store's order; no Event, since nothing was audited.
+            .any_order([policy_status("azure-only"), policy_status("broken")])
+            .any_order([
+                workload_status("team-a", "chat"),
+                workload_status("team-a", "embed"),
+            ]),
+    );
     let leadership = leader(&client).await;
     let (inv, mut w) = inventory();
     let mut broken = policy("broken");
@@ -557,7 +482,7 @@ async fn an_invalid_policy_gets_ready_false_with_its_errors() {
     write(&mut writer, &inv, &built, &Tally::default())
         .await
         .unwrap();
-    let w = writes(&log);
+    let w = writes(&api.seen());
     let p = w
         .iter()
         .find(|s| s.path.ends_with("/hostingpolicies/broken/status"))
@@ -573,11 +498,17 @@ async fn an_invalid_policy_gets_ready_false_with_its_errors() {
         "{c}"
     );
     assert_eq!(p.body["status"]["violations"], 0);
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_invalid_policy_edit_keeps_the_previous_version_enforcing() {
-    let (client, log) = writable_api();
+    let (client, api) = scripted(
+        Script::new()
+            .then_all(lease_acquired())
+            .and(statuses_written())
+            .then(violation_event("chat")),
+    );
     let leadership = leader(&client).await;
     let (inv, mut w) = inventory();
     // Generation 3 of `azure-only` compiled at the initial list. The edit to generation 4 is
@@ -612,7 +543,7 @@ async fn an_invalid_policy_edit_keeps_the_previous_version_enforcing() {
 
     let mut writer = status::Writer::new(client, leadership, "replica-a");
     write(&mut writer, &inv, &built, &t).await.unwrap();
-    let p = writes(&log)
+    let p = writes(&api.seen())
         .into_iter()
         .find(|s| {
             s.is(
@@ -657,6 +588,7 @@ async fn an_invalid_policy_edit_keeps_the_previous_version_enforcing() {
     let built = inv.build(&BuildInput::default());
     assert!(built.policies.is_empty());
     assert!(built.enforced_instead.is_empty());
+    api.done().await;
 }
 
 #[test]
@@ -681,7 +613,32 @@ fn a_broken_default_policy_with_no_good_version_is_replaced_by_the_builtin_defau
 
 #[tokio::test(start_paused = true)]
 async fn events_are_emitted_once_per_violation() {
-    let (client, log) = writable_api();
+    // kube-runtime's Recorder remembers the Events it published for six minutes, keyed by the
+    // object, reason and action (not the note), and publishes a repeat as a `series` update
+    // of that Event (a merge PATCH) instead of creating another: so the violation that comes
+    // back after being fixed is, on the wire, the first Event of `chat` counted a second time.
+    let (client, api) = scripted(
+        Script::new()
+            .then_all(lease_acquired())
+            // The first audit: both violations get an Event.
+            .and(statuses_written())
+            .then(violation_event("chat"))
+            .then(violation_event("other"))
+            // The same violations again, then fixed: statuses only (the inventory does not
+            // hold what was written, so they differ from it each time).
+            .and(statuses_written())
+            .and(statuses_written())
+            // Broken again: the statuses, and the Event once more.
+            .and(statuses_written())
+            .then(
+                Expect::under(
+                    "PATCH",
+                    "/apis/events.k8s.io/v1/namespaces/team-a/events/chat.",
+                )
+                .body(|b| assert_eq!(b["series"]["count"], 2, "{b}"))
+                .reply_with(|s| Reply::Json(200, s.body.clone())),
+            ),
+    );
     let leadership = leader(&client).await;
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
@@ -704,7 +661,7 @@ async fn events_are_emitted_once_per_violation() {
         0
     );
 
-    let events: Vec<Seen> = writes(&log)
+    let events: Vec<Seen> = writes(&api.seen())
         .into_iter()
         .filter(|s| s.path.contains("/events"))
         .collect();
@@ -745,11 +702,22 @@ async fn events_are_emitted_once_per_violation() {
             .unwrap(),
         1
     );
+    let again = api.seen().pop().unwrap();
+    assert_eq!(
+        again.path,
+        format!(
+            "/apis/events.k8s.io/v1/namespaces/team-a/events/{}",
+            events[0].body["metadata"]["name"].as_str().unwrap()
+        ),
+        "the Event of the first violation of chat is counted again"
+    );
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_non_leader_writes_nothing() {
-    let (client, log) = writable_api();
+    // Not even the Lease is asked: any request fails the test.
+    let (client, api) = scripted(Script::new());
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
     let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
@@ -758,24 +726,26 @@ async fn a_non_leader_writes_nothing() {
         write(&mut writer, &inv, &built, &t).await,
         Err(WriteError::NotLeader)
     ));
-    assert!(log.lock().unwrap().is_empty(), "{:#?}", log.lock().unwrap());
+    assert!(api.seen().is_empty(), "{:#?}", api.seen());
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_leader_past_its_renew_deadline_stops_writing() {
-    let (client, log) = writable_api();
+    let (client, api) = scripted(Script::new().then_all(lease_acquired()));
     let leadership = leader(&client).await;
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
     let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
-    let before = log.lock().unwrap().len();
+    let before = api.seen().len();
     tokio::time::advance(Duration::from_secs(11)).await;
     let mut writer = status::Writer::new(client, leadership, "replica-a");
     assert!(matches!(
         write(&mut writer, &inv, &built, &t).await,
         Err(WriteError::NotLeader)
     ));
-    assert_eq!(log.lock().unwrap().len(), before);
+    assert_eq!(api.seen().len(), before);
+    api.done().await;
 }
 
 // ---------------------------------------------------------------- watches
@@ -792,31 +762,32 @@ fn policy_list(rv: &str, names: &[&str]) -> Value {
     })
 }
 
+const POLICIES: &str = "/apis/hostguard.dev/v1alpha1/hostingpolicies";
+
+/// The watcher's initial (or renewed) list of HostingPolicies.
+fn list_policies() -> Expect {
+    Expect::get(POLICIES).no_query("watch")
+}
+
+/// The watcher's watch of HostingPolicies from `rv`.
+fn watch_policies(rv: &str) -> Expect {
+    Expect::get(POLICIES)
+        .query("watch=true")
+        .query(&format!("resourceVersion={rv}"))
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_watch_error_is_followed_by_a_relist_and_recovery() {
-    let lists = Arc::new(Mutex::new(0));
-    let n = Arc::clone(&lists);
-    let (client, log) = mock_api(move |r| {
-        assert_eq!(r.path, "/apis/hostguard.dev/v1alpha1/hostingpolicies");
-        if r.query_has("watch=true") {
-            let listed = *n.lock().unwrap();
-            return if listed == 1 {
-                // The watch breaks: the resource version is too old (410 Gone).
-                Reply::Lines(vec![
-                    json!({"type": "ERROR", "object": status(410, "Expired")}),
-                ])
-            } else {
-                Reply::Hang
-            };
-        }
-        let mut listed = n.lock().unwrap();
-        *listed += 1;
-        if *listed == 1 {
-            Reply::Json(200, policy_list("10", &["first"]))
-        } else {
-            Reply::Json(200, policy_list("20", &["first", "second"]))
-        }
-    });
+    let (client, api) = scripted(
+        Script::new()
+            .then(list_policies().reply(Reply::Json(200, policy_list("10", &["first"]))))
+            // The watch breaks: the resource version is too old (410 Gone).
+            .then(watch_policies("10").reply(Reply::Lines(vec![
+                json!({"type": "ERROR", "object": status(410, "Expired")}),
+            ])))
+            .then(list_policies().reply(Reply::Json(200, policy_list("20", &["first", "second"]))))
+            .then(watch_policies("20").reply(Reply::Hang)),
+    );
 
     let (inv, w) = Inventory::new();
     let metrics = Metrics::new();
@@ -863,7 +834,7 @@ async fn a_watch_error_is_followed_by_a_relist_and_recovery() {
 
     stop_tx.send(true).unwrap();
     task.await.unwrap();
-    let seen = log.lock().unwrap().clone();
+    let seen = api.seen();
     let kinds: Vec<&str> = seen
         .iter()
         .map(|s| {
@@ -883,28 +854,25 @@ async fn a_watch_error_is_followed_by_a_relist_and_recovery() {
         seen[1].query
     );
     assert!(seen[3].query_has("resourceVersion=20"), "{}", seen[3].query);
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_watch_start_is_retried_and_events_then_arrive() {
-    let watches = Arc::new(Mutex::new(0));
-    let n = Arc::clone(&watches);
-    let (client, _log) = mock_api(move |r| {
-        if !r.query_has("watch=true") {
-            return Reply::Json(200, policy_list("10", &[]));
-        }
-        let mut w = n.lock().unwrap();
-        *w += 1;
-        match *w {
-            1 => Reply::Json(500, status(500, "InternalError")),
-            2 => {
-                let mut p = serde_json::to_value(policy("late")).unwrap();
-                p["metadata"]["resourceVersion"] = json!("11");
-                Reply::Lines(vec![json!({"type": "ADDED", "object": p})])
-            }
-            _ => Reply::Hang,
-        }
-    });
+    let mut late = serde_json::to_value(policy("late")).unwrap();
+    late["metadata"]["resourceVersion"] = json!("11");
+    let (client, api) = scripted(
+        Script::new()
+            .then(list_policies().reply(Reply::Json(200, policy_list("10", &[]))))
+            .then(watch_policies("10").reply(Reply::status(500, "InternalError")))
+            // Retried from the same resource version, without a new list.
+            .then(
+                watch_policies("10")
+                    .reply(Reply::Lines(vec![json!({"type": "ADDED", "object": late})])),
+            )
+            // The stream ended; the watch goes on from the last event.
+            .then(watch_policies("11").reply(Reply::Hang)),
+    );
     let (inv, w) = Inventory::new();
     let metrics = Metrics::new();
     let notify = Arc::new(Notify::new());
@@ -938,43 +906,92 @@ async fn a_failed_watch_start_is_retried_and_events_then_arrive() {
     };
     assert_eq!(metrics.watch_errors.get_or_create(&label).get(), 1);
     assert_eq!(metrics.watch_restarts.get_or_create(&label).get(), 0);
+    api.done().await;
 }
 
 // ---------------------------------------------------------------- audit lists
 
+/// The collections the audit lists, in its order.
+const AUDITED: [&str; 8] = [
+    "/apis/apps/v1/deployments",
+    "/apis/apps/v1/statefulsets",
+    "/apis/apps/v1/daemonsets",
+    "/apis/apps/v1/replicasets",
+    "/api/v1/replicationcontrollers",
+    "/apis/batch/v1/jobs",
+    "/apis/batch/v1/cronjobs",
+    "/api/v1/pods",
+];
+
+/// One page of the audit's list of `path`, the first (`continue_from` None) or a later one.
+fn audit_page(path: &str, continue_from: Option<&str>, list: Value) -> Expect {
+    let page = Expect::get(path).query("limit=250");
+    let page = match continue_from {
+        Some(token) => page.query(&format!("continue={token}")),
+        None => page.no_query("continue"),
+    };
+    page.reply(Reply::Json(200, list))
+}
+
+/// The single, empty page of each of `paths`.
+fn empty_pages<'a>(paths: &'a [&'a str]) -> impl Iterator<Item = Expect> + 'a {
+    paths.iter().map(|path| {
+        audit_page(
+            path,
+            None,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}),
+        )
+    })
+}
+
+/// A listed Deployment (list items carry no apiVersion and kind).
+fn deployment_item(name: &str) -> Value {
+    let mut d = deployment(name, "https://api.openai.com/v1");
+    d.as_object_mut().unwrap().remove("apiVersion");
+    d.as_object_mut().unwrap().remove("kind");
+    d
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_audit_lists_in_pages_and_leaves_owned_objects_to_their_owner() {
-    let (client, log) = mock_api(|r| {
-        let empty =
-            |kind: &str| json!({"kind": kind, "apiVersion": "v1", "metadata": {}, "items": []});
-        let item = |name: &str, owner: Option<&str>| {
-            let mut d = deployment(name, "https://api.openai.com/v1");
-            d.as_object_mut().unwrap().remove("apiVersion");
-            d.as_object_mut().unwrap().remove("kind");
-            if let Some(kind) = owner {
-                d["metadata"]["ownerReferences"] = json!([{
-                    "apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": "u", "controller": true
-                }]);
-            }
-            d
-        };
-        let reply = match r.path.as_str() {
-            "/apis/apps/v1/deployments" if r.query_has("continue=page2") => json!({
-                "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {},
-                "items": [item("d2", None)]
-            }),
-            "/apis/apps/v1/deployments" => json!({
-                "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {"continue": "page2"},
-                "items": [item("d1", None)]
-            }),
-            "/apis/apps/v1/replicasets" => json!({
-                "kind": "ReplicaSetList", "apiVersion": "apps/v1", "metadata": {},
-                "items": [item("rs-owned", Some("Deployment")), item("rs-bare", None)]
-            }),
-            other => empty(other),
-        };
-        Reply::Json(200, reply)
-    });
+    let item = |name: &str, owner: Option<&str>| {
+        let mut d = deployment_item(name);
+        if let Some(kind) = owner {
+            d["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": "u", "controller": true
+            }]);
+        }
+        d
+    };
+    let (client, api) = scripted(
+        Script::new()
+            .then(audit_page(
+                AUDITED[0],
+                None,
+                json!({
+                    "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {"continue": "page2"},
+                    "items": [item("d1", None)]
+                }),
+            ))
+            .then(audit_page(
+                AUDITED[0],
+                Some("page2"),
+                json!({
+                    "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {},
+                    "items": [item("d2", None)]
+                }),
+            ))
+            .then_all(empty_pages(&AUDITED[1..3]))
+            .then(audit_page(
+                AUDITED[3],
+                None,
+                json!({
+                    "kind": "ReplicaSetList", "apiVersion": "apps/v1", "metadata": {},
+                    "items": [item("rs-owned", Some("Deployment")), item("rs-bare", None)]
+                }),
+            ))
+            .then_all(empty_pages(&AUDITED[4..])),
+    );
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
     let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
@@ -987,7 +1004,7 @@ async fn the_audit_lists_in_pages_and_leaves_owned_objects_to_their_owner() {
         .map(|v| v.name.as_str())
         .collect();
     assert_eq!(violating, ["d1", "d2", "rs-bare"]);
-    let seen = log.lock().unwrap().clone();
+    let seen = api.seen();
     let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -1010,16 +1027,19 @@ async fn the_audit_lists_in_pages_and_leaves_owned_objects_to_their_owner() {
     assert!(seen[1].query_has("continue=page2"));
     // No Secret is ever read.
     assert!(seen.iter().all(|s| !s.path.contains("secrets")));
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupted_audit_stops_listing() {
-    let (client, log) = mock_api(|_| Reply::Json(200, json!({"metadata": {}, "items": []})));
+    // Asked before the first page: nothing is listed.
+    let (client, api) = scripted(Script::new());
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
     let r = audit::run(&client, None, &built.policies, &built.snapshot, &|| false).await;
     assert!(matches!(r, Err(audit::AuditError::Interrupted)));
-    assert!(log.lock().unwrap().is_empty());
+    assert!(api.seen().is_empty());
+    api.done().await;
 }
 
 #[test]
@@ -1057,16 +1077,23 @@ fn data_of(cache: &ConfigMapCache, name: &str) -> Option<String> {
     }
 }
 
+/// The GET of the ConfigMap `name` in team-a.
+fn get_config_map(name: &str) -> Expect {
+    Expect::get(&format!("/api/v1/namespaces/team-a/configmaps/{name}"))
+}
+
 #[tokio::test(start_paused = true)]
 async fn prefetch_caches_found_and_absent_config_maps_and_a_timeout_leaves_them_unknown() {
-    let (client, log) = mock_api(|r| match r.path.as_str() {
-        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Json(
+    // The three GETs run at once (one `join_all`), so in any order.
+    let (client, api) = scripted(Script::new().any_order([
+        get_config_map("endpoints").reply(Reply::Json(
             200,
             config_map("endpoints", "1", "https://api.openai.com/v1"),
-        ),
-        "/api/v1/namespaces/team-a/configmaps/slow" => Reply::Hang,
-        _ => not_found(),
-    });
+        )),
+        // This one does not exist.
+        get_config_map("missing").reply(Reply::not_found()),
+        get_config_map("slow").reply(Reply::Hang),
+    ]));
     let cache = ConfigMapCache::new(16);
     let fetcher = Fetcher {
         client,
@@ -1093,11 +1120,12 @@ async fn prefetch_caches_found_and_absent_config_maps_and_a_timeout_leaves_them_
     );
 
     // Cached names are not fetched again.
-    let before = log.lock().unwrap().len();
+    let before = api.seen().len();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
     fetcher.fetch_missing("team-a", &names[..2], deadline).await;
-    assert_eq!(log.lock().unwrap().len(), before);
-    assert!(log.lock().unwrap().iter().all(|s| s.method == "GET"));
+    assert_eq!(api.seen().len(), before);
+    assert!(api.seen().iter().all(|s| s.method == "GET"));
+    api.done().await;
 }
 
 fn cm_meta(name: &str, rv: &str) -> Value {
@@ -1107,13 +1135,13 @@ fn cm_meta(name: &str, rv: &str) -> Value {
 
 #[tokio::test(start_paused = true)]
 async fn the_config_map_watch_refreshes_changed_and_forgets_deleted_entries() {
-    let watches = Arc::new(Mutex::new(0));
-    let n = Arc::clone(&watches);
-    let (client, log) = mock_api(move |r| match r.path.as_str() {
+    // Routed, not scripted: once the first watch has delivered its events, the watcher's next
+    // watch and the refetch workers' GET race, and the test may stop before the watch comes.
+    let mut watches = 0;
+    let (client, api) = routed(move |r| match r.path.as_str() {
         "/api/v1/configmaps" if r.query_has("watch=true") => {
-            let mut w = n.lock().unwrap();
-            *w += 1;
-            if *w == 1 {
+            watches += 1;
+            Some(if watches == 1 {
                 Reply::Lines(vec![
                     json!({"type": "MODIFIED", "object": cm_meta("endpoints", "2")}),
                     json!({"type": "MODIFIED", "object": cm_meta("unrelated", "9")}),
@@ -1121,23 +1149,23 @@ async fn the_config_map_watch_refreshes_changed_and_forgets_deleted_entries() {
                 ])
             } else {
                 Reply::Hang
-            }
+            })
         }
-        "/api/v1/configmaps" => Reply::Json(
+        "/api/v1/configmaps" => Some(Reply::Json(
             200,
             json!({"apiVersion": "v1", "kind": "PartialObjectMetadataList",
                    "metadata": {"resourceVersion": "1"},
                    "items": [cm_meta("endpoints", "1"), cm_meta("doomed", "1"), cm_meta("unrelated", "1")]}),
-        ),
-        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Json(
+        )),
+        "/api/v1/namespaces/team-a/configmaps/endpoints" => Some(Reply::Json(
             200,
             config_map(
                 "endpoints",
                 "2",
                 "https://contoso.openai.azure.com/openai/v1",
             ),
-        ),
-        _ => not_found(),
+        )),
+        _ => None,
     });
     let cache = ConfigMapCache::new(16);
     let old: ConfigMap =
@@ -1171,14 +1199,14 @@ async fn the_config_map_watch_refreshes_changed_and_forgets_deleted_entries() {
     assert_eq!(cache.get("team-a", "unrelated"), Lookup::Unknown);
     stop_tx.send(true).unwrap();
     task.await.unwrap();
-    let gets: Vec<String> = log
-        .lock()
-        .unwrap()
+    let gets: Vec<String> = api
+        .seen()
         .iter()
         .filter(|s| s.path.starts_with("/api/v1/namespaces/"))
         .map(|s| s.path.clone())
         .collect();
     assert_eq!(gets, ["/api/v1/namespaces/team-a/configmaps/endpoints"]);
+    api.done().await;
 }
 
 // ---------------------------------------------------------------- issue 14: availability
@@ -1186,12 +1214,10 @@ async fn the_config_map_watch_refreshes_changed_and_forgets_deleted_entries() {
 #[tokio::test(start_paused = true)]
 async fn a_refetch_that_hangs_does_not_hold_up_the_config_map_watch() {
     // The watch reports a change to "endpoints" (its GET never answers), then deletes
-    // "doomed": the deletion must land while the refetch still hangs.
-    let (client, _log) = mock_api(move |r| match r.path.as_str() {
-        "/api/v1/configmaps" if r.query_has("watch=true") => Reply::Hang,
-        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Hang,
-        _ => not_found(),
-    });
+    // "doomed": the deletion must land while the refetch still hangs. The events come from
+    // the test, not from a watch: the refetch is the only request.
+    let (client, api) =
+        scripted(Script::new().then(get_config_map("endpoints").reply(Reply::Hang)));
     let cache = ConfigMapCache::new(16);
     for (name, uid) in [("endpoints", "u-e"), ("doomed", "u-d")] {
         let mut cm: ConfigMap =
@@ -1231,14 +1257,15 @@ async fn a_refetch_that_hangs_does_not_hold_up_the_config_map_watch() {
     assert_eq!(cache.get("team-a", "endpoints"), Lookup::Unknown);
     stop_tx.send(true).unwrap();
     task.await.unwrap();
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_relist_that_no_longer_shows_a_cached_config_map_asks_before_forgetting_it() {
     // The list comes back without "endpoints", but the GET (newer than the list) still finds
     // it: it stays cached, with the GET's data.
-    let (client, log) = mock_api(move |r| match r.path.as_str() {
-        "/api/v1/namespaces/team-a/configmaps/endpoints" => Reply::Json(
+    let (client, api) = scripted(Script::new().then(get_config_map("endpoints").reply(
+        Reply::Json(
             200,
             config_map(
                 "endpoints",
@@ -1246,8 +1273,7 @@ async fn a_relist_that_no_longer_shows_a_cached_config_map_asks_before_forgettin
                 "https://contoso.openai.azure.com/openai/v1",
             ),
         ),
-        _ => not_found(),
-    });
+    )));
     let cache = ConfigMapCache::new(16);
     let old: ConfigMap =
         serde_json::from_value(config_map("endpoints", "1", "https://api.openai.com/v1")).unwrap();
@@ -1278,38 +1304,36 @@ async fn a_relist_that_no_longer_shows_a_cached_config_map_asks_before_forgettin
     stop_tx.send(true).unwrap();
     task.await.unwrap();
     assert!(
-        log.lock()
-            .unwrap()
+        api.seen()
             .iter()
             .any(|s| s.is("GET", "/api/v1/namespaces/team-a/configmaps/endpoints"))
     );
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unchanged_status_is_not_written_again() {
-    let (client, log) = writable_api();
+    let (client, api) = scripted(
+        Script::new()
+            .then_all(lease_acquired())
+            .and(statuses_written())
+            .then(violation_event("chat"))
+            // The second audit writes nothing; the third, the policy and chat, whose results
+            // changed (and no Event: nothing violates any more).
+            .then(policy_status("azure-only"))
+            .then(workload_status("team-a", "chat")),
+    );
     let leadership = leader(&client).await;
     let (inv, mut w) = inventory();
     let built = inv.build(&BuildInput::default());
     let t = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
     let mut writer = status::Writer::new(client, leadership, "replica-a");
-    let first = writer
-        .write(
-            &inv.policies.state(),
-            status::PolicyStates {
-                invalid: &built.invalid_policies,
-                enforced_instead: &built.enforced_instead,
-                shadowed: &built.shadowed,
-            },
-            &inv.workloads.state(),
-            &t,
-            now(),
-        )
+    let first = write_statuses(&mut writer, &inv, &built, &t, now())
         .await
         .unwrap();
     assert_eq!((first.statuses, first.unchanged), (3, 0));
     // The watch delivers what was written (the mock answers a patch with its body).
-    let patches: Vec<Seen> = writes(&log)
+    let patches: Vec<Seen> = writes(&api.seen())
         .into_iter()
         .filter(|s| s.method == "PATCH")
         .collect();
@@ -1334,28 +1358,17 @@ async fn an_unchanged_status_is_not_written_again() {
     }
     // An hour later, the same results: nothing is written, lastAuditTime stays.
     let later: k8s_openapi::jiff::Timestamp = "2026-03-01T13:00:00Z".parse().unwrap();
-    let again = writer
-        .write(
-            &inv.policies.state(),
-            status::PolicyStates {
-                invalid: &built.invalid_policies,
-                enforced_instead: &built.enforced_instead,
-                shadowed: &built.shadowed,
-            },
-            &inv.workloads.state(),
-            &t,
-            later,
-        )
+    let again = write_statuses(&mut writer, &inv, &built, &t, later)
         .await
         .unwrap();
     assert_eq!((again.statuses, again.unchanged), (0, 3));
-    let patch_count = |log: &Log| {
-        writes(log)
+    let patch_count = |seen: &[Seen]| {
+        writes(seen)
             .into_iter()
             .filter(|s| s.method == "PATCH")
             .count()
     };
-    assert_eq!(patch_count(&log), 3);
+    assert_eq!(patch_count(&api.seen()), 3);
     // A changed result is written, with the new time.
     let fixed = tally(
         &built,
@@ -1364,68 +1377,49 @@ async fn an_unchanged_status_is_not_written_again() {
             "https://contoso.openai.azure.com/openai/v1",
         )],
     );
-    let changed = writer
-        .write(
-            &inv.policies.state(),
-            status::PolicyStates {
-                invalid: &built.invalid_policies,
-                enforced_instead: &built.enforced_instead,
-                shadowed: &built.shadowed,
-            },
-            &inv.workloads.state(),
-            &fixed,
-            later,
-        )
+    let changed = write_statuses(&mut writer, &inv, &built, &fixed, later)
         .await
         .unwrap();
     assert_eq!(changed.statuses, 2, "the policy and the chat AIWorkload");
-    let last = writes(&log)
+    let last = writes(&api.seen())
         .into_iter()
         .rfind(|s| s.path.ends_with("/hostingpolicies/azure-only/status"))
         .unwrap();
     assert_eq!(last.body["status"]["violations"], 0);
     assert_eq!(last.body["status"]["lastAuditTime"], "2026-03-01T13:00:00Z");
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_expired_continue_token_relists_the_kind_without_counting_twice() {
-    let deployments = Arc::new(Mutex::new(0));
-    let n = Arc::clone(&deployments);
-    let (client, log) = mock_api(move |r| {
-        let empty = json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []});
-        let item = |name: &str| {
-            let mut d = deployment(name, "https://api.openai.com/v1");
-            d.as_object_mut().unwrap().remove("apiVersion");
-            d.as_object_mut().unwrap().remove("kind");
-            d
-        };
-        if r.path != "/apis/apps/v1/deployments" {
-            return Reply::Json(200, empty);
-        }
-        let mut calls = n.lock().unwrap();
-        *calls += 1;
-        match (*calls, r.query_has("continue=page2")) {
+    let first_page = || {
+        audit_page(
+            AUDITED[0],
+            None,
+            json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
+            "metadata": {"continue": "page2"}, "items": [deployment_item("d1")]}),
+        )
+    };
+    let (client, api) = scripted(
+        Script::new()
             // First pass: page 1, then the token has expired.
-            (1, false) => Reply::Json(
-                200,
-                json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
-                "metadata": {"continue": "page2"}, "items": [item("d1")]}),
-            ),
-            (2, true) => Reply::Json(410, status(410, "Expired")),
+            .then(first_page())
+            .then(
+                Expect::get(AUDITED[0])
+                    .query("limit=250")
+                    .query("continue=page2")
+                    .reply(Reply::status(410, "Expired")),
+            )
             // From the start again: both pages.
-            (3, false) => Reply::Json(
-                200,
+            .then(first_page())
+            .then(audit_page(
+                AUDITED[0],
+                Some("page2"),
                 json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
-                "metadata": {"continue": "page2"}, "items": [item("d1")]}),
-            ),
-            (4, true) => Reply::Json(
-                200,
-                json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
-                "metadata": {}, "items": [item("d2")]}),
-            ),
-            other => panic!("unexpected deployments list {other:?}"),
-        }
-    });
+                "metadata": {}, "items": [deployment_item("d2")]}),
+            ))
+            .then_all(empty_pages(&AUDITED[1..])),
+    );
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
     let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
@@ -1439,68 +1433,66 @@ async fn an_expired_continue_token_relists_the_kind_without_counting_twice() {
         .collect();
     assert_eq!(names, ["d1", "d2"]);
     assert_eq!(t.policies["azure-only"].violating, 2);
-    let lists = log
-        .lock()
-        .unwrap()
+    let lists = api
+        .seen()
         .iter()
         .filter(|s| s.path == "/apis/apps/v1/deployments")
         .count();
     assert_eq!(lists, 4);
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn pods_of_controllers_the_audit_does_not_list_are_audited() {
-    let (client, _log) = mock_api(|r| {
-        let pod = |name: &str, owner: Option<(&str, &str)>, ephemeral: bool| {
-            let mut p = json!({
-                "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}")},
-                "spec": {"containers": [{"name": "app", "image": "i", "env": [
-                    {"name": "OPENAI_API_KEY", "value": "sk-test"}
-                ]}]}
-            });
-            if let Some((api_version, kind)) = owner {
-                p["metadata"]["ownerReferences"] = json!([{
-                    "apiVersion": api_version, "kind": kind, "name": "owner", "uid": "o", "controller": true
-                }]);
-            }
-            if ephemeral {
-                p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox"}]);
-            }
-            p
-        };
-        let items = match r.path.as_str() {
-            "/api/v1/pods" => vec![
-                pod("bare", None, false),
-                pod("of-replicaset", Some(("apps/v1", "ReplicaSet")), false),
-                pod("of-rc", Some(("v1", "ReplicationController")), false),
-                pod("of-job", Some(("batch/v1", "Job")), false),
-                pod("of-raycluster", Some(("ray.io/v1", "RayCluster")), false),
-                pod(
-                    "of-spark",
-                    Some(("sparkoperator.k8s.io/v1beta2", "SparkApplication")),
-                    false,
-                ),
-                pod(
-                    "of-pytorchjob",
-                    Some(("kubeflow.org/v1", "PyTorchJob")),
-                    false,
-                ),
-                // OpenKruise's Advanced StatefulSet: same kind name, another API group.
-                pod(
-                    "of-kruise",
-                    Some(("apps.kruise.io/v1beta1", "StatefulSet")),
-                    false,
-                ),
-                // Debugged with `kubectl debug`: differs from its ReplicaSet's template.
-                pod("debugged", Some(("apps/v1", "ReplicaSet")), true),
-            ],
-            _ => vec![],
-        };
-        Reply::Json(
-            200,
-            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}),
-        )
-    });
+    let pod = |name: &str, owner: Option<(&str, &str)>, ephemeral: bool| {
+        let mut p = json!({
+            "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}")},
+            "spec": {"containers": [{"name": "app", "image": "i", "env": [
+                {"name": "OPENAI_API_KEY", "value": "sk-test"}
+            ]}]}
+        });
+        if let Some((api_version, kind)) = owner {
+            p["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": api_version, "kind": kind, "name": "owner", "uid": "o", "controller": true
+            }]);
+        }
+        if ephemeral {
+            p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox"}]);
+        }
+        p
+    };
+    let pods = vec![
+        pod("bare", None, false),
+        pod("of-replicaset", Some(("apps/v1", "ReplicaSet")), false),
+        pod("of-rc", Some(("v1", "ReplicationController")), false),
+        pod("of-job", Some(("batch/v1", "Job")), false),
+        pod("of-raycluster", Some(("ray.io/v1", "RayCluster")), false),
+        pod(
+            "of-spark",
+            Some(("sparkoperator.k8s.io/v1beta2", "SparkApplication")),
+            false,
+        ),
+        pod(
+            "of-pytorchjob",
+            Some(("kubeflow.org/v1", "PyTorchJob")),
+            false,
+        ),
+        // OpenKruise's Advanced StatefulSet: same kind name, another API group.
+        pod(
+            "of-kruise",
+            Some(("apps.kruise.io/v1beta1", "StatefulSet")),
+            false,
+        ),
+        // Debugged with `kubectl debug`: differs from its ReplicaSet's template.
+        pod("debugged", Some(("apps/v1", "ReplicaSet")), true),
+    ];
+    let (client, api) = scripted(Script::new().then_all(empty_pages(&AUDITED[..7])).then(
+        audit_page(
+            AUDITED[7],
+            None,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": pods}),
+        ),
+    ));
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
     let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
@@ -1524,6 +1516,7 @@ async fn pods_of_controllers_the_audit_does_not_list_are_audited() {
         ]
     );
     assert_eq!(t.objects, 6);
+    api.done().await;
 }
 
 // ---------------------------------------------------------------- namespaces fetched on demand
@@ -1532,15 +1525,18 @@ async fn pods_of_controllers_the_audit_does_not_list_are_audited() {
 async fn a_namespace_the_watch_has_not_delivered_is_fetched_within_the_deadline() {
     use hostguard::cluster::namespaces::{NamespaceCache, NamespaceFetcher};
     use hostguard::snapshot::NamespaceSource;
-    let (client, log) = mock_api(|r| match r.path.as_str() {
-        "/api/v1/namespaces/fresh" => Reply::Json(
-            200,
-            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                   "metadata": {"name": "fresh", "labels": {"tier": "prod"}}}),
-        ),
-        "/api/v1/namespaces/slow" => Reply::Hang,
-        _ => not_found(),
-    });
+    // One after the other, in the order asked; "watched" is never fetched.
+    let (client, api) = scripted(
+        Script::new()
+            .then(Expect::get("/api/v1/namespaces/fresh").reply(Reply::Json(
+                200,
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": {"name": "fresh", "labels": {"tier": "prod"}}}),
+            )))
+            // This one does not exist.
+            .then(Expect::get("/api/v1/namespaces/gone").reply(Reply::not_found()))
+            .then(Expect::get("/api/v1/namespaces/slow").reply(Reply::Hang)),
+    );
     let (inv, mut w) = inventory();
     let mut known =
         kube::core::PartialObjectMeta::<k8s_openapi::api::core::v1::Namespace>::default();
@@ -1566,7 +1562,7 @@ async fn a_namespace_the_watch_has_not_delivered_is_fetched_within_the_deadline(
         Lookup::Unknown,
         "a timeout caches nothing"
     );
-    let paths: Vec<String> = log.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    let paths: Vec<String> = api.seen().iter().map(|s| s.path.clone()).collect();
     assert_eq!(
         paths,
         vec![
@@ -1578,7 +1574,7 @@ async fn a_namespace_the_watch_has_not_delivered_is_fetched_within_the_deadline(
     );
     // Fetched once: the next review reads the cache.
     fetcher.fetch_missing("fresh", deadline()).await;
-    assert_eq!(log.lock().unwrap().len(), 3);
+    assert_eq!(api.seen().len(), 3);
 
     // The engine sees the fetched labels: a policy scoped to tier=prod applies there.
     let mut scoped = policy("prod-only");
@@ -1605,4 +1601,5 @@ async fn a_namespace_the_watch_has_not_delivered_is_fetched_within_the_deadline(
         decision.governed_by.contains(&"prod-only".to_string()),
         "{decision:#?}"
     );
+    api.done().await;
 }

@@ -1,188 +1,167 @@
-//! The audit's PolicyReports against a strict mock API server: it answers only the requests a
-//! report write may make (discovery, listing and applying hostguard's reports, the Lease,
-//! status and Events) from a small store, and fails the test on any other. Checked: one report
-//! per namespace and a cluster report, in the OpenReports and the wgpolicyk8s format, each
-//! result's fields; nothing written when nothing changed; results of deleted objects pruned and
-//! a report with none left deleted; nothing written, and status saying so, when the report CRDs
-//! are not served.
+//! The audit's PolicyReports against the strict mock API server of `tests/common/mock_api.rs`:
+//! each test scripts the requests a report write makes, in order (the Lease, discovery, listing
+//! and applying hostguard's reports, status and Events), and any other request fails it. A small
+//! store answers the report requests, so that a later audit lists what an earlier one applied.
+//! Checked: one report per namespace and a cluster report, in the OpenReports and the
+//! wgpolicyk8s format, each result's fields; nothing written when nothing changed; results of
+//! deleted objects pruned and a report with none left deleted; nothing written, and status
+//! saying so, when the report CRDs are not served.
 //!
 //! Paths, kinds and fields are those of the OpenReports API (`openreports.io/v1alpha1`, reports
 //! and clusterreports) and of `wgpolicyk8s.io/v1alpha2` (policyreports and clusterpolicyreports).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use common::cluster::{
+    audited, deployment_in, event_created, initial_list, leader, lease_acquired, now,
+    policy_status, write_statuses,
+};
+use common::mock_api::{ApiServerVerifier, Expect, Reply, Script, Seen, scripted};
 use hostguard::api::{AIWorkload, HostingPolicy};
-use hostguard::cluster::audit::{self, Tally};
+use hostguard::cluster::audit::Tally;
 use hostguard::cluster::inventory::{BuildInput, Built, Inventory, Writers};
-use hostguard::cluster::lease::{Elector, Leadership, Timings};
 use hostguard::cluster::reports::ReportsState;
 use hostguard::cluster::status::{self, Written};
 use hostguard::policy_report::ReportApi;
-use http::{Request, Response};
-use kube::Client;
-use kube::client::Body;
-use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
+/// The reports the mock API holds, by path, and whether discovery shows their API.
+#[derive(Clone)]
+struct Reports {
+    api: ReportApi,
+    served: bool,
+    stored: Arc<Mutex<BTreeMap<String, Value>>>,
 }
 
-/// What the mock API holds and answers.
-#[derive(Default)]
-struct Store {
-    /// Whether discovery shows the report API.
-    served: Option<ReportApi>,
-    lease: Option<Value>,
-    /// Reports by path.
-    reports: BTreeMap<String, Value>,
-    /// Requests that no route takes.
-    unexpected: Vec<String>,
-}
+impl Reports {
+    fn served(api: ReportApi) -> Reports {
+        Reports {
+            api,
+            served: true,
+            stored: Arc::default(),
+        }
+    }
 
-fn status(code: u16, reason: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "code": code, "message": reason})
-}
+    fn not_served(api: ReportApi) -> Reports {
+        Reports {
+            served: false,
+            ..Reports::served(api)
+        }
+    }
 
-const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/hostguard/leases";
+    /// The reports held now.
+    fn stored(&self) -> BTreeMap<String, Value> {
+        self.stored.lock().unwrap().clone()
+    }
 
-impl Store {
-    fn route(&mut self, r: &Seen) -> (u16, Value) {
-        let m = r.method.as_str();
+    fn root(&self) -> String {
+        format!("/apis/{}", self.api.api_version())
+    }
+
+    fn namespaced(&self, namespace: &str) -> String {
+        format!(
+            "{}/namespaces/{namespace}/{}/hostguard",
+            self.root(),
+            self.api.namespaced().1
+        )
+    }
+
+    fn cluster(&self) -> String {
+        format!("{}/{}/hostguard", self.root(), self.api.cluster().1)
+    }
+
+    /// The store's answer to the request the script matched.
+    fn answer(&self) -> impl FnOnce(&Seen) -> Reply + Send + 'static {
+        let reports = self.clone();
+        move |r| reports.route(r)
+    }
+
+    fn route(&self, r: &Seen) -> Reply {
+        let api = self.api;
+        let root = self.root();
         let p = r.path.as_str();
-        if p.starts_with(LEASES) {
-            return match (m, &self.lease) {
-                ("GET", Some(l)) => (200, l.clone()),
-                ("GET", None) => (404, status(404, "NotFound")),
-                ("POST", None) | ("PUT", Some(_)) => {
-                    let mut l = r.body.clone();
-                    l["metadata"]["resourceVersion"] = json!("1");
-                    self.lease = Some(l.clone());
-                    (200, l)
-                }
-                _ => self.unexpected(r),
-            };
-        }
-        if p.starts_with("/apis/hostguard.dev/v1alpha1/") && p.ends_with("/status") && m == "PATCH"
-        {
-            return (200, r.body.clone());
-        }
-        if p.starts_with("/apis/events.k8s.io/v1/namespaces/") && m == "POST" {
-            return (201, r.body.clone());
-        }
-        for api in [ReportApi::OpenReports, ReportApi::Wgpolicyk8s] {
-            let root = format!("/apis/{}", api.api_version());
-            if p == root && m == "GET" {
-                return match self.served {
-                    Some(served) if served == api => (
-                        200,
-                        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api.api_version(), "resources": [
-                            {"name": api.namespaced().1, "singularName": "", "namespaced": true, "kind": api.namespaced().0, "verbs": ["get", "list", "patch", "delete"]},
-                            {"name": api.cluster().1, "singularName": "", "namespaced": false, "kind": api.cluster().0, "verbs": ["get", "list", "patch", "delete"]}
-                        ]}),
-                    ),
-                    _ => (404, status(404, "NotFound")),
-                };
+        if p == root {
+            if !self.served {
+                // The group version is not there: discovery answers 404.
+                return Reply::not_found();
             }
-            if Some(api) != self.served || !p.starts_with(&root) {
-                continue;
-            }
-            let list = format!("{root}/{}", api.namespaced().1);
-            if p == list && m == "GET" {
-                assert!(
-                    r.query
-                        .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dhostguard"),
-                    "{}",
-                    r.query
-                );
-                let items: Vec<Value> = self
-                    .reports
-                    .iter()
-                    .filter(|(k, _)| k.contains("/namespaces/"))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                return (
-                    200,
-                    json!({"apiVersion": api.api_version(), "kind": format!("{}List", api.namespaced().0), "metadata": {"resourceVersion": "9"}, "items": items}),
-                );
-            }
-            let namespaced = p.starts_with(&format!("{root}/namespaces/"))
-                && p.ends_with(&format!("/{}/hostguard", api.namespaced().1));
-            let cluster = p == format!("{root}/{}/hostguard", api.cluster().1);
-            if !(namespaced || cluster) {
-                return self.unexpected(r);
-            }
-            return match m {
-                "GET" => match self.reports.get(p) {
-                    Some(v) => (200, v.clone()),
-                    None => (404, status(404, "NotFound")),
-                },
-                "PATCH" => {
-                    assert_eq!(r.content_type, "application/apply-patch+yaml");
-                    assert!(r.query.contains("fieldManager=hostguard"), "{}", r.query);
-                    assert!(r.query.contains("force=true"), "{}", r.query);
-                    self.reports.insert(p.to_string(), r.body.clone());
-                    (200, r.body.clone())
-                }
-                "DELETE" => match self.reports.remove(p) {
-                    Some(_) => (200, status(200, "Success")),
-                    None => (404, status(404, "NotFound")),
-                },
-                _ => self.unexpected(r),
-            };
-        }
-        self.unexpected(r)
-    }
-
-    fn unexpected(&mut self, r: &Seen) -> (u16, Value) {
-        self.unexpected
-            .push(format!("{} {}?{}", r.method, r.path, r.query));
-        (500, status(500, "unexpected request"))
-    }
-}
-
-type Shared<T> = Arc<Mutex<T>>;
-
-fn mock_api(store: Shared<Store>) -> (Client, Shared<Vec<Seen>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let log: Shared<Vec<Seen>> = Arc::default();
-    let seen = Arc::clone(&log);
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap_or_default();
-            let s = Seen {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-                query: parts.uri.query().unwrap_or("").to_string(),
-                content_type: parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            seen.lock().unwrap().push(s.clone());
-            let (code, v) = store.lock().unwrap().route(&s);
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&v).unwrap()))
-                    .unwrap(),
+            return Reply::Json(
+                200,
+                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api.api_version(), "resources": [
+                    {"name": api.namespaced().1, "singularName": "", "namespaced": true, "kind": api.namespaced().0, "verbs": ["get", "list", "patch", "delete"]},
+                    {"name": api.cluster().1, "singularName": "", "namespaced": false, "kind": api.cluster().0, "verbs": ["get", "list", "patch", "delete"]}
+                ]}),
             );
         }
-    });
-    (Client::new(service, "default"), log)
-}
+        let mut stored = self.stored.lock().unwrap();
+        if p == format!("{root}/{}", api.namespaced().1) {
+            let items: Vec<Value> = stored
+                .iter()
+                .filter(|(k, _)| k.contains("/namespaces/"))
+                .map(|(_, v)| v.clone())
+                .collect();
+            return Reply::Json(
+                200,
+                json!({"apiVersion": api.api_version(), "kind": format!("{}List", api.namespaced().0), "metadata": {"resourceVersion": "9"}, "items": items}),
+            );
+        }
+        match r.method.as_str() {
+            "GET" => match stored.get(p) {
+                Some(v) => Reply::Json(200, v.clone()),
+                None => Reply::not_found(),
+            },
+            "PATCH" => {
+                stored.insert(p.to_string(), r.body.clone());
+                Reply::Json(200, r.body.clone())
+            }
+            "DELETE" => match stored.remove(p) {
+                Some(_) => Reply::status(200, "Success"),
+                None => Reply::not_found(),
+            },
+            _ => panic!("the report store does not serve {r}"),
+        }
+    }
 
+    /// Discovery of the report API.
+    fn discovery(&self) -> Expect {
+        Expect::get(&self.root()).reply_with(self.answer())
+    }
+
+    /// The list of the namespaced reports hostguard owns.
+    fn list(&self) -> Expect {
+        Expect::get(&format!("{}/{}", self.root(), self.api.namespaced().1))
+            .query("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dhostguard")
+            .reply_with(self.answer())
+    }
+
+    /// A report applied by server-side apply with hostguard's field manager.
+    fn apply(&self, path: String) -> Expect {
+        Expect::patch(&path)
+            .query("fieldManager=hostguard")
+            .query("force=true")
+            .check(|s| assert_eq!(s.content_type, "application/apply-patch+yaml"))
+            .reply_with(self.answer())
+    }
+
+    fn apply_namespaced(&self, namespace: &str) -> Expect {
+        self.apply(self.namespaced(namespace))
+    }
+
+    fn delete_namespaced(&self, namespace: &str) -> Expect {
+        Expect::delete(&self.namespaced(namespace)).reply_with(self.answer())
+    }
+
+    fn get_cluster(&self) -> Expect {
+        Expect::get(&self.cluster()).reply_with(self.answer())
+    }
+
+    fn apply_cluster(&self) -> Expect {
+        self.apply(self.cluster())
+    }
+}
 fn policy(name: &str) -> HostingPolicy {
     serde_json::from_value(json!({
         "apiVersion": "hostguard.dev/v1alpha1", "kind": "HostingPolicy",
@@ -195,63 +174,17 @@ fn policy(name: &str) -> HostingPolicy {
     .unwrap()
 }
 
-fn deployment(namespace: &str, name: &str, base_url: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}")},
-        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
-            "metadata": {"labels": {"app": name}},
-            "spec": {"containers": [{"name": "app", "image": "i", "env": [
-                {"name": "OPENAI_API_KEY", "value": "sk-test"},
-                {"name": "OPENAI_BASE_URL", "value": base_url}
-            ]}]}
-        }}
-    })
-}
-
 fn inventory() -> (Inventory, Writers) {
     let (inv, mut w) = Inventory::new();
-    fn list<K: kube::Resource + Clone>(
-        w: &mut kube::runtime::reflector::store::Writer<K>,
-        items: Vec<K>,
-    ) where
-        K::DynamicType: Eq + std::hash::Hash + Clone,
-    {
-        w.apply_watcher_event(&Event::Init);
-        for i in items {
-            w.apply_watcher_event(&Event::InitApply(i));
-        }
-        w.apply_watcher_event(&Event::InitDone);
-    }
-    list(&mut w.policies, vec![policy("azure-only")]);
-    list(&mut w.workloads, Vec::<AIWorkload>::new());
-    list(&mut w.namespaces, vec![]);
-    list(&mut w.nodes, vec![]);
+    initial_list(&mut w.policies, vec![policy("azure-only")]);
+    initial_list(&mut w.workloads, Vec::<AIWorkload>::new());
+    initial_list(&mut w.namespaces, vec![]);
+    initial_list(&mut w.nodes, vec![]);
     (inv, w)
 }
 
 fn tally(built: &Built, objects: &[Value]) -> Tally {
-    let mut t = Tally::reporting();
-    for o in objects {
-        audit::evaluate_into(&mut t, o, &built.policies, &built.snapshot);
-    }
-    t
-}
-
-async fn leader(client: &Client) -> Leadership {
-    let mut e = Elector::new(
-        client.clone(),
-        "hostguard",
-        "hostguard-leader",
-        "replica-a",
-        Timings::default(),
-    );
-    assert!(e.try_acquire_or_renew().await.unwrap());
-    e.leadership()
-}
-
-fn now() -> k8s_openapi::jiff::Timestamp {
-    "2026-03-01T12:00:00Z".parse().unwrap()
+    audited(Tally::reporting(), built, objects)
 }
 
 async fn write(
@@ -261,58 +194,63 @@ async fn write(
     t: &Tally,
     at: k8s_openapi::jiff::Timestamp,
 ) -> Written {
-    writer
-        .write(
-            &inv.policies.state(),
-            status::PolicyStates {
-                invalid: &built.invalid_policies,
-                enforced_instead: &built.enforced_instead,
-                shadowed: &built.shadowed,
-            },
-            &inv.workloads.state(),
-            t,
-            at,
-        )
-        .await
-        .unwrap()
+    write_statuses(writer, inv, built, t, at).await.unwrap()
 }
 
-fn report_requests(log: &Shared<Vec<Seen>>, root: &str) -> Vec<Seen> {
-    log.lock()
-        .unwrap()
-        .iter()
+fn report_requests(api: &ApiServerVerifier, root: &str) -> Vec<Seen> {
+    api.seen()
+        .into_iter()
         .filter(|s| s.path.starts_with(root) && s.method != "GET")
-        .cloned()
         .collect()
 }
 
-fn policy_status_patch(log: &Shared<Vec<Seen>>) -> Option<Value> {
-    log.lock()
-        .unwrap()
-        .iter()
+fn policy_status_patch(api: &ApiServerVerifier) -> Option<Value> {
+    api.seen()
+        .into_iter()
         .rfind(|s| s.path == "/apis/hostguard.dev/v1alpha1/hostingpolicies/azure-only/status")
-        .map(|s| s.body.clone())
+        .map(|s| s.body)
 }
 
 fn world() -> Vec<Value> {
     vec![
-        deployment("team-a", "chat", "https://api.openai.com/v1"),
-        deployment(
+        deployment_in("team-a", "chat", "https://api.openai.com/v1"),
+        deployment_in(
             "team-a",
             "embed",
             "https://contoso.openai.azure.com/openai/v1",
         ),
-        deployment("team-b", "agent", "https://api.openai.com/v1"),
+        deployment_in("team-b", "agent", "https://api.openai.com/v1"),
     ]
+}
+
+/// What follows the reports in every write: the policy's status, then (the first time the
+/// violations of [`world`] are seen) an Event for `chat` in team-a and `agent` in team-b.
+fn status_and_events() -> Script {
+    Script::new()
+        .then(policy_status("azure-only"))
+        .then(event_created("team-a"))
+        .then(event_created("team-b"))
+}
+
+/// The first write of [`world`]'s reports, none there yet: discovery, the list of hostguard's
+/// reports, both namespaces' reports applied (in namespace order), the cluster report looked
+/// up and applied.
+fn first_write(reports: &Reports) -> Script {
+    Script::new()
+        .then_all(lease_acquired())
+        .then(reports.discovery())
+        .then(reports.list())
+        .then(reports.apply_namespaced("team-a"))
+        .then(reports.apply_namespaced("team-b"))
+        .then(reports.get_cluster())
+        .then(reports.apply_cluster())
+        .and(status_and_events())
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_openreports_report_per_namespace_and_a_cluster_report() {
-    let store: Shared<Store> = Arc::new(Mutex::new(Store {
-        served: Some(ReportApi::OpenReports),
-        ..Default::default()
-    }));
-    let (client, log) = mock_api(store.clone());
+    let reports = Reports::served(ReportApi::OpenReports);
+    let (client, api) = scripted(first_write(&reports));
     let leadership = leader(&client).await;
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
@@ -324,9 +262,8 @@ async fn one_openreports_report_per_namespace_and_a_cluster_report() {
     assert_eq!(r.state, ReportsState::Written);
     assert_eq!((r.applied, r.unchanged, r.deleted), (3, 0, 0));
 
-    let s = store.lock().unwrap();
-    assert!(s.unexpected.is_empty(), "{:#?}", s.unexpected);
-    let a = &s.reports["/apis/openreports.io/v1alpha1/namespaces/team-a/reports/hostguard"];
+    let s = reports.stored();
+    let a = &s["/apis/openreports.io/v1alpha1/namespaces/team-a/reports/hostguard"];
     assert_eq!(a["apiVersion"], "openreports.io/v1alpha1");
     assert_eq!(a["kind"], "Report");
     assert_eq!(a["metadata"]["name"], "hostguard");
@@ -367,19 +304,18 @@ async fn one_openreports_report_per_namespace_and_a_cluster_report() {
     assert_eq!(pass["resources"][0]["name"], "embed");
     assert_eq!(pass["policy"], "azure-only");
 
-    let b = &s.reports["/apis/openreports.io/v1alpha1/namespaces/team-b/reports/hostguard"];
+    let b = &s["/apis/openreports.io/v1alpha1/namespaces/team-b/reports/hostguard"];
     assert_eq!(b["summary"]["fail"], 1);
     assert_eq!(b["results"][0]["resources"][0]["name"], "agent");
 
-    let c = &s.reports["/apis/openreports.io/v1alpha1/clusterreports/hostguard"];
+    let c = &s["/apis/openreports.io/v1alpha1/clusterreports/hostguard"];
     assert_eq!(c["kind"], "ClusterReport");
     assert!(c["metadata"].get("namespace").is_none());
     assert_eq!(c["results"][0]["policy"], "azure-only");
     assert_eq!(c["results"][0]["result"], "pass");
     assert_eq!(c["results"][0]["resources"][0]["kind"], "HostingPolicy");
-    drop(s);
 
-    let status = policy_status_patch(&log).expect("policy status written");
+    let status = policy_status_patch(&api).expect("policy status written");
     let condition = status["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -389,15 +325,13 @@ async fn one_openreports_report_per_namespace_and_a_cluster_report() {
         .expect("PolicyReports condition");
     assert_eq!(condition["status"], "True");
     assert_eq!(condition["reason"], "Written");
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn wgpolicyk8s_reports_use_its_kinds_and_paths() {
-    let store: Shared<Store> = Arc::new(Mutex::new(Store {
-        served: Some(ReportApi::Wgpolicyk8s),
-        ..Default::default()
-    }));
-    let (client, _log) = mock_api(store.clone());
+    let reports = Reports::served(ReportApi::Wgpolicyk8s);
+    let (client, api) = scripted(first_write(&reports));
     let leadership = leader(&client).await;
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
@@ -405,23 +339,36 @@ async fn wgpolicyk8s_reports_use_its_kinds_and_paths() {
     let mut writer =
         status::Writer::new(client, leadership, "replica-a").with_reports(ReportApi::Wgpolicyk8s);
     write(&mut writer, &inv, &built, &t, now()).await;
-    let s = store.lock().unwrap();
-    assert!(s.unexpected.is_empty(), "{:#?}", s.unexpected);
-    let a = &s.reports["/apis/wgpolicyk8s.io/v1alpha2/namespaces/team-a/policyreports/hostguard"];
+    let s = reports.stored();
+    let a = &s["/apis/wgpolicyk8s.io/v1alpha2/namespaces/team-a/policyreports/hostguard"];
     assert_eq!(a["apiVersion"], "wgpolicyk8s.io/v1alpha2");
     assert_eq!(a["kind"], "PolicyReport");
-    let c = &s.reports["/apis/wgpolicyk8s.io/v1alpha2/clusterpolicyreports/hostguard"];
+    let c = &s["/apis/wgpolicyk8s.io/v1alpha2/clusterpolicyreports/hostguard"];
     assert_eq!(c["kind"], "ClusterPolicyReport");
-    assert_eq!(s.reports.len(), 3);
+    assert_eq!(s.len(), 3);
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn unchanged_reports_are_not_rewritten_and_deleted_objects_are_pruned() {
-    let store: Shared<Store> = Arc::new(Mutex::new(Store {
-        served: Some(ReportApi::OpenReports),
-        ..Default::default()
-    }));
-    let (client, log) = mock_api(store.clone());
+    let reports = Reports::served(ReportApi::OpenReports);
+    let (client, api) = scripted(
+        first_write(&reports)
+            // The same findings: the reports are listed and compared, none written; the
+            // violations had their Events already.
+            .then(reports.discovery())
+            .then(reports.list())
+            .then(reports.get_cluster())
+            .then(policy_status("azure-only"))
+            // Pruned: team-a's report applied again, team-b's deleted, the cluster report as
+            // it was.
+            .then(reports.discovery())
+            .then(reports.list())
+            .then(reports.apply_namespaced("team-a"))
+            .then(reports.delete_namespaced("team-b"))
+            .then(reports.get_cluster())
+            .then(policy_status("azure-only")),
+    );
     let leadership = leader(&client).await;
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
@@ -429,27 +376,23 @@ async fn unchanged_reports_are_not_rewritten_and_deleted_objects_are_pruned() {
         status::Writer::new(client, leadership, "replica-a").with_reports(ReportApi::OpenReports);
     let root = "/apis/openreports.io/v1alpha1";
     write(&mut writer, &inv, &built, &tally(&built, &world()), now()).await;
-    assert_eq!(report_requests(&log, root).len(), 3);
+    assert_eq!(report_requests(&api, root).len(), 3);
 
     // The same findings an hour later: nothing is written, timestamps stay.
     let later = now() + std::time::Duration::from_secs(3600);
     let again = write(&mut writer, &inv, &built, &tally(&built, &world()), later).await;
     let r = again.reports.unwrap();
     assert_eq!((r.applied, r.unchanged, r.deleted), (0, 3, 0));
-    assert_eq!(report_requests(&log, root).len(), 3);
+    assert_eq!(report_requests(&api, root).len(), 3);
 
     // `chat` and all of team-b are deleted; `embed` stays.
     let remaining = vec![world()[1].clone()];
     let pruned = write(&mut writer, &inv, &built, &tally(&built, &remaining), later).await;
     let r = pruned.reports.unwrap();
     assert_eq!((r.applied, r.unchanged, r.deleted), (1, 1, 1));
-    let s = store.lock().unwrap();
-    assert!(s.unexpected.is_empty(), "{:#?}", s.unexpected);
-    assert!(
-        !s.reports
-            .contains_key(&format!("{root}/namespaces/team-b/reports/hostguard"))
-    );
-    let a = &s.reports[&format!("{root}/namespaces/team-a/reports/hostguard")];
+    let s = reports.stored();
+    assert!(!s.contains_key(&format!("{root}/namespaces/team-b/reports/hostguard")));
+    let a = &s[&format!("{root}/namespaces/team-a/reports/hostguard")];
     let results = a["results"].as_array().unwrap();
     assert_eq!(results.len(), 1, "{results:#?}");
     assert_eq!(results[0]["resources"][0]["name"], "embed");
@@ -460,12 +403,19 @@ async fn unchanged_reports_are_not_rewritten_and_deleted_objects_are_pruned() {
         a["summary"],
         json!({"pass": 1, "fail": 0, "warn": 0, "error": 0, "skip": 0})
     );
+    api.done().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_the_report_crds_nothing_is_written_and_status_says_so() {
-    let store: Shared<Store> = Arc::new(Mutex::new(Store::default()));
-    let (client, log) = mock_api(store.clone());
+    let reports = Reports::not_served(ReportApi::OpenReports);
+    let (client, api) = scripted(
+        Script::new()
+            .then_all(lease_acquired())
+            // Discovery answers 404: the group version is not served, nothing more is asked.
+            .then(reports.discovery())
+            .and(status_and_events()),
+    );
     let leadership = leader(&client).await;
     let (inv, _w) = inventory();
     let built = inv.build(&BuildInput::default());
@@ -473,19 +423,15 @@ async fn without_the_report_crds_nothing_is_written_and_status_says_so() {
         status::Writer::new(client, leadership, "replica-a").with_reports(ReportApi::OpenReports);
     let written = write(&mut writer, &inv, &built, &tally(&built, &world()), now()).await;
     assert_eq!(written.reports.unwrap().state, ReportsState::NotServed);
-    let s = store.lock().unwrap();
-    assert!(s.unexpected.is_empty(), "{:#?}", s.unexpected);
-    assert!(s.reports.is_empty());
-    drop(s);
-    let report_calls: Vec<String> = log
-        .lock()
-        .unwrap()
+    assert!(reports.stored().is_empty());
+    let report_calls: Vec<String> = api
+        .seen()
         .iter()
         .filter(|r| r.path.starts_with("/apis/openreports.io"))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert_eq!(report_calls, vec!["GET /apis/openreports.io/v1alpha1"]);
-    let status = policy_status_patch(&log).expect("policy status written");
+    let status = policy_status_patch(&api).expect("policy status written");
     let condition = status["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -502,4 +448,5 @@ async fn without_the_report_crds_nothing_is_written_and_status_says_so() {
             .contains("openreports.io/v1alpha1"),
         "{condition}"
     );
+    api.done().await;
 }

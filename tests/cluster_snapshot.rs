@@ -2,8 +2,11 @@
 //! deletes, re-lists) produce the expected policies and snapshot, and a policy update changes
 //! the next decision.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::cluster::initial_list;
 use hostguard::api::{AIWorkload, ClusterProvider, HostingPolicy};
 use hostguard::cluster::config_maps::ConfigMapCache;
 use hostguard::cluster::inventory::{BuildInput, Built, Inventory, Writers, policy_fingerprint};
@@ -65,31 +68,18 @@ fn node(name: &str, provider_id: &str) -> Node {
     .unwrap()
 }
 
-fn list<K: kube::Resource + Clone>(
-    w: &mut kube::runtime::reflector::store::Writer<K>,
-    items: Vec<K>,
-) where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    w.apply_watcher_event(&Event::Init);
-    for i in items {
-        w.apply_watcher_event(&Event::InitApply(i));
-    }
-    w.apply_watcher_event(&Event::InitDone);
-}
-
 fn synced() -> (Inventory, Writers) {
     let (inv, mut w) = Inventory::new();
-    list(
+    initial_list(
         &mut w.policies,
         vec![policy("azure-only", &["*.openai.azure.com"])],
     );
-    list(&mut w.workloads, vec![aiw("team-a", "chat", "chat")]);
-    list(
+    initial_list(&mut w.workloads, vec![aiw("team-a", "chat", "chat")]);
+    initial_list(
         &mut w.namespaces,
         vec![ns("team-a", &[("env", "prod")]), ns("kube-system", &[])],
     );
-    list(
+    initial_list(
         &mut w.nodes,
         vec![
             node(
@@ -222,7 +212,7 @@ fn applies_and_deletes_are_reflected() {
 fn a_relist_drops_objects_deleted_while_the_watch_was_down() {
     let (inv, mut w) = synced();
     // Re-list after a watch restart: only team-a is still there.
-    list(&mut w.namespaces, vec![ns("team-a", &[("env", "prod")])]);
+    initial_list(&mut w.namespaces, vec![ns("team-a", &[("env", "prod")])]);
     let built = build(&inv);
     assert_eq!(
         built.snapshot.namespace_labels("kube-system"),

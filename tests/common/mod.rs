@@ -1,11 +1,14 @@
 //! Helpers shared by the tests that run the real `hostguard serve` binary: certificates laid
 //! out like a mounted Secret, the server process, TLS clients that trust only the CA and dial
-//! the service name, and (in `load`) the Go load client of the fault tests.
+//! the service name, and (in `load`) the Go load client of the fault tests. The in-process
+//! cluster tests share the strict mock API server (`mock_api`) and their fixtures (`cluster`).
 //!
 //! Each test file uses part of this, so items unused by one of them are expected.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod load;
+pub mod mock_api;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
