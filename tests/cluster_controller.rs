@@ -612,6 +612,49 @@ fn a_broken_default_policy_with_no_good_version_is_replaced_by_the_builtin_defau
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_object_that_breaks_two_policies_gets_an_event_for_each() {
+    // The Recorder keys a series by object, reason, action and related object: with the policy
+    // as the related object, the second policy's Event is a new Event with its own note, not
+    // a series update of the first policy's.
+    let policy_event = |policy: &'static str| {
+        event_created("team-a").body(move |b| {
+            assert_eq!(b["regarding"]["name"], "chat", "{b}");
+            assert_eq!(b["related"]["kind"], "HostingPolicy", "{b}");
+            assert_eq!(b["related"]["name"], policy, "{b}");
+            let note = b["note"].as_str().unwrap_or_default();
+            assert!(
+                note.starts_with(&format!("policy {policy} (Deny): ")),
+                "{b}"
+            );
+        })
+    };
+    let (client, api) = scripted(
+        Script::new()
+            .then_all(lease_acquired())
+            .any_order([policy_status("azure-only"), policy_status("second")])
+            .any_order([
+                workload_status("team-a", "chat"),
+                workload_status("team-a", "embed"),
+            ])
+            .any_order([policy_event("azure-only"), policy_event("second")]),
+    );
+    let leadership = leader(&client).await;
+    let (inv, mut w) = inventory();
+    initial_list(
+        &mut w.policies,
+        vec![policy("azure-only"), policy("second")],
+    );
+    let built = inv.build(&BuildInput::default());
+    let violating = tally(&built, &[deployment("chat", "https://api.openai.com/v1")]);
+    let mut writer = status::Writer::new(client, leadership, "replica-a");
+    assert_eq!(
+        write(&mut writer, &inv, &built, &violating).await.unwrap(),
+        2
+    );
+    api.done().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn events_are_emitted_once_per_violation() {
     // kube-runtime's Recorder remembers the Events it published for six minutes, keyed by the
     // object, reason and action (not the note), and publishes a repeat as a `series` update

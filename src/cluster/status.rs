@@ -498,7 +498,16 @@ impl Writer {
                     MAX_NOTE_BYTES,
                 )),
                 action: "Audit".into(),
-                secondary: None,
+                // The policy is the Event's related object. Besides telling readers which
+                // HostingPolicy it is about, it keeps the Recorder (whose series key is the
+                // object, reason, action and related object) from folding one object's Events
+                // for two policies into one series with the first policy's note.
+                secondary: Some(k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some("hostguard.dev/v1alpha1".into()),
+                    kind: Some("HostingPolicy".into()),
+                    name: Some(pending.policy.clone()),
+                    ..Default::default()
+                }),
             };
             match self.recorder.publish(&event, &pending.reference).await {
                 Ok(()) => {
