@@ -398,5 +398,28 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine, endpoints, scaling);
+/// Reading the review: hostguard's own envelope (`admission::parse`: the fields it reads, the
+/// object as a JSON value, miscased keys collected in the same pass) against kube-core's
+/// `AdmissionReview<DynamicObject>` turned into an `AdmissionRequest`, the types the module
+/// documentation of `admission` compares with.
+fn parsing(c: &mut Criterion) {
+    use kube_core::DynamicObject;
+    use kube_core::admission::{AdmissionRequest, AdmissionReview};
+    let mut group = c.benchmark_group("parse_review");
+    group.bench_function("hostguard", |b| {
+        b.iter(|| admission::parse(black_box(FIXTURE)).expect("the fixture is JSON"))
+    });
+    group.bench_function("kube_core", |b| {
+        b.iter(|| {
+            let review: AdmissionReview<DynamicObject> =
+                serde_json::from_slice(black_box(FIXTURE)).expect("the fixture is a review");
+            let request: AdmissionRequest<DynamicObject> =
+                review.try_into().expect("the fixture has a request");
+            request
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine, endpoints, scaling, parsing);
 criterion_main!(benches);

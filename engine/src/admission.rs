@@ -6,6 +6,14 @@
 //! caller's error ([`NotJson`]: HTTP 400, exit 2); JSON that is not a readable review gets an
 //! `allowed: false` response naming what is wrong, with the uid echoed when it can be found; a
 //! denial lists every violation in `status.message` and `status.details.causes`.
+//!
+//! The response is built from kube-core's `Status` types. The request is read into this module's
+//! own `ReviewIn`/`RequestIn` rather than kube-core's `AdmissionReview<DynamicObject>`: kube-core
+//! holds the object as a `DynamicObject` whose data is a `serde_json::Value` too, so it is not
+//! faster (criterion `parse_review`, the benchmark review, 2 vCPU AMD EPYC, 2026-12-02: 15.0 µs
+//! here, 15.9 µs for kube-core's review and its conversion to an `AdmissionRequest`), and its
+//! derived types cannot see in the same pass what hostguard refuses: envelope keys in another
+//! letter case, which Go's `encoding/json` would read (see [`Miscased`]).
 
 use base64::Engine as _;
 use kube_core::response::{StatusCause, StatusDetails, StatusSummary};

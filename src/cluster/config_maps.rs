@@ -37,7 +37,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
@@ -521,11 +520,10 @@ pub async fn keep_fresh(fetcher: Fetcher, stop: watch::Receiver<bool>) {
 }
 
 /// The watch loop of [`keep_fresh`], over any stream of watch events.
-pub async fn apply_events<S>(fetcher: Fetcher, stream: S, mut stop: watch::Receiver<bool>)
+pub async fn apply_events<S>(fetcher: Fetcher, stream: S, stop: watch::Receiver<bool>)
 where
     S: futures::Stream<Item = Result<Event<PartialObjectMeta<ConfigMap>>, watcher::Error>>,
 {
-    futures::pin_mut!(stream);
     let (tx, rx) = mpsc::channel(REFETCH_QUEUE);
     let workers = tokio::spawn(refetch_workers(fetcher.clone(), rx, stop.clone()));
     let refetches = Refetches {
@@ -537,20 +535,9 @@ where
     };
     let mut seen: HashSet<Key> = HashSet::new();
     let mut listed_once = false;
-    loop {
-        let item = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            item = stream.next() => item,
-        };
-        let Some(item) = item else { break };
-        let event = match item {
-            Ok(event) => event,
-            Err(e) => {
-                fetcher.metrics.watch_errors.get_or_create(&label).inc();
-                tracing::warn!(resource = "configmaps", error = %e, "watch error; retrying with backoff");
-                continue;
-            }
-        };
+    let metrics = Arc::clone(&fetcher.metrics);
+    let meanwhile = "cached ConfigMaps keep serving";
+    super::watch::for_each_event("configmaps", stream, stop, &metrics, meanwhile, |event| {
         match event {
             Event::Init => {
                 if listed_once {
@@ -586,7 +573,8 @@ where
                 seen.clear();
             }
         }
-    }
+    })
+    .await;
     drop(refetches);
     workers.abort();
 }

@@ -177,15 +177,40 @@ fn pointer(tokens: &[&str]) -> PointerBuf {
 
 /// The JSON Patch operations that pin a Pod (raw JSON `pod`, typed `spec`) to every selector in
 /// `required`. Empty when it is already pinned.
+///
+/// The required terms are the existing ones ANDed with each policy's selector; the patch is the
+/// minimal one (requirements appended to each term) when the number of terms is unchanged, else
+/// the whole required node selector written at once.
 pub fn pin_pod_patch(
     pod: &Value,
     spec: &PodSpecView,
     required: &[&NodeSelector],
 ) -> Vec<PatchOperation> {
     let existing: Vec<NodeSelectorTerm> = spec.required_node_terms().to_vec();
+    let terms = pinned_terms(&existing, spec, required);
+    if terms == existing {
+        return Vec::new();
+    }
+    let raw_required = REQUIRED.iter().try_fold(pod, |v, k| v.get(k));
+    let raw_terms = raw_required
+        .and_then(|r| r.get("nodeSelectorTerms"))
+        .and_then(Value::as_array);
+    match raw_terms {
+        Some(raw_terms) if raw_terms.len() == terms.len() && !existing.is_empty() => {
+            appended_requirements(&existing, &terms, raw_terms)
+        }
+        _ => whole_selector(pod, &terms, raw_required.is_some(), raw_terms.is_some()),
+    }
+}
 
-    // Fold every policy's selector into the terms.
-    let mut terms = existing.clone();
+/// Every policy's selector folded into `existing`: a term that already implies one of the
+/// selector's terms stays, any other is ANDed with each of them.
+fn pinned_terms(
+    existing: &[NodeSelectorTerm],
+    spec: &PodSpecView,
+    required: &[&NodeSelector],
+) -> Vec<NodeSelectorTerm> {
+    let mut terms = existing.to_vec();
     for selector in required {
         if selector.node_selector_terms.is_empty() || pod_is_pinned(spec, selector) {
             continue;
@@ -206,77 +231,79 @@ pub fn pin_pod_patch(
         }
         terms = next;
     }
-    if terms == existing {
-        return Vec::new();
-    }
+    terms
+}
 
-    let raw_required = REQUIRED.iter().try_fold(pod, |v, k| v.get(k));
-    let raw_terms = raw_required
-        .and_then(|r| r.get("nodeSelectorTerms"))
-        .and_then(Value::as_array);
-
-    // Minimal form: the same number of terms, each only gaining requirements. Append to each.
-    if let Some(raw_terms) = raw_terms
-        && raw_terms.len() == terms.len()
-        && !existing.is_empty()
-    {
-        let mut ops = Vec::new();
-        for (i, (old, new)) in existing.iter().zip(&terms).enumerate() {
-            let index = i.to_string();
-            for (field, old_list, new_list) in [
-                (
-                    "matchExpressions",
-                    old.match_expressions.as_ref(),
-                    new.match_expressions.as_ref(),
-                ),
-                (
-                    "matchFields",
-                    old.match_fields.as_ref(),
-                    new.match_fields.as_ref(),
-                ),
-            ] {
-                let old_len = old_list.map_or(0, Vec::len);
-                let added = new_list
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .get(old_len..)
-                    .unwrap_or_default();
-                if added.is_empty() {
-                    continue;
-                }
-                let base = [
-                    REQUIRED.as_slice(),
-                    &["nodeSelectorTerms", index.as_str(), field],
-                ]
-                .concat();
-                let raw_list_exists = raw_terms[i].get(field).is_some_and(|v| !v.is_null());
-                if raw_list_exists {
-                    for r in added {
-                        let mut path = base.clone();
-                        path.push("-");
-                        ops.push(PatchOperation::Add(AddOperation {
-                            path: pointer(&path),
-                            value: serde_json::to_value(r).unwrap_or(Value::Null),
-                        }));
-                    }
-                } else {
+/// The minimal form: the same number of terms, each only gaining requirements, appended to
+/// each term's lists (or the list added where the raw term has none).
+fn appended_requirements(
+    existing: &[NodeSelectorTerm],
+    terms: &[NodeSelectorTerm],
+    raw_terms: &[Value],
+) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    for (i, (old, new)) in existing.iter().zip(terms).enumerate() {
+        let index = i.to_string();
+        for (field, old_list, new_list) in [
+            (
+                "matchExpressions",
+                old.match_expressions.as_ref(),
+                new.match_expressions.as_ref(),
+            ),
+            (
+                "matchFields",
+                old.match_fields.as_ref(),
+                new.match_fields.as_ref(),
+            ),
+        ] {
+            let old_len = old_list.map_or(0, Vec::len);
+            let added = new_list
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .get(old_len..)
+                .unwrap_or_default();
+            if added.is_empty() {
+                continue;
+            }
+            let base = [
+                REQUIRED.as_slice(),
+                &["nodeSelectorTerms", index.as_str(), field],
+            ]
+            .concat();
+            let raw_list_exists = raw_terms[i].get(field).is_some_and(|v| !v.is_null());
+            if raw_list_exists {
+                for r in added {
+                    let mut path = base.clone();
+                    path.push("-");
                     ops.push(PatchOperation::Add(AddOperation {
-                        path: pointer(&base),
-                        value: serde_json::to_value(added).unwrap_or(Value::Null),
+                        path: pointer(&path),
+                        value: serde_json::to_value(r).unwrap_or(Value::Null),
                     }));
                 }
+            } else {
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: pointer(&base),
+                    value: serde_json::to_value(added).unwrap_or(Value::Null),
+                }));
             }
         }
-        return ops;
     }
+    ops
+}
 
-    // General form: write the whole required node selector, creating parents first.
-    let terms_value = serde_json::to_value(&terms).unwrap_or(Value::Null);
-    let mut ops = Vec::new();
-    if raw_required.is_some() {
+/// The general form: the whole required node selector, replacing or adding
+/// `nodeSelectorTerms` where the required selector exists, else creating its parents first.
+fn whole_selector(
+    pod: &Value,
+    terms: &[NodeSelectorTerm],
+    required_exists: bool,
+    terms_exist: bool,
+) -> Vec<PatchOperation> {
+    let terms_value = serde_json::to_value(terms).unwrap_or(Value::Null);
+    if required_exists {
         let mut path = REQUIRED.to_vec();
         path.push("nodeSelectorTerms");
-        let op = if raw_terms.is_some() {
+        let op = if terms_exist {
             PatchOperation::Replace(ReplaceOperation {
                 path: pointer(&path),
                 value: terms_value,
@@ -287,8 +314,7 @@ pub fn pin_pod_patch(
                 value: terms_value,
             })
         };
-        ops.push(op);
-        return ops;
+        return vec![op];
     }
     let mut value = serde_json::json!({ "nodeSelectorTerms": terms_value });
     // Walk up to the deepest parent that exists, wrapping the value as we go.
@@ -305,9 +331,8 @@ pub fn pin_pod_patch(
         value = serde_json::json!({ REQUIRED[depth - 1]: value });
         depth -= 1;
     }
-    ops.push(PatchOperation::Add(AddOperation {
+    vec![PatchOperation::Add(AddOperation {
         path: pointer(&REQUIRED[..depth]),
         value,
-    }));
-    ops
+    })]
 }

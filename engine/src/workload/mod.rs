@@ -12,8 +12,8 @@ pub mod kinds;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVar, HostAlias, Lifecycle, NodeAffinity, NodeSelectorTerm, PodDNSConfig,
-    Probe,
+    EnvFromSource, EnvVar, ExecAction, HTTPGetAction, HostAlias, Lifecycle, NodeAffinity,
+    NodeSelectorTerm, PodDNSConfig, Probe,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -263,53 +263,56 @@ pub struct HttpGetView<'a> {
     pub url_path: Option<&'a str>,
 }
 
+/// The `exec` and `httpGet` actions of one hook or probe at `at`.
+fn push_actions<'a>(
+    at: String,
+    exec_action: Option<&'a ExecAction>,
+    http_get_action: Option<&'a HTTPGetAction>,
+    exec: &mut Vec<ExecView<'a>>,
+    http_get: &mut Vec<HttpGetView<'a>>,
+) {
+    if let Some(cmd) = exec_action.and_then(|e| e.command.as_deref()) {
+        exec.push(ExecView {
+            path: format!("{at}.exec.command"),
+            command: cmd,
+        });
+    }
+    if let Some(g) = http_get_action {
+        http_get.push(HttpGetView {
+            path: format!("{at}.httpGet"),
+            scheme: g.scheme.as_deref(),
+            host: g.host.as_deref(),
+            url_path: g.path.as_deref(),
+        });
+    }
+}
+
 impl ContainerSpec {
     fn view(&self, path: String) -> ContainerView<'_> {
         let mut exec = Vec::new();
         let mut http_get = Vec::new();
-        let hooks = self.lifecycle.as_ref().map(|l| {
-            [
-                ("postStart", l.post_start.as_ref()),
-                ("preStop", l.pre_stop.as_ref()),
-            ]
-        });
-        for (name, handler) in hooks.into_iter().flatten() {
-            let Some(h) = handler else { continue };
-            if let Some(cmd) = h.exec.as_ref().and_then(|e| e.command.as_deref()) {
-                exec.push(ExecView {
-                    path: format!("{path}.lifecycle.{name}.exec.command"),
-                    command: cmd,
-                });
-            }
-            if let Some(g) = &h.http_get {
-                http_get.push(HttpGetView {
-                    path: format!("{path}.lifecycle.{name}.httpGet"),
-                    scheme: g.scheme.as_deref(),
-                    host: g.host.as_deref(),
-                    url_path: g.path.as_deref(),
-                });
+        // Hooks and probes carry the same two actions the kubelet runs itself.
+        let mut actions = |at: String, e, g| push_actions(at, e, g, &mut exec, &mut http_get);
+        if let Some(l) = &self.lifecycle {
+            for (name, hook) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
+                if let Some(h) = hook {
+                    let at = format!("{path}.lifecycle.{name}");
+                    actions(at, h.exec.as_ref(), h.http_get.as_ref());
+                }
             }
         }
         let probes = [
-            ("livenessProbe", self.liveness_probe.as_ref()),
-            ("readinessProbe", self.readiness_probe.as_ref()),
-            ("startupProbe", self.startup_probe.as_ref()),
+            ("livenessProbe", &self.liveness_probe),
+            ("readinessProbe", &self.readiness_probe),
+            ("startupProbe", &self.startup_probe),
         ];
         for (name, probe) in probes {
-            let Some(p) = probe else { continue };
-            if let Some(cmd) = p.exec.as_ref().and_then(|e| e.command.as_deref()) {
-                exec.push(ExecView {
-                    path: format!("{path}.{name}.exec.command"),
-                    command: cmd,
-                });
-            }
-            if let Some(g) = &p.http_get {
-                http_get.push(HttpGetView {
-                    path: format!("{path}.{name}.httpGet"),
-                    scheme: g.scheme.as_deref(),
-                    host: g.host.as_deref(),
-                    url_path: g.path.as_deref(),
-                });
+            if let Some(p) = probe {
+                actions(
+                    format!("{path}.{name}"),
+                    p.exec.as_ref(),
+                    p.http_get.as_ref(),
+                );
             }
         }
         ContainerView {
