@@ -13,7 +13,7 @@
 //! faster (criterion `parse_review`, the benchmark review, 2 vCPU AMD EPYC, 2026-12-02: 15.0 µs
 //! here, 15.9 µs for kube-core's review and its conversion to an `AdmissionRequest`), and its
 //! derived types cannot see in the same pass what hostguard refuses: envelope keys in another
-//! letter case, which Go's `encoding/json` would read (see [`Miscased`]).
+//! letter case, which Go's `encoding/json` would read (see `Miscased`).
 
 use base64::Engine as _;
 use kube_core::response::{StatusCause, StatusDetails, StatusSummary};
