@@ -96,7 +96,17 @@ fn evaluate_file(path: &Path) -> Vec<(manifest::Document, Decision)> {
         {
             snapshot.insert_config_map(&cm, "default");
         }
-        snapshot.insert_related(&d.value, "default");
+        // As `check` does: only the kinds the adapters look up.
+        let api_version = d
+            .value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = d.value.get("kind").and_then(Value::as_str).unwrap_or("");
+        if hostguard::detect::adapters::related_kinds().any(|(g, k)| g == group && k == kind) {
+            snapshot.insert_related(&d.value, "default");
+        }
     }
     let policies = PolicySet::builtin();
     docs.into_iter()

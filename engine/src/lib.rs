@@ -17,4 +17,5 @@ pub mod detect;
 pub mod endpoint;
 pub mod policy;
 pub mod snapshot;
+pub mod warning;
 pub mod workload;

@@ -434,8 +434,9 @@ impl Snapshot {
             .filter(move |d| d.selects(pod_labels))
     }
 
-    /// Adds an object an adapter may look up (see [`crate::detect::adapters::related_kinds`]).
-    /// Objects of other kinds are ignored.
+    /// Adds an object an adapter may look up, by group, kind, namespace and name. The callers
+    /// give only the kinds the adapters look up (`detect::adapters::related_kinds`): the
+    /// snapshot stands below detection and does not know them itself.
     pub fn insert_related(&mut self, object: &serde_json::Value, default_namespace: &str) {
         let Some(key) = related_key(object, default_namespace) else {
             return;
@@ -497,9 +498,6 @@ fn related_key(
     let api_version = object.get("apiVersion")?.as_str()?;
     let kind = object.get("kind")?.as_str()?;
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    if !crate::detect::adapters::related_kinds().any(|(g, k)| g == group && k == kind) {
-        return None;
-    }
     let name = object.pointer("/metadata/name")?.as_str()?;
     let namespace = object
         .pointer("/metadata/namespace")

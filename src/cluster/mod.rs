@@ -29,6 +29,7 @@ pub mod rbac;
 pub mod reports;
 pub mod status;
 pub mod watch;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

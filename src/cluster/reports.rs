@@ -20,7 +20,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::status::{FIELD_MANAGER, PolicyStates, WriteError};
+use super::write::{FIELD_MANAGER, PolicyStates, WriteError};
 use crate::api::HostingPolicy;
 use crate::policy_report::{
     self, Collected, MANAGED_BY, Outcome, REPORT_NAME, ReportApi, ReportContent, ReportResult,

@@ -19,7 +19,7 @@
 //! a violation is first seen by this leader, none while it persists, a new one if it comes back
 //! after being fixed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -32,13 +32,12 @@ use super::audit::{DeclaredTally, PolicyTally, Tally};
 use super::inventory::EnforcedInstead;
 use super::lease::Leadership;
 use super::reports::{self, ReportsState, ReportsWritten};
+pub use super::write::{FIELD_MANAGER, PolicyStates, WriteError};
 use crate::api::{AIWorkload, AIWorkloadStatus, HostingPolicy, HostingPolicyStatus};
 use crate::policy::PolicyError;
 use crate::policy_report::{self, ReportApi};
 use crate::snapshot::DeclaredWorkload;
 
-/// Field manager of every write.
-pub const FIELD_MANAGER: &str = "hostguard";
 /// Event reason on violating workloads.
 pub const VIOLATION_REASON: &str = "HostingPolicyViolation";
 /// New Events published per audit at most; the rest follow at the next audits.
@@ -280,17 +279,6 @@ pub fn apply_body<K: kube::Resource<DynamicType = ()>>(
     })
 }
 
-/// What the last build said about the cluster's policies besides the compiled set.
-#[derive(Debug, Clone, Copy)]
-pub struct PolicyStates<'a> {
-    /// Policies whose current spec does not compile, with the errors.
-    pub invalid: &'a BTreeMap<String, Vec<PolicyError>>,
-    /// For those still enforced, what is enforced instead.
-    pub enforced_instead: &'a BTreeMap<String, EnforcedInstead>,
-    /// Policies a `--policy` file of the same name overrides.
-    pub shadowed: &'a [String],
-}
-
 /// Writes status and events while this replica leads.
 pub struct Writer {
     client: Client,
@@ -315,13 +303,6 @@ pub struct Written {
     pub events: usize,
     /// What the PolicyReport write did, when reports are on.
     pub reports: Option<ReportsWritten>,
-}
-
-/// Why writing stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("no longer the leader")]
-    NotLeader,
 }
 
 impl Writer {

@@ -25,10 +25,13 @@ pub const GROUP: &str = "hostguard.dev";
 /// The one served version.
 pub const VERSION: &str = "v1alpha1";
 
+/// The provider name of OpenAI's API, as policies and AIWorkloads write it.
+pub const OPENAI: &str = "openai";
+
 /// The providers hostguard knows: the only values `spec.provider` may take. The CRD schema
 /// lists them as an enum and the webhook refuses anything else, so that a typo (`opneai`) is
 /// refused at apply time instead of making a policy that governs nothing.
-pub const KNOWN_PROVIDERS: &[&str] = &[crate::detect::OPENAI];
+pub const KNOWN_PROVIDERS: &[&str] = &[OPENAI];
 
 /// Whether `provider` is one hostguard knows.
 pub fn is_known_provider(provider: &str) -> bool {

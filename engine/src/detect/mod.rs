@@ -33,7 +33,7 @@ pub const PROVIDER_ANNOTATION: &str = "hostguard.dev/provider";
 /// Annotation naming the API class: `stateless`, `stateful` or `mixed`.
 pub const API_CLASS_ANNOTATION: &str = "hostguard.dev/api-class";
 /// The provider the catalogue describes.
-pub const OPENAI: &str = "openai";
+pub use crate::api::OPENAI;
 
 /// Where a fact was learned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,7 +178,7 @@ pub struct TemplateFacts {
     pub path: String,
     pub usages: Vec<Usage>,
     /// Things the user should know that are not violations (e.g. an unreadable annotation).
-    pub notes: Vec<crate::policy::Warning>,
+    pub notes: Vec<crate::warning::Warning>,
     /// Config files of the template that do not fit their application's format (the engine
     /// denies: an unreadable model list is never allowed).
     pub malformed: Vec<adapters::Malformed>,
@@ -280,7 +280,7 @@ fn detect_template(
                     let message = format!(
                         "{path}: {raw:?} is not an API class (expected stateless, stateful, mixed or a comma-separated list of API names); ignored, the workload counts as stateless"
                     );
-                    facts.notes.push(crate::policy::Warning::new(
+                    facts.notes.push(crate::warning::Warning::new(
                         &path,
                         format!("{raw:?} is not an API class"),
                         "use stateless, stateful or mixed",
@@ -360,7 +360,7 @@ fn detect_template(
                 "{path}: this Pod resolves names through {}, which can answer anything for an allowed model host; hostguard cannot check where its OpenAI traffic goes",
                 servers.join(", ")
             );
-            facts.notes.push(crate::policy::Warning::new(
+            facts.notes.push(crate::warning::Warning::new(
                 &path,
                 "custom DNS can redirect OpenAI traffic",
                 "use the cluster DNS",
