@@ -1074,6 +1074,63 @@ async fn the_audit_lists_in_pages_and_leaves_owned_objects_to_their_owner() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_audit_fetches_the_config_maps_of_a_page_together() {
+    // Three Deployments in three namespaces, each reading a ConfigMap of its own that the API
+    // server never answers. Fetched together, the page waits for one deadline (5 s), not one
+    // after another (15 s); the three GETs come in any order.
+    let item = |namespace: &str| {
+        let mut d = deployment_item(&format!("app-{namespace}"));
+        d["metadata"]["namespace"] = json!(namespace);
+        d["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+            json!([{"configMapRef": {"name": format!("cfg-{namespace}")}}]);
+        d
+    };
+    let hanging = |namespace: &str| {
+        Expect::get(&format!(
+            "/api/v1/namespaces/{namespace}/configmaps/cfg-{namespace}"
+        ))
+        .reply(Reply::Hang)
+    };
+    let (client, api) = scripted(
+        Script::new()
+            .then(audit_page(
+                AUDITED[0],
+                None,
+                json!({
+                    "kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {},
+                    "items": [item("ns-a"), item("ns-b"), item("ns-c")]
+                }),
+            ))
+            .any_order([hanging("ns-a"), hanging("ns-b"), hanging("ns-c")])
+            .then_all(empty_pages(&AUDITED[1..])),
+    );
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let fetcher = Fetcher {
+        client: client.clone(),
+        cache: ConfigMapCache::new(16),
+        metrics: Metrics::new(),
+    };
+    let started = tokio::time::Instant::now();
+    let t = audit::run(
+        &client,
+        Some(&fetcher),
+        &built.policies,
+        &built.snapshot,
+        &|| true,
+    )
+    .await
+    .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(t.objects, 3);
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(10),
+        "the page waited {waited:?}"
+    );
+    api.done().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_interrupted_audit_stops_listing() {
     // Asked before the first page: nothing is listed.
     let (client, api) = scripted(Script::new());

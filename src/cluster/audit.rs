@@ -43,6 +43,8 @@ pub const MAX_MATCHED: usize = 50;
 pub const MAX_EVENT_CANDIDATES: usize = 5000;
 /// How long the audit waits for the ConfigMaps one workload references.
 const CONFIG_MAP_DEADLINE: Duration = Duration::from_secs(5);
+/// ConfigMap GETs the audit has in flight at once.
+const CONCURRENT_FETCHES: usize = 16;
 
 /// How long the audit waits for one page of a list.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -482,6 +484,8 @@ async fn list_kind(
                 });
             }
         };
+        let mut objects: Vec<Value> = Vec::with_capacity(page.items.len());
+        let mut config_maps: BTreeSet<(String, String)> = BTreeSet::new();
         for mut object in page.items {
             if is_skipped(&object, &kind.skip_controlled_by) {
                 continue;
@@ -494,17 +498,27 @@ async fn list_kind(
             let Ok(value) = serde_json::to_value(&object) else {
                 continue;
             };
-            if let Some(fetcher) = fetcher {
+            if fetcher.is_some() {
                 let mut names = BTreeSet::new();
                 crate::workload::config_map_refs(&value, &mut names);
-                if !names.is_empty() {
-                    let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                    let names: Vec<String> = names.into_iter().collect();
-                    let deadline = tokio::time::Instant::now() + CONFIG_MAP_DEADLINE;
-                    fetcher.fetch_missing(&namespace, &names, deadline).await;
-                }
+                let namespace = object.metadata.namespace.clone().unwrap_or_default();
+                config_maps.extend(names.into_iter().map(|n| (namespace.clone(), n)));
             }
-            evaluate_into(&mut tally, &value, policies, snapshot);
+            objects.push(value);
+        }
+        // The ConfigMaps the page's objects read that are not cached yet, fetched together (at
+        // most CONCURRENT_FETCHES at a time) within one deadline, before any of them is judged.
+        if let Some(fetcher) = fetcher
+            && !config_maps.is_empty()
+        {
+            let deadline = tokio::time::Instant::now() + CONFIG_MAP_DEADLINE;
+            let wanted: Vec<(String, String)> = config_maps.into_iter().collect();
+            fetcher
+                .fetch_missing_of_many(&wanted, CONCURRENT_FETCHES, deadline)
+                .await;
+        }
+        for value in &objects {
+            evaluate_into(&mut tally, value, policies, snapshot);
         }
         match page.metadata.continue_.as_deref() {
             Some(token) if !token.is_empty() => {

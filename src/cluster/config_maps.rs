@@ -447,6 +447,35 @@ impl Fetcher {
     }
 }
 
+impl Fetcher {
+    /// [`Fetcher::fetch_missing`] over ConfigMaps of several namespaces, at most `concurrency`
+    /// GETs at a time, all within `deadline` (what has not arrived by then stays unknown).
+    pub async fn fetch_missing_of_many(
+        &self,
+        wanted: &[(String, String)],
+        concurrency: usize,
+        deadline: tokio::time::Instant,
+    ) {
+        use futures::StreamExt as _;
+        // Collected first: a lazy iterator's closures in the stream's type keep the spawned
+        // audit from being `Send` (rust-lang/rust#102211).
+        let missing: Vec<_> = wanted
+            .iter()
+            .filter(|(namespace, name)| !self.cache.contains(namespace, name))
+            .map(|(namespace, name)| self.fetch(namespace, name))
+            .collect();
+        let all = futures::stream::iter(missing)
+            .buffer_unordered(concurrency.max(1))
+            .for_each(|_| async {});
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
+            tracing::debug!(
+                config_maps = wanted.len(),
+                "the audit's ConfigMap fetches hit their deadline"
+            );
+        }
+    }
+}
+
 impl ConfigMapPrefetch for Fetcher {
     fn prefetch(
         &self,
