@@ -28,7 +28,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::audit::{DeclaredTally, PolicyTally, Tally};
+use super::audit::{DeclaredTally, PendingEvent, PolicyTally, Tally};
 use super::inventory::EnforcedInstead;
 use super::lease::Leadership;
 use super::reports::{self, ReportsState, ReportsWritten};
@@ -42,6 +42,8 @@ use crate::snapshot::DeclaredWorkload;
 pub const VIOLATION_REASON: &str = "HostingPolicyViolation";
 /// New Events published per audit at most; the rest follow at the next audits.
 pub const MAX_NEW_EVENTS: usize = 200;
+/// Event writes in flight at once.
+pub const CONCURRENT_EVENTS: usize = 8;
 /// The HostingPolicy condition that says whether PolicyReports are written.
 pub const REPORTS_CONDITION: &str = "PolicyReports";
 /// Kubernetes limits an Event's note to 1 kB.
@@ -451,48 +453,42 @@ impl Writer {
     }
 
     /// Publishes one Warning Event per (object, policy) not published before, at most
-    /// [`MAX_NEW_EVENTS`] per call.
+    /// [`MAX_NEW_EVENTS`] per call, [`CONCURRENT_EVENTS`] at a time.
     pub async fn publish_events(&mut self, tally: &Tally) -> Result<usize, WriteError> {
+        use futures::StreamExt as _;
         let current: HashSet<(String, String)> = tally.events.iter().map(|e| e.key()).collect();
         // A violation that went away may come back later and deserves a new Event then.
         self.emitted.retain(|k| current.contains(k));
+        let mut seen = HashSet::new();
+        let due: Vec<&PendingEvent> = tally
+            .events
+            .iter()
+            .filter(|p| !self.emitted.contains(&p.key()) && seen.insert(p.key()))
+            .take(MAX_NEW_EVENTS)
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.check()?;
+        let recorder = &self.recorder;
+        // Collected first, so that no lazy closure ends up in the stream's type (which would
+        // keep the spawned audit from being `Send`).
+        let sends: Vec<_> = due
+            .iter()
+            .map(|pending| async move {
+                let event = violation_event(pending);
+                (*pending, recorder.publish(&event, &pending.reference).await)
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(sends)
+            .buffer_unordered(CONCURRENT_EVENTS)
+            .collect()
+            .await;
         let mut published = 0;
-        for pending in &tally.events {
-            if published >= MAX_NEW_EVENTS {
-                break;
-            }
-            let key = pending.key();
-            if self.emitted.contains(&key) {
-                continue;
-            }
-            self.check()?;
-            let event = Event {
-                type_: EventType::Warning,
-                reason: VIOLATION_REASON.into(),
-                note: Some(truncate(
-                    &format!(
-                        "policy {} ({}): {}",
-                        pending.policy,
-                        pending.action.as_str(),
-                        pending.message
-                    ),
-                    MAX_NOTE_BYTES,
-                )),
-                action: "Audit".into(),
-                // The policy is the Event's related object. Besides telling readers which
-                // HostingPolicy it is about, it keeps the Recorder (whose series key is the
-                // object, reason, action and related object) from folding one object's Events
-                // for two policies into one series with the first policy's note.
-                secondary: Some(k8s_openapi::api::core::v1::ObjectReference {
-                    api_version: Some("hostguard.dev/v1alpha1".into()),
-                    kind: Some("HostingPolicy".into()),
-                    name: Some(pending.policy.clone()),
-                    ..Default::default()
-                }),
-            };
-            match self.recorder.publish(&event, &pending.reference).await {
+        for (pending, result) in results {
+            match result {
                 Ok(()) => {
-                    self.emitted.insert(key);
+                    self.emitted.insert(pending.key());
                     published += 1;
                 }
                 Err(e) => tracing::warn!(
@@ -506,6 +502,33 @@ impl Writer {
             }
         }
         Ok(published)
+    }
+}
+
+/// The Warning Event of one violation: the policy is its related object. Besides telling
+/// readers which HostingPolicy it is about, that keeps the Recorder (whose series key is the
+/// object, reason, action and related object) from folding one object's Events for two policies
+/// into one series with the first policy's note.
+fn violation_event(pending: &PendingEvent) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: VIOLATION_REASON.into(),
+        note: Some(truncate(
+            &format!(
+                "policy {} ({}): {}",
+                pending.policy,
+                pending.action.as_str(),
+                pending.message
+            ),
+            MAX_NOTE_BYTES,
+        )),
+        action: "Audit".into(),
+        secondary: Some(k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("hostguard.dev/v1alpha1".into()),
+            kind: Some("HostingPolicy".into()),
+            name: Some(pending.policy.clone()),
+            ..Default::default()
+        }),
     }
 }
 
