@@ -192,9 +192,14 @@ impl ResolvedEnv {
             }
         }
 
-        // The kubelet's `tmpEnv`: what is defined so far, used for `$(VAR)` expansion.
+        // The kubelet's `tmpEnv`: what is defined so far, used for `$(VAR)` expansion. Only an
+        // env `value` is expanded, so without a `$(` in any of them nothing reads it.
+        let expands = container
+            .env
+            .iter()
+            .any(|v| v.value.as_deref().is_some_and(|s| s.contains("$(")));
         let mut defined: BTreeMap<String, EnvValue> = BTreeMap::new();
-        for from in &env.sources {
+        for from in env.sources.iter().filter(|_| expands) {
             if let FromSource::Known { prefix, data, .. } = from {
                 for (key, value) in data.iter() {
                     defined.insert(format!("{prefix}{key}"), EnvValue::Literal(value.clone()));
@@ -215,7 +220,9 @@ impl ResolvedEnv {
                 // Skipped, as the kubelet's `continue`: whatever envFrom set survives.
                 continue;
             };
-            defined.insert(var.name.clone(), value.clone());
+            if expands {
+                defined.insert(var.name.clone(), value.clone());
+            }
             env.explicit
                 .entry(var.name.clone())
                 .or_default()
