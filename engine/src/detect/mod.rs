@@ -979,9 +979,13 @@ fn urls_in(text: &str) -> impl Iterator<Item = String> + '_ {
         let mut out = Vec::new();
         let mut rest = token;
         while let Some(sep) = rest.find("://") {
+            // The scheme starts after the last character that cannot be part of one (which
+            // may be any character, so the cut is past its whole UTF-8 encoding).
             let start = rest[..sep]
-                .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-                .map_or(0, |i| i + 1);
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+                .map_or(0, |(i, c)| i + c.len_utf8());
             let candidate = &rest[start..];
             let after_scheme = sep - start + 3;
             let authority_end = candidate[after_scheme..]
@@ -1051,6 +1055,18 @@ mod tests {
             found,
             vec!["https://x.openai.azure.com/v1", "http://a.svc:80"]
         );
+    }
+
+    #[test]
+    fn a_url_right_after_a_multibyte_character_is_cut_at_a_character_boundary() {
+        // Found by the admission_review fuzz target (fuzz/corpus/admission_review/108-...):
+        // `ɗ` is two bytes, and the cut used to land inside it.
+        let found: Vec<_> =
+            urls_in("--endpointɗhttps://x.openai.azure.com/v1 ünïcode://é").collect();
+        assert_eq!(found, vec!["https://x.openai.azure.com/v1", "code://é"]);
+        // The scheme is the ASCII run before `://`; the strict classifier then refuses `ttps`.
+        let found: Vec<_> = urls_in("ɗttps://x.openai.azure.com\\@evil.com/v1").collect();
+        assert_eq!(found, vec!["ttps://x.openai.azure.com\\@evil.com/v1"]);
     }
 
     #[test]
