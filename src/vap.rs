@@ -218,6 +218,18 @@ pub fn translate(policies: &[HostingPolicy], exclude_namespaces: &[String]) -> T
     t
 }
 
+/// The objects as multi-document YAML, each after a `---` line: what `hostguard vap` prints, and
+/// what the chart's copy for the default policy (`charts/hostguard/files/vap/`) holds.
+pub fn to_yaml(objects: &[Value]) -> String {
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        // Serialising a JSON value cannot fail.
+        out.push_str(&serde_saphyr::to_string(object).unwrap_or_default());
+    }
+    out
+}
+
 /// The policy's namespaceSelector with its excluded namespaces, `kube-system` and the extra
 /// ones taken out by name.
 fn namespace_selector(policy: &HostingPolicy, exclude: &[String]) -> Value {

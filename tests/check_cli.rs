@@ -523,7 +523,7 @@ fn every_format_names_the_aiworkload_that_exempted_a_workload() -> TestResult {
 /// code scanning"): rules with `fullDescription`, `help` (text and markdown), a `security` tag
 /// and a `security-severity`; `shortDescription` under 1,024 characters; results with
 /// `partialFingerprints`; URIs relative to the repository root. (The SARIF 2.1.0 schema itself
-/// is checked by scripts/sarif-test.)
+/// is checked by scripts/consumer-formats-test.)
 #[test]
 fn sarif_carries_what_github_code_scanning_reads() -> TestResult {
     let (code, sarif, _) = check(&[
@@ -620,6 +620,36 @@ fn sarif_maps_helm_rendered_documents_to_their_templates() -> TestResult {
         result["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"],
         "tests/fixtures/check/rendered/chat-direct.yaml"
     );
+    Ok(())
+}
+
+/// Bad input is a JUnit report whose one case is in error, naming the file and line, and exit 2:
+/// a CI report step shows the reason instead of failing on an empty file.
+#[test]
+fn junit_of_bad_input_is_an_errored_case_naming_the_file() -> TestResult {
+    let file = rel("bad/malformed.yaml");
+    let (code, xml, _) = check(&[
+        "-o",
+        "junit",
+        "-f",
+        &rel("manifests/denied.yaml"),
+        "-f",
+        &file,
+    ])?;
+    assert_eq!(code, 2);
+    let junit = quick_junit::Report::deserialize_from_str(&xml)?;
+    assert_eq!(junit.test_suites.len(), 1, "{xml}");
+    let cases = &junit.test_suites[0].test_cases;
+    assert_eq!(cases.len(), 1, "{xml}");
+    let line = line_in("bad/malformed.yaml", "labels: app: broken")?;
+    match &cases[0].status {
+        quick_junit::TestCaseStatus::NonSuccess { kind, message, .. } => {
+            assert_eq!(*kind, quick_junit::NonSuccessKind::Error);
+            let message = message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+            assert!(message.contains(&format!("{file}:{line}:14:")), "{message}");
+        }
+        other => panic!("want an error case, got {other:?}"),
+    }
     Ok(())
 }
 

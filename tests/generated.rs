@@ -1,5 +1,6 @@
 //! Generated files stay generated: the committed CRDs are exactly what the Rust types produce,
-//! and the example default policy is exactly the built-in one.
+//! the example default policy is exactly the built-in one, and the chart's ValidatingAdmission-
+//! Policy for it is exactly what `hostguard vap` makes of it.
 
 use std::path::Path;
 
@@ -58,4 +59,19 @@ fn example_default_policy_equals_the_builtin_one() {
     let text = std::fs::read_to_string(&path).expect("example policy exists");
     let from_file: HostingPolicy = serde_saphyr::from_str(&text).expect("example policy parses");
     assert_eq!(from_file, default_policy());
+}
+
+/// The chart installs this file (templates/validatingadmissionpolicy.yaml adds only labels and
+/// the namespaces the webhook never sees), so it must be the translation of the built-in policy.
+#[test]
+fn the_charts_admission_policy_is_hostguard_vap_of_the_default_policy() {
+    const FILE: &str = "charts/hostguard/files/vap/openai-stateless-on-azure.yaml";
+    let translation = hostguard::vap::translate(&[default_policy()], &[]);
+    assert_eq!(translation.objects.len(), 2, "{:?}", translation.notes);
+    let generated = hostguard::vap::to_yaml(&translation.objects);
+    let committed = std::fs::read_to_string(root().join(FILE)).expect("the chart's VAP file");
+    assert!(
+        committed == generated,
+        "{FILE} drifted from `hostguard vap`; run `cargo run -- vap > {FILE}` and commit"
+    );
 }

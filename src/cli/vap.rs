@@ -34,12 +34,6 @@ pub fn run(args: VapArgs) -> u8 {
     for note in &t.notes {
         eprintln!("hostguard vap: note: {note}");
     }
-    let mut out = String::new();
-    for object in &t.objects {
-        out.push_str("---\n");
-        // Serialising a JSON value cannot fail.
-        out.push_str(&serde_saphyr::to_string(object).unwrap_or_default());
-    }
-    print!("{out}");
+    print!("{}", crate::vap::to_yaml(&t.objects));
     EXIT_CLEAN
 }

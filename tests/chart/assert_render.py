@@ -36,6 +36,7 @@ WRITE_OPERATIONS = ("CREATE", "UPDATE")
 CLUSTER_SCOPED = {
     "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
     "MutatingWebhookConfiguration", "HostingPolicy", "CustomResourceDefinition",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 }
 
 
@@ -200,6 +201,9 @@ def check_render(c, docs, values, release, namespace):
         want["PrometheusRule"] = 1
     if values["defaultPolicy"]["enabled"]:
         want["HostingPolicy"] = 1
+    if vap_expected(values):
+        want["ValidatingAdmissionPolicy"] = 1
+        want["ValidatingAdmissionPolicyBinding"] = 1
     if cert_manager:
         want["Certificate"] = 2 if self_signed else 1
         if self_signed:
@@ -669,6 +673,13 @@ def check_optional(c, docs, values, namespace, deployment, service):
         c.equal((endpoint["port"], endpoint["path"]), ("metrics", "/metrics"), "ServiceMonitor scrapes /metrics")
         c.equal((endpoint["interval"], endpoint["scrapeTimeout"]),
                 (sm_values["interval"], sm_values["scrapeTimeout"]), "scrape interval and timeout")
+
+
+def vap_expected(values):
+    """Whether the chart installs the API server's fallback for the default policy: asked for, and
+    a default policy with a CEL counterpart (`hostguard vap` translates Deny policies only)."""
+    return (values["validatingAdmissionPolicy"]["enabled"] and values["defaultPolicy"]["enabled"]
+            and values["defaultPolicy"]["action"] == "Deny")
 
 
 def check_default_policy(c, docs, values):

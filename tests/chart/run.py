@@ -265,6 +265,34 @@ def check_with_hostguard(c, hostguard, rendering):
             c.equal(result["verdict"], "skipped", what)
 
 
+def check_vap(c, hostguard, docs, values, namespace):
+    """The rendered ValidatingAdmissionPolicy and binding are what `hostguard vap` makes of the
+    rendered default policy, with the namespaces the webhook never sees (the release namespace and
+    webhook.excludedNamespaces) left out, as the README tells users to run it. Only the chart's
+    labels and commonAnnotations differ."""
+    rendered = [d for d in docs if d["kind"].startswith("ValidatingAdmissionPolicy")]
+    if not assert_render.vap_expected(values):
+        c.equal(rendered, [], "no ValidatingAdmissionPolicy unless enabled with a Deny default policy")
+        return
+    policy = OUT / "vap-policy.yaml"
+    policy.write_text(yaml.safe_dump(assert_render.of_kind(docs, "HostingPolicy")[0]))
+    cmd = [hostguard, "vap", "--policy", str(policy), "--exclude-namespace", namespace]
+    for n in values["webhook"]["excludedNamespaces"]:
+        cmd += ["--exclude-namespace", n]
+    r = run(cmd)
+    if not c.ok(r.returncode == 0, f"hostguard vap exits {r.returncode}: {r.stderr}"):
+        return
+    want = [d for d in yaml.safe_load_all(r.stdout) if d]
+    c.equal([(d["kind"], d["metadata"]["name"]) for d in rendered],
+            [(d["kind"], d["metadata"]["name"]) for d in want], "ValidatingAdmissionPolicy objects")
+    for got, expected in zip(rendered, want):
+        what = f"{got['kind']}/{got['metadata']['name']}"
+        c.equal(got["spec"], expected["spec"], f"{what} spec = hostguard vap")
+        annotations = got["metadata"].get("annotations") or {}
+        for k, v in (expected["metadata"].get("annotations") or {}).items():
+            c.equal(annotations.get(k), v, f"{what} annotation {k}")
+
+
 def check_serve_arguments(c, hostguard, docs):
     """The container's args and env, as the kubelet would pass them, parse as `hostguard serve`.
 
@@ -346,6 +374,7 @@ def main():
             c.ok(False, f"rendering lacks an expected part: {type(e).__name__}: {e}")
         check_with_hostguard(c, args.hostguard, OUT / f"{v.name}.yaml")
         check_serve_arguments(c, args.hostguard, docs)
+        check_vap(c, args.hostguard, docs, values, v.namespace)
 
     check_notes(c, helm)
     gitops.check(c, args.hostguard, args.lua, args.lua_missing, helm=args.helm)

@@ -3,7 +3,7 @@ documented requirements.
 
 The schema is Microsoft's published SARIF 2.1.0 schema (`sarif-2.1.0-rtm.5.json`, the revision the
 OASIS standard was ratified as), taken from the npm package `@microsoft/jest-sarif`, fetched and
-checked against its pinned integrity by scripts/sarif-test. GitHub's requirements are from
+checked against its pinned integrity by scripts/consumer-formats-test. GitHub's requirements are from
 "SARIF support for code scanning" (docs.github.com/en/code-security/code-scanning/
 integrating-with-code-scanning/sarif-support-for-code-scanning): rules need `shortDescription`
 (at most 1,024 characters), `fullDescription` and `help`; `properties.tags` with `security` and

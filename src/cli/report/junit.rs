@@ -38,6 +38,25 @@ pub(super) fn render(report: &Report) -> String {
     })
 }
 
+/// The JUnit of a check that stopped on input it cannot read: one suite, `input`, whose one case
+/// is in error with `reason` (which names the file and line), so that a CI's report step shows
+/// why instead of finding an empty file. The exit code (2) says it too.
+pub(super) fn render_failure(reason: &str) -> String {
+    let mut junit = JunitReport::new("hostguard");
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status
+        .set_message(reason)
+        .set_type("unreadable input")
+        .set_description(reason);
+    let mut suite = TestSuite::new("input");
+    suite.add_test_case(TestCase::new("the input can be read", status));
+    junit.add_test_suite(suite);
+    junit
+        .to_string()
+        .map(jenkins_compatible)
+        .unwrap_or_else(|_| "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites/>\n".into())
+}
+
 /// `xml` without the `skipped` attribute of its `<testsuites>` element, which the Jenkins xUnit
 /// schema does not allow (see the module documentation). Only that start tag is touched: it is
 /// the first element quick-junit writes, after the XML declaration.

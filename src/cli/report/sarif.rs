@@ -9,7 +9,7 @@
 //!
 //! Built from small serde structs rather than a SARIF crate: the subset written here is small and
 //! stable, and the tests read it back with `serde-sarif` and validate it against the SARIF 2.1.0
-//! JSON schema (`scripts/sarif-test`).
+//! JSON schema (`scripts/consumer-formats-test`).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};

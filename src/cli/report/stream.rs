@@ -63,15 +63,19 @@ impl<W: Write> ReportWriter<W> {
 
     /// Ends a report whose input could not be read. SARIF gets a run whose invocation failed,
     /// with `reason` as its notification, so that a code-scanning upload names the bad input
-    /// instead of failing on an empty file; the other formats write nothing more (the reason goes
-    /// to stderr, and the exit code says it).
+    /// instead of failing on an empty file; JUnit a suite whose one case is in error with the
+    /// reason, for the same reason in CI report steps. Text and JSON write nothing more (the
+    /// reason goes to stderr, and the exit code says it).
     pub fn fail(mut self, reason: &str) -> io::Result<()> {
-        if self.format != Format::Sarif {
-            return Ok(());
-        }
-        self.held.add_rules(&PolicySet::builtin());
-        self.out
-            .write_all(super::sarif::render_failure(&self.held, reason).as_bytes())?;
+        let document = match self.format {
+            Format::Sarif => {
+                self.held.add_rules(&PolicySet::builtin());
+                super::sarif::render_failure(&self.held, reason)
+            }
+            Format::Junit => super::junit::render_failure(reason),
+            Format::Text | Format::Json | Format::Policyreport => return Ok(()),
+        };
+        self.out.write_all(document.as_bytes())?;
         self.out.flush()
     }
 
