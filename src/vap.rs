@@ -7,8 +7,12 @@
 //! generated policy denies only what the webhook certainly denies. It covers two cases, on
 //! CREATE (an UPDATE is judged by what it changes, which needs the old object's verdict):
 //!
-//! - a container whose OpenAI key is set and whose `OPENAI_BASE_URL` is a literal URL on OpenAI's
-//!   own API (`https://api.openai.com/...`, when the policy does not allow that host);
+//! - a container whose OpenAI key is set and whose `OPENAI_BASE_URL` is a literal URL outside the
+//!   cluster that the policy does not allow: a plain `https://` URL on a lower-case DNS name (no
+//!   port, userinfo, query or escapes), whose host none of the policy's `allowedHosts` matches
+//!   and that is not a Service name (`*.svc`, `*.svc.cluster.local`: those the webhook judges by
+//!   `endpoints.inCluster`). The webhook classifies every such URL as not allowed; what is
+//!   written any other way is left to it;
 //! - a container with an OpenAI key and no `OPENAI_BASE_URL` at all, which the plain OpenAI
 //!   clients send to `https://api.openai.com/v1`.
 //!
@@ -28,13 +32,20 @@
 use serde_json::{Value, json};
 
 use crate::api::{Action, ApiClass, HostingPolicy};
-use crate::endpoint::{Hosting, classify};
+use crate::endpoint::{HostPattern, Hosting, classify};
 use crate::policy::CompiledPolicy;
 
 /// The URL the plain OpenAI clients call without a base URL.
 pub const OPENAI_DEFAULT_URL: &str = "https://api.openai.com/v1";
-/// A literal `OPENAI_BASE_URL` on OpenAI's own API host, as a CEL (RE2) pattern.
-pub const OPENAI_DIRECT_PATTERN: &str = r"^https://api\.openai\.com(/[A-Za-z0-9._~/-]*)?$";
+/// A literal base URL the webhook reads exactly as written, as a CEL (RE2) pattern: `https://`, a
+/// lower-case DNS name of two or more labels whose last one starts with a letter (never an IP
+/// address), no port, userinfo, query, fragment or percent-escape, and a plain path. Whatever
+/// else a value looks like, the generated policy leaves it to the webhook.
+pub const PLAIN_HTTPS_URL_PATTERN: &str =
+    r"^https://([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]([a-z0-9-]*[a-z0-9])?(/[A-Za-z0-9._~/-]*)?$";
+/// A URL on a Kubernetes Service name, which the webhook judges by `endpoints.inCluster`
+/// (`endpoint::known::IN_CLUSTER_HOSTS`), as a CEL (RE2) pattern.
+pub const IN_CLUSTER_URL_PATTERN: &str = r"^https://[^/]*\.svc(\.cluster\.local)?(/.*)?$";
 /// The label every namespace carries with its own name (Kubernetes 1.22+).
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -74,19 +85,46 @@ fn plain_container() -> String {
     .join(" && ")
 }
 
-/// The two cases, as (rule name, condition on a plain container `c`, message).
-fn cases(direct: bool, key_only: bool) -> Vec<(&'static str, String, &'static str)> {
-    let mut out = Vec::new();
-    if direct {
-        out.push((
-            "openai-direct-base-url",
-            format!(
-                "c.env.exists(e, e.name == 'OPENAI_BASE_URL' && e.value.matches('{}'))",
-                OPENAI_DIRECT_PATTERN.replace('\\', "\\\\")
-            ),
-            "OPENAI_BASE_URL is OpenAI's own API (api.openai.com), not an allowed endpoint",
-        ));
+/// A CEL (RE2) pattern for the URLs on a host one of `allowed` matches, matched the way the
+/// engine matches hosts (`HostPattern`): `*.suffix` stands for one or more whole labels before
+/// the suffix, any other pattern for exactly that host.
+pub fn allowed_url_pattern(allowed: &[HostPattern]) -> String {
+    let hosts: Vec<String> = allowed
+        .iter()
+        .map(|p| {
+            let literal = p.suffix().replace('.', r"\.");
+            if p.as_str().starts_with("*.") {
+                format!(r"([a-z0-9-]+\.)+{literal}")
+            } else {
+                literal
+            }
+        })
+        .collect();
+    if hosts.is_empty() {
+        // No host is allowed: a pattern nothing matches.
+        return "^$".to_string();
     }
+    format!("^https://({})(/.*)?$", hosts.join("|"))
+}
+
+/// A string as a CEL single-quoted literal's body.
+fn cel_quoted(pattern: &str) -> String {
+    pattern.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// The two cases, as (rule name, condition on a plain container `c`, message).
+fn cases(allowed: &[HostPattern], key_only: bool) -> Vec<(&'static str, String, &'static str)> {
+    let mut out = Vec::new();
+    out.push((
+        "openai-base-url-not-allowed",
+        format!(
+            "c.env.exists(e, e.name == 'OPENAI_BASE_URL' && e.value.matches('{}') && !e.value.matches('{}') && !e.value.matches('{}'))",
+            cel_quoted(PLAIN_HTTPS_URL_PATTERN),
+            cel_quoted(IN_CLUSTER_URL_PATTERN),
+            cel_quoted(&allowed_url_pattern(allowed)),
+        ),
+        "OPENAI_BASE_URL is not an allowed endpoint; set it to your Azure endpoint's /openai/v1/",
+    ));
     if key_only {
         out.push((
             "openai-key-without-base-url",
@@ -98,10 +136,10 @@ fn cases(direct: bool, key_only: bool) -> Vec<(&'static str, String, &'static st
 }
 
 /// The validation expressions of the cases (each true when the object passes).
-pub fn validations(direct: bool, key_only: bool, policy: &str) -> Vec<Value> {
+pub fn validations(allowed: &[HostPattern], key_only: bool, policy: &str) -> Vec<Value> {
     let plain = plain_container();
     let mut out = Vec::new();
-    for (rule, bad, message) in cases(direct, key_only) {
+    for (rule, bad, message) in cases(allowed, key_only) {
         for (kind, spec) in SHAPES {
             let containers = format!(
                 "({spec}.containers + (has({spec}.initContainers) ? {spec}.initContainers : []))"
@@ -198,7 +236,7 @@ pub fn translate(policies: &[HostingPolicy], exclude_namespaces: &[String]) -> T
                     {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"],
                      "resources": ["jobs", "cronjobs"]},
                 ]},
-                "validations": validations(true, true, &name),
+                "validations": validations(rules.allowed_hosts, true, &name),
             },
         }));
         t.objects.push(json!({

@@ -268,6 +268,164 @@ fn variations() -> Vec<(&'static str, Value, bool)> {
             ),
             false,
         ),
+        // A literal base URL on any public host the policy does not allow is decided, however
+        // far it is from api.openai.com; anything the webhook might read otherwise is not.
+        (
+            "a gateway outside the allowed hosts",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://llm-proxy.example.com/v1")
+                ]))]),
+                json!({}),
+            ),
+            true,
+        ),
+        (
+            "another cloud's OpenAI-compatible API",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://generativelanguage.googleapis.com/v1beta/openai/")
+                ]))]),
+                json!({}),
+            ),
+            true,
+        ),
+        (
+            "a look-alike of an allowed suffix",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://contoso.openai.azure.com.evil.io/openai/v1")
+                ]))]),
+                json!({}),
+            ),
+            true,
+        ),
+        (
+            "the allowed suffix itself, without a resource name",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://openai.azure.com/openai/v1")
+                ]))]),
+                json!({}),
+            ),
+            true,
+        ),
+        (
+            "a deeper name under an allowed suffix",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://eu.contoso.openai.azure.com/openai/v1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "a Service name (judged by endpoints.inCluster)",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://gateway.ai.svc.cluster.local/v1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "a Service name relative to the cluster domain",
+            deployment(
+                json!([container(json!([key(), base("https://gateway.ai.svc/v1")]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "a single-label host",
+            deployment(
+                json!([container(json!([key(), base("https://gateway/v1")]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "an upper-case host (left to the webhook)",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://LLM-Proxy.example.com/v1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "an explicit port (left to the webhook)",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://llm-proxy.example.com:8443/v1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "userinfo (left to the webhook)",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://contoso.openai.azure.com@evil.io/v1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "an IP address (left to the webhook)",
+            deployment(
+                json!([container(json!([key(), base("https://10.0.0.12/v1")]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "plain http (left to the webhook)",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("http://llm-proxy.example.com/v1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "a trailing dot (left to the webhook)",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://llm-proxy.example.com./v1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
+        (
+            "a query string (left to the webhook)",
+            deployment(
+                json!([container(json!([
+                    key(),
+                    base("https://contoso.openai.azure.com/openai/v1?x=1")
+                ]))]),
+                json!({}),
+            ),
+            false,
+        ),
         (
             "no OpenAI key",
             deployment(json!([container(json!([base(direct)]))]), json!({})),
@@ -420,5 +578,92 @@ fn the_command_prints_the_policy_and_its_binding_as_yaml() {
     assert_eq!(
         docs[1]["spec"]["validationActions"],
         json!(["Warn", "Audit"])
+    );
+}
+
+/// Base URLs around the hosts a policy allows: each allowed host (a wildcard filled with one and
+/// with two labels), the bare suffix, look-alikes that put the allowed name in front of or inside
+/// another domain, and hosts that have nothing to do with it.
+fn urls_around(allowed: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = vec![
+        "api.openai.com".into(),
+        "llm.example.com".into(),
+        "bedrock-runtime.us-east-1.amazonaws.com".into(),
+        "gateway.ai.svc".into(),
+        "gateway.ai.svc.cluster.local".into(),
+        "gateway".into(),
+        "x1.example.io".into(),
+    ];
+    for pattern in allowed {
+        let suffix = pattern.strip_prefix("*.").unwrap_or(pattern);
+        hosts.push(suffix.to_string());
+        hosts.push(format!("contoso.{suffix}"));
+        hosts.push(format!("eu.contoso.{suffix}"));
+        hosts.push(format!("contoso-{suffix}"));
+        hosts.push(format!("contoso.{suffix}.evil.io"));
+        hosts.push(format!("{suffix}.evil.io"));
+    }
+    let mut urls = Vec::new();
+    for host in hosts {
+        for path in ["", "/", "/v1", "/openai/v1/"] {
+            urls.push(format!("https://{host}{path}"));
+        }
+        urls.push(format!("http://{host}/v1"));
+        urls.push(format!("https://{host}:8443/v1"));
+    }
+    urls
+}
+
+/// For every example policy with an API-server counterpart (told to trust no exemption), over
+/// the base URLs around its allowed hosts: the VAP never denies what the webhook admits, and it
+/// does decide every plain `https://` URL the webhook classifies as outside the cluster and not
+/// allowed (it leaves ports, plain http and Service names to the webhook).
+#[test]
+fn over_each_example_policy_the_vap_decides_the_plain_urls_the_webhook_denies() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies");
+    let snapshot = Snapshot::offline(ClusterProvider::Azure);
+    let mut translated = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut p: HostingPolicy = serde_saphyr::from_str(&text).unwrap();
+        p.spec.trust = Some(
+            serde_json::from_value(json!({"aiWorkloads": {"allowExemptions": false}})).unwrap(),
+        );
+        let t = hostguard::vap::translate(std::slice::from_ref(&p), &[]);
+        if t.objects.is_empty() {
+            continue;
+        }
+        translated += 1;
+        let programs = validations(&p);
+        let policies = PolicySet::compile_or_default(std::slice::from_ref(&p)).unwrap();
+        let compiled = hostguard::policy::CompiledPolicy::compile(&p).unwrap();
+        let allowed: Vec<String> = p.spec.endpoints.allowed_hosts.clone();
+        let mut decided = 0;
+        for url in urls_around(&allowed) {
+            let object = deployment(json!([container(json!([key(), base(&url)]))]), json!({}));
+            let vap = vap_denies(&programs, &object);
+            let webhook = webhook_denies(&policies, &snapshot, &object);
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(
+                !vap || webhook,
+                "{name}: {url}: the VAP denies what the webhook allows"
+            );
+            let class = hostguard::endpoint::classify(&url, &compiled.endpoint_rules());
+            let plain = url.starts_with("https://") && !url[8..].contains(':');
+            let in_cluster = class.hosting == hostguard::endpoint::Hosting::InCluster;
+            if plain && !in_cluster && class.hosting != hostguard::endpoint::Hosting::Azure {
+                assert!(
+                    vap,
+                    "{name}: {url}: a plain URL the webhook denies is left undecided"
+                );
+                decided += 1;
+            }
+        }
+        assert!(decided > 10, "{}: decided only {decided}", path.display());
+    }
+    assert!(
+        translated >= 2,
+        "only {translated} example policies have a VAP"
     );
 }
