@@ -170,6 +170,11 @@ async fn handle(
                 .body(Body::from_stream(stream))
                 .unwrap()
         }
+        // Discovery: a cluster with none of the AI tools' CRDs.
+        Method::GET if path == "/apis" => json_response(
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "APIGroupList", "groups": []}),
+        ),
         Method::GET => {
             let items = match path.as_str() {
                 "/api/v1/nodes" => {

@@ -233,6 +233,11 @@ async fn handle(
                 .body(Body::from_stream(stream))
                 .unwrap()
         }
+        // Discovery: a cluster with none of the AI tools' CRDs.
+        Method::GET if path == "/apis" => json_response(
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "APIGroupList", "groups": []}),
+        ),
         Method::GET if path == POLICIES => {
             let version = *mock.version.lock().unwrap();
             mock.delivered(Instant::now(), version);

@@ -186,6 +186,11 @@ async fn handle(
                 .body(Body::from_stream(stream))
                 .unwrap()
         }
+        // Discovery: a cluster with none of the AI tools' CRDs.
+        Method::GET if path == "/apis" => json_response(
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "APIGroupList", "groups": []}),
+        ),
         Method::GET if path == CACHED[0] => list(vec![policy()]),
         Method::GET if CACHED.contains(&path.as_str()) || AUDITED.contains(&path.as_str()) => {
             list(vec![])

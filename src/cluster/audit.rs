@@ -28,6 +28,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::config_maps::Fetcher;
+use super::discovery::Served;
 use crate::api::{Action, ExemptedObject, MatchedWorkload, ViolatingObject};
 use crate::policy::{self, Decision, Operation, PolicySet};
 use crate::policy_report::{self, Collected, Resource};
@@ -407,6 +408,44 @@ pub async fn run_with(
     keep_going: &(dyn Fn() -> bool + Sync),
     reports: bool,
 ) -> Result<Tally, AuditError> {
+    let served = Served::default();
+    run_served(
+        client, fetcher, policies, snapshot, keep_going, reports, &served,
+    )
+    .await
+}
+
+/// [`run_with`] over the built-in kinds and the kinds of `served` (discovered: the AI tools'
+/// resources and other controllers' pod-template kinds). Their objects are audited themselves,
+/// whatever controls them; objects they control are audited as before (a Deployment an
+/// InferenceService made is judged itself too, since its controller may add containers and env
+/// that the template does not show).
+///
+/// The related kinds of `served` (an Envoy Gateway `Backend`, a `BackendTLSPolicy`) and the
+/// judged kinds adapters look up (`AIServiceBackend`) are listed first, into a copy of the
+/// snapshot, so that an adapter's reference is answered from what exists; the lookups are
+/// authoritative only when every one of those lists succeeded (else unresolved: fail closed).
+pub async fn run_served(
+    client: &Client,
+    fetcher: Option<&Fetcher>,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+    keep_going: &(dyn Fn() -> bool + Sync),
+    reports: bool,
+    served: &Served,
+) -> Result<Tally, AuditError> {
+    let with_related;
+    let snapshot = if served.judged.is_empty() {
+        snapshot
+    } else {
+        with_related = snapshot_with_related(client, snapshot, served).await;
+        &with_related
+    };
+    let mut kinds = audit_kinds();
+    kinds.extend(served.judged.iter().map(|resource| AuditKind {
+        resource: resource.clone(),
+        skip_controlled_by: Vec::new(),
+    }));
     let fresh = || {
         if reports {
             Tally::reporting()
@@ -415,7 +454,7 @@ pub async fn run_with(
         }
     };
     let mut tally = fresh();
-    for kind in audit_kinds() {
+    for kind in kinds {
         let mut relists = 0;
         let found = loop {
             match list_kind(
@@ -446,6 +485,57 @@ pub async fn run_with(
         tally.absorb(found);
     }
     Ok(tally)
+}
+
+/// A copy of `snapshot` holding every object of the related kinds of `served`, and of the
+/// judged kinds adapters look up; authoritative for lookups only when every list succeeded.
+async fn snapshot_with_related(client: &Client, snapshot: &Snapshot, served: &Served) -> Snapshot {
+    let mut copy = snapshot.clone();
+    let looked_up: BTreeSet<(&str, &str)> = crate::detect::adapters::related_kinds().collect();
+    let kinds = served.related.iter().chain(
+        served
+            .judged
+            .iter()
+            .filter(|r| looked_up.contains(&(r.group.as_str(), r.kind.as_str()))),
+    );
+    let mut complete = true;
+    for resource in kinds {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        loop {
+            let page = match tokio::time::timeout(LIST_TIMEOUT, api.list(&params)).await {
+                Ok(Ok(page)) => page,
+                Ok(Err(error)) => {
+                    tracing::warn!(kind = %resource.kind, %error, "cannot list the objects adapters look up; their references stay unresolved in this audit");
+                    complete = false;
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(kind = %resource.kind, "listing the objects adapters look up timed out; their references stay unresolved in this audit");
+                    complete = false;
+                    break;
+                }
+            };
+            for mut object in page.items {
+                object.types = Some(TypeMeta {
+                    api_version: resource.api_version.clone(),
+                    kind: resource.kind.clone(),
+                });
+                object.metadata.managed_fields = None;
+                if let Ok(value) = serde_json::to_value(&object) {
+                    copy.insert_related(&value, "default");
+                }
+            }
+            match page.metadata.continue_.as_deref() {
+                Some(token) if !token.is_empty() => {
+                    params = ListParams::default().limit(PAGE_SIZE).continue_token(token);
+                }
+                _ => break,
+            }
+        }
+    }
+    copy.set_related_authoritative(complete);
+    copy
 }
 
 /// Whether a list failed because its continue token (or resource version) is too old.

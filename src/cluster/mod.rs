@@ -21,6 +21,7 @@
 
 pub mod audit;
 pub mod config_maps;
+pub mod discovery;
 pub mod identity;
 pub mod inventory;
 pub mod lease;
@@ -301,6 +302,7 @@ pub fn start_with_client(
         },
         report,
         interval: args.audit_interval,
+        served_before: Vec::new(),
     };
     tasks.push((
         "audit",
@@ -599,6 +601,8 @@ struct Auditor {
     writer: status::Writer,
     report: Arc<Mutex<BuildReport>>,
     interval: Duration,
+    /// The served kinds the last audit found, to log only a change.
+    served_before: Vec<String>,
 }
 
 impl Auditor {
@@ -645,13 +649,34 @@ impl Auditor {
         let leadership = self.leadership.clone();
         let stop = stop.clone();
         let keep_going = move || leadership.is_leader() && !*stop.borrow();
-        let result = audit::run_with(
+        // Asked before every audit, so that a CRD installed since the last one is covered.
+        let served = match discovery::discover(&self.client).await {
+            Ok(served) => served,
+            // Only a server without the /apis group list answers 404 there: nothing to add.
+            Err(kube::Error::Api(status)) if status.code == 404 => discovery::Served::default(),
+            Err(e) => {
+                self.metrics.audit_ended(AuditResult::Error);
+                tracing::warn!(error = %e, "cannot ask discovery which AI-tool kinds are served; the next audit retries");
+                return;
+            }
+        };
+        let names = served.names();
+        if names != self.served_before {
+            tracing::info!(
+                kinds = ?names,
+                not_understood = ?served.not_understood,
+                "AI-tool and pod-template kinds served by the cluster, audited from now on"
+            );
+            self.served_before = names;
+        }
+        let result = audit::run_served(
             &self.client,
             Some(&self.fetcher),
             &state.policies,
             &state.snapshot,
             &keep_going,
             self.writer.reports().is_some(),
+            &served,
         )
         .await;
         let tally = match result {

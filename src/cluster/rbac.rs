@@ -87,6 +87,102 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         scope: Scope::Cluster,
+        api_group: "core.k8sgpt.ai",
+        resources: &["k8sgpts"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "kagent.dev",
+        resources: &[
+            "modelconfigs",
+            "modelproviderconfigs",
+            "agents",
+            "sandboxagents",
+        ],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "ark.mckinsey.com",
+        resources: &["models"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "kaito.sh",
+        resources: &["ragengines", "workspaces"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "aigateway.envoyproxy.io",
+        resources: &["aiservicebackends", "aigatewayroutes"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "argoproj.io",
+        resources: &["rollouts"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "serving.knative.dev",
+        resources: &["services", "configurations", "revisions"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "serving.kserve.io",
+        resources: &["inferenceservices", "llminferenceservices"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "ray.io",
+        resources: &["rayclusters", "rayservices", "rayjobs", "raycronjobs"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "jobset.x-k8s.io",
+        resources: &["jobsets"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "leaderworkerset.x-k8s.io",
+        resources: &["leaderworkersets"],
+        verbs: &["list"],
+        why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "gateway.envoyproxy.io",
+        resources: &["backends"],
+        verbs: &["list"],
+        why: "the Envoy Gateway objects adapters follow references to, listed by the audit",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "gateway.networking.k8s.io",
+        resources: &["backendtlspolicies"],
+        verbs: &["list"],
+        why: "the Envoy Gateway objects adapters follow references to, listed by the audit",
+    },
+    Rule {
+        scope: Scope::Cluster,
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create", "patch"],
@@ -151,6 +247,35 @@ mod tests {
                 assert_ne!(*v, "*", "wildcard verb in {rule:?}");
             }
             assert!(!rule.why.is_empty());
+        }
+    }
+
+    /// Every kind the audit may list beyond the built-in ones (`cluster::discovery::wanted`)
+    /// can be listed, and nothing more than listed: the audit never watches or gets them.
+    #[test]
+    fn every_discovered_kind_can_be_listed_and_only_listed() {
+        for (k, _) in crate::cluster::discovery::wanted() {
+            let rules: Vec<&Rule> = RULES
+                .iter()
+                .filter(|r| r.api_group == k.group && r.resources.contains(&k.plural))
+                .collect();
+            assert_eq!(rules.len(), 1, "{}/{} in one rule", k.group, k.plural);
+            assert_eq!(rules[0].verbs, &["list"], "{}/{}", k.group, k.plural);
+            assert_eq!(rules[0].scope, Scope::Cluster);
+        }
+        // And no rule lists a kind of these groups that hostguard does not read.
+        let wanted: Vec<(&str, &str)> = crate::cluster::discovery::wanted()
+            .iter()
+            .map(|(k, _)| (k.group, k.plural))
+            .collect();
+        for rule in RULES.iter().filter(|r| r.verbs == ["list"]) {
+            for r in rule.resources {
+                assert!(
+                    wanted.contains(&(rule.api_group, r)),
+                    "{}/{r}",
+                    rule.api_group
+                );
+            }
         }
     }
 

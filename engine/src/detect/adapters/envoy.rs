@@ -26,6 +26,24 @@ pub(super) const RELATED: &[(&str, &str)] = &[
     (AI_GROUP, "AIServiceBackend"),
 ];
 
+/// The related kinds no adapter judges, as served: Envoy Gateway's `Backend` (v1alpha1, the one
+/// version it serves) and Gateway API's `BackendTLSPolicy` (v1 since Gateway API 1.4; v1alpha3
+/// and v1alpha2 before). The `AIServiceBackend` is an adapter kind of its own.
+pub(super) const RELATED_RESOURCES: &[super::KindRef] = &[
+    super::KindRef {
+        group: GATEWAY_GROUP,
+        kind: "Backend",
+        plural: "backends",
+        versions: &["v1alpha1"],
+    },
+    super::KindRef {
+        group: TLS_GROUP,
+        kind: "BackendTLSPolicy",
+        plural: "backendtlspolicies",
+        versions: &["v1", "v1alpha3", "v1alpha2"],
+    },
+];
+
 pub(super) fn read_service_backend(r: &Resource<'_>) -> Result<Vec<Usage>, Malformed> {
     let root = Field::root(r.object);
     let Some(spec) = root.object("spec")? else {

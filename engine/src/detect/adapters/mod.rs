@@ -160,6 +160,33 @@ pub fn kinds() -> impl Iterator<Item = (&'static str, &'static str, &'static str
     ADAPTERS.iter().map(|a| (a.group, a.kind, a.plural))
 }
 
+/// A kind as the API server serves it: group, kind, resource name and the versions hostguard
+/// reads. What a controller in a cluster discovers, lists and watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindRef {
+    pub group: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub versions: &'static [&'static str],
+}
+
+/// Every resource an adapter reads, with its versions.
+pub fn resources() -> impl Iterator<Item = KindRef> {
+    ADAPTERS.iter().map(|a| KindRef {
+        group: a.group,
+        kind: a.kind,
+        plural: a.plural,
+        versions: a.versions,
+    })
+}
+
+/// The objects adapters look up by reference that are not themselves judged (an Envoy Gateway
+/// `Backend`, a `BackendTLSPolicy`), with their versions: a cluster controller lists them so
+/// that the lookups are answered.
+pub fn related_resources() -> impl Iterator<Item = KindRef> {
+    envoy::RELATED_RESOURCES.iter().copied()
+}
+
 /// Reads `object` when an adapter knows its kind: None for any other kind. `namespace` is the
 /// request's namespace (or the object's, or `default`).
 pub fn read(

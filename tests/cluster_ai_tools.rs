@@ -1,0 +1,351 @@
+//! The AI tools' own resources in a live cluster, against the strict mock API server: discovery
+//! finds which of their kinds are served (a kind that is not served is not asked for at all),
+//! and the audit judges their objects with the same engine as the webhook, with the Envoy
+//! Gateway objects their adapters follow listed first so that references are answered from
+//! what exists. The objects are the adapters' fixtures (tests/fixtures/adapters/), whose
+//! expected verdicts are written in each file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::cluster::initial_list;
+use common::mock_api::{Reply, Seen, routed};
+use hostguard::cluster::audit;
+use hostguard::cluster::discovery;
+use hostguard::cluster::inventory::{BuildInput, Built, Inventory};
+use serde_json::{Value, json};
+
+/// The built-in kinds the audit always lists, each answered with an empty list here.
+const BUILT_IN: [&str; 8] = [
+    "/apis/apps/v1/deployments",
+    "/apis/apps/v1/statefulsets",
+    "/apis/apps/v1/daemonsets",
+    "/apis/apps/v1/replicasets",
+    "/api/v1/replicationcontrollers",
+    "/apis/batch/v1/jobs",
+    "/apis/batch/v1/cronjobs",
+    "/api/v1/pods",
+];
+
+/// The documents of an adapters fixture, moved into `namespace`.
+fn fixture(file: &str, namespace: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/adapters")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    hostguard::manifest::parse_str(file, &text)
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let mut v = d.value;
+            v["metadata"]["namespace"] = json!(namespace);
+            v
+        })
+        .collect()
+}
+
+/// A cluster serving K8sGPT, Envoy AI Gateway, Envoy Gateway and Gateway API (and apps, which
+/// discovery must ignore), holding `objects`.
+struct Cluster {
+    /// Objects by collection path.
+    collections: BTreeMap<String, Vec<Value>>,
+    /// Collections whose list fails with 500.
+    failing: Vec<String>,
+}
+
+const SERVED: &[(&str, &[&str], &[&str])] = &[
+    (
+        "core.k8sgpt.ai",
+        &["v1alpha1"],
+        &["k8sgpts", "k8sgpts/status"],
+    ),
+    (
+        "aigateway.envoyproxy.io",
+        &["v1beta1", "v1alpha1"],
+        &["aiservicebackends", "aigatewayroutes"],
+    ),
+    (
+        "gateway.envoyproxy.io",
+        &["v1alpha1"],
+        &["backends", "envoyproxies"],
+    ),
+    (
+        "gateway.networking.k8s.io",
+        &["v1"],
+        &["backendtlspolicies", "gateways", "httproutes"],
+    ),
+    ("apps", &["v1"], &["deployments"]),
+];
+
+impl Cluster {
+    fn new(objects: Vec<Value>) -> Cluster {
+        let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for o in objects {
+            let api_version = o["apiVersion"].as_str().unwrap();
+            let plural = match o["kind"].as_str().unwrap() {
+                "K8sGPT" => "k8sgpts",
+                "AIServiceBackend" => "aiservicebackends",
+                "AIGatewayRoute" => "aigatewayroutes",
+                "Backend" => "backends",
+                "BackendTLSPolicy" => "backendtlspolicies",
+                other => panic!("no collection for {other}"),
+            };
+            // The API server converts to the version asked for; these fixtures' fields are the
+            // same in both AI Gateway versions, so only apiVersion changes.
+            let (group, _) = api_version.split_once('/').unwrap();
+            let version = SERVED.iter().find(|(g, ..)| *g == group).unwrap().1[0];
+            let mut o = o.clone();
+            o["apiVersion"] = json!(format!("{group}/{version}"));
+            collections
+                .entry(format!("/apis/{group}/{version}/{plural}"))
+                .or_default()
+                .push(o);
+        }
+        Cluster {
+            collections,
+            failing: Vec::new(),
+        }
+    }
+
+    fn answer(&self, r: &Seen) -> Option<Reply> {
+        if r.method != "GET" {
+            return None;
+        }
+        if r.path == "/apis" {
+            let groups: Vec<Value> = SERVED
+                .iter()
+                .map(|(g, versions, _)| {
+                    let vs: Vec<Value> = versions
+                        .iter()
+                        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                        .collect();
+                    json!({"name": g, "versions": vs, "preferredVersion": vs[0]})
+                })
+                .collect();
+            return Some(Reply::Json(
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            ));
+        }
+        for (g, versions, resources) in SERVED {
+            for v in *versions {
+                if r.path == format!("/apis/{g}/{v}") {
+                    let list: Vec<Value> = resources
+                        .iter()
+                        .map(|name| json!({"name": name, "singularName": "", "namespaced": true, "kind": "X", "verbs": ["list"]}))
+                        .collect();
+                    return Some(Reply::Json(
+                        200,
+                        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{g}/{v}"), "resources": list}),
+                    ));
+                }
+            }
+        }
+        let listed = r.query_has("limit=250");
+        if BUILT_IN.contains(&r.path.as_str()) && listed {
+            return Some(list(vec![]));
+        }
+        if self.failing.contains(&r.path) {
+            return Some(Reply::status(500, "InternalError"));
+        }
+        self.collections
+            .get(&r.path)
+            .filter(|_| listed)
+            .map(|items| list(items.clone()))
+    }
+}
+
+fn list(items: Vec<Value>) -> Reply {
+    Reply::Json(
+        200,
+        json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": items}),
+    )
+}
+
+/// The engine state of a cluster whose one HostingPolicy is the default policy.
+fn enforced() -> Built {
+    let (inventory, mut writers) = Inventory::new();
+    initial_list(
+        &mut writers.policies,
+        vec![hostguard::policy::default_policy()],
+    );
+    inventory.build(&BuildInput::default())
+}
+
+fn objects() -> Vec<Value> {
+    let mut objects = fixture("k8sgpt/own-openai-no-baseurl.yaml", "k8sgpt");
+    objects.extend(fixture("envoy-ai-gateway/own-openai-backend.yaml", "ai"));
+    objects.extend(fixture(
+        "envoy-ai-gateway/own-azure-backend.yaml",
+        "ai-azure",
+    ));
+    objects
+}
+
+/// (kind, namespace/name) of each object the default policy found violating.
+fn violating(t: &audit::Tally) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = t
+        .policies
+        .values()
+        .flat_map(|p| &p.first)
+        .map(|v| {
+            (
+                v.kind.clone(),
+                format!("{}/{}", v.namespace.as_deref().unwrap_or(""), v.name),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn discovery_finds_the_served_kinds_at_a_version_hostguard_reads() {
+    let cluster = Cluster::new(vec![]);
+    let (client, api) = routed(move |r| cluster.answer(r));
+    let served = discovery::discover(&client).await.unwrap();
+    let judged: Vec<&str> = served
+        .judged
+        .iter()
+        .map(|r| r.api_version.as_str())
+        .collect();
+    let kinds: Vec<&str> = served.judged.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, ["K8sGPT", "AIServiceBackend", "AIGatewayRoute"]);
+    assert_eq!(
+        judged,
+        [
+            "core.k8sgpt.ai/v1alpha1",
+            "aigateway.envoyproxy.io/v1beta1",
+            "aigateway.envoyproxy.io/v1beta1"
+        ]
+    );
+    let related: Vec<(&str, &str)> = served
+        .related
+        .iter()
+        .map(|r| (r.api_version.as_str(), r.plural.as_str()))
+        .collect();
+    assert_eq!(
+        related,
+        [
+            ("gateway.envoyproxy.io/v1alpha1", "backends"),
+            ("gateway.networking.k8s.io/v1", "backendtlspolicies")
+        ]
+    );
+    // Groups hostguard has no kind of (apps here, ray.io and the rest not being served) are not
+    // asked for: one group list, then one request per served group version of interest.
+    let paths: Vec<String> = api.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/apis",
+            "/apis/aigateway.envoyproxy.io/v1alpha1",
+            "/apis/aigateway.envoyproxy.io/v1beta1",
+            "/apis/core.k8sgpt.ai/v1alpha1",
+            "/apis/gateway.envoyproxy.io/v1alpha1",
+            "/apis/gateway.networking.k8s.io/v1",
+        ]
+    );
+    api.done().await;
+}
+
+#[tokio::test]
+async fn the_audit_judges_the_ai_tools_resources_with_their_backends_looked_up() {
+    let cluster = Cluster::new(objects());
+    let (client, api) = routed(move |r| cluster.answer(r));
+    let served = discovery::discover(&client).await.unwrap();
+    let built = enforced();
+    let t = audit::run_served(
+        &client,
+        None,
+        &built.policies,
+        &built.snapshot,
+        &|| true,
+        false,
+        &served,
+    )
+    .await
+    .unwrap();
+    // The K8sGPT, and the route and backend of each gateway fixture.
+    assert_eq!(t.objects, 5);
+    // As the fixtures expect: the K8sGPT without baseUrl and the OpenAI gateway are denied; the
+    // Azure gateway, whose Backend and BackendTLSPolicy were listed, is allowed.
+    assert_eq!(
+        violating(&t),
+        [
+            ("AIGatewayRoute".to_string(), "ai/chat".to_string()),
+            ("AIServiceBackend".to_string(), "ai/openai".to_string()),
+            ("K8sGPT".to_string(), "k8sgpt/k8sgpt-openai".to_string()),
+        ]
+    );
+    let message = &t.policies["openai-stateless-on-azure"]
+        .first
+        .iter()
+        .find(|v| v.kind == "AIServiceBackend")
+        .unwrap()
+        .message;
+    assert!(message.contains("api.openai.com"), "{message}");
+    api.done().await;
+}
+
+#[tokio::test]
+async fn a_backend_list_that_fails_leaves_references_unresolved_not_allowed() {
+    let mut cluster = Cluster::new(objects());
+    cluster
+        .failing
+        .push("/apis/gateway.envoyproxy.io/v1alpha1/backends".into());
+    let (client, api) = routed(move |r| cluster.answer(r));
+    let served = discovery::discover(&client).await.unwrap();
+    let built = enforced();
+    let t = audit::run_served(
+        &client,
+        None,
+        &built.policies,
+        &built.snapshot,
+        &|| true,
+        false,
+        &served,
+    )
+    .await
+    .unwrap();
+    // Without the Backends, the Azure gateway cannot be shown to be on Azure: fail closed.
+    let names: Vec<String> = violating(&t).into_iter().map(|(_, n)| n).collect();
+    assert!(names.contains(&"ai-azure/chat".to_string()), "{names:?}");
+    api.done().await;
+}
+
+#[tokio::test]
+async fn a_cluster_without_the_crds_is_audited_as_before() {
+    // Discovery lists no group of interest: only the built-in kinds are listed.
+    let (client, api) = routed(|r| {
+        if r.path == "/apis" {
+            return Some(Reply::Json(
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                    {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}]}
+                ]}),
+            ));
+        }
+        (BUILT_IN.contains(&r.path.as_str()) && r.query_has("limit=250")).then(|| list(vec![]))
+    });
+    let served = discovery::discover(&client).await.unwrap();
+    assert_eq!(served, discovery::Served::default());
+    let built = enforced();
+    let t = audit::run_served(
+        &client,
+        None,
+        &built.policies,
+        &built.snapshot,
+        &|| true,
+        false,
+        &served,
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.objects, 0);
+    let paths: Vec<String> = api.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths[0], "/apis");
+    assert_eq!(&paths[1..], BUILT_IN);
+    api.done().await;
+}
