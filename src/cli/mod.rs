@@ -40,6 +40,16 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// A file of pod-template kinds of your own controllers to judge like the built-in ones (a
+    /// YAML or JSON list of {group, kind, plural, versions, templates: [{path, shape}]}; shape is
+    /// Template, PodSpec or Container). The chart writes it from `podTemplateKinds`.
+    #[arg(
+        long = "pod-template-kinds",
+        value_name = "FILE",
+        global = true,
+        env = "HOSTGUARD_POD_TEMPLATE_KINDS"
+    )]
+    pub pod_template_kinds: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +70,12 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Some(path) = &cli.pod_template_kinds
+        && let Err(e) = add_pod_template_kinds(path)
+    {
+        eprintln!("hostguard: --pod-template-kinds {}: {e}", path.display());
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let code = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Review(args) => review::run(args),
@@ -69,6 +85,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => crate::server::run(*args),
     };
     ExitCode::from(code)
+}
+
+/// Reads the platform team's pod-template kinds and adds them to the table every command reads,
+/// before anything is judged.
+fn add_pod_template_kinds(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let specs = crate::workload::kinds::parse_extra(&text)?;
+    crate::workload::kinds::extend(specs)
 }
 
 /// The cluster provider to assume, shared by the offline commands.

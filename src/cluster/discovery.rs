@@ -1,6 +1,6 @@
 //! Which of the kinds hostguard reads beyond the built-in workloads this cluster serves: the AI
 //! tools' own resources (`detect::adapters::resources`), other controllers' pod-template kinds
-//! (`workload::kinds::KINDS`) and the objects adapters follow references to
+//! (`workload::kinds::all`, the built-in table and the platform team's additions) and the objects adapters follow references to
 //! (`detect::adapters::related_resources`). Their CRDs belong to their projects and are usually
 //! not all installed: a kind that is not served is simply not audited, never an error.
 //!
@@ -34,7 +34,7 @@ pub enum Role {
 /// Every kind of interest beyond the built-in workloads, with its role.
 pub fn wanted() -> Vec<(KindRef, Role)> {
     let mut out: Vec<(KindRef, Role)> = adapters::resources().map(|k| (k, Role::Judged)).collect();
-    out.extend(kinds::KINDS.iter().map(|k| {
+    out.extend(kinds::all().map(|k| {
         (
             KindRef {
                 group: k.group,
