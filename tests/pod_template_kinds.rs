@@ -24,6 +24,7 @@ fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
+        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS_JSON")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -165,4 +166,50 @@ fn a_bad_entry_stops_every_command_naming_the_field() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// How the chart passes the list: JSON in the environment, read as the file would be.
+#[test]
+fn the_list_given_as_json_in_the_environment_is_read_like_the_file() {
+    let text = std::fs::read_to_string(fixture("kinds.yaml")).unwrap();
+    let list: Value = serde_saphyr::from_str(&text).unwrap();
+    let object = fixture("inferencejob.yaml");
+    let out = Command::new(BIN)
+        .args([
+            "check",
+            "-o",
+            "json",
+            "-f",
+            &object,
+            "--cluster-provider",
+            "azure",
+        ])
+        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
+        .env("HOSTGUARD_POD_TEMPLATE_KINDS_JSON", list.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results"][0]["verdict"], "deny");
+    // A bad list in the environment stops the command, naming the variable and the field.
+    let out = Command::new(BIN)
+        .args(["check", "-f", &object])
+        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
+        .env(
+            "HOSTGUARD_POD_TEMPLATE_KINDS_JSON",
+            r#"[{"group": "x.io", "kind": "X", "plural": "xs", "versions": [], "templates": []}]"#,
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HOSTGUARD_POD_TEMPLATE_KINDS_JSON") && err.contains("[0].versions"),
+        "{err}"
+    );
 }

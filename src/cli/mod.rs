@@ -50,6 +50,16 @@ pub struct Cli {
         env = "HOSTGUARD_POD_TEMPLATE_KINDS"
     )]
     pub pod_template_kinds: Option<std::path::PathBuf>,
+    /// The same list given inline as JSON or YAML (how the chart passes `podTemplateKinds`, in the
+    /// environment, so that a change rolls the pods).
+    #[arg(
+        long = "pod-template-kinds-json",
+        value_name = "JSON",
+        global = true,
+        env = "HOSTGUARD_POD_TEMPLATE_KINDS_JSON",
+        conflicts_with = "pod_template_kinds"
+    )]
+    pub pod_template_kinds_json: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,10 +80,18 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    if let Some(path) = &cli.pod_template_kinds
-        && let Err(e) = add_pod_template_kinds(path)
-    {
-        eprintln!("hostguard: --pod-template-kinds {}: {e}", path.display());
+    let added = match (&cli.pod_template_kinds, &cli.pod_template_kinds_json) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| add_pod_template_kinds(&text))
+            .map_err(|e| format!("--pod-template-kinds {}: {e}", path.display())),
+        (None, Some(text)) => add_pod_template_kinds(text).map_err(|e| {
+            format!("--pod-template-kinds-json (HOSTGUARD_POD_TEMPLATE_KINDS_JSON): {e}")
+        }),
+        (None, None) => Ok(()),
+    };
+    if let Err(e) = added {
+        eprintln!("hostguard: {e}");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let code = match cli.command {
@@ -89,9 +107,8 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// Reads the platform team's pod-template kinds and adds them to the table every command reads,
 /// before anything is judged.
-fn add_pod_template_kinds(path: &std::path::Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let specs = crate::workload::kinds::parse_extra(&text)?;
+fn add_pod_template_kinds(text: &str) -> Result<(), String> {
+    let specs = crate::workload::kinds::parse_extra(text)?;
     crate::workload::kinds::extend(specs)
 }
 

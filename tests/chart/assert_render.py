@@ -247,7 +247,7 @@ def check_render(c, docs, values, release, namespace):
     check_deployment(c, deployment, values, name, sa_name)
     check_service(c, service, deployment, values)
     check_webhooks(c, docs, values, namespace, service)
-    check_rbac(c, docs, namespace, sa_name, name)
+    check_rbac(c, docs, values, namespace, sa_name, name)
     check_aiworkload_roles(c, docs, values, name)
     check_tls(c, docs, values, namespace, service, deployment, self_signed)
     check_optional(c, docs, values, namespace, deployment, service)
@@ -425,6 +425,12 @@ def check_deployment(c, deployment, values, name, sa_name):
     c.equal(env.get("POD_NAMESPACE", {}).get("valueFrom"),
             {"fieldRef": {"fieldPath": "metadata.namespace"}}, "POD_NAMESPACE from the downward API")
     c.equal(env.get("HOSTGUARD_LOG", {}).get("value"), server["logLevel"], "HOSTGUARD_LOG")
+    kinds_env = env.get("HOSTGUARD_POD_TEMPLATE_KINDS_JSON")
+    if values["podTemplateKinds"]:
+        c.equal(json.loads(kinds_env["value"]) if kinds_env else None, values["podTemplateKinds"],
+                "HOSTGUARD_POD_TEMPLATE_KINDS_JSON holds podTemplateKinds")
+    else:
+        c.ok(kinds_env is None, "no HOSTGUARD_POD_TEMPLATE_KINDS_JSON without podTemplateKinds")
     for extra in server["extraEnv"]:
         c.equal(env.get(extra["name"]), extra, f"extra env {extra['name']}")
 
@@ -512,6 +518,13 @@ def check_webhooks(c, docs, values, namespace, service):
         c.equal(w["failurePolicy"], wh["resourceValidation"]["failurePolicy"],
                 "resource webhook failurePolicy")
 
+    extra = {(k["group"], k["plural"], op) for k in values["podTemplateKinds"] for op in WRITE_OPERATIONS}
+    if extra:
+        tools = [w for w in vwc["webhooks"] if w["name"] == "aitools.validate.hostguard.dev"]
+        c.equal(len(tools), 1, "the AI tools' webhook validates the podTemplateKinds")
+        for w in tools:
+            c.equal(sorted(extra - covered(w["rules"])), [], "every podTemplateKinds kind on CREATE and UPDATE")
+
     if values["webhook"]["mutating"]["enabled"]:
         hooks = mwcs[0]["webhooks"]
         c.equal(len(hooks), 1, "one mutating webhook")
@@ -551,8 +564,10 @@ def check_aiworkload_roles(c, docs, values, name):
              f"{binding['kind']} {binding['metadata']['name']}: the chart binds the editor role to nobody")
 
 
-def check_rbac(c, docs, namespace, sa_name, name):
+def check_rbac(c, docs, values, namespace, sa_name, name):
     want = controller_permissions()
+    # The platform team's own pod-template kinds are listed by the audit, and only listed.
+    want["ClusterRole"] |= {(k["group"], k["plural"], "list") for k in values["podTemplateKinds"]}
     for d in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
         what = f"{d['kind']}/{d['metadata']['name']}"
         for rule in d["rules"]:

@@ -107,6 +107,15 @@ REJECTED = [
     ("existing ServiceAccount without name", ["--set", "serviceAccount.create=false"], "serviceAccount.name"),
     ("webhook and admin on one port", ["--set", "server.port=8080"], "must differ"),
     ("Kubernetes older than 1.33", ["--kube-version", "1.32.0"], "kubeVersion"),
+    ("pod-template kinds without the AI tools' webhook",
+     ["-f", str(HERE / "values/pod-template-kinds.yaml"), "--set", "webhook.aiTools.enabled=false"],
+     "set webhook.aiTools.enabled=true"),
+    ("a pod-template kind of unknown shape",
+     ["--set-json", 'podTemplateKinds=[{"group":"a.example.com","kind":"A","plural":"as","versions":["v1"],"templates":[{"path":"spec.t","shape":"Pod"}]}]'],
+     "/podTemplateKinds/0/templates/0/shape"),
+    ("a pod-template kind without templates",
+     ["--set-json", 'podTemplateKinds=[{"group":"a.example.com","kind":"A","plural":"as","versions":["v1"],"templates":[]}]'],
+     "/podTemplateKinds/0/templates"),
 ]
 
 
