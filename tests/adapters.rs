@@ -335,6 +335,11 @@ fn the_chart_webhook_rules_list_every_adapted_kind() {
     let mut group = String::new();
     for line in section.lines() {
         let line = line.trim().trim_start_matches("- ");
+        // The rules written from the values (podTemplateKinds) are the platform team's kinds,
+        // checked by scripts/chart-test against what it renders.
+        if line.contains("{{") {
+            continue;
+        }
         if line.starts_with("apiGroups:") {
             group = list(line).join(",");
         } else if line.starts_with("resources:") {

@@ -143,7 +143,11 @@ impl Cluster {
                 }
             }
         }
-        let listed = r.query_has("limit=250");
+        // The related-object watches (after their initial list) hang, as a quiet watch does.
+        if r.query_has("watch=true") && self.collections.contains_key(&r.path) {
+            return Some(Reply::Hang);
+        }
+        let listed = r.query_has("limit=250") || r.query_has("limit=500");
         if BUILT_IN.contains(&r.path.as_str()) && listed {
             return Some(list(vec![]));
         }
@@ -347,5 +351,94 @@ async fn a_cluster_without_the_crds_is_audited_as_before() {
     let paths: Vec<String> = api.seen().iter().map(|s| s.path.clone()).collect();
     assert_eq!(paths[0], "/apis");
     assert_eq!(&paths[1..], BUILT_IN);
+    api.done().await;
+}
+
+/// The webhook's side: the related kinds the cluster serves are watched into the inventory,
+/// and once each has listed, a build's snapshot answers an AIServiceBackend's reference from
+/// them (an Azure Backend allows it; a Backend that does not exist is absent, not unknown).
+#[tokio::test]
+async fn the_webhook_snapshot_holds_the_watched_backends_once_they_have_listed() {
+    use hostguard::cluster::related::{self, RelatedStores};
+    use hostguard::cluster::watch::Shared;
+    use hostguard::policy::{Operation, Request};
+    use std::sync::Arc;
+
+    let cluster = Cluster::new(objects());
+    let (client, api) = routed(move |r| cluster.answer(r));
+    let stores = RelatedStores::default();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Shared {
+        notify: Arc::clone(&notify),
+        metrics: hostguard::metrics::Metrics::new(),
+        stop: stop_rx,
+    };
+    assert!(
+        !stores.ready(),
+        "nothing is authoritative before discovery answers"
+    );
+    let task = tokio::spawn(related::run(client, stores.clone(), shared));
+    while !stores.ready() {
+        notify.notified().await;
+    }
+
+    let (mut inventory, mut writers) = Inventory::new();
+    initial_list(
+        &mut writers.policies,
+        vec![hostguard::policy::default_policy()],
+    );
+    inventory.related = stores.clone();
+    let built = inventory.build(&BuildInput::default());
+    let judge = |object: &Value| {
+        hostguard::policy::evaluate(
+            &Request {
+                operation: Operation::Create,
+                object: Some(object),
+                old_object: None,
+                namespace: object["metadata"]["namespace"].as_str(),
+            },
+            &built.policies,
+            &built.snapshot,
+        )
+    };
+    let azure = fixture("envoy-ai-gateway/own-azure-backend.yaml", "ai-azure");
+    let backend = azure
+        .iter()
+        .find(|o| o["kind"] == "AIServiceBackend")
+        .unwrap();
+    let decision = judge(backend);
+    assert!(decision.allowed(), "{:?}", decision.violations);
+    // The same AIServiceBackend naming a Backend nobody created: the watch is authoritative.
+    let mut orphan = backend.clone();
+    orphan["spec"]["backendRef"]["name"] = json!("not-there");
+    let decision = judge(&orphan);
+    assert!(!decision.allowed());
+    let message = &decision.violations[0].message;
+    assert!(message.contains("not-there"), "{message}");
+    assert!(
+        !message.contains("not in the input"),
+        "looked up, not unknown: {message}"
+    );
+
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    // Watched: Backends, BackendTLSPolicies and AIServiceBackends; not the routes or K8sGPTs.
+    let watched: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.query_has("watch=true"))
+        .map(|s| s.path.clone())
+        .collect();
+    let mut watched = watched;
+    watched.sort();
+    assert_eq!(
+        watched,
+        [
+            "/apis/aigateway.envoyproxy.io/v1beta1/aiservicebackends",
+            "/apis/gateway.envoyproxy.io/v1alpha1/backends",
+            "/apis/gateway.networking.k8s.io/v1/backendtlspolicies",
+        ]
+    );
     api.done().await;
 }

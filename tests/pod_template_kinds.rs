@@ -213,3 +213,21 @@ fn the_list_given_as_json_in_the_environment_is_read_like_the_file() {
         "{err}"
     );
 }
+
+/// A kind one of hostguard's adapters reads cannot be added as a pod-template kind.
+#[test]
+fn an_adapter_kind_cannot_be_added() {
+    let list = r#"[{"group": "kagent.dev", "kind": "ModelConfig", "plural": "modelconfigs", "versions": ["v1alpha2"], "templates": [{"path": "spec", "shape": "PodSpec"}]}]"#;
+    let out = Command::new(BIN)
+        .args(["check", "-f", &fixture("inferencejob.yaml")])
+        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
+        .env("HOSTGUARD_POD_TEMPLATE_KINDS_JSON", list)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[0].kind: kagent.dev/ModelConfig is read by hostguard's own adapter"),
+        "{err}"
+    );
+}

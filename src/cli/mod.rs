@@ -109,6 +109,15 @@ pub fn run(cli: Cli) -> ExitCode {
 /// before anything is judged.
 fn add_pod_template_kinds(text: &str) -> Result<(), String> {
     let specs = crate::workload::kinds::parse_extra(text)?;
+    // A kind an adapter reads is judged by that adapter; a second reading would contradict it.
+    for (i, k) in specs.iter().enumerate() {
+        if crate::detect::adapters::kinds().any(|(g, kind, _)| g == k.group && kind == k.kind) {
+            return Err(format!(
+                "[{i}].kind: {}/{} is read by hostguard's own adapter for it",
+                k.group, k.kind
+            ));
+        }
+    }
     crate::workload::kinds::extend(specs)
 }
 

@@ -15,6 +15,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store, store::Writer};
 
 use super::identity::{self, Detection, NodeInfo};
+use super::related::RelatedStores;
 use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
 use crate::policy::{CompiledPolicy, DEFAULT_POLICY_NAME, PolicyError, PolicySet, default_policy};
 use crate::snapshot::{
@@ -28,6 +29,8 @@ pub struct Inventory {
     pub workloads: Store<AIWorkload>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub nodes: Store<Node>,
+    /// The objects adapters look up (Envoy Gateway Backends, ...), when served.
+    pub related: RelatedStores,
     /// The last version of each cluster policy that compiled, by name: a policy edited into a
     /// state that does not compile keeps enforcing it, so that an edit cannot switch
     /// enforcement off. Shared by the clones of one inventory.
@@ -54,6 +57,7 @@ impl Inventory {
                 workloads,
                 namespaces,
                 nodes,
+                related: RelatedStores::default(),
                 last_good: Arc::default(),
             },
             Writers {
@@ -147,6 +151,7 @@ impl Inventory {
                 snapshot.insert_namespace_labels(name.clone(), labels);
             }
         }
+        self.related.fill(&mut snapshot);
         let mut invalid_workloads = Vec::new();
         for aiw in self.workloads.state() {
             match DeclaredWorkload::from_resource(&aiw) {

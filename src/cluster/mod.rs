@@ -27,6 +27,7 @@ pub mod inventory;
 pub mod lease;
 pub mod namespaces;
 pub mod rbac;
+pub mod related;
 pub mod reports;
 pub mod status;
 pub mod watch;
@@ -260,6 +261,14 @@ pub fn start_with_client(
     };
     let synced: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::new(AtomicBool::new(false))).collect();
     tasks.extend(spawn_watches(&client, writers, &synced, &shared));
+    tasks.push((
+        "related",
+        tokio::spawn(related::run(
+            client.clone(),
+            inventory.related.clone(),
+            shared.clone(),
+        )),
+    ));
 
     let report = Arc::new(Mutex::new(BuildReport::default()));
     let (policy_tx, policy_rx) = channel::channel(0u64);

@@ -121,7 +121,14 @@ pub const RULES: &[Rule] = &[
     Rule {
         scope: Scope::Cluster,
         api_group: "aigateway.envoyproxy.io",
-        resources: &["aiservicebackends", "aigatewayroutes"],
+        resources: &["aiservicebackends"],
+        verbs: &["list", "watch"],
+        why: "audit, and the AIServiceBackends an AIGatewayRoute names, watched for the webhook when served",
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_group: "aigateway.envoyproxy.io",
+        resources: &["aigatewayroutes"],
         verbs: &["list"],
         why: "audit of the AI tools' resources and other controllers' pod-template kinds, when served (discovery)",
     },
@@ -171,15 +178,15 @@ pub const RULES: &[Rule] = &[
         scope: Scope::Cluster,
         api_group: "gateway.envoyproxy.io",
         resources: &["backends"],
-        verbs: &["list"],
-        why: "the Envoy Gateway objects adapters follow references to, listed by the audit",
+        verbs: &["list", "watch"],
+        why: "the Envoy Gateway objects adapters follow references to, watched for the webhook and listed by the audit",
     },
     Rule {
         scope: Scope::Cluster,
         api_group: "gateway.networking.k8s.io",
         resources: &["backendtlspolicies"],
-        verbs: &["list"],
-        why: "the Envoy Gateway objects adapters follow references to, listed by the audit",
+        verbs: &["list", "watch"],
+        why: "the Envoy Gateway objects adapters follow references to, watched for the webhook and listed by the audit",
     },
     Rule {
         scope: Scope::Cluster,
@@ -251,30 +258,39 @@ mod tests {
     }
 
     /// Every kind the audit may list beyond the built-in ones (`cluster::discovery::wanted`)
-    /// can be listed, and nothing more than listed: the audit never watches or gets them.
+    /// can be listed, and nothing more than listed, except the kinds adapters look up
+    /// (`related_kinds`), which are also watched for the webhook: never `get`, never a write.
     #[test]
-    fn every_discovered_kind_can_be_listed_and_only_listed() {
+    fn every_discovered_kind_can_be_listed_and_only_the_looked_up_ones_watched() {
+        let looked_up: Vec<(&str, &str)> = crate::detect::adapters::related_kinds().collect();
         for (k, _) in crate::cluster::discovery::wanted() {
             let rules: Vec<&Rule> = RULES
                 .iter()
                 .filter(|r| r.api_group == k.group && r.resources.contains(&k.plural))
                 .collect();
             assert_eq!(rules.len(), 1, "{}/{} in one rule", k.group, k.plural);
-            assert_eq!(rules[0].verbs, &["list"], "{}/{}", k.group, k.plural);
+            let want: &[&str] = if looked_up.contains(&(k.group, k.kind)) {
+                &["list", "watch"]
+            } else {
+                &["list"]
+            };
+            assert_eq!(rules[0].verbs, want, "{}/{}", k.group, k.plural);
             assert_eq!(rules[0].scope, Scope::Cluster);
         }
-        // And no rule lists a kind of these groups that hostguard does not read.
+        // And no such rule grants a kind of these groups that hostguard does not read.
         let wanted: Vec<(&str, &str)> = crate::cluster::discovery::wanted()
             .iter()
             .map(|(k, _)| (k.group, k.plural))
             .collect();
-        for rule in RULES.iter().filter(|r| r.verbs == ["list"]) {
+        for rule in RULES.iter().filter(|r| !r.verbs.contains(&"get")) {
             for r in rule.resources {
-                assert!(
-                    wanted.contains(&(rule.api_group, r)),
-                    "{}/{r}",
-                    rule.api_group
-                );
+                if rule.verbs.iter().all(|v| matches!(*v, "list" | "watch")) {
+                    assert!(
+                        wanted.contains(&(rule.api_group, r)),
+                        "{}/{r}",
+                        rule.api_group
+                    );
+                }
             }
         }
     }
