@@ -600,6 +600,9 @@ impl Publisher {
     }
 }
 
+/// How long the audit waits for discovery before giving up until the next audit.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
 struct Auditor {
     client: Client,
     fetcher: Fetcher,
@@ -659,11 +662,17 @@ impl Auditor {
         let stop = stop.clone();
         let keep_going = move || leadership.is_leader() && !*stop.borrow();
         // Asked before every audit, so that a CRD installed since the last one is covered.
-        let served = match discovery::discover(&self.client).await {
-            Ok(served) => served,
+        let asked = tokio::time::timeout(DISCOVERY_TIMEOUT, discovery::discover(&self.client));
+        let served = match asked.await {
+            Ok(Ok(served)) => served,
             // Only a server without the /apis group list answers 404 there: nothing to add.
-            Err(kube::Error::Api(status)) if status.code == 404 => discovery::Served::default(),
-            Err(e) => {
+            Ok(Err(kube::Error::Api(status))) if status.code == 404 => discovery::Served::default(),
+            Err(_) => {
+                self.metrics.audit_ended(AuditResult::Error);
+                tracing::warn!(after = ?DISCOVERY_TIMEOUT, "discovery did not answer; the next audit retries");
+                return;
+            }
+            Ok(Err(e)) => {
                 self.metrics.audit_ended(AuditResult::Error);
                 tracing::warn!(error = %e, "cannot ask discovery which AI-tool kinds are served; the next audit retries");
                 return;

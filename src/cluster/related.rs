@@ -94,6 +94,8 @@ pub fn to_watch(served: &discovery::Served) -> Vec<ApiResource> {
         .collect()
 }
 
+/// How long one discovery attempt may take.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two discovery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -103,21 +105,26 @@ pub async fn run(client: Client, stores: RelatedStores, shared: Shared) {
     let mut stop = shared.stop.clone();
     let mut backoff = Duration::from_secs(1);
     let served = loop {
-        match discovery::discover(&client).await {
-            Ok(served) => break served,
+        let asked = tokio::time::timeout(DISCOVERY_TIMEOUT, discovery::discover(&client));
+        let answer = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            answer = asked => answer,
+        };
+        let failure = match answer {
+            Ok(Ok(served)) => break served,
             // Only a server without the /apis group list answers 404 there: nothing to watch.
-            Err(kube::Error::Api(status)) if status.code == 404 => {
+            Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
                 break discovery::Served::default();
             }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot ask discovery which Envoy Gateway kinds are served; their references stay unresolved meanwhile");
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {DISCOVERY_TIMEOUT:?}"),
+        };
+        tracing::warn!(error = %failure, retry_in = ?backoff, "cannot ask discovery which Envoy Gateway kinds are served; their references stay unresolved meanwhile");
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(backoff) => {}
         }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     };
     let kinds = to_watch(&served);
     let mut tasks = Vec::new();
