@@ -10,24 +10,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::cluster::initial_list;
+use common::cluster::{AUDITED, initial_list};
 use common::mock_api::{Reply, Seen, routed};
 use hostguard::cluster::audit;
 use hostguard::cluster::discovery;
 use hostguard::cluster::inventory::{BuildInput, Built, Inventory};
 use serde_json::{Value, json};
-
-/// The built-in kinds the audit always lists, each answered with an empty list here.
-const BUILT_IN: [&str; 8] = [
-    "/apis/apps/v1/deployments",
-    "/apis/apps/v1/statefulsets",
-    "/apis/apps/v1/daemonsets",
-    "/apis/apps/v1/replicasets",
-    "/api/v1/replicationcontrollers",
-    "/apis/batch/v1/jobs",
-    "/apis/batch/v1/cronjobs",
-    "/api/v1/pods",
-];
 
 /// The documents of an adapters fixture, moved into `namespace`.
 fn fixture(file: &str, namespace: &str) -> Vec<Value> {
@@ -148,7 +136,7 @@ impl Cluster {
             return Some(Reply::Hang);
         }
         let listed = r.query_has("limit=250") || r.query_has("limit=500");
-        if BUILT_IN.contains(&r.path.as_str()) && listed {
+        if AUDITED.contains(&r.path.as_str()) && listed {
             return Some(list(vec![]));
         }
         if self.failing.contains(&r.path) {
@@ -186,6 +174,25 @@ fn objects() -> Vec<Value> {
         "ai-azure",
     ));
     objects
+}
+
+/// One whole audit of the built-in kinds and `served`, as the leader runs it (no reports).
+async fn audit_with(
+    client: &kube::Client,
+    built: &Built,
+    served: &discovery::Served,
+) -> audit::Tally {
+    audit::run_served(
+        client,
+        None,
+        &built.policies,
+        &built.snapshot,
+        &|| true,
+        false,
+        served,
+    )
+    .await
+    .unwrap()
 }
 
 /// (kind, namespace/name) of each object the default policy found violating.
@@ -260,17 +267,7 @@ async fn the_audit_judges_the_ai_tools_resources_with_their_backends_looked_up()
     let (client, api) = routed(move |r| cluster.answer(r));
     let served = discovery::discover(&client).await.unwrap();
     let built = enforced();
-    let t = audit::run_served(
-        &client,
-        None,
-        &built.policies,
-        &built.snapshot,
-        &|| true,
-        false,
-        &served,
-    )
-    .await
-    .unwrap();
+    let t = audit_with(&client, &built, &served).await;
     // The K8sGPT, and the route and backend of each gateway fixture.
     assert_eq!(t.objects, 5);
     // As the fixtures expect: the K8sGPT without baseUrl and the OpenAI gateway are denied; the
@@ -302,17 +299,7 @@ async fn a_backend_list_that_fails_leaves_references_unresolved_not_allowed() {
     let (client, api) = routed(move |r| cluster.answer(r));
     let served = discovery::discover(&client).await.unwrap();
     let built = enforced();
-    let t = audit::run_served(
-        &client,
-        None,
-        &built.policies,
-        &built.snapshot,
-        &|| true,
-        false,
-        &served,
-    )
-    .await
-    .unwrap();
+    let t = audit_with(&client, &built, &served).await;
     // Without the Backends, the Azure gateway cannot be shown to be on Azure: fail closed.
     let names: Vec<String> = violating(&t).into_iter().map(|(_, n)| n).collect();
     assert!(names.contains(&"ai-azure/chat".to_string()), "{names:?}");
@@ -331,26 +318,16 @@ async fn a_cluster_without_the_crds_is_audited_as_before() {
                 ]}),
             ));
         }
-        (BUILT_IN.contains(&r.path.as_str()) && r.query_has("limit=250")).then(|| list(vec![]))
+        (AUDITED.contains(&r.path.as_str()) && r.query_has("limit=250")).then(|| list(vec![]))
     });
     let served = discovery::discover(&client).await.unwrap();
     assert_eq!(served, discovery::Served::default());
     let built = enforced();
-    let t = audit::run_served(
-        &client,
-        None,
-        &built.policies,
-        &built.snapshot,
-        &|| true,
-        false,
-        &served,
-    )
-    .await
-    .unwrap();
+    let t = audit_with(&client, &built, &served).await;
     assert_eq!(t.objects, 0);
     let paths: Vec<String> = api.seen().iter().map(|s| s.path.clone()).collect();
     assert_eq!(paths[0], "/apis");
-    assert_eq!(&paths[1..], BUILT_IN);
+    assert_eq!(&paths[1..], AUDITED);
     api.done().await;
 }
 

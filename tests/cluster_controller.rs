@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::cluster::{
-    LEASE_PATH, LEASES, audited, deployment_in, elector, event_created, initial_list, leader,
-    lease_acquired, now, policy_status, workload_status, write_statuses,
+    AUDITED, LEASE_PATH, LEASES, audited, deployment_in, elector, event_created, initial_list,
+    leader, lease_acquired, now, policy_status, workload_status, write_statuses,
 };
 use common::mock_api::{Expect, Reply, Script, Seen, routed, scripted, status};
 use hostguard::api::{AIWorkload, HostingPolicy};
@@ -953,18 +953,6 @@ async fn a_failed_watch_start_is_retried_and_events_then_arrive() {
 }
 
 // ---------------------------------------------------------------- audit lists
-
-/// The collections the audit lists, in its order.
-const AUDITED: [&str; 8] = [
-    "/apis/apps/v1/deployments",
-    "/apis/apps/v1/statefulsets",
-    "/apis/apps/v1/daemonsets",
-    "/apis/apps/v1/replicasets",
-    "/api/v1/replicationcontrollers",
-    "/apis/batch/v1/jobs",
-    "/apis/batch/v1/cronjobs",
-    "/api/v1/pods",
-];
 
 /// One page of the audit's list of `path`, the first (`continue_from` None) or a later one.
 fn audit_page(path: &str, continue_from: Option<&str>, list: Value) -> Expect {

@@ -21,10 +21,21 @@ fn fixture(name: &str) -> String {
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
+    run_with_list(args, stdin, None)
+}
+
+/// The binary with `args`, `stdin`, and `list` (when given) in HOSTGUARD_POD_TEMPLATE_KINDS_JSON;
+/// neither variable is inherited from the test's environment.
+fn run_with_list(args: &[&str], stdin: Option<&str>, list: Option<&str>) -> (i32, String, String) {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
-        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS_JSON")
+        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS_JSON");
+    if let Some(list) = list {
+        command.env("HOSTGUARD_POD_TEMPLATE_KINDS_JSON", list);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -174,8 +185,8 @@ fn the_list_given_as_json_in_the_environment_is_read_like_the_file() {
     let text = std::fs::read_to_string(fixture("kinds.yaml")).unwrap();
     let list: Value = serde_saphyr::from_str(&text).unwrap();
     let object = fixture("inferencejob.yaml");
-    let out = Command::new(BIN)
-        .args([
+    let (code, out, err) = run_with_list(
+        &[
             "check",
             "-o",
             "json",
@@ -183,31 +194,22 @@ fn the_list_given_as_json_in_the_environment_is_read_like_the_file() {
             &object,
             "--cluster-provider",
             "azure",
-        ])
-        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
-        .env("HOSTGUARD_POD_TEMPLATE_KINDS_JSON", list.to_string())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        None,
+        Some(&list.to_string()),
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, 1, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["results"][0]["verdict"], "deny");
     // A bad list in the environment stops the command, naming the variable and the field.
-    let out = Command::new(BIN)
-        .args(["check", "-f", &object])
-        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
-        .env(
-            "HOSTGUARD_POD_TEMPLATE_KINDS_JSON",
+    let (code, _, err) = run_with_list(
+        &["check", "-f", &object],
+        None,
+        Some(
             r#"[{"group": "x.io", "kind": "X", "plural": "xs", "versions": [], "templates": []}]"#,
-        )
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+        ),
+    );
+    assert_eq!(code, 2);
     assert!(
         err.contains("HOSTGUARD_POD_TEMPLATE_KINDS_JSON") && err.contains("[0].versions"),
         "{err}"
@@ -218,14 +220,12 @@ fn the_list_given_as_json_in_the_environment_is_read_like_the_file() {
 #[test]
 fn an_adapter_kind_cannot_be_added() {
     let list = r#"[{"group": "kagent.dev", "kind": "ModelConfig", "plural": "modelconfigs", "versions": ["v1alpha2"], "templates": [{"path": "spec", "shape": "PodSpec"}]}]"#;
-    let out = Command::new(BIN)
-        .args(["check", "-f", &fixture("inferencejob.yaml")])
-        .env_remove("HOSTGUARD_POD_TEMPLATE_KINDS")
-        .env("HOSTGUARD_POD_TEMPLATE_KINDS_JSON", list)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = run_with_list(
+        &["check", "-f", &fixture("inferencejob.yaml")],
+        None,
+        Some(list),
+    );
+    assert_eq!(code, 2);
     assert!(
         err.contains("[0].kind: kagent.dev/ModelConfig is read by hostguard's own adapter"),
         "{err}"

@@ -396,27 +396,16 @@ pub async fn run(
     snapshot: &Snapshot,
     keep_going: &(dyn Fn() -> bool + Sync),
 ) -> Result<Tally, AuditError> {
-    run_with(client, fetcher, policies, snapshot, keep_going, false).await
-}
-
-/// [`run`], also gathering PolicyReport results when `reports` is set.
-pub async fn run_with(
-    client: &Client,
-    fetcher: Option<&Fetcher>,
-    policies: &PolicySet,
-    snapshot: &Snapshot,
-    keep_going: &(dyn Fn() -> bool + Sync),
-    reports: bool,
-) -> Result<Tally, AuditError> {
     let served = Served::default();
     run_served(
-        client, fetcher, policies, snapshot, keep_going, reports, &served,
+        client, fetcher, policies, snapshot, keep_going, false, &served,
     )
     .await
 }
 
-/// [`run_with`] over the built-in kinds and the kinds of `served` (discovered: the AI tools'
-/// resources and other controllers' pod-template kinds). Their objects are audited themselves,
+/// [`run`] over the built-in kinds and the kinds of `served` (discovered: the AI tools'
+/// resources and other controllers' pod-template kinds), also gathering PolicyReport results
+/// when `reports` is set. Their objects are audited themselves,
 /// whatever controls them; objects they control are audited as before (a Deployment an
 /// InferenceService made is judged itself too, since its controller may add containers and env
 /// that the template does not show).
@@ -491,15 +480,8 @@ pub async fn run_served(
 /// judged kinds adapters look up; authoritative for lookups only when every list succeeded.
 async fn snapshot_with_related(client: &Client, snapshot: &Snapshot, served: &Served) -> Snapshot {
     let mut copy = snapshot.clone();
-    let looked_up: BTreeSet<(&str, &str)> = crate::detect::adapters::related_kinds().collect();
-    let kinds = served.related.iter().chain(
-        served
-            .judged
-            .iter()
-            .filter(|r| looked_up.contains(&(r.group.as_str(), r.kind.as_str()))),
-    );
     let mut complete = true;
-    for resource in kinds {
+    for resource in &served.looked_up() {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
         let mut params = ListParams::default().limit(PAGE_SIZE);
         loop {

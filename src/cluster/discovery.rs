@@ -61,6 +61,19 @@ pub struct Served {
 }
 
 impl Served {
+    /// The served kinds adapters look up by reference (`detect::adapters::related_kinds`): the
+    /// related kinds, and the judged kinds an adapter also follows (an `AIServiceBackend`, which
+    /// an `AIGatewayRoute` names). What the webhook watches and the audit lists first.
+    pub fn looked_up(&self) -> Vec<ApiResource> {
+        let looked_up: BTreeSet<(&str, &str)> = adapters::related_kinds().collect();
+        self.related
+            .iter()
+            .chain(&self.judged)
+            .filter(|r| looked_up.contains(&(r.group.as_str(), r.kind.as_str())))
+            .cloned()
+            .collect()
+    }
+
     /// `group/version Kind` of every kind found, for the log.
     pub fn names(&self) -> Vec<String> {
         self.judged

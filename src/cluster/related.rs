@@ -10,7 +10,6 @@
 //! and every watch has listed once, lookups are not authoritative, so a reference is unresolved
 //! (the policy's `unresolved` disposition, Deny by default), never assumed to exist.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -81,19 +80,6 @@ impl RelatedStores {
     }
 }
 
-/// The kinds to watch among those served: the related kinds, and the judged kinds adapters
-/// look up (an `AIServiceBackend`, which an `AIGatewayRoute` names).
-pub fn to_watch(served: &discovery::Served) -> Vec<ApiResource> {
-    let looked_up: BTreeSet<(&str, &str)> = crate::detect::adapters::related_kinds().collect();
-    served
-        .related
-        .iter()
-        .chain(&served.judged)
-        .filter(|r| looked_up.contains(&(r.group.as_str(), r.kind.as_str())))
-        .cloned()
-        .collect()
-}
-
 /// How long one discovery attempt may take.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two discovery attempts.
@@ -126,15 +112,15 @@ pub async fn run(client: Client, stores: RelatedStores, shared: Shared) {
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
-    let kinds = to_watch(&served);
+    let kinds = served.looked_up();
     let mut tasks = Vec::new();
-    for resource in kinds {
+    for resource in &kinds {
         let writer = Writer::new(resource.clone());
         let synced = Arc::new(AtomicBool::new(false));
         stores.add(writer.as_reader(), Arc::clone(&synced));
         tasks.push(tokio::spawn(watch_kind(
             client.clone(),
-            resource,
+            resource.clone(),
             writer,
             synced,
             shared.clone(),
@@ -142,7 +128,7 @@ pub async fn run(client: Client, stores: RelatedStores, shared: Shared) {
     }
     stores.set_discovered();
     tracing::info!(
-        kinds = ?served.related.iter().chain(&served.judged).map(|r| format!("{} {}", r.api_version, r.kind)).collect::<Vec<_>>(),
+        kinds = ?kinds.iter().map(|r| format!("{} {}", r.api_version, r.kind)).collect::<Vec<_>>(),
         "watching the objects AI-tool adapters look up"
     );
     // A build now sees that discovery answered (with nothing to watch, lookups are
@@ -176,10 +162,10 @@ async fn watch_kind(
         });
     let reader = writer.as_reader();
     // The metric label of this kind: its plural, which the kind tables hold as 'static.
-    let label = crate::detect::adapters::resources()
-        .chain(crate::detect::adapters::related_resources())
-        .find(|k| k.group == resource.group && k.kind == resource.kind)
-        .map_or("related", |k| k.plural);
+    let label = discovery::wanted()
+        .into_iter()
+        .find(|(k, _)| k.group == resource.group && k.kind == resource.kind)
+        .map_or("related", |(k, _)| k.plural);
     let metrics = Arc::clone(&shared.metrics);
     for_each_event(
         label,

@@ -22,6 +22,18 @@ pub const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/hostguard/leas
 pub const LEASE_PATH: &str =
     "/apis/coordination.k8s.io/v1/namespaces/hostguard/leases/hostguard-leader";
 
+/// The collections of the built-in kinds the audit lists, in its order.
+pub const AUDITED: [&str; 8] = [
+    "/apis/apps/v1/deployments",
+    "/apis/apps/v1/statefulsets",
+    "/apis/apps/v1/daemonsets",
+    "/apis/apps/v1/replicasets",
+    "/api/v1/replicationcontrollers",
+    "/apis/batch/v1/jobs",
+    "/apis/batch/v1/cronjobs",
+    "/api/v1/pods",
+];
+
 /// Feeds `items` to a reflector store as a watch's initial list does.
 pub fn initial_list<K>(w: &mut Writer<K>, items: Vec<K>)
 where
