@@ -12,7 +12,7 @@ mod sarif;
 mod stream;
 mod text;
 
-pub(crate) use junit::jenkins_compatible;
+pub(crate) use junit::to_xml as junit_xml;
 pub use stream::ReportWriter;
 
 use clap::ValueEnum;
