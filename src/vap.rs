@@ -32,7 +32,7 @@
 use serde_json::{Value, json};
 
 use crate::api::{Action, ApiClass, HostingPolicy};
-use crate::endpoint::{HostPattern, Hosting, classify};
+use crate::endpoint::{HostPattern, Hosting, IN_CLUSTER_HOSTS, classify};
 use crate::policy::CompiledPolicy;
 
 /// The URL the plain OpenAI clients call without a base URL.
@@ -43,9 +43,6 @@ pub const OPENAI_DEFAULT_URL: &str = "https://api.openai.com/v1";
 /// else a value looks like, the generated policy leaves it to the webhook.
 pub const PLAIN_HTTPS_URL_PATTERN: &str =
     r"^https://([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]([a-z0-9-]*[a-z0-9])?(/[A-Za-z0-9._~/-]*)?$";
-/// A URL on a Kubernetes Service name, which the webhook judges by `endpoints.inCluster`
-/// (`endpoint::known::IN_CLUSTER_HOSTS`), as a CEL (RE2) pattern.
-pub const IN_CLUSTER_URL_PATTERN: &str = r"^https://[^/]*\.svc(\.cluster\.local)?(/.*)?$";
 /// The label every namespace carries with its own name (Kubernetes 1.22+).
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -85,26 +82,32 @@ fn plain_container() -> String {
     .join(" && ")
 }
 
-/// A CEL (RE2) pattern for the URLs on a host one of `allowed` matches, matched the way the
-/// engine matches hosts (`HostPattern`): `*.suffix` stands for one or more whole labels before
-/// the suffix, any other pattern for exactly that host.
-pub fn allowed_url_pattern(allowed: &[HostPattern]) -> String {
-    let hosts: Vec<String> = allowed
-        .iter()
-        .map(|p| {
-            let literal = p.suffix().replace('.', r"\.");
-            if p.as_str().starts_with("*.") {
-                format!(r"([a-z0-9-]+\.)+{literal}")
-            } else {
-                literal
-            }
+/// A CEL (RE2) pattern for the URLs on a host one of `patterns` matches, matched the way the
+/// engine matches hosts (`endpoint::pattern`): `*.suffix` stands for one or more whole labels
+/// before the suffix, any other pattern for exactly that host. No pattern: nothing matches.
+fn url_on_hosts<'a>(patterns: impl IntoIterator<Item = &'a str>) -> String {
+    let hosts: Vec<String> = patterns
+        .into_iter()
+        .map(|p| match p.strip_prefix("*.") {
+            Some(suffix) => format!(r"([a-z0-9-]+\.)+{}", suffix.replace('.', r"\.")),
+            None => p.replace('.', r"\."),
         })
         .collect();
     if hosts.is_empty() {
-        // No host is allowed: a pattern nothing matches.
         return "^$".to_string();
     }
     format!("^https://({})(/.*)?$", hosts.join("|"))
+}
+
+/// The URLs on a host the policy allows.
+pub fn allowed_url_pattern(allowed: &[HostPattern]) -> String {
+    url_on_hosts(allowed.iter().map(HostPattern::as_str))
+}
+
+/// The URLs on a Kubernetes Service name, which the webhook judges by `endpoints.inCluster`
+/// rather than as allowed or not: the engine's own table (`endpoint::IN_CLUSTER_HOSTS`).
+pub fn in_cluster_url_pattern() -> String {
+    url_on_hosts(IN_CLUSTER_HOSTS.iter().copied())
 }
 
 /// A string as a CEL single-quoted literal's body.
@@ -113,33 +116,31 @@ fn cel_quoted(pattern: &str) -> String {
 }
 
 /// The two cases, as (rule name, condition on a plain container `c`, message).
-fn cases(allowed: &[HostPattern], key_only: bool) -> Vec<(&'static str, String, &'static str)> {
-    let mut out = Vec::new();
-    out.push((
-        "openai-base-url-not-allowed",
-        format!(
-            "c.env.exists(e, e.name == 'OPENAI_BASE_URL' && e.value.matches('{}') && !e.value.matches('{}') && !e.value.matches('{}'))",
-            cel_quoted(PLAIN_HTTPS_URL_PATTERN),
-            cel_quoted(IN_CLUSTER_URL_PATTERN),
-            cel_quoted(&allowed_url_pattern(allowed)),
+fn cases(allowed: &[HostPattern]) -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        (
+            "openai-base-url-not-allowed",
+            format!(
+                "c.env.exists(e, e.name == 'OPENAI_BASE_URL' && e.value.matches('{}') && !e.value.matches('{}') && !e.value.matches('{}'))",
+                cel_quoted(PLAIN_HTTPS_URL_PATTERN),
+                cel_quoted(&in_cluster_url_pattern()),
+                cel_quoted(&allowed_url_pattern(allowed)),
+            ),
+            "OPENAI_BASE_URL is not an allowed endpoint; set it to your Azure endpoint's /openai/v1/",
         ),
-        "OPENAI_BASE_URL is not an allowed endpoint; set it to your Azure endpoint's /openai/v1/",
-    ));
-    if key_only {
-        out.push((
+        (
             "openai-key-without-base-url",
             "!c.env.exists(e, e.name == 'OPENAI_BASE_URL')".to_string(),
             "an OpenAI key with no OPENAI_BASE_URL: the OpenAI clients call https://api.openai.com/v1, not an allowed endpoint",
-        ));
-    }
-    out
+        ),
+    ]
 }
 
 /// The validation expressions of the cases (each true when the object passes).
-pub fn validations(allowed: &[HostPattern], key_only: bool, policy: &str) -> Vec<Value> {
+pub fn validations(allowed: &[HostPattern], policy: &str) -> Vec<Value> {
     let plain = plain_container();
     let mut out = Vec::new();
-    for (rule, bad, message) in cases(allowed, key_only) {
+    for (rule, bad, message) in cases(allowed) {
         for (kind, spec) in SHAPES {
             let containers = format!(
                 "({spec}.containers + (has({spec}.initContainers) ? {spec}.initContainers : []))"
@@ -236,7 +237,7 @@ pub fn translate(policies: &[HostingPolicy], exclude_namespaces: &[String]) -> T
                     {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"],
                      "resources": ["jobs", "cronjobs"]},
                 ]},
-                "validations": validations(rules.allowed_hosts, true, &name),
+                "validations": validations(rules.allowed_hosts, &name),
             },
         }));
         t.objects.push(json!({
