@@ -194,6 +194,16 @@ impl ParsedReview {
         }
         out
     }
+
+    /// The name of the ConfigMap under review when it holds a known config file and is being
+    /// created or updated: the webhook then lists the Pods that read it (see
+    /// [`policy::ConfigMapReaders`]) and decides with [`decide_with_readers`].
+    pub fn config_file_map(&self) -> Option<&str> {
+        if !matches!(self.operation, Operation::Create | Operation::Update) {
+            return None;
+        }
+        policy::config_file_map_name(self.request.object.as_ref()?)
+    }
 }
 
 /// The outcome of reading a body: a review to decide on, or the refusal already written.
@@ -704,14 +714,33 @@ pub fn decide(
     policies: &PolicySet,
     snapshot: &Snapshot,
 ) -> Answer {
+    decide_with_readers(
+        review,
+        policy::ConfigMapReaders::NotLooked,
+        webhook,
+        policies,
+        snapshot,
+    )
+}
+
+/// [`decide`], given the Pods that read the ConfigMap under review (see
+/// [`ParsedReview::config_file_map`]).
+pub fn decide_with_readers(
+    review: &ParsedReview,
+    readers: policy::ConfigMapReaders<'_>,
+    webhook: Webhook,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+) -> Answer {
     let request = &review.request;
-    let decision = policy::evaluate(
+    let decision = policy::evaluate_with_readers(
         &policy::Request {
             operation: review.operation,
             object: request.object.as_ref(),
             old_object: request.old_object.as_ref(),
             namespace: request.namespace.as_deref(),
         },
+        readers,
         policies,
         snapshot,
     );

@@ -270,23 +270,39 @@ impl Declarations {
     }
 }
 
+/// A ConfigMap as a change under review would leave it (see [`Snapshot::with_config_map`]).
+#[derive(Debug)]
+struct ProposedConfigMap {
+    namespace: String,
+    name: String,
+    data: Option<ConfigMapData>,
+}
+
+/// A related object's key: (group, kind, namespace, name).
+type RelatedKey = (String, String, String, String);
+
 /// Read-only cluster state for one evaluation.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// What the cluster runs on.
     pub cluster_provider: ClusterProvider,
-    namespaces: HashMap<String, Labels>,
+    // The maps are shared between clones (copied on the first write to a clone), so that a
+    // snapshot with one ConfigMap changed ([`Snapshot::with_config_map`]) costs no copy of them.
+    namespaces: Arc<HashMap<String, Labels>>,
     namespaces_authoritative: bool,
-    config_maps: HashMap<(String, String), ConfigMapData>,
+    config_maps: Arc<HashMap<(String, String), ConfigMapData>>,
     config_maps_authoritative: bool,
     config_map_source: Option<Arc<dyn ConfigMapSource>>,
     namespace_source: Option<Arc<dyn NamespaceSource>>,
     /// AIWorkloads by namespace, indexed by label (see [`Declarations`]).
-    declared: HashMap<String, Declarations>,
+    declared: Arc<HashMap<String, Declarations>>,
     /// Objects an AI tool's resource refers to (an Envoy Gateway `Backend`, a
     /// `BackendTLSPolicy`, an `AIServiceBackend`), by (group, kind, namespace, name).
-    related: BTreeMap<(String, String, String, String), Arc<serde_json::Value>>,
+    related: Arc<BTreeMap<RelatedKey, Arc<serde_json::Value>>>,
     related_authoritative: bool,
+    /// One ConfigMap as a change under review would leave it (None: deleted or not created),
+    /// which every lookup of it answers instead of the maps and the source.
+    proposed: Option<Arc<ProposedConfigMap>>,
     /// Increases with every change, for metrics and logs.
     pub generation: u64,
 }
@@ -310,16 +326,16 @@ impl Snapshot {
     pub fn insert_namespace(&mut self, ns: &Namespace) {
         if let Some(name) = &ns.metadata.name {
             let labels = ns.metadata.labels.clone().unwrap_or_default();
-            self.namespaces.insert(name.clone(), labels);
+            Arc::make_mut(&mut self.namespaces).insert(name.clone(), labels);
         }
     }
 
     pub fn insert_namespace_labels(&mut self, name: impl Into<String>, labels: Labels) {
-        self.namespaces.insert(name.into(), labels);
+        Arc::make_mut(&mut self.namespaces).insert(name.into(), labels);
     }
 
     pub fn remove_namespace(&mut self, name: &str) {
-        self.namespaces.remove(name);
+        Arc::make_mut(&mut self.namespaces).remove(name);
     }
 
     /// Adds a ConfigMap. Only `data` is kept: `binaryData` is never an endpoint.
@@ -332,24 +348,23 @@ impl Snapshot {
             .namespace
             .clone()
             .unwrap_or_else(|| default_namespace.to_string());
-        self.config_maps
+        Arc::make_mut(&mut self.config_maps)
             .insert((ns, name), Arc::new(cm.data.clone().unwrap_or_default()));
     }
 
     pub fn remove_config_map(&mut self, namespace: &str, name: &str) {
-        self.config_maps
-            .remove(&(namespace.to_string(), name.to_string()));
+        Arc::make_mut(&mut self.config_maps).remove(&(namespace.to_string(), name.to_string()));
     }
 
     pub fn insert_declared(&mut self, declared: DeclaredWorkload) {
-        self.declared
+        Arc::make_mut(&mut self.declared)
             .entry(declared.namespace.clone())
             .or_default()
             .insert(declared);
     }
 
     pub fn remove_declared(&mut self, namespace: &str, name: &str) {
-        if let Some(declarations) = self.declared.get_mut(namespace) {
+        if let Some(declarations) = Arc::make_mut(&mut self.declared).get_mut(namespace) {
             declarations.remove(name);
         }
     }
@@ -397,6 +412,15 @@ impl Snapshot {
     /// Data of a ConfigMap: from the snapshot, else from its source, else unknown (or absent
     /// when the snapshot is authoritative).
     pub fn config_map(&self, namespace: &str, name: &str) -> Lookup<ConfigMapData> {
+        if let Some(p) = &self.proposed
+            && p.namespace == namespace
+            && p.name == name
+        {
+            return match &p.data {
+                Some(data) => Lookup::Found(Arc::clone(data)),
+                None => Lookup::Absent,
+            };
+        }
         if let Some(data) = self
             .config_maps
             .get(&(namespace.to_string(), name.to_string()))
@@ -411,6 +435,35 @@ impl Snapshot {
         } else {
             Lookup::Unknown
         }
+    }
+
+    /// This snapshot with ConfigMap `namespace/name` as a change under review would leave it
+    /// (`None`: it does not exist). Cheap: the maps are shared, not copied.
+    pub fn with_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: Option<ConfigMapData>,
+    ) -> Snapshot {
+        Snapshot {
+            proposed: Some(Arc::new(ProposedConfigMap {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                data,
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// The AIWorkloads of a namespace, whatever they select.
+    pub fn declared_in<'a>(
+        &'a self,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a DeclaredWorkload> {
+        self.declared
+            .get(namespace)
+            .into_iter()
+            .flat_map(|d| d.by_name.values())
     }
 
     /// Why [`config_map`](Self::config_map) answers `Unknown` for a ConfigMap, when its source
@@ -441,12 +494,12 @@ impl Snapshot {
         let Some(key) = related_key(object, default_namespace) else {
             return;
         };
-        self.related.insert(key, Arc::new(object.clone()));
+        Arc::make_mut(&mut self.related).insert(key, Arc::new(object.clone()));
     }
 
     pub fn remove_related(&mut self, object: &serde_json::Value, default_namespace: &str) {
         if let Some(key) = related_key(object, default_namespace) {
-            self.related.remove(&key);
+            Arc::make_mut(&mut self.related).remove(&key);
         }
     }
 
@@ -491,10 +544,7 @@ impl Snapshot {
 }
 
 /// The key of a related object, when its kind is one adapters look up.
-fn related_key(
-    object: &serde_json::Value,
-    default_namespace: &str,
-) -> Option<(String, String, String, String)> {
+fn related_key(object: &serde_json::Value, default_namespace: &str) -> Option<RelatedKey> {
     let api_version = object.get("apiVersion")?.as_str()?;
     let kind = object.get("kind")?.as_str()?;
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);

@@ -343,7 +343,7 @@ pub(crate) fn read(
         Err(e) => {
             facts.malformed.push(Malformed::new(
                 mount,
-                format!("{label} ({file}) is not valid YAML: {e}"),
+                format!("{label} ({file}) is not valid YAML: {}", yaml_error(&e)),
             ));
             return Some(facts);
         }
@@ -829,4 +829,182 @@ fn ragflow(doc: &Value, label: &str, facts: &mut ConfigFacts) -> Result<(), Malf
         });
     }
     Ok(())
+}
+
+/// The parser's message without the source excerpt it draws below it (a message in an
+/// admission answer is one line; the line and column are in the first).
+fn yaml_error(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// Words one of which is in every config file of [`App`] that a ConfigMap can hold, in its key
+/// or its text: LiteLLM's `model_list`, HolmesGPT's `model_list.yaml` (the key), LibreChat's
+/// `endpoints`, RAGFlow's `user_default_llm`. A ConfigMap with none of them holds no known
+/// config file, so the webhook is not even asked about it (see [`config_file_match_condition`]).
+pub const CONFIG_FILE_MARKERS: &[&str] = &["model_list", "user_default_llm", "endpoints"];
+
+/// The CEL `matchConditions` expression that sends the webhook only the ConfigMaps which may
+/// hold a known config file (a key or a value with one of [`CONFIG_FILE_MARKERS`]). The chart's
+/// webhook carries exactly this text; a test keeps the two equal.
+pub fn config_file_match_condition() -> String {
+    let any = |subject: &str| {
+        CONFIG_FILE_MARKERS
+            .iter()
+            .map(|m| format!("{subject}.contains('{m}')"))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    };
+    format!(
+        "has(object.data) && object.data.exists(k, {} || {})",
+        any("k"),
+        any("object.data[k]")
+    )
+}
+
+/// One config file found in a ConfigMap, as far as the file decides on its own.
+#[derive(Debug, Default)]
+pub struct ConfigMapFile {
+    /// The key that holds it.
+    pub key: String,
+    /// Which application's format it is (`LiteLLM config.yaml`, ...).
+    pub format: &'static str,
+    pub signals: Vec<Signal>,
+    /// Endpoints the file fixes itself (a literal `api_base`, RAGFlow's factory default). What
+    /// it takes from the env of the container that reads it is decided on that container.
+    pub endpoints: Vec<Endpoint>,
+    pub malformed: Vec<Malformed>,
+}
+
+impl App {
+    fn format(self) -> &'static str {
+        match self {
+            App::LiteLlm => "LiteLLM config.yaml",
+            App::Holmes => "HolmesGPT model_list.yaml",
+            App::LibreChat => "LibreChat librechat.yaml",
+            App::RagFlow => "RAGFlow service_conf.yaml",
+        }
+    }
+}
+
+/// Which application's config file `doc` (under `key`) is, by its shape: HolmesGPT's is named
+/// `model_list.yaml` (its content is a plain mapping of model names), the others have a
+/// top-level key of their own.
+fn app_of_file(key: &str, doc: &Value) -> Option<App> {
+    let map = doc.as_object()?;
+    if key.ends_with("model_list.yaml") || key.ends_with("model_list.yml") {
+        Some(App::Holmes)
+    } else if map.contains_key("model_list") {
+        Some(App::LiteLlm)
+    } else if map.contains_key("user_default_llm") {
+        Some(App::RagFlow)
+    } else if map
+        .get("endpoints")
+        .and_then(Value::as_object)
+        .is_some_and(|e| {
+            ["azureOpenAI", "custom", "openAI"]
+                .iter()
+                .any(|k| e.contains_key(*k))
+        })
+    {
+        Some(App::LibreChat)
+    } else {
+        None
+    }
+}
+
+/// A key whose name says which application's file it is, so that text that is not YAML is that
+/// file broken rather than some other file.
+fn app_of_key(key: &str) -> Option<App> {
+    match key.rsplit('/').next().unwrap_or(key) {
+        "model_list.yaml" | "model_list.yml" => Some(App::Holmes),
+        "librechat.yaml" | "librechat.yml" => Some(App::LibreChat),
+        "service_conf.yaml" | "local.service_conf.yaml" => Some(App::RagFlow),
+        _ => None,
+    }
+}
+
+/// For text that is not YAML: a top-level line that only a LiteLLM config (`model_list:`) or a
+/// RAGFlow one (`user_default_llm:`) starts with.
+fn app_of_text(text: &str) -> Option<App> {
+    text.lines().find_map(|line| {
+        if line.starts_with("model_list:") {
+            Some(App::LiteLlm)
+        } else if line.starts_with("user_default_llm:") {
+            Some(App::RagFlow)
+        } else {
+            None
+        }
+    })
+}
+
+/// The known config files in a ConfigMap's `data` (`name` for the field paths), each with what
+/// it decides on its own. Empty: none (the ConfigMap is then no more than the env values any
+/// workload may take from it).
+pub fn config_map_files(name: &str, data: &serde_json::Map<String, Value>) -> Vec<ConfigMapFile> {
+    let mut out = Vec::new();
+    for (key, text) in data {
+        let Some(text) = text.as_str() else {
+            continue;
+        };
+        if !CONFIG_FILE_MARKERS
+            .iter()
+            .any(|m| key.contains(m) || text.contains(m))
+        {
+            continue;
+        }
+        let label = format!("ConfigMap/{name} key {key}");
+        let mut file = ConfigMapFile {
+            key: key.clone(),
+            ..Default::default()
+        };
+        let doc: Value = match serde_saphyr::from_str(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                if let Some(app) = app_of_key(key).or_else(|| app_of_text(text)) {
+                    file.format = app.format();
+                    file.malformed.push(Malformed::new(
+                        format!("data[{key}]"),
+                        format!(
+                            "{label} ({}) is not valid YAML: {}",
+                            app.format(),
+                            yaml_error(&e)
+                        ),
+                    ));
+                    out.push(file);
+                }
+                continue;
+            }
+        };
+        let Some(app) = app_of_file(key, &doc).or_else(|| app_of_key(key)) else {
+            continue;
+        };
+        file.format = app.format();
+        let env = ResolvedEnv::unknown(
+            "the container that reads it",
+            "the env of the workloads that mount this ConfigMap, checked when they are admitted",
+        );
+        let mut facts = ConfigFacts::default();
+        let result = match app {
+            App::LiteLlm => litellm(&doc, &label, &env, &mut facts),
+            App::Holmes => holmes(&doc, &label, &env, &mut facts),
+            App::LibreChat => librechat(&doc, &label, &env, "the container", &mut facts),
+            App::RagFlow => ragflow(&doc, &label, &mut facts),
+        };
+        if let Err(e) = result {
+            file.malformed.push(Malformed::new(
+                format!("data[{key}]"),
+                format!("{label} field {}: {}", e.path, e.message),
+            ));
+        }
+        file.signals = facts.signals;
+        file.endpoints = facts
+            .endpoints
+            .into_iter()
+            .filter(|e| matches!(e.value, EndpointValue::Url(_)))
+            .collect();
+        file.malformed.extend(facts.malformed);
+        out.push(file);
+    }
+    out
 }

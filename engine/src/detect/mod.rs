@@ -15,7 +15,7 @@
 pub mod adapters;
 pub mod catalogue;
 pub mod clients;
-mod config_files;
+pub mod config_files;
 
 use std::collections::BTreeMap;
 

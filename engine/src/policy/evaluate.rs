@@ -6,6 +6,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
+use super::config_map::{ConfigMapReaders, evaluate_config_map};
 use super::decision::{Decision, Exemption, Finding, Verdict, Violation, Warning, rule};
 use super::placement::{pin_pod_patch, pod_is_pinned};
 use super::{CompiledPolicy, PolicySet};
@@ -19,7 +20,7 @@ use crate::workload::{self, WorkloadKind, WorkloadView};
 pub const POLICY_ANNOTATION: &str = "hostguard.dev/policy";
 
 /// Name used in violations about hostguard's own resources.
-const SELF_VALIDATION: &str = "hostguard";
+pub(super) const SELF_VALIDATION: &str = "hostguard";
 
 /// The admission operation (the CLI evaluates as CREATE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,17 @@ pub struct Request<'a> {
 
 /// Decides on one object. Pure: no I/O, and the same answer for the same input.
 pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot) -> Decision {
+    evaluate_with_readers(request, ConfigMapReaders::NotLooked, policies, snapshot)
+}
+
+/// [`evaluate`], given the Pods that read the object when it is a ConfigMap holding a known
+/// config file (the webhook lists them; see [`super::config_map`]).
+pub fn evaluate_with_readers(
+    request: &Request<'_>,
+    readers: ConfigMapReaders<'_>,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+) -> Decision {
     match request.operation {
         Operation::Delete | Operation::Connect => {
             return Decision::skipped(format!("{} is not evaluated", request.operation.as_str()));
@@ -67,6 +79,9 @@ pub fn evaluate(request: &Request<'_>, policies: &PolicySet, snapshot: &Snapshot
         return decision;
     }
     if let Some(decision) = evaluate_tool_resource(request, object, policies, snapshot) {
+        return decision;
+    }
+    if let Some(decision) = evaluate_config_map(request, object, readers, policies, snapshot) {
         return decision;
     }
 
@@ -491,7 +506,7 @@ fn traffic(policy: &CompiledPolicy) -> String {
     format!("{} {} traffic", policy.provider, classes.join("/"))
 }
 
-fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decision) {
+pub(super) fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decision) {
     let rules = policy.endpoint_rules();
     let allowed = policy.allowed_brief();
     for endpoint in &usage.endpoints {
@@ -696,7 +711,7 @@ fn check_placement(
 /// `kubectl debug` ephemeral container that calls nothing) of a workload admitted before the
 /// policy. It is reported as a warning instead, and the audit keeps reporting it. A violation
 /// the update brings in (a changed endpoint, an ephemeral container that calls OpenAI) is denied.
-fn forgive_pre_existing(
+pub(super) fn forgive_pre_existing(
     request: &Request<'_>,
     policies: &PolicySet,
     snapshot: &Snapshot,
@@ -804,7 +819,7 @@ fn mutation(
 }
 
 /// What was found, classified against every policy's allowed hosts.
-fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Finding> {
+pub(super) fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Finding> {
     let rules = EndpointRules {
         allowed_hosts: policies.known_hosts(),
         require_https: true,

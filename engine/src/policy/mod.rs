@@ -5,16 +5,18 @@
 //! hosting rules live; the webhook, the CLI and the audit call [`evaluate`] and translate its
 //! [`Decision`].
 
+mod config_map;
 mod decision;
 mod default;
 mod evaluate;
 mod placement;
 
+pub use config_map::{ConfigMapReaders, config_file_map_name};
 pub use decision::{
     Decision, Exemption, Finding, MAX_WARNING_CHARS, Verdict, Violation, Warning, rule,
 };
 pub use default::{AKS_CLUSTER_LABEL, AZURE_OPENAI_HOSTS, DEFAULT_POLICY_NAME, default_policy};
-pub use evaluate::{Operation, Request, evaluate};
+pub use evaluate::{Operation, Request, evaluate, evaluate_with_readers};
 pub use placement::{pin_pod_patch, pod_is_pinned};
 
 use std::collections::HashSet;
@@ -339,6 +341,33 @@ impl CompiledPolicy {
     /// `https://<resource>.openai.azure.com/openai/v1/`. A path that names the variable holding
     /// the URL gets "set it"; one that names a key (the SDK default applies) gets the variable.
     pub fn endpoint_hint(&self, path: &str) -> (String, String) {
+        // `K8sGPT/x spec.ai.baseUrl`, `ConfigMap/x key config.yaml model_list[0]...api_base`: a
+        // field of an AI tool's resource or config file, which the env does not override.
+        if let Some((resource, field)) = path.rsplit_once(' ') {
+            let target = if self.allows_azure_openai() {
+                "your Azure OpenAI endpoint (https://<resource>.openai.azure.com)".to_string()
+            } else {
+                format!("an allowed host ({})", self.allowed_brief())
+            };
+            // `spec.ai.baseUrl`, `spec.config.azure.baseUrl.value`: a field to set; a path that
+            // names no URL field (`spec.ai.backend`: the tool's default applies) gets the tool.
+            let field_lower = field.to_ascii_lowercase();
+            let names_url = ["url", "base", "endpoint", "host", "instancename"]
+                .iter()
+                .any(|w| field_lower.contains(w));
+            return if names_url {
+                (
+                    format!("set it to {target}"),
+                    format!("set {field} to {target}"),
+                )
+            } else {
+                let resource = resource.split(" key ").next().unwrap_or(resource);
+                (
+                    format!("point it at {target}"),
+                    format!("configure {resource} for {target}"),
+                )
+            };
+        }
         let var = path
             .rsplit_once(".env[")
             .and_then(|(_, v)| v.strip_suffix(']'))

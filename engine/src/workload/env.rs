@@ -281,6 +281,24 @@ impl ResolvedEnv {
         None
     }
 
+    /// An environment nothing is known about: any variable may be set, by a source named
+    /// `path` that cannot be read (`why`). For a config file judged on its own, before the
+    /// workloads that read it are known: what the file takes from the env is then unresolved,
+    /// and only what it fixes itself is decided.
+    pub fn unknown(path: impl Into<String>, why: impl Into<String>) -> Self {
+        ResolvedEnv {
+            explicit: BTreeMap::new(),
+            sources: vec![FromSource::Unknown {
+                path: path.into(),
+                prefix: String::new(),
+                why: why.into(),
+            }],
+            namespace: String::new(),
+            service_links: false,
+            growth_left: std::cell::Cell::new(0),
+        }
+    }
+
     /// Every value `name` can have, excluding what opaque `envFrom` sources might set (see
     /// [`ResolvedEnv::opaque_sources`]). Empty when the variable is not visibly set.
     pub fn candidates(&self, name: &str) -> Vec<Candidate> {

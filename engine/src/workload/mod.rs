@@ -620,13 +620,14 @@ pub fn template_value(kind: WorkloadKind, object: &Value) -> Option<&Value> {
     keys.iter().try_fold(object, |v, k| v.get(k))
 }
 
-/// Names of the ConfigMaps an object's containers read (`configMapKeyRef`, `configMapRef`), so
+/// Names of the ConfigMaps an object's containers read (`configMapKeyRef`, `configMapRef`, and
+/// the `configMap` of a volume or a projected volume's source, where config files come from), so
 /// that the fronts can make them available before the engine decides (the engine does no I/O).
 pub fn config_map_refs(object: &Value, out: &mut std::collections::BTreeSet<String>) {
     match object {
         Value::Object(map) => {
             for (key, child) in map {
-                if (key == "configMapKeyRef" || key == "configMapRef")
+                if (key == "configMapKeyRef" || key == "configMapRef" || key == "configMap")
                     && let Some(name) = child.get("name").and_then(Value::as_str)
                 {
                     out.insert(name.to_string());
