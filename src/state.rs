@@ -98,4 +98,15 @@ pub trait ConfigMapPrefetch: Send + Sync {
         names: Vec<String>,
         deadline: tokio::time::Instant,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+    /// The Pods of `namespace` that read ConfigMap `name` (a volume, a projected source, an env
+    /// reference), as JSON objects, with the other ConfigMaps they reference cached; or why they
+    /// could not be listed by `deadline`. For a ConfigMap holding a config file: the engine
+    /// decides what its change does to them.
+    fn config_map_readers(
+        &self,
+        namespace: String,
+        name: String,
+        deadline: tokio::time::Instant,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<serde_json::Value>, String>> + Send + 'static>>;
 }

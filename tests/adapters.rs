@@ -318,7 +318,10 @@ fn the_chart_webhook_rules_list_every_adapted_kind() {
     let section = text
         .split("aitools.validate.hostguard.dev")
         .nth(1)
-        .expect("the AI tools webhook");
+        .expect("the AI tools webhook")
+        .split("configfiles.validate.hostguard.dev")
+        .next()
+        .unwrap_or_default();
     let list = |line: &str| -> Vec<String> {
         line.split_once('[')
             .and_then(|(_, r)| r.split_once(']'))
@@ -358,4 +361,128 @@ fn the_chart_webhook_rules_list_every_adapted_kind() {
             )
             .collect();
     assert_eq!(in_chart, in_engine);
+}
+
+/// The chart's `configfiles.validate.hostguard.dev` webhook sends the ConfigMaps the engine
+/// judges: its match condition is the engine's, character for character, and its rule is
+/// ConfigMaps on CREATE and UPDATE.
+#[test]
+fn the_chart_config_file_webhook_carries_the_engines_match_condition() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(
+        root.join("charts/hostguard/templates/validatingwebhookconfiguration.yaml"),
+    )
+    .unwrap();
+    let section = text
+        .split("configfiles.validate.hostguard.dev")
+        .nth(1)
+        .expect("the config files webhook");
+    let expression = section
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("expression: "))
+        .expect("a match condition");
+    let expected = hostguard::detect::config_files::config_file_match_condition();
+    assert_eq!(expression, format!("{expected:?}"));
+    assert!(
+        section.contains(r#"resources: ["configmaps"]"#),
+        "{section}"
+    );
+    assert!(
+        section.contains(r#"operations: ["CREATE", "UPDATE"]"#),
+        "{section}"
+    );
+}
+
+/// The match condition, run by a real CEL implementation (the `cel` crate), is true for every
+/// ConfigMap the engine judges, so none it would deny is kept from the webhook: the ConfigMaps
+/// of the fixtures and the corpus, and variations of each marker in a key or in the text.
+#[test]
+fn the_match_condition_lets_through_every_config_map_the_engine_judges() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let program =
+        cel::Program::compile(&hostguard::detect::config_files::config_file_match_condition())
+            .expect("the match condition compiles");
+    let mut config_maps: Vec<Value> = Vec::new();
+    for dir in ["tests/fixtures", "../shared/corpus"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let Ok(docs) =
+                        hostguard::manifest::parse_str(&path.display().to_string(), &text)
+                    else {
+                        continue;
+                    };
+                    config_maps.extend(
+                        docs.into_iter()
+                            .map(|d| d.value)
+                            .filter(|v| v["kind"] == "ConfigMap" && v["apiVersion"] == "v1"),
+                    );
+                }
+            }
+        }
+    }
+    let file = "model_list:\n  - model_name: m\n    litellm_params: {model: openai/gpt-4o, api_base: https://api.openai.com/v1}\n";
+    for (key, text) in [
+        ("config.yaml", file.to_string()),
+        ("model_list.yaml", "a: [b\n".to_string()),
+        ("librechat.yaml", "endpoints:\n  custom:\n    - baseURL: https://api.openai.com/v1\n".to_string()),
+        ("local.service_conf.yaml", "user_default_llm:\n  factory: OpenAI\n".to_string()),
+        ("x.yaml", "user_default_llm:\n  factory: OpenAI\n".to_string()),
+        ("y.yaml", "endpoints:\n  azureOpenAI:\n    groups: [{group: g, instanceName: evil, baseURL: https://api.openai.com/v1}]\n".to_string()),
+    ] {
+        config_maps.push(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "generated", "namespace": "ns"},
+            "data": {"unrelated": "x", key: text}}));
+    }
+    let policies =
+        hostguard::policy::PolicySet::compile([&hostguard::policy::default_policy()]).unwrap();
+    let snapshot = hostguard::snapshot::Snapshot::offline(hostguard::api::ClusterProvider::Azure);
+    let mut judged = 0;
+    for cm in &config_maps {
+        let decision = hostguard::policy::evaluate(
+            &hostguard::policy::Request {
+                operation: hostguard::policy::Operation::Create,
+                object: Some(cm),
+                old_object: None,
+                namespace: Some("ns"),
+            },
+            &policies,
+            &snapshot,
+        );
+        let mut context = cel::Context::default();
+        context
+            .add_variable("object", cel::to_value(cm).unwrap())
+            .unwrap();
+        let matched = program.execute(&context);
+        if decision.verdict != hostguard::policy::Verdict::Skipped {
+            judged += 1;
+            assert!(
+                matches!(matched, Ok(cel::Value::Bool(true))),
+                "{}: judged {:?} but the match condition gives {matched:?}",
+                cm["metadata"]["name"],
+                decision.verdict
+            );
+        }
+    }
+    assert!(judged >= 40, "only {judged} ConfigMaps judged");
+    // And one with no config file is not sent at all.
+    let mut context = cel::Context::default();
+    context
+        .add_variable(
+            "object",
+            cel::to_value(
+                serde_json::json!({"data": {"OPENAI_BASE_URL": "https://api.openai.com/v1"}}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert!(matches!(
+        program.execute(&context),
+        Ok(cel::Value::Bool(false))
+    ));
 }

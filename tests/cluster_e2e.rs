@@ -190,6 +190,18 @@ async fn handle(
                 "/api/v1/namespaces" => {
                     vec![namespace_meta("team-a"), namespace_meta("kube-system")]
                 }
+                // The Pods of team-a, listed when a ConfigMap holding a config file changes:
+                // one LiteLLM proxy that mounts `litellm-config`, and one that does not.
+                "/api/v1/namespaces/team-a/pods" => vec![
+                    litellm_pod("litellm-0", Some("litellm-config")),
+                    litellm_pod("other-0", None),
+                    // Finished: it never reads the file again.
+                    {
+                        let mut done = litellm_pod("done-0", Some("litellm-config"));
+                        done["status"] = json!({"phase": "Succeeded"});
+                        done
+                    },
+                ],
                 // A single ConfigMap the webhook would prefetch: none exists here.
                 p if p.contains("/configmaps/") => {
                     return json_response(StatusCode::NOT_FOUND, status(404, "NotFound"));
@@ -262,6 +274,49 @@ impl Drop for Server {
             eprintln!("---- hostguard serve log ----\n{log}");
         }
     }
+}
+
+/// A LiteLLM proxy Pod whose `MY_BASE` is an endpoint the e2e policy does not allow, reading
+/// its `--config` from ConfigMap `config_map` when given.
+fn litellm_pod(name: &str, config_map: Option<&str>) -> Value {
+    let (mounts, volumes) = match config_map {
+        Some(cm) => (
+            json!([{"name": "config", "mountPath": "/etc/litellm/config.yaml", "subPath": "config.yaml"}]),
+            json!([{"name": "config", "configMap": {"name": cm}}]),
+        ),
+        None => (json!([]), json!([])),
+    };
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "team-a", "resourceVersion": "1"},
+        "spec": {"containers": [{"name": "litellm", "image": "ghcr.io/berriai/litellm:main-v1.55.0",
+            "args": ["--config", "/etc/litellm/config.yaml"],
+            "env": [{"name": "MY_BASE", "value": "https://gw.contoso.com/v1"}],
+            "volumeMounts": mounts}],
+            "volumes": volumes}})
+}
+
+/// An UPDATE of ConfigMap `litellm-config` whose model's `api_base` goes from `old` to `new`.
+fn config_map_review(old: &str, new: &str) -> Value {
+    let cm = |base: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "litellm-config", "namespace": "team-a"},
+            "data": {"config.yaml": format!(
+                "model_list:\n  - model_name: gpt-4o\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {base}\n")}})
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "e2e-cm",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "namespace": "team-a",
+            "operation": "UPDATE",
+            "userInfo": {"username": "e2e"},
+            "object": cm(new),
+            "oldObject": cm(old)
+        }
+    })
 }
 
 fn review(base_url: &str) -> Value {
@@ -466,6 +521,38 @@ async fn serve_syncs_from_the_api_then_enforces_a_policy_from_the_watch() {
         webhook,
         &cert_pem,
         &review("https://contoso.e2e-openai.example.com/openai/v1"),
+    )
+    .await;
+    assert_eq!(ok["response"]["allowed"], true, "{ok}");
+
+    // A change to a ConfigMap that a running LiteLLM Pod reads: from an allowed api_base to
+    // os.environ/MY_BASE, which that Pod sets to a host the policy does not allow. The webhook
+    // lists the namespace's Pods and denies, naming the Pod that reads the file (and not the
+    // one that does not).
+    let allowed_base = "https://contoso.e2e-openai.example.com/openai/v1";
+    let cm = post_review(
+        webhook,
+        &cert_pem,
+        &config_map_review(allowed_base, "os.environ/MY_BASE"),
+    )
+    .await;
+    assert_eq!(cm["response"]["allowed"], false, "{cm}");
+    let message = cm["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("Pod litellm-0"), "{message}");
+    assert!(message.contains("gw.contoso.com"), "{message}");
+    assert!(!message.contains("other-0"), "{message}");
+    assert!(!message.contains("done-0"), "{message}");
+    let listed = api
+        .seen()
+        .into_iter()
+        .find(|s| s.method == "GET" && s.path == "/api/v1/namespaces/team-a/pods")
+        .expect("the Pods of the namespace were listed");
+    assert!(listed.query.contains("limit=500"), "{}", listed.query);
+    // The same change with the Pod's endpoint left alone (a literal allowed api_base) passes.
+    let ok = post_review(
+        webhook,
+        &cert_pem,
+        &config_map_review(allowed_base, "https://eu.e2e-openai.example.com/openai/v1"),
     )
     .await;
     assert_eq!(ok["response"]["allowed"], true, "{ok}");

@@ -37,7 +37,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -476,6 +477,59 @@ impl Fetcher {
     }
 }
 
+/// Pods asked for in one page when listing the readers of a ConfigMap.
+const READERS_PAGE: u32 = 500;
+
+impl Fetcher {
+    /// The Pods of `namespace` that reference ConfigMap `name`, listed page by page until
+    /// `deadline`, and the other ConfigMaps they reference fetched into the cache (so that the
+    /// engine judges them as they are, not as unresolved). Err: why they are not known.
+    pub async fn readers(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut readers = Vec::new();
+        let mut params = ListParams::default().limit(READERS_PAGE);
+        loop {
+            let page = match tokio::time::timeout_at(deadline, api.list(&params)).await {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => return Err(format!("listing Pods failed: {e}")),
+                Err(_) => return Err("listing Pods did not finish in time".into()),
+            };
+            for pod in page.items {
+                // A Pod in a terminal phase never starts its containers again, so it never
+                // reads the new file.
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                if matches!(phase, Some("Succeeded" | "Failed")) {
+                    continue;
+                }
+                let pod = serde_json::to_value(pod)
+                    .map_err(|e| format!("a listed Pod cannot be read: {e}"))?;
+                let mut refs = std::collections::BTreeSet::new();
+                crate::workload::config_map_refs(&pod, &mut refs);
+                if refs.contains(name) {
+                    readers.push(pod);
+                }
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
+        let mut others = std::collections::BTreeSet::new();
+        for pod in &readers {
+            crate::workload::config_map_refs(pod, &mut others);
+        }
+        others.remove(name);
+        let others: Vec<String> = others.into_iter().collect();
+        self.fetch_missing(namespace, &others, deadline).await;
+        Ok(readers)
+    }
+}
+
 impl ConfigMapPrefetch for Fetcher {
     fn prefetch(
         &self,
@@ -485,6 +539,17 @@ impl ConfigMapPrefetch for Fetcher {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let this = self.clone();
         Box::pin(async move { this.fetch_missing(&namespace, &names, deadline).await })
+    }
+
+    fn config_map_readers(
+        &self,
+        namespace: String,
+        name: String,
+        deadline: tokio::time::Instant,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<serde_json::Value>, String>> + Send + 'static>>
+    {
+        let this = self.clone();
+        Box::pin(async move { this.readers(&namespace, &name, deadline).await })
     }
 }
 

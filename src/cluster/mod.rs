@@ -474,6 +474,22 @@ impl ConfigMapPrefetch for Prefetcher {
             futures::join!(config_maps, ns);
         })
     }
+
+    fn config_map_readers(
+        &self,
+        namespace: String,
+        name: String,
+        deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Vec<serde_json::Value>, String>>
+                + Send
+                + 'static,
+        >,
+    > {
+        self.config_maps
+            .config_map_readers(namespace, name, deadline)
+    }
 }
 
 struct Publisher {

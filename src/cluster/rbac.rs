@@ -69,7 +69,7 @@ pub const RULES: &[Rule] = &[
         api_group: "",
         resources: &["pods", "replicationcontrollers"],
         verbs: &["get", "list", "watch"],
-        why: "audit of ReplicationControllers and of Pods no audited controller owns (paginated lists)",
+        why: "audit of ReplicationControllers and of Pods no audited controller owns (paginated lists); the Pods that read a ConfigMap holding a config file when it changes",
     },
     Rule {
         scope: Scope::Cluster,

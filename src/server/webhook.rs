@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::limits::{ByteBudget, Charge, ConnectionReads, FREE_BODY_BYTES, Limits};
 use crate::admission::{self, Webhook};
 use crate::metrics::{Metrics, Rejection};
+use crate::policy::ConfigMapReaders;
 use crate::state::{ConfigMapPrefetch, SharedState};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -31,6 +32,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bodies up to this size are decided on the request's own task; larger ones on the blocking pool.
 const INLINE_DECISION_BYTES: usize = 256 * 1024;
+/// ConfigMaps fetched for one review, at most (see the prefetch in `review`).
+const MAX_PREFETCHED: usize = 64;
 /// The longest deadline honoured (the API server caps webhook timeouts at 30 s).
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 /// What is still read (and dropped) of a body refused as too large, beyond the limit, at most,
@@ -237,28 +240,67 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
             );
         }
     };
+    let mut readers: Option<Result<Vec<serde_json::Value>, String>> = None;
     if let Some(prefetch) = &state.prefetch {
         // The referenced ConfigMaps, and the namespace when the watch has not delivered it.
         // Leave most of the budget for the decision: a slow API server makes the value
         // unresolved (and the namespace's selectors match), it does not make the review late.
-        let names: Vec<String> = review.config_map_refs().into_iter().collect();
+        // At most MAX_PREFETCHED GETs for one review: an object naming thousands of ConfigMaps
+        // must not turn one admission into thousands of requests to the API server. The ones
+        // left out stay unresolved, which fails closed.
+        let names: Vec<String> = review
+            .config_map_refs()
+            .into_iter()
+            .take(MAX_PREFETCHED)
+            .collect();
         let budget = deadline.saturating_duration_since(Instant::now()) / 2;
         let until = tokio::time::Instant::now() + budget;
         let namespace = review.info.namespace.clone();
-        let _ = tokio::time::timeout_at(until, prefetch.prefetch(namespace, names, until)).await;
+        let _ = tokio::time::timeout_at(until, prefetch.prefetch(namespace.clone(), names, until))
+            .await;
+        // A ConfigMap holding a config file: the Pods that read it, for the engine to judge
+        // what the change does to them (half of what is left of the budget again).
+        if let Some(name) = review.config_file_map() {
+            let budget = deadline.saturating_duration_since(Instant::now()) / 2;
+            let until = tokio::time::Instant::now() + budget;
+            readers = Some(
+                match tokio::time::timeout_at(
+                    until,
+                    prefetch.config_map_readers(namespace, name.to_string(), until),
+                )
+                .await
+                {
+                    Ok(listed) => listed,
+                    Err(_) => Err("listing Pods did not finish in time".into()),
+                },
+            );
+        }
     }
+    let reads_pods = readers
+        .as_ref()
+        .is_some_and(|r| r.as_ref().is_ok_and(|p| !p.is_empty()));
 
     // A typical review (a few KiB) is decided in microseconds, right here: handing it to another
     // thread would cost more than the decision. A large one is decided off the reactor, so that
     // it cannot stall other requests and the deadline can abandon it. Either way a decision that
     // ends after the deadline is answered with a 500, never with a late verdict.
-    let answer = if !large {
-        admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
+    let decide = move |review: &admission::ParsedReview| {
+        let readers = match &readers {
+            None => ConfigMapReaders::NotLooked,
+            Some(Ok(pods)) => ConfigMapReaders::Listed(pods),
+            Some(Err(why)) => ConfigMapReaders::Failed(why),
+        };
+        admission::decide_with_readers(review, readers, webhook, &engine.policies, &engine.snapshot)
+    };
+    // Pods are decided one by one against the ConfigMap as it was and as it would be: that is
+    // not a microsecond's work, so it goes off the reactor like a large review.
+    let answer = if !large && !reads_pods {
+        decide(&review)
     } else {
         let permit = Arc::clone(&permit);
         let decided = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            admission::decide(&review, webhook, &engine.policies, &engine.snapshot)
+            decide(&review)
         });
         match tokio::time::timeout_at(deadline.into(), decided).await {
             Ok(Ok(answer)) => answer,

@@ -525,6 +525,23 @@ def check_webhooks(c, docs, values, namespace, service):
         for w in tools:
             c.equal(sorted(extra - covered(w["rules"])), [], "every podTemplateKinds kind on CREATE and UPDATE")
 
+    # ConfigMaps: only the config-file webhook sees them, and only those its match condition
+    # lets through (the condition's text is checked against the engine's by tests/adapters.rs).
+    config_hooks = [w for w in vwc["webhooks"] if ("", "configmaps", "CREATE") in covered(w["rules"])]
+    tools_on = wh["aiTools"]["enabled"]
+    want_config = tools_on and wh["aiTools"]["configFiles"]
+    c.equal(len(config_hooks), 1 if want_config else 0,
+            "ConfigMaps validated exactly when webhook.aiTools.configFiles (and aiTools) is on")
+    for w in config_hooks:
+        c.equal(w["name"], "configfiles.validate.hostguard.dev", "the config-file webhook's name")
+        c.equal(covered(w["rules"]), {("", "configmaps", op) for op in WRITE_OPERATIONS},
+                "config-file webhook: ConfigMaps on CREATE and UPDATE only")
+        conditions = w.get("matchConditions") or []
+        c.equal(len(conditions), 1, "config-file webhook: one match condition")
+        c.ok(all("object.data" in m.get("expression", "") for m in conditions),
+             "config-file webhook: the condition reads the ConfigMap's data")
+        c.equal(w["failurePolicy"], wh["aiTools"]["failurePolicy"], "config-file webhook failurePolicy")
+
     if values["webhook"]["mutating"]["enabled"]:
         hooks = mwcs[0]["webhooks"]
         c.equal(len(hooks), 1, "one mutating webhook")

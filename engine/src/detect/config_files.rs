@@ -838,18 +838,30 @@ fn yaml_error(e: &impl std::fmt::Display) -> String {
     text.lines().next().unwrap_or_default().trim().to_string()
 }
 
-/// Words one of which is in every config file of [`App`] that a ConfigMap can hold, in its key
-/// or its text: LiteLLM's `model_list`, HolmesGPT's `model_list.yaml` (the key), LibreChat's
-/// `endpoints`, RAGFlow's `user_default_llm`. A ConfigMap with none of them holds no known
-/// config file, so the webhook is not even asked about it (see [`config_file_match_condition`]).
-pub const CONFIG_FILE_MARKERS: &[&str] = &["model_list", "user_default_llm", "endpoints"];
+/// Words one of which is in the key of a known config file: LiteLLM's and HolmesGPT's
+/// `model_list`, LibreChat's `librechat.yaml`, RAGFlow's `service_conf.yaml`.
+pub const CONFIG_FILE_KEY_MARKERS: &[&str] = &["model_list", "librechat", "service_conf"];
+
+/// Words one of which is in the text of a known config file, whatever its key: LiteLLM's
+/// `model_list`, RAGFlow's `user_default_llm`, LibreChat's `azureOpenAI`. Three at most: the API
+/// server bounds the cost of a match condition (one million units per call), and a `contains`
+/// over a ConfigMap's text costs about a tenth of a unit per byte, so three over the largest
+/// ConfigMap (1 MiB) stay well within it. A LibreChat file with only `custom` endpoints under a
+/// key of another name is judged through the Pods that read it, not on its own.
+pub const CONFIG_FILE_TEXT_MARKERS: &[&str] = &["model_list", "user_default_llm", "azureOpenAI"];
+
+/// Whether `key` and `text` may be a known config file (see the two marker lists).
+fn may_be_config_file(key: &str, text: &str) -> bool {
+    CONFIG_FILE_KEY_MARKERS.iter().any(|m| key.contains(m))
+        || CONFIG_FILE_TEXT_MARKERS.iter().any(|m| text.contains(m))
+}
 
 /// The CEL `matchConditions` expression that sends the webhook only the ConfigMaps which may
-/// hold a known config file (a key or a value with one of [`CONFIG_FILE_MARKERS`]). The chart's
+/// hold a known config file (a key or a text with one of the markers above). The chart's
 /// webhook carries exactly this text; a test keeps the two equal.
 pub fn config_file_match_condition() -> String {
-    let any = |subject: &str| {
-        CONFIG_FILE_MARKERS
+    let any = |subject: &str, markers: &[&str]| {
+        markers
             .iter()
             .map(|m| format!("{subject}.contains('{m}')"))
             .collect::<Vec<_>>()
@@ -857,8 +869,8 @@ pub fn config_file_match_condition() -> String {
     };
     format!(
         "has(object.data) && object.data.exists(k, {} || {})",
-        any("k"),
-        any("object.data[k]")
+        any("k", CONFIG_FILE_KEY_MARKERS),
+        any("object.data[k]", CONFIG_FILE_TEXT_MARKERS)
     )
 }
 
@@ -947,10 +959,7 @@ pub fn config_map_files(name: &str, data: &serde_json::Map<String, Value>) -> Ve
         let Some(text) = text.as_str() else {
             continue;
         };
-        if !CONFIG_FILE_MARKERS
-            .iter()
-            .any(|m| key.contains(m) || text.contains(m))
-        {
+        if !may_be_config_file(key, text) {
             continue;
         }
         let label = format!("ConfigMap/{name} key {key}");
