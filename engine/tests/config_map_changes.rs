@@ -430,3 +430,21 @@ fn ragflows_factory_default_is_the_files_own_endpoint() {
     );
     assert_eq!(d.verdict, Verdict::Deny, "{:?}", messages(&d));
 }
+
+#[test]
+fn the_config_maps_a_pod_mounts_are_among_those_fetched_before_a_decision() {
+    // A volume's ConfigMap and a projected volume's ConfigMap source are where config files come
+    // from (Kubernetes' VolumeSource.configMap and VolumeProjection.configMap), besides env refs.
+    let mut pod = litellm_pod(
+        "p",
+        json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "env-cm", "key": "x"}}}]),
+    );
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "proj", "projected": {"sources": [{"configMap": {"name": "projected-cm"}}]}}));
+    let mut refs = std::collections::BTreeSet::new();
+    hostguard_engine::workload::config_map_refs(&pod, &mut refs);
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    assert_eq!(refs, ["env-cm", "litellm-config", "projected-cm"]);
+}
