@@ -13,6 +13,7 @@
 //! not say is stateless (fail closed). Detection never decides anything: it reports.
 
 pub mod adapters;
+pub mod apps;
 pub mod catalogue;
 pub mod clients;
 pub mod config_files;
@@ -496,9 +497,16 @@ fn infer_container(
     urls_in_other_variables(env, &names, rules, &mut found);
     http_get_hosts(container, rules, &mut found);
 
-    let routes = clients::routes(env, &found.endpoints);
-    found.signals.extend(routes.signals);
-    found.endpoints.extend(routes.endpoints);
+    // The official image of an application with its own client: its rules, not the SDKs'.
+    if let Some(app) = apps::app_of(container) {
+        let routes = apps::routes(app, env);
+        found.signals.extend(routes.signals);
+        found.endpoints.extend(routes.endpoints);
+    } else {
+        let routes = clients::routes(env, &found.endpoints);
+        found.signals.extend(routes.signals);
+        found.endpoints.extend(routes.endpoints);
+    }
 
     if configured.flavour == Some(Flavour::NotThisProvider) && found.endpoints.is_empty() {
         return None;

@@ -516,7 +516,8 @@ pub(super) fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: 
             _ => String::new(),
         };
         let path = &endpoint.path;
-        let (short_hint, hint) = policy.endpoint_hint(path);
+        let (short_hint, hint) =
+            policy.endpoint_hint(path, detect::apps::variable_to_set(&endpoint.via));
         match &endpoint.value {
             EndpointValue::Unresolved(why) => {
                 let message = format!(

@@ -340,7 +340,7 @@ impl CompiledPolicy {
     /// shared/reference/sdk-env-vars.md), and Azure OpenAI's v1 API is served at
     /// `https://<resource>.openai.azure.com/openai/v1/`. A path that names the variable holding
     /// the URL gets "set it"; one that names a key (the SDK default applies) gets the variable.
-    pub fn endpoint_hint(&self, path: &str) -> (String, String) {
+    pub fn endpoint_hint(&self, path: &str, variable: Option<&str>) -> (String, String) {
         // `K8sGPT/x spec.ai.baseUrl`, `ConfigMap/x key config.yaml model_list[0]...api_base`: a
         // field of an AI tool's resource or config file, which the env does not override.
         if let Some((resource, field)) = path.rsplit_once(' ') {
@@ -368,10 +368,11 @@ impl CompiledPolicy {
                 )
             };
         }
-        let var = path
-            .rsplit_once(".env[")
-            .and_then(|(_, v)| v.strip_suffix(']'))
-            .filter(|v| !v.contains("KEY"));
+        let var = variable.or_else(|| {
+            path.rsplit_once(".env[")
+                .and_then(|(_, v)| v.strip_suffix(']'))
+                .filter(|v| !v.contains("KEY"))
+        });
         if !self.allows_azure_openai() {
             let allowed = self.allowed_brief();
             return match var {

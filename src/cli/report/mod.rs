@@ -190,7 +190,7 @@ impl Report {
                         .iter()
                         .map(|h| h.as_str().to_string())
                         .collect(),
-                    fix: p.endpoint_hint("").1,
+                    fix: p.endpoint_hint("", None).1,
                     provider: p.provider.clone(),
                     action: p.action,
                 }
