@@ -419,3 +419,125 @@ async fn the_webhook_snapshot_holds_the_watched_backends_once_they_have_listed()
     );
     api.done().await;
 }
+
+/// Envoy Gateway installed after hostguard started: until the next discovery its Backends are
+/// not watched (an AIServiceBackend's reference is then not found: denied, never assumed), and
+/// from it on they are, without a restart; uninstalled again, its kind and objects are forgotten.
+#[tokio::test(start_paused = true)]
+async fn a_kind_installed_after_start_up_is_watched_from_the_next_discovery() {
+    use hostguard::cluster::related::{self, REDISCOVERY_INTERVAL, RelatedStores};
+    use hostguard::cluster::watch::Shared;
+    use hostguard::policy::{Operation, Request};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const GROUP: &str = "gateway.envoyproxy.io";
+    let installed = Arc::new(AtomicBool::new(false));
+    let cluster = Cluster::new(objects());
+    let (client, api) = routed({
+        let installed = Arc::clone(&installed);
+        move |r| {
+            let answer = cluster.answer(r)?;
+            if installed.load(Ordering::SeqCst) {
+                return Some(answer);
+            }
+            // Not installed: not in the group list, and nothing under /apis/GROUP.
+            if r.path.starts_with(&format!("/apis/{GROUP}/")) {
+                return Some(Reply::not_found());
+            }
+            match answer {
+                Reply::Json(code, mut body) if r.path == "/apis" => {
+                    body["groups"]
+                        .as_array_mut()
+                        .unwrap()
+                        .retain(|g| g["name"] != GROUP);
+                    Some(Reply::Json(code, body))
+                }
+                other => Some(other),
+            }
+        }
+    });
+    let stores = RelatedStores::default();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Shared {
+        notify: Arc::clone(&notify),
+        metrics: hostguard::metrics::Metrics::new(),
+        stop: stop_rx,
+    };
+    let task = tokio::spawn(related::run(client, stores.clone(), shared));
+    let wait_ready = async || {
+        while !stores.ready() {
+            notify.notified().await;
+        }
+    };
+    wait_ready().await;
+
+    let azure = fixture("envoy-ai-gateway/own-azure-backend.yaml", "ai-azure");
+    let backend = azure
+        .iter()
+        .find(|o| o["kind"] == "AIServiceBackend")
+        .unwrap()
+        .clone();
+    let judge = |stores: &RelatedStores| {
+        let (mut inventory, mut writers) = Inventory::new();
+        initial_list(
+            &mut writers.policies,
+            vec![hostguard::policy::default_policy()],
+        );
+        inventory.related = stores.clone();
+        let built = inventory.build(&BuildInput::default());
+        hostguard::policy::evaluate(
+            &Request {
+                operation: Operation::Create,
+                object: Some(&backend),
+                old_object: None,
+                namespace: backend["metadata"]["namespace"].as_str(),
+            },
+            &built.policies,
+            &built.snapshot,
+        )
+    };
+    let backends_watched = || {
+        api.seen().iter().any(|s| {
+            s.query_has("watch=true") && s.path == format!("/apis/{GROUP}/v1alpha1/backends")
+        })
+    };
+    assert!(!backends_watched());
+    let before = judge(&stores);
+    assert!(!before.allowed(), "the Backend kind is not served yet");
+    assert!(
+        before
+            .violations
+            .iter()
+            .any(|v| v.message.contains("Backend")),
+        "{:?}",
+        before.violations
+    );
+
+    installed.store(true, Ordering::SeqCst);
+    tokio::time::sleep(REDISCOVERY_INTERVAL).await;
+    tokio::time::timeout(REDISCOVERY_INTERVAL, async {
+        while !(backends_watched() && stores.ready()) {
+            notify.notified().await;
+        }
+    })
+    .await
+    .expect("the Backends are watched after the next discovery");
+    let after = judge(&stores);
+    assert!(after.allowed(), "{:?}", after.violations);
+
+    // Uninstalled: the next discovery forgets the kind and its objects.
+    installed.store(false, Ordering::SeqCst);
+    tokio::time::sleep(REDISCOVERY_INTERVAL).await;
+    tokio::time::timeout(REDISCOVERY_INTERVAL, async {
+        while judge(&stores).allowed() {
+            notify.notified().await;
+        }
+    })
+    .await
+    .expect("the Backends are forgotten after the next discovery");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    api.done().await;
+}

@@ -3,10 +3,10 @@
 //! (`detect::adapters::related_kinds`). With them in the snapshot the webhook answers an
 //! `AIServiceBackend`'s or `AIGatewayRoute`'s reference from what exists, as the audit does.
 //!
-//! Which of the kinds are served is asked once at start-up (discovery, retried with backoff
-//! until it answers); only those are watched, and a kind that is not served is not an error. A
-//! CRD installed later is watched after a restart (the audit, which asks before every run,
-//! covers it meanwhile). Readiness does not wait for these watches: until discovery has answered
+//! Which of the kinds are served is asked at start-up (discovery, retried with backoff until it
+//! answers) and again every [`REDISCOVERY_INTERVAL`]; only those are watched, and a kind that is
+//! not served is not an error. A CRD installed later is watched from the next discovery on (the
+//! audit asks before every run); the kind of one removed is forgotten with its objects. Readiness does not wait for these watches: until discovery has answered
 //! and every watch has listed once, lookups are not authoritative, so a reference is unresolved
 //! (the policy's `unresolved` disposition, Deny by default), never assumed to exist.
 
@@ -38,6 +38,8 @@ struct State {
 }
 
 struct Watched {
+    group: String,
+    kind: String,
     store: Store<DynamicObject>,
     synced: Arc<AtomicBool>,
 }
@@ -67,9 +69,22 @@ impl RelatedStores {
         state.discovered && state.kinds.iter().all(|k| k.synced.load(Ordering::SeqCst))
     }
 
-    fn add(&self, store: Store<DynamicObject>, synced: Arc<AtomicBool>) {
+    fn add(&self, resource: &ApiResource, store: Store<DynamicObject>, synced: Arc<AtomicBool>) {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        state.kinds.push(Watched { store, synced });
+        state.kinds.push(Watched {
+            group: resource.group.clone(),
+            kind: resource.kind.clone(),
+            store,
+            synced,
+        });
+    }
+
+    /// Forgets a kind that is no longer served, with its objects.
+    fn remove(&self, group: &str, kind: &str) {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        state
+            .kinds
+            .retain(|w| !(w.group == group && w.kind == kind));
     }
 
     fn set_discovered(&self) {
@@ -85,58 +100,155 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two discovery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// How often discovery is asked again once it has answered, so that a CRD installed after
+/// hostguard (Envoy Gateway after the admission controller, as platform teams roll out) is
+/// watched within this long, without a restart.
+pub const REDISCOVERY_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Discovers the served related kinds (retrying until it answers) and watches each into
-/// `stores` until `shared.stop`.
+/// `stores` until `shared.stop`; asks again every [`REDISCOVERY_INTERVAL`] and watches the
+/// kinds that have become served since.
 pub async fn run(client: Client, stores: RelatedStores, shared: Shared) {
     let mut stop = shared.stop.clone();
     let mut backoff = Duration::from_secs(1);
     let served = loop {
-        let asked = tokio::time::timeout(DISCOVERY_TIMEOUT, discovery::discover(&client));
-        let answer = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            answer = asked => answer,
-        };
-        let failure = match answer {
-            Ok(Ok(served)) => break served,
-            // Only a server without the /apis group list answers 404 there: nothing to watch.
-            Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
-                break discovery::Served::default();
+        match ask(&client, &mut stop).await {
+            Asked::Stopped => return,
+            Asked::Served(served) => break served,
+            Asked::Failed(failure) => {
+                tracing::warn!(error = %failure, retry_in = ?backoff, "cannot ask discovery which Envoy Gateway kinds are served; their references stay unresolved meanwhile");
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {DISCOVERY_TIMEOUT:?}"),
-        };
-        tracing::warn!(error = %failure, retry_in = ?backoff, "cannot ask discovery which Envoy Gateway kinds are served; their references stay unresolved meanwhile");
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
-    let kinds = served.looked_up();
-    let mut tasks = Vec::new();
-    for resource in &kinds {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut watched: Vec<WatchedKind> = Vec::new();
+    start_watches(
+        &client,
+        &stores,
+        &shared,
+        served.looked_up(),
+        &mut watched,
+        &mut tasks,
+    );
+    stores.set_discovered();
+    // A build now sees that discovery answered (with nothing to watch, lookups are
+    // authoritative at once).
+    shared.notify.notify_one();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(REDISCOVERY_INTERVAL) => {}
+        }
+        match ask(&client, &mut stop).await {
+            Asked::Stopped => break,
+            Asked::Served(served) => {
+                let kinds = served.looked_up();
+                let before = watched.len();
+                // A kind no longer served (its CRD deleted): its objects went with it.
+                watched.retain(|w| {
+                    let served = kinds.iter().any(|r| r.group == w.group && r.kind == w.kind);
+                    if !served {
+                        w.task.abort();
+                        stores.remove(&w.group, &w.kind);
+                        tracing::info!(group = %w.group, kind = %w.kind, "no longer served; not watched any more");
+                    }
+                    served
+                });
+                let removed = watched.len() != before;
+                let added =
+                    start_watches(&client, &stores, &shared, kinds, &mut watched, &mut tasks);
+                if added || removed {
+                    // Not authoritative until the new watch has listed: a build must see it.
+                    shared.notify.notify_one();
+                }
+            }
+            // The kinds already watched stay watched; the next interval asks again.
+            Asked::Failed(failure) => {
+                tracing::debug!(error = %failure, "asking discovery again failed; trying at the next interval");
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// A kind being watched, and its watch's task.
+struct WatchedKind {
+    group: String,
+    kind: String,
+    task: tokio::task::AbortHandle,
+}
+
+enum Asked {
+    Served(discovery::Served),
+    Failed(String),
+    Stopped,
+}
+
+/// One discovery attempt, bounded by [`DISCOVERY_TIMEOUT`].
+async fn ask(client: &Client, stop: &mut tokio::sync::watch::Receiver<bool>) -> Asked {
+    let asked = tokio::time::timeout(DISCOVERY_TIMEOUT, discovery::discover(client));
+    let answer = tokio::select! {
+        _ = stop.wait_for(|s| *s) => return Asked::Stopped,
+        answer = asked => answer,
+    };
+    match answer {
+        Ok(Ok(served)) => Asked::Served(served),
+        // Only a server without the /apis group list answers 404 there: nothing to watch.
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+            Asked::Served(discovery::Served::default())
+        }
+        Ok(Err(e)) => Asked::Failed(e.to_string()),
+        Err(_) => Asked::Failed(format!("no answer within {DISCOVERY_TIMEOUT:?}")),
+    }
+}
+
+/// Starts a watch for each of `kinds` not yet `watched` (by group and kind: a kind whose
+/// preferred version changes keeps its watch, the API server converts). Whether any started.
+fn start_watches(
+    client: &Client,
+    stores: &RelatedStores,
+    shared: &Shared,
+    kinds: Vec<ApiResource>,
+    watched: &mut Vec<WatchedKind>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> bool {
+    let new: Vec<ApiResource> = kinds
+        .into_iter()
+        .filter(|r| {
+            !watched
+                .iter()
+                .any(|w| w.group == r.group && w.kind == r.kind)
+        })
+        .collect();
+    for resource in &new {
         let writer = Writer::new(resource.clone());
         let synced = Arc::new(AtomicBool::new(false));
-        stores.add(writer.as_reader(), Arc::clone(&synced));
-        tasks.push(tokio::spawn(watch_kind(
+        stores.add(resource, writer.as_reader(), Arc::clone(&synced));
+        let task = tasks.spawn(watch_kind(
             client.clone(),
             resource.clone(),
             writer,
             synced,
             shared.clone(),
-        )));
+        ));
+        watched.push(WatchedKind {
+            group: resource.group.clone(),
+            kind: resource.kind.clone(),
+            task,
+        });
     }
-    stores.set_discovered();
-    tracing::info!(
-        kinds = ?kinds.iter().map(|r| format!("{} {}", r.api_version, r.kind)).collect::<Vec<_>>(),
-        "watching the objects AI-tool adapters look up"
-    );
-    // A build now sees that discovery answered (with nothing to watch, lookups are
-    // authoritative at once).
-    shared.notify.notify_one();
-    for task in tasks {
-        let _ = task.await;
+    if !new.is_empty() {
+        tracing::info!(
+            kinds = ?new.iter().map(|r| format!("{} {}", r.api_version, r.kind)).collect::<Vec<_>>(),
+            "watching the objects AI-tool adapters look up"
+        );
     }
+    !new.is_empty()
 }
 
 /// One related kind's watch: metadata without managedFields, the publisher woken when an
