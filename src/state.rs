@@ -109,4 +109,12 @@ pub trait ConfigMapPrefetch: Send + Sync {
         name: String,
         deadline: tokio::time::Instant,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<serde_json::Value>, String>> + Send + 'static>>;
+
+    /// The related objects of `keys` (see `admission::ParsedReview::related_references`) that
+    /// could be fetched by `deadline`, for the decision to add to its snapshot.
+    fn related_objects(
+        &self,
+        keys: Vec<crate::snapshot::RelatedKey>,
+        deadline: tokio::time::Instant,
+    ) -> Pin<Box<dyn Future<Output = Vec<serde_json::Value>> + Send + 'static>>;
 }

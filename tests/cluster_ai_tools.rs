@@ -541,3 +541,180 @@ async fn a_kind_installed_after_start_up_is_watched_from_the_next_discovery() {
     task.await.unwrap();
     api.done().await;
 }
+
+/// The webhook's prefetch, as the cluster wires it, reduced to the related objects: GETs
+/// through `related::fetch` against the mock API server.
+struct RelatedOnly {
+    client: kube::Client,
+    stores: hostguard::cluster::related::RelatedStores,
+}
+
+impl hostguard::state::ConfigMapPrefetch for RelatedOnly {
+    fn prefetch(
+        &self,
+        _namespace: String,
+        _names: Vec<String>,
+        _deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        Box::pin(async {})
+    }
+
+    fn config_map_readers(
+        &self,
+        _namespace: String,
+        _name: String,
+        _deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<Value>, String>> + Send + 'static>,
+    > {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn related_objects(
+        &self,
+        keys: Vec<hostguard::snapshot::RelatedKey>,
+        deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Value>> + Send + 'static>> {
+        let client = self.client.clone();
+        let stores = self.stores.clone();
+        Box::pin(async move {
+            hostguard::cluster::related::fetch(&client, &stores, &keys, deadline).await
+        })
+    }
+}
+
+/// An AIGatewayRoute applied right after its AIServiceBackend and Backend (one `kubectl apply`
+/// of the three): the watches have not delivered those yet, so the webhook GETs them (the
+/// AIServiceBackend the route names, then the Backend that one names) and decides with them;
+/// without them the reference would be not found and denied.
+#[tokio::test]
+async fn the_webhook_fetches_references_its_watches_have_not_delivered_yet() {
+    use axum::body::Body;
+    use hostguard::cluster::related::{self, RelatedStores};
+    use hostguard::cluster::watch::Shared;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    let docs = fixture("envoy-ai-gateway/own-azure-backend.yaml", "ai-azure");
+    let route = docs
+        .iter()
+        .find(|o| o["kind"] == "AIGatewayRoute")
+        .unwrap()
+        .clone();
+    let just_created: Vec<Value> = docs
+        .iter()
+        .filter(|o| o["kind"] == "AIServiceBackend" || o["kind"] == "Backend")
+        .cloned()
+        .collect();
+    // The watches list only the BackendTLSPolicy; the other two answer a GET.
+    let mut cluster = Cluster::new(
+        docs.iter()
+            .filter(|o| o["kind"] == "BackendTLSPolicy")
+            .cloned()
+            .collect(),
+    );
+    for collection in [
+        "/apis/aigateway.envoyproxy.io/v1beta1/aiservicebackends",
+        "/apis/gateway.envoyproxy.io/v1alpha1/backends",
+    ] {
+        cluster.collections.entry(collection.into()).or_default();
+    }
+    let gets = [
+        (
+            "/apis/aigateway.envoyproxy.io/v1beta1/namespaces/ai-azure/aiservicebackends/azure",
+            "AIServiceBackend",
+        ),
+        (
+            "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/ai-azure/backends/azure",
+            "Backend",
+        ),
+    ];
+    let (client, api) = routed(move |r| {
+        if let Some((_, kind)) = gets.iter().find(|(p, _)| r.method == "GET" && r.path == *p) {
+            let object = just_created.iter().find(|o| o["kind"] == *kind)?;
+            return Some(Reply::Json(200, object.clone()));
+        }
+        cluster.answer(r)
+    });
+    let stores = RelatedStores::default();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Shared {
+        notify: Arc::clone(&notify),
+        metrics: hostguard::metrics::Metrics::new(),
+        stop: stop_rx,
+    };
+    let task = tokio::spawn(related::run(client.clone(), stores.clone(), shared));
+    while !stores.ready() {
+        notify.notified().await;
+    }
+    let (mut inventory, mut writers) = Inventory::new();
+    initial_list(
+        &mut writers.policies,
+        vec![hostguard::policy::default_policy()],
+    );
+    inventory.related = stores.clone();
+    let built = inventory.build(&BuildInput::default());
+
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "route-1",
+            "kind": {"group": "aigateway.envoyproxy.io", "version": "v1beta1", "kind": "AIGatewayRoute"},
+            "resource": {"group": "aigateway.envoyproxy.io", "version": "v1beta1", "resource": "aigatewayroutes"},
+            "namespace": "ai-azure", "operation": "CREATE", "userInfo": {"username": "gitops"},
+            "object": route
+        }
+    });
+    let answer = |prefetch: Option<Arc<dyn hostguard::state::ConfigMapPrefetch>>| {
+        let engine = hostguard::state::SharedState::new();
+        engine.publish(built.policies.clone(), built.snapshot.clone());
+        let state = hostguard::server::webhook::WebhookState {
+            engine,
+            metrics: hostguard::metrics::Metrics::new(),
+            limits: hostguard::server::limits::Limits::new(Default::default()),
+            prefetch,
+        };
+        let request = axum::http::Request::post("/validate?timeout=10s")
+            .header("content-type", "application/json")
+            .body(Body::from(review.to_string()))
+            .unwrap();
+        async move {
+            let response = hostguard::server::webhook::router(state)
+                .oneshot(request)
+                .await
+                .unwrap();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    // Without the fetch (offline, or a prefetch that finds nothing): not found, denied.
+    let without = answer(None).await;
+    assert_eq!(without["response"]["allowed"], false, "{without}");
+    let with = answer(Some(Arc::new(RelatedOnly {
+        client,
+        stores: stores.clone(),
+    })))
+    .await;
+    assert_eq!(with["response"]["allowed"], true, "{with}");
+
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    let fetched: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/namespaces/"))
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(
+        fetched,
+        [
+            "/apis/aigateway.envoyproxy.io/v1beta1/namespaces/ai-azure/aiservicebackends/azure",
+            "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/ai-azure/backends/azure",
+        ]
+    );
+    api.done().await;
+}

@@ -195,6 +195,19 @@ impl ParsedReview {
         out
     }
 
+    /// The related objects the object names (an AIServiceBackend's Backend, an
+    /// AIGatewayRoute's AIServiceBackends), which the webhook fetches when its watches have not
+    /// delivered them yet.
+    pub fn related_references(&self) -> Vec<crate::snapshot::RelatedKey> {
+        let Some(object) = &self.request.object else {
+            return Vec::new();
+        };
+        crate::detect::adapters::related_references(
+            object,
+            self.request.namespace.as_deref().unwrap_or("default"),
+        )
+    }
+
     /// The name of the ConfigMap under review when it holds a known config file and is being
     /// created or updated: the webhook then lists the Pods that read it (see
     /// [`policy::ConfigMapReaders`]) and decides with [`decide_with_readers`].

@@ -279,7 +279,7 @@ struct ProposedConfigMap {
 }
 
 /// A related object's key: (group, kind, namespace, name).
-type RelatedKey = (String, String, String, String);
+pub type RelatedKey = (String, String, String, String);
 
 /// Read-only cluster state for one evaluation.
 #[derive(Debug, Clone, Default)]

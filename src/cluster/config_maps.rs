@@ -551,6 +551,15 @@ impl ConfigMapPrefetch for Fetcher {
         let this = self.clone();
         Box::pin(async move { this.readers(&namespace, &name, deadline).await })
     }
+
+    /// The ConfigMap fetcher knows no related kinds: nothing is fetched.
+    fn related_objects(
+        &self,
+        _keys: Vec<crate::snapshot::RelatedKey>,
+        _deadline: tokio::time::Instant,
+    ) -> Pin<Box<dyn Future<Output = Vec<serde_json::Value>> + Send + 'static>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// Hands refetches to the background workers without ever waiting.

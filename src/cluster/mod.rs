@@ -252,6 +252,7 @@ pub fn start_with_client(
             store: inventory.namespaces.clone(),
             cache: Arc::clone(&namespace_cache),
         },
+        related: inventory.related.clone(),
     };
     let notify = Arc::new(Notify::new());
     let shared = watch::Shared {
@@ -458,6 +459,7 @@ struct BuildReport {
 struct Prefetcher {
     config_maps: Fetcher,
     namespaces: namespaces::NamespaceFetcher,
+    related: related::RelatedStores,
 }
 
 impl ConfigMapPrefetch for Prefetcher {
@@ -489,6 +491,18 @@ impl ConfigMapPrefetch for Prefetcher {
     > {
         self.config_maps
             .config_map_readers(namespace, name, deadline)
+    }
+
+    fn related_objects(
+        &self,
+        keys: Vec<crate::snapshot::RelatedKey>,
+        deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<serde_json::Value>> + Send + 'static>>
+    {
+        let this = self.clone();
+        Box::pin(async move {
+            related::fetch(&this.config_maps.client, &this.related, &keys, deadline).await
+        })
     }
 }
 

@@ -122,8 +122,8 @@ pub const RULES: &[Rule] = &[
         scope: Scope::Cluster,
         api_group: "aigateway.envoyproxy.io",
         resources: &["aiservicebackends"],
-        verbs: &["list", "watch"],
-        why: "audit, and the AIServiceBackends an AIGatewayRoute names, watched for the webhook when served",
+        verbs: &["get", "list", "watch"],
+        why: "audit, and the AIServiceBackends an AIGatewayRoute names, watched for the webhook when served (and one the watch has not delivered yet fetched)",
     },
     Rule {
         scope: Scope::Cluster,
@@ -178,8 +178,8 @@ pub const RULES: &[Rule] = &[
         scope: Scope::Cluster,
         api_group: "gateway.envoyproxy.io",
         resources: &["backends"],
-        verbs: &["list", "watch"],
-        why: "the Envoy Gateway objects adapters follow references to, watched for the webhook and listed by the audit",
+        verbs: &["get", "list", "watch"],
+        why: "the Envoy Gateway objects adapters follow references to, watched for the webhook (one the watch has not delivered yet fetched) and listed by the audit",
     },
     Rule {
         scope: Scope::Cluster,

@@ -40,6 +40,7 @@ struct State {
 struct Watched {
     group: String,
     kind: String,
+    resource: ApiResource,
     store: Store<DynamicObject>,
     synced: Arc<AtomicBool>,
 }
@@ -74,9 +75,20 @@ impl RelatedStores {
         state.kinds.push(Watched {
             group: resource.group.clone(),
             kind: resource.kind.clone(),
+            resource: resource.clone(),
             store,
             synced,
         });
+    }
+
+    /// The served resource of a watched kind (None: not served, or discovery has not answered).
+    pub fn resource(&self, group: &str, kind: &str) -> Option<ApiResource> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state
+            .kinds
+            .iter()
+            .find(|w| w.group == group && w.kind == kind)
+            .map(|w| w.resource.clone())
     }
 
     /// Forgets a kind that is no longer served, with its objects.
@@ -309,4 +321,45 @@ async fn watch_kind(
         },
     )
     .await;
+}
+
+/// GETs the related objects of `keys` (kinds the cluster serves only: one not served cannot
+/// exist), concurrently, until `deadline`; what has not arrived by then, or failed, is left out
+/// (the engine then finds it absent from the watches, or unknown, and fails closed). For the
+/// webhook: an object applied a moment before the one that names it may not have come through
+/// its watch yet.
+pub async fn fetch(
+    client: &Client,
+    stores: &RelatedStores,
+    keys: &[crate::snapshot::RelatedKey],
+    deadline: tokio::time::Instant,
+) -> Vec<serde_json::Value> {
+    let gets = keys.iter().filter_map(|(group, kind, namespace, name)| {
+        let resource = stores.resource(group, kind)?;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let types = TypeMeta {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+        };
+        Some(async move {
+            match tokio::time::timeout_at(deadline, api.get_opt(name)).await {
+                Ok(Ok(Some(mut object))) => {
+                    object.metadata.managed_fields = None;
+                    object.types = Some(types);
+                    serde_json::to_value(object).ok()
+                }
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => {
+                    tracing::warn!(%namespace, %name, kind = %resource.kind, error = %e, "cannot fetch a referenced object; it stays unresolved");
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+    });
+    futures::future::join_all(gets)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }

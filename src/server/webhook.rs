@@ -240,43 +240,12 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
             );
         }
     };
-    let mut readers: Option<Result<Vec<serde_json::Value>, String>> = None;
-    if let Some(prefetch) = &state.prefetch {
-        // The referenced ConfigMaps, and the namespace when the watch has not delivered it.
-        // Leave most of the budget for the decision: a slow API server makes the value
-        // unresolved (and the namespace's selectors match), it does not make the review late.
-        // At most MAX_PREFETCHED GETs for one review: an object naming thousands of ConfigMaps
-        // must not turn one admission into thousands of requests to the API server. The ones
-        // left out stay unresolved, which fails closed.
-        let names: Vec<String> = review
-            .config_map_refs()
-            .into_iter()
-            .take(MAX_PREFETCHED)
-            .collect();
-        let budget = deadline.saturating_duration_since(Instant::now()) / 2;
-        let until = tokio::time::Instant::now() + budget;
-        let namespace = review.info.namespace.clone();
-        let _ = tokio::time::timeout_at(until, prefetch.prefetch(namespace.clone(), names, until))
-            .await;
-        // A ConfigMap holding a config file: the Pods that read it, for the engine to judge
-        // what the change does to them (half of what is left of the budget again).
-        if let Some(name) = review.config_file_map() {
-            let budget = deadline.saturating_duration_since(Instant::now()) / 2;
-            let until = tokio::time::Instant::now() + budget;
-            readers = Some(
-                match tokio::time::timeout_at(
-                    until,
-                    prefetch.config_map_readers(namespace, name.to_string(), until),
-                )
-                .await
-                {
-                    Ok(listed) => listed,
-                    Err(_) => Err("listing Pods did not finish in time".into()),
-                },
-            );
-        }
-    }
-    let reads_pods = readers
+    let looked_up = match &state.prefetch {
+        Some(prefetch) => look_up(prefetch.as_ref(), &review, &engine.snapshot, deadline).await,
+        None => LookedUp::default(),
+    };
+    let reads_pods = looked_up
+        .readers
         .as_ref()
         .is_some_and(|r| r.as_ref().is_ok_and(|p| !p.is_empty()));
 
@@ -285,12 +254,26 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
     // it cannot stall other requests and the deadline can abandon it. Either way a decision that
     // ends after the deadline is answered with a 500, never with a late verdict.
     let decide = move |review: &admission::ParsedReview| {
-        let readers = match &readers {
+        let readers = match &looked_up.readers {
             None => ConfigMapReaders::NotLooked,
             Some(Ok(pods)) => ConfigMapReaders::Listed(pods),
             Some(Err(why)) => ConfigMapReaders::Failed(why),
         };
-        admission::decide_with_readers(review, readers, webhook, &engine.policies, &engine.snapshot)
+        // Objects fetched because the watches had not delivered them: this decision's
+        // snapshot has them too (a clone shares the maps until written).
+        let with_fetched;
+        let snapshot = if looked_up.related.is_empty() {
+            &engine.snapshot
+        } else {
+            let mut snapshot = engine.snapshot.clone();
+            let namespace = review.info.namespace.as_str();
+            for object in &looked_up.related {
+                snapshot.insert_related(object, namespace);
+            }
+            with_fetched = snapshot;
+            &with_fetched
+        };
+        admission::decide_with_readers(review, readers, webhook, &engine.policies, snapshot)
     };
     // Pods are decided one by one against the ConfigMap as it was and as it would be: that is
     // not a microsecond's work, so it goes off the reactor like a large review.
@@ -316,6 +299,94 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
         return too_late(metrics, webhook, timeout);
     }
     respond(&state, webhook, answer, started)
+}
+
+/// What a decision needs from the cluster beyond the snapshot, fetched before it (the engine
+/// does no I/O).
+#[derive(Default)]
+struct LookedUp {
+    /// For a ConfigMap holding a config file: the Pods that read it, or why they are not known.
+    readers: Option<Result<Vec<serde_json::Value>, String>>,
+    /// Related objects the object names that the watches had not delivered.
+    related: Vec<serde_json::Value>,
+}
+
+/// Fetches what the decision on `review` needs and the caches lack, each step within half of
+/// what is left of the budget: a slow API server makes a value unresolved (and a namespace's
+/// selectors match), it does not make the review late.
+async fn look_up(
+    prefetch: &dyn ConfigMapPrefetch,
+    review: &admission::ParsedReview,
+    snapshot: &crate::snapshot::Snapshot,
+    deadline: Instant,
+) -> LookedUp {
+    let until =
+        || tokio::time::Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+    let namespace = review.info.namespace.clone();
+    // The referenced ConfigMaps, and the namespace when the watch has not delivered it. At
+    // most MAX_PREFETCHED GETs for one review: an object naming thousands of ConfigMaps must
+    // not turn one admission into thousands of requests to the API server. The ones left out
+    // stay unresolved, which fails closed.
+    let names: Vec<String> = review
+        .config_map_refs()
+        .into_iter()
+        .take(MAX_PREFETCHED)
+        .collect();
+    let by = until();
+    let _ = tokio::time::timeout_at(by, prefetch.prefetch(namespace.clone(), names, by)).await;
+
+    let mut looked_up = LookedUp::default();
+    // Related objects not in the watches' stores (applied a moment before this one), and for
+    // an AIGatewayRoute, the Backends of the AIServiceBackends fetched: two hops at most.
+    let missing = |keys: Vec<crate::snapshot::RelatedKey>, fetched: &[serde_json::Value]| {
+        keys.into_iter()
+            .filter(|(g, k, n, name)| {
+                !matches!(
+                    snapshot.related(g, k, n, name),
+                    crate::snapshot::Lookup::Found(_)
+                ) && !fetched.iter().any(|o| {
+                    o["kind"] == k.as_str()
+                        && o["metadata"]["name"] == name.as_str()
+                        && o["metadata"]["namespace"] == n.as_str()
+                })
+            })
+            .take(MAX_PREFETCHED)
+            .collect::<Vec<_>>()
+    };
+    let mut keys = missing(review.related_references(), &[]);
+    for _ in 0..2 {
+        if keys.is_empty() {
+            break;
+        }
+        let by = until();
+        let fetched = tokio::time::timeout_at(by, prefetch.related_objects(keys, by))
+            .await
+            .unwrap_or_default();
+        let next: Vec<_> = fetched
+            .iter()
+            .flat_map(|o| crate::detect::adapters::related_references(o, &namespace))
+            .collect();
+        looked_up.related.extend(fetched);
+        keys = missing(next, &looked_up.related);
+    }
+
+    // A ConfigMap holding a config file: the Pods that read it, for the engine to judge what
+    // the change does to them.
+    if let Some(name) = review.config_file_map() {
+        let by = until();
+        looked_up.readers = Some(
+            match tokio::time::timeout_at(
+                by,
+                prefetch.config_map_readers(namespace, name.to_string(), by),
+            )
+            .await
+            {
+                Ok(listed) => listed,
+                Err(_) => Err("listing Pods did not finish in time".into()),
+            },
+        );
+    }
+    looked_up
 }
 
 /// 429 with `Retry-After`: the API server applies the webhook's failurePolicy, and retries

@@ -44,6 +44,62 @@ pub(super) const RELATED_RESOURCES: &[super::KindRef] = &[
     },
 ];
 
+/// The objects `object` names by reference that the Envoy adapters look up, as (group, kind,
+/// namespace, name): an `AIServiceBackend`'s Backend, an `AIGatewayRoute`'s AIServiceBackends.
+/// The webhook GETs those its watches have not delivered (an object applied a moment before
+/// the one that names it), so that the decision need not wait for the watch. Read leniently: a
+/// malformed reference names nothing here, and the adapter reports it.
+pub(super) fn references(
+    object: &Value,
+    default_namespace: &str,
+) -> Vec<(String, String, String, String)> {
+    let group = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.split_once('/'))
+        .map(|(g, _)| g);
+    if group != Some(AI_GROUP) {
+        return Vec::new();
+    }
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(default_namespace);
+    fn str_at<'a>(o: &'a Value, k: &str) -> Option<&'a str> {
+        o.get(k).and_then(Value::as_str)
+    }
+    let key = |g: &str, k: &str, r: &Value| {
+        let name = str_at(r, "name")?;
+        let ns = str_at(r, "namespace").unwrap_or(namespace);
+        Some((
+            g.to_string(),
+            k.to_string(),
+            ns.to_string(),
+            name.to_string(),
+        ))
+    };
+    match object.get("kind").and_then(Value::as_str) {
+        Some("AIServiceBackend") => object
+            .pointer("/spec/backendRef")
+            .filter(|r| str_at(r, "group") == Some(GATEWAY_GROUP))
+            .filter(|r| str_at(r, "kind").is_none_or(|k| k == "Backend"))
+            .and_then(|r| key(GATEWAY_GROUP, "Backend", r))
+            .into_iter()
+            .collect(),
+        Some("AIGatewayRoute") => object
+            .pointer("/spec/rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|rule| rule.get("backendRefs").and_then(Value::as_array))
+            .flatten()
+            .filter(|r| str_at(r, "kind").is_none_or(|k| k == "AIServiceBackend"))
+            .filter_map(|r| key(AI_GROUP, "AIServiceBackend", r))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) fn read_service_backend(r: &Resource<'_>) -> Result<Vec<Usage>, Malformed> {
     let root = Field::root(r.object);
     let Some(spec) = root.object("spec")? else {

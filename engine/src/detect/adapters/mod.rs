@@ -285,6 +285,15 @@ fn merge(usages: Vec<Usage>) -> Vec<Usage> {
 pub(crate) const OPENAI_DEFAULT: &str = super::catalogue::OPENAI_SDK_DEFAULT_BASE_URL;
 
 /// `(group, kind)` of the objects adapters look up by reference, which the snapshot keeps.
+/// The related objects `object` names (group, kind, namespace, name), for a front that fetches
+/// those its cache lacks before the engine decides (see `envoy::references`).
+pub fn related_references(
+    object: &Value,
+    default_namespace: &str,
+) -> Vec<crate::snapshot::RelatedKey> {
+    envoy::references(object, default_namespace)
+}
+
 pub fn related_kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
     envoy::RELATED.iter().copied()
 }
