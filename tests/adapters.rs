@@ -486,3 +486,62 @@ fn the_match_condition_lets_through_every_config_map_the_engine_judges() {
         Ok(cel::Value::Bool(false))
     ));
 }
+
+/// What the webhook may fetch by name for an Envoy AI Gateway object: the AIServiceBackends a
+/// route names and the Backend an AIServiceBackend names (Envoy AI Gateway's
+/// `AIGatewayRouteRuleBackendRef`, `AIServiceBackendSpec.backendRef`), in the object's namespace
+/// unless the reference gives one; never a kind outside those fetched by name.
+#[test]
+fn related_references_name_the_objects_the_adapters_follow() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(
+        root.join("tests/fixtures/adapters/envoy-ai-gateway/own-azure-backend.yaml"),
+    )
+    .unwrap();
+    let docs = hostguard::manifest::parse_str("own-azure-backend.yaml", &text).unwrap();
+    let refs = |kind: &str| {
+        let d = docs.iter().find(|d| d.value["kind"] == kind).unwrap();
+        hostguard::detect::adapters::related_references(&d.value, "elsewhere")
+    };
+    let key = |g: &str, k: &str, n: &str, name: &str| {
+        (
+            g.to_string(),
+            k.to_string(),
+            n.to_string(),
+            name.to_string(),
+        )
+    };
+    assert_eq!(
+        refs("AIGatewayRoute"),
+        [key(
+            "aigateway.envoyproxy.io",
+            "AIServiceBackend",
+            "ai",
+            "azure"
+        )]
+    );
+    assert_eq!(
+        refs("AIServiceBackend"),
+        [key("gateway.envoyproxy.io", "Backend", "ai", "azure")]
+    );
+    assert!(refs("Backend").is_empty());
+    let fetched: Vec<(&str, &str)> =
+        hostguard::detect::adapters::related_kinds_fetched_by_name().collect();
+    let dir = root.join("tests/fixtures/adapters/envoy-ai-gateway");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Ok(docs) = hostguard::manifest::parse_str(&path.display().to_string(), &text) else {
+            continue;
+        };
+        for d in docs {
+            for (g, k, _, _) in hostguard::detect::adapters::related_references(&d.value, "ns") {
+                assert!(
+                    fetched.contains(&(g.as_str(), k.as_str())),
+                    "{}: {g}/{k}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

@@ -261,15 +261,20 @@ mod tests {
     /// can be listed, and nothing more than listed, except the kinds adapters look up
     /// (`related_kinds`), which are also watched for the webhook: never `get`, never a write.
     #[test]
-    fn every_discovered_kind_can_be_listed_and_only_the_looked_up_ones_watched() {
+    fn every_discovered_kind_can_be_listed_only_the_looked_up_ones_watched_and_the_named_ones_fetched()
+     {
         let looked_up: Vec<(&str, &str)> = crate::detect::adapters::related_kinds().collect();
+        let fetched: Vec<(&str, &str)> =
+            crate::detect::adapters::related_kinds_fetched_by_name().collect();
         for (k, _) in crate::cluster::discovery::wanted() {
             let rules: Vec<&Rule> = RULES
                 .iter()
                 .filter(|r| r.api_group == k.group && r.resources.contains(&k.plural))
                 .collect();
             assert_eq!(rules.len(), 1, "{}/{} in one rule", k.group, k.plural);
-            let want: &[&str] = if looked_up.contains(&(k.group, k.kind)) {
+            let want: &[&str] = if fetched.contains(&(k.group, k.kind)) {
+                &["get", "list", "watch"]
+            } else if looked_up.contains(&(k.group, k.kind)) {
                 &["list", "watch"]
             } else {
                 &["list"]

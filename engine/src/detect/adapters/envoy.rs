@@ -26,6 +26,11 @@ pub(super) const RELATED: &[(&str, &str)] = &[
     (AI_GROUP, "AIServiceBackend"),
 ];
 
+/// The related kinds [`references`] names, which a front may fetch by name (a
+/// `BackendTLSPolicy` is found by what it targets, so only a list or watch finds it).
+pub(super) const FETCHED_BY_NAME: &[(&str, &str)] =
+    &[(GATEWAY_GROUP, "Backend"), (AI_GROUP, "AIServiceBackend")];
+
 /// The related kinds no adapter judges, as served: Envoy Gateway's `Backend` (v1alpha1, the one
 /// version it serves) and Gateway API's `BackendTLSPolicy` (v1 since Gateway API 1.4; v1alpha3
 /// and v1alpha2 before). The `AIServiceBackend` is an adapter kind of its own.

@@ -294,6 +294,11 @@ pub fn related_references(
     envoy::references(object, default_namespace)
 }
 
+/// The related kinds [`related_references`] can name: fetched by name, so `get` is granted.
+pub fn related_kinds_fetched_by_name() -> impl Iterator<Item = (&'static str, &'static str)> {
+    envoy::FETCHED_BY_NAME.iter().copied()
+}
+
 pub fn related_kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
     envoy::RELATED.iter().copied()
 }
