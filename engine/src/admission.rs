@@ -402,73 +402,56 @@ fn uid_only(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// `Some(max)` when `body` holds more than `max` JSON values; None when it holds fewer or is
-/// not JSON (the parse that follows says why).
+/// `Some(max)` when `body` holds more than `max` JSON values (objects, arrays, strings, keys
+/// included, numbers, `true`/`false`/`null`); None when it holds fewer. A scan of the bytes,
+/// not a parse (a parse would cost as much as the review's own): it counts where each value
+/// token starts, which for JSON is the parse's count, and for text that is not JSON is a number
+/// the parse that follows refuses anyway. Strings are skipped to their closing quote, so
+/// nothing inside one counts.
 fn json_values_over(body: &[u8], max: usize) -> Option<usize> {
-    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-    use std::cell::Cell;
-    use std::fmt;
-
-    struct Count<'a>(&'a Cell<usize>, usize);
-    impl Count<'_> {
-        fn one<E: serde::de::Error>(&self) -> Result<(), E> {
-            let n = self.0.get() + 1;
-            self.0.set(n);
-            if n > self.1 {
-                return Err(E::custom("too many values"));
+    let mut count = 0usize;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                count += 1;
+                i += 1;
+                // To the closing quote: a backslash escapes the byte after it.
+                while let Some(j) = body
+                    .get(i..)
+                    .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                {
+                    if body[i + j] == b'\\' {
+                        i += j + 2;
+                    } else {
+                        i += j + 1;
+                        break;
+                    }
+                }
+                if i > body.len() {
+                    break;
+                }
             }
-            Ok(())
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for Count<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Count<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            self.one::<A::Error>()?;
-            // Keys count too: each is a string in the tree.
-            while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
-                self.one::<A::Error>()?;
-                map.next_value_seed(Count(self.0, self.1))?;
+            b'{' | b'[' => {
+                count += 1;
+                i += 1;
             }
-            Ok(())
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                count += 1;
+                i += 1;
+                while i < body.len()
+                    && matches!(body[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-' | b'a'..=b'z')
+                {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            self.one::<A::Error>()?;
-            while seq.next_element_seed(Count(self.0, self.1))?.is_some() {}
-            Ok(())
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-            self.one()
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-            self.one()
+        if count > max {
+            return Some(max);
         }
     }
-    let count = Cell::new(0);
-    let mut de = serde_json::Deserializer::from_slice(body);
-    // An error is either the bound (the count says so) or bad JSON (the parse will say so).
-    let _ = Count(&count, max).deserialize(&mut de);
-    (count.get() > max).then_some(max)
+    None
 }
 
 /// Why an object is too large to judge, if it is: more containers, env entries or arguments
@@ -1004,5 +987,142 @@ fn mutate_response(uid: &str, decision: &Decision) -> ResponseOut {
         patch,
         warnings: Vec::new(),
         audit_annotations: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The count as serde_json's parse makes it (the code before the scan), to compare with.
+    fn json_values_over_by_parse(body: &[u8], max: usize) -> Option<usize> {
+        use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+        use std::cell::Cell;
+        use std::fmt;
+
+        struct Count<'a>(&'a Cell<usize>, usize);
+        impl Count<'_> {
+            fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+                let n = self.0.get() + 1;
+                self.0.set(n);
+                if n > self.1 {
+                    return Err(E::custom("too many values"));
+                }
+                Ok(())
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for Count<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Count<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                self.one::<A::Error>()?;
+                // Keys count too: each is a string in the tree.
+                while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    self.one::<A::Error>()?;
+                    map.next_value_seed(Count(self.0, self.1))?;
+                }
+                Ok(())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                self.one::<A::Error>()?;
+                while seq.next_element_seed(Count(self.0, self.1))?.is_some() {}
+                Ok(())
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+                self.one()
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+                self.one()
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+                self.one()
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+                self.one()
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+                self.one()
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+                self.one()
+            }
+        }
+        let count = Cell::new(0);
+        let mut de = serde_json::Deserializer::from_slice(body);
+        // An error is either the bound (the count says so) or bad JSON (the parse will say so).
+        let _ = Count(&count, max).deserialize(&mut de);
+        (count.get() > max).then_some(max)
+    }
+
+    /// The scan counts what the parse counts, on every review fixture and on JSON built to trip
+    /// a byte scanner (escaped quotes and backslashes, structural characters inside strings,
+    /// numbers in every form, literals, deep nesting, non-ASCII text).
+    #[test]
+    fn the_scan_counts_the_values_the_parse_counts() {
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for dir in [
+            "../tests/fixtures/admission",
+            "../../shared/corpus/admission",
+            "../benches/fixtures",
+        ] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for entry in
+                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    inputs.push(std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        for text in [
+            r#"{"a":"x\"y","b":"\\","c":"{[\"]}","d":[1,-2.5e+10,0.0E-1,true,false,null]}"#,
+            r#"[[[[[]]]],{},{"":""},"\u0022","tail\\"]"#,
+            r#"{"k": "naïve ☃ 日本", "n": [ 1 , 2 ,3 ] , "t" :true}"#,
+            r#""just a string""#,
+            "12345",
+            r#"{"esc":"\\\"","after":1}"#,
+        ] {
+            inputs.push(text.as_bytes().to_vec());
+        }
+        assert!(inputs.len() >= 14, "only {} inputs", inputs.len());
+        for input in &inputs {
+            assert!(
+                serde_json::from_slice::<Value>(input).is_ok(),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+            for max in [0, 1, 2, 5, 10, 100, 1_000, 100_000] {
+                assert_eq!(
+                    json_values_over(input, max),
+                    json_values_over_by_parse(input, max),
+                    "max {max}: {}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_scan_ends_on_text_that_is_not_json() {
+        for text in [
+            &b"\"abc"[..],
+            b"\"abc\\",
+            b"{\"a\":\"\\",
+            b"\\",
+            b"",
+            b"]]]",
+            b"\"\\\"",
+        ] {
+            let _ = json_values_over(text, 10);
+        }
     }
 }

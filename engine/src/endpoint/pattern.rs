@@ -252,6 +252,14 @@ pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
         if !pattern.contains('*') {
             return pattern == host;
         }
+    } else if let Some((_, after)) = pattern.rsplit_once('}')
+        && !after.contains('*')
+        && !host.ends_with(after)
+    {
+        // What follows the last `{region}` is literal to the end (the rest of its label and
+        // the labels after it): a host that does not end with it cannot match. Most hosts a
+        // decision classifies fail here, before the label walk.
+        return false;
     }
     host_matches_by_labels(pattern, host)
 }
@@ -290,6 +298,47 @@ fn label_matches(pattern: &str, label: &str) -> bool {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    /// The fast rejection of `{region}` patterns (a host must end with what follows the last
+    /// `}`) decides as the label walk does, for the catalogue's own patterns and hosts made to
+    /// sit on either side of it.
+    #[test]
+    fn region_patterns_reject_early_only_what_the_label_walk_rejects() {
+        let patterns: Vec<&str> = super::super::OTHER_CLOUD_HOSTS
+            .iter()
+            .copied()
+            .filter(|p| p.contains('{'))
+            .chain([
+                "{region}",
+                "a.{region}",
+                "{region}.b",
+                "x{region}y.z",
+                "*.{region}.com",
+            ])
+            .collect();
+        assert!(patterns.len() > 5);
+        let mut hosts: Vec<String> = Vec::new();
+        for p in &patterns {
+            for region in ["", "us-east-1", "eu", "a.b", "{region}"] {
+                let h = p.replace("{region}", region);
+                hosts.push(h.clone());
+                hosts.push(format!("x{h}"));
+                hosts.push(format!("{h}.evil.example"));
+                hosts.push(h.trim_start_matches("*.").to_string());
+                hosts.push(h.replace(".com", ".co"));
+            }
+        }
+        hosts.extend(["", ".", "com", "amazonaws.com", "googleapis.com"].map(String::from));
+        for p in &patterns {
+            for h in &hosts {
+                assert_eq!(
+                    host_matches(p, h),
+                    host_matches_by_labels(p, h),
+                    "pattern {p:?} host {h:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn whole_string_matching_agrees_with_matching_label_by_label() {
