@@ -439,9 +439,42 @@ fn the_match_condition_lets_through_every_config_map_the_engine_judges() {
             "metadata": {"name": "generated", "namespace": "ns"},
             "data": {"unrelated": "x", key: text}}));
     }
+    // A key spelled with a YAML escape holds no marker but a backslash; a file in binaryData
+    // is base64. Both must reach the webhook, and both are judged (denied: api.openai.com).
+    let escaped = "\"model\\x5flist\":\n  - model_name: m\n    litellm_params: {model: openai/gpt-4o, api_base: https://api.openai.com/v1}\n";
+    config_maps.push(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "escaped", "namespace": "ns"}, "data": {"config.yaml": escaped}}));
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(file)
+    };
+    config_maps.push(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "binary", "namespace": "ns"}, "binaryData": {"config.yaml": encoded}}));
     let policies =
         hostguard::policy::PolicySet::compile([&hostguard::policy::default_policy()]).unwrap();
     let snapshot = hostguard::snapshot::Snapshot::offline(hostguard::api::ClusterProvider::Azure);
+    for name in ["escaped", "binary"] {
+        let cm = config_maps
+            .iter()
+            .find(|c| c["metadata"]["name"] == name)
+            .unwrap();
+        let d = hostguard::policy::evaluate(
+            &hostguard::policy::Request {
+                operation: hostguard::policy::Operation::Create,
+                object: Some(cm),
+                old_object: None,
+                namespace: Some("ns"),
+            },
+            &policies,
+            &snapshot,
+        );
+        assert_eq!(
+            d.verdict,
+            hostguard::policy::Verdict::Deny,
+            "{name}: {:?}",
+            d.violations
+        );
+    }
     let mut judged = 0;
     for cm in &config_maps {
         let decision = hostguard::policy::evaluate(

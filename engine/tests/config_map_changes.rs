@@ -448,3 +448,75 @@ fn the_config_maps_a_pod_mounts_are_among_those_fetched_before_a_decision() {
     let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
     assert_eq!(refs, ["env-cm", "litellm-config", "projected-cm"]);
 }
+
+fn stateful_aiw(name: &str, selector: Value) -> DeclaredWorkload {
+    let aiw: AIWorkload = serde_json::from_value(json!({
+        "apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"selector": {"matchLabels": selector}, "provider": "openai", "apiClass": "stateful"}
+    }))
+    .expect("AIWorkload fixture");
+    DeclaredWorkload::from_resource(&aiw).expect("compiles")
+}
+
+#[test]
+fn readers_not_listed_stay_denied_whatever_aiworkload_exists() {
+    let mut snapshot = azure();
+    snapshot.insert_declared(stateful_aiw(
+        "unrelated-batch",
+        json!({"app": "some-other-thing"}),
+    ));
+    snapshot.insert_declared(stateful_aiw("litellm", json!({"app": "litellm"})));
+    let cm = config_map(
+        "litellm-config",
+        json!({"config.yaml": litellm_config(&[("openai/gpt-4o", Some(DIRECT))])}),
+    );
+    let d = decide(
+        Operation::Create,
+        &cm,
+        None,
+        ConfigMapReaders::Failed("no answer in time"),
+        &snapshot,
+    );
+    assert_eq!(d.verdict, Verdict::Deny, "{:?}", messages(&d));
+    assert!(
+        d.violations
+            .iter()
+            .any(|v| v.action == Action::Deny && v.message.contains("could not be listed")),
+        "{:?}",
+        messages(&d)
+    );
+}
+
+#[test]
+fn with_readers_listed_only_an_aiworkload_that_selects_one_makes_the_files_finding_a_warning() {
+    let cm = config_map(
+        "litellm-config",
+        json!({"config.yaml": litellm_config(&[("openai/gpt-4o", Some(DIRECT))])}),
+    );
+    let pods = [litellm_pod("litellm-0", json!([]))];
+    let mut unrelated = azure();
+    unrelated.insert_declared(stateful_aiw(
+        "unrelated-batch",
+        json!({"app": "some-other-thing"}),
+    ));
+    let d = decide(
+        Operation::Create,
+        &cm,
+        None,
+        ConfigMapReaders::Listed(&pods),
+        &unrelated,
+    );
+    assert_eq!(d.verdict, Verdict::Deny, "{:?}", messages(&d));
+
+    let mut selecting = azure();
+    selecting.insert_declared(stateful_aiw("assistants", json!({"app": "litellm"})));
+    let d = decide(
+        Operation::Create,
+        &cm,
+        None,
+        ConfigMapReaders::Listed(&pods),
+        &selecting,
+    );
+    assert_eq!(d.verdict, Verdict::Warn, "{:?}", messages(&d));
+}

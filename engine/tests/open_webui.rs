@@ -59,6 +59,13 @@ fn messages(d: &Decision) -> Vec<&str> {
 // api.openai.com, since it does not read OPENAI_API_BASE_URL.
 #[case::lookalike_repository("ghcr.io/open-webui/open-webui-fork:v1", &[("OPENAI_API_KEY", "k"), ("OPENAI_API_BASE_URL", AZURE)], Verdict::Deny)]
 #[case::mirror_under_another_name("registry.corp.example/open-webui/open-webui:v0.12.4", &[("OPENAI_API_KEY", "k"), ("OPENAI_API_BASE_URL", AZURE)], Verdict::Deny)]
+// The registry host is case-insensitive and :443 is its default port: the same image.
+#[case::registry_in_upper_case("GHCR.IO/open-webui/open-webui:main", &[("OPENAI_API_KEY", "k"), ("OPENAI_API_BASE_URL", AZURE)], Verdict::Allow)]
+#[case::registry_with_its_default_port("ghcr.io:443/open-webui/open-webui:main", &[("OPENAI_API_KEY", "k"), ("OPENAI_API_BASE_URL", AZURE)], Verdict::Allow)]
+// A look-alike gets both rule sets: Open WebUI's feature defaults are not lost on a mirror,
+// even when OPENAI_BASE_URL satisfies the SDKs.
+#[case::mirror_with_a_feature_default("myregistry.azurecr.io/mirror/open-webui:v0.12.4", &[("OPENAI_API_KEY", "k"), ("OPENAI_API_BASE_URL", AZURE), ("OPENAI_BASE_URL", AZURE), ("RAG_EMBEDDING_ENGINE", "openai")], Verdict::Deny)]
+#[case::mirror_configured_for_azure_both_ways("myregistry.azurecr.io/mirror/open-webui:v0.12.4", &[("OPENAI_API_KEY", "k"), ("OPENAI_API_BASE_URL", AZURE), ("OPENAI_BASE_URL", AZURE)], Verdict::Allow)]
 // No connection URL: Open WebUI's default connection.
 #[case::key_only(OFFICIAL, &[("OPENAI_API_KEY", "k")], Verdict::Deny)]
 #[case::keys_only(OFFICIAL, &[("OPENAI_API_KEYS", "k;l")], Verdict::Deny)]
@@ -135,6 +142,26 @@ fn a_features_default_names_its_own_base_url_variable() {
             .any(|v| v.path.ends_with("env[AUDIO_STT_ENGINE]")
                 && v.message
                     .contains("set AUDIO_STT_OPENAI_API_BASE_URL to your Azure endpoint")),
+        "{:?}",
+        messages(&d)
+    );
+}
+
+/// An `envFrom` source hostguard cannot read (a Secret) may set OPENAI_API_BASE_URLS, which
+/// Open WebUI prefers to the visible OPENAI_API_BASE_URL, or switch a feature on: fail closed.
+#[test]
+fn an_unreadable_env_from_source_may_set_a_connection_and_fails_closed() {
+    let mut p = pod(
+        OFFICIAL,
+        &[("OPENAI_API_KEY", "k"), ("OPENAI_API_BASE_URL", AZURE)],
+    );
+    p["spec"]["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "owui"}}]);
+    let d = decide(&p);
+    assert_eq!(d.verdict, Verdict::Deny, "{:?}", messages(&d));
+    assert!(
+        messages(&d)
+            .iter()
+            .any(|m| m.contains("OPENAI_API_BASE_URLS may be set by")),
         "{:?}",
         messages(&d)
     );

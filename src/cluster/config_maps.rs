@@ -479,6 +479,11 @@ impl Fetcher {
 
 /// Pods asked for in one page when listing the readers of a ConfigMap.
 const READERS_PAGE: u32 = 500;
+/// Readers decided for one change, at most (each is decided twice): beyond, the change is
+/// unresolved rather than a review that holds a namespace's Pods and takes seconds.
+pub const MAX_READERS: usize = 256;
+/// Other ConfigMaps the readers reference fetched for one change, at most (as for one review).
+const MAX_READER_CONFIG_MAPS: usize = 64;
 
 impl Fetcher {
     /// The Pods of `namespace` that reference ConfigMap `name`, listed page by page until
@@ -511,6 +516,11 @@ impl Fetcher {
                 let mut refs = std::collections::BTreeSet::new();
                 crate::workload::config_map_refs(&pod, &mut refs);
                 if refs.contains(name) {
+                    if readers.len() == MAX_READERS {
+                        return Err(format!(
+                            "more than {MAX_READERS} Pods read it, more than hostguard decides for one change"
+                        ));
+                    }
                     readers.push(pod);
                 }
             }
@@ -524,7 +534,7 @@ impl Fetcher {
             crate::workload::config_map_refs(pod, &mut others);
         }
         others.remove(name);
-        let others: Vec<String> = others.into_iter().collect();
+        let others: Vec<String> = others.into_iter().take(MAX_READER_CONFIG_MAPS).collect();
         self.fetch_missing(namespace, &others, deadline).await;
         Ok(readers)
     }

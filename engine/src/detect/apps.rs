@@ -3,9 +3,9 @@
 //! `OPENAI_API_KEY` → `api.openai.com` default, the LangSmith gateway, LiteLLM's proxy switch)
 //! do not say where its traffic goes; the application's own rules do.
 //!
-//! Only the official image counts (its repository exactly, any tag or digest): an image of
-//! another name can hold any code, and is judged by the client rules like any container. A
-//! mirror under another name is therefore judged the stricter way.
+//! Only the official image counts (its repository, any tag or digest): an image of another name
+//! can hold any code. One whose name ends like the application's (a mirror, a fork) is judged
+//! by both rule sets, the application's and the SDKs', so that neither's endpoints are missed.
 //!
 //! **Open WebUI** (`ghcr.io/open-webui/open-webui`; `backend/open_webui/config.py`, v0.12.4,
 //! lines 325-373 and the feature sections cited below) sends chat traffic with its own HTTP
@@ -41,18 +41,45 @@ pub enum App {
 }
 
 /// The image's repository: without `@digest` and `:tag` (a `:` after the last `/` is a tag,
-/// one before it a registry port).
-fn repository(image: &str) -> &str {
+/// one before it a registry port), with the registry host in lower case and a `:443` port
+/// dropped (both name the same registry: `GHCR.IO:443/open-webui/open-webui` pulls what
+/// `ghcr.io/open-webui/open-webui` does).
+fn repository(image: &str) -> String {
     let image = image.split_once('@').map_or(image, |(r, _)| r);
-    match image.rsplit_once(':') {
+    let image = match image.rsplit_once(':') {
         Some((r, tag)) if !tag.contains('/') => r,
         _ => image,
+    };
+    match image.split_once('/') {
+        Some((registry, rest)) if registry.contains(['.', ':']) || registry == "localhost" => {
+            let registry = registry.to_ascii_lowercase();
+            let registry = registry.strip_suffix(":443").unwrap_or(&registry);
+            format!("{registry}/{rest}")
+        }
+        _ => image.to_string(),
     }
 }
 
-/// The application `container` runs, when it is the official image of one.
-pub fn app_of(container: &ContainerView<'_>) -> Option<App> {
-    (repository(container.image) == OPEN_WEBUI_IMAGE).then_some(App::OpenWebUi)
+/// How a container's image relates to an application's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// The official image: its own rules decide.
+    Official(App),
+    /// Another image of the same name (a mirror, a fork, a rebuild): it may hold the
+    /// application's code or any other, so both the application's rules and the SDKs' apply.
+    LookAlike(App),
+}
+
+/// The application `container` runs, as far as its image says.
+pub fn app_of(container: &ContainerView<'_>) -> Option<Image> {
+    let repository = repository(container.image);
+    if repository == OPEN_WEBUI_IMAGE {
+        Some(Image::Official(App::OpenWebUi))
+    } else if repository.rsplit('/').next() == Some("open-webui") {
+        Some(Image::LookAlike(App::OpenWebUi))
+    } else {
+        None
+    }
 }
 
 /// What the application adds to the container's facts beyond the catalogue's variables.
@@ -71,11 +98,22 @@ pub fn routes(app: App, env: &ResolvedEnv) -> AppRoutes {
 }
 
 /// The last candidate of `name` as Python's `os.getenv(name, '')` sees it: the value, or why it
-/// cannot be read; None when unset.
+/// cannot be read (a `secretKeyRef`, or an `envFrom` source hostguard cannot read that may set
+/// it); None when unset.
 fn value(
     env: &ResolvedEnv,
     name: &str,
 ) -> Option<(Result<String, String>, String, Option<String>)> {
+    if let Some(source) = env.opaque_sources_for(name).into_iter().next() {
+        return Some((
+            Err(format!(
+                "{name} may be set by {}: {}",
+                source.path, source.why
+            )),
+            source.path,
+            None,
+        ));
+    }
     let c = env.candidates(name).pop()?;
     let v = match c.value {
         EnvValue::Literal(v) => Ok(v),
@@ -121,19 +159,37 @@ fn open_webui(env: &ResolvedEnv) -> AppRoutes {
         value(env, name).filter(|(v, _, _)| v.as_ref().map_or(true, |v| !v.is_empty()))
     };
 
-    // The connections. An empty entry of OPENAI_API_BASE_URLS is the default connection.
-    match set("OPENAI_API_BASE_URLS") {
+    // The connections. An empty entry of OPENAI_API_BASE_URLS is the default connection. A
+    // value that cannot be read is unresolved (the catalogue reports a `secretKeyRef`; this
+    // also covers an unreadable `envFrom` source that may set it).
+    let urls = set("OPENAI_API_BASE_URLS");
+    let url = set("OPENAI_API_BASE_URL");
+    for (name, v) in [
+        ("OPENAI_API_BASE_URLS", &urls),
+        ("OPENAI_API_BASE_URL", &url),
+    ] {
+        if let Some((Err(why), path, origin)) = v {
+            out.endpoints.push(Endpoint {
+                value: EndpointValue::Unresolved(why.clone()),
+                path: path.clone(),
+                via: name.to_string(),
+                origin: origin.clone(),
+            });
+        }
+    }
+    match urls {
         Some((Ok(urls), path, _)) => {
             if urls.split(';').any(str::is_empty) {
                 out.endpoints
                     .push(default_endpoint(path, EMPTY_ENTRY_VIA.into()));
             }
         }
-        Some((Err(_), _, _)) => {} // unresolved: the catalogue reports it
+        Some((Err(_), _, _)) => {}
         None => {
-            let has_url = set("OPENAI_API_BASE_URL").is_some();
             let key = set("OPENAI_API_KEYS").or_else(|| set("OPENAI_API_KEY"));
-            if !has_url && let Some((_, path, _)) = key {
+            if url.is_none()
+                && let Some((_, path, _)) = key
+            {
                 out.endpoints
                     .push(default_endpoint(path, DEFAULT_CONNECTION_VIA.into()));
             }

@@ -843,12 +843,16 @@ fn yaml_error(e: &impl std::fmt::Display) -> String {
 pub const CONFIG_FILE_KEY_MARKERS: &[&str] = &["model_list", "librechat", "service_conf"];
 
 /// Words one of which is in the text of a known config file, whatever its key: LiteLLM's
-/// `model_list`, RAGFlow's `user_default_llm`, LibreChat's `azureOpenAI`. Three at most: the API
-/// server bounds the cost of a match condition (one million units per call), and a `contains`
-/// over a ConfigMap's text costs about a tenth of a unit per byte, so three over the largest
-/// ConfigMap (1 MiB) stay well within it. A LibreChat file with only `custom` endpoints under a
-/// key of another name is judged through the Pods that read it, not on its own.
-pub const CONFIG_FILE_TEXT_MARKERS: &[&str] = &["model_list", "user_default_llm", "azureOpenAI"];
+/// `model_list`, RAGFlow's `user_default_llm`, LibreChat's `azureOpenAI`, and a backslash: YAML
+/// and JSON spell a key with escapes only in a quoted string (`"model\x5flist"`, an escaped
+/// line break), so a file that hides a marker that way has one. Four at most: the API server
+/// bounds the cost of a match condition (one million units per call), and a `contains` over a
+/// ConfigMap's text costs about a tenth of a unit per byte, so four over the largest ConfigMap
+/// (1 MiB) stay within it. A file with none of these (HolmesGPT's model list under another key,
+/// LibreChat's `custom` endpoints only, under another key) is judged when the Pods that read it
+/// are admitted, and by the audit, not when it changes.
+pub const CONFIG_FILE_TEXT_MARKERS: &[&str] =
+    &["model_list", "user_default_llm", "azureOpenAI", "\\"];
 
 /// Whether `key` and `text` may be a known config file (see the two marker lists).
 fn may_be_config_file(key: &str, text: &str) -> bool {
@@ -867,10 +871,17 @@ pub fn config_file_match_condition() -> String {
             .collect::<Vec<_>>()
             .join(" || ")
     };
+    // CEL string literals escape a backslash as Rust's do.
+    let markers: Vec<String> = CONFIG_FILE_TEXT_MARKERS
+        .iter()
+        .map(|m| m.replace('\\', "\\\\"))
+        .collect();
+    let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+    // `binaryData` is not searched (it is base64): any ConfigMap with it is sent.
     format!(
-        "has(object.data) && object.data.exists(k, {} || {})",
+        "has(object.binaryData) || has(object.data) && object.data.exists(k, {} || {})",
         any("k", CONFIG_FILE_KEY_MARKERS),
-        any("object.data[k]", CONFIG_FILE_TEXT_MARKERS)
+        any("object.data[k]", &markers)
     )
 }
 

@@ -497,12 +497,15 @@ fn infer_container(
     urls_in_other_variables(env, &names, rules, &mut found);
     http_get_hosts(container, rules, &mut found);
 
-    // The official image of an application with its own client: its rules, not the SDKs'.
-    if let Some(app) = apps::app_of(container) {
+    // The official image of an application with its own client: its rules, not the SDKs'. An
+    // image that only bears its name: both.
+    let image = apps::app_of(container);
+    if let Some(apps::Image::Official(app) | apps::Image::LookAlike(app)) = image {
         let routes = apps::routes(app, env);
         found.signals.extend(routes.signals);
         found.endpoints.extend(routes.endpoints);
-    } else {
+    }
+    if !matches!(image, Some(apps::Image::Official(_))) {
         let routes = clients::routes(env, &found.endpoints);
         found.signals.extend(routes.signals);
         found.endpoints.extend(routes.endpoints);

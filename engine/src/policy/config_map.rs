@@ -18,7 +18,16 @@
 //!   webhook lists the Pods of the namespace): each Pod is decided with the ConfigMap as it is
 //!   and as the change leaves it, and every violation the change brings in is the ConfigMap's.
 //!   This also covers what the file takes from each Pod's env. When the Pods could not be
-//!   listed, that is an unresolved endpoint, decided as the policy's `unresolved` says.
+//!   listed, that is an unresolved endpoint, decided as the policy's `unresolved` says (never
+//!   made a warning by an AIWorkload).
+//!
+//! `binaryData` entries that decode to text count as files (the kubelet projects them too).
+//! What this does not cover, and where it is covered instead: a ConfigMap whose text has none
+//! of [`crate::detect::config_files::CONFIG_FILE_TEXT_MARKERS`] and whose keys none of the key
+//! markers (the webhook is not asked, see its match condition), and a plain ConfigMap a Pod
+//! reads as env (`configMapKeyRef`, `envFrom`), which a restarted container also reads anew:
+//! both are judged on the Pods when they are admitted and reported by the audit when they
+//! drift. A Pod admitted while the change is under review may miss the listing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,8 +66,31 @@ pub fn config_file_map_name(object: &Value) -> Option<&str> {
         return None;
     }
     let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
-    let data = object.get("data").and_then(Value::as_object)?;
-    (!config_map_files(name, data).is_empty()).then_some(name)
+    let data = text_data(object)?;
+    (!config_map_files(name, &data).is_empty()).then_some(name)
+}
+
+/// A ConfigMap's files as text: `data`, and the `binaryData` entries that decode to UTF-8 (the
+/// kubelet projects both as files, so a config file moved to `binaryData` is still read). None
+/// when it has neither.
+fn text_data(object: &Value) -> Option<serde_json::Map<String, Value>> {
+    use base64::Engine as _;
+    let data = object.get("data").and_then(Value::as_object);
+    let binary = object.get("binaryData").and_then(Value::as_object);
+    if data.is_none() && binary.is_none() {
+        return None;
+    }
+    let mut out = data.cloned().unwrap_or_default();
+    for (key, encoded) in binary.into_iter().flatten() {
+        let text = encoded
+            .as_str()
+            .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        if let Some(text) = text {
+            out.insert(key.clone(), Value::String(text));
+        }
+    }
+    Some(out)
 }
 
 /// Pods named in one message about the Pods a change would affect, at most.
@@ -77,7 +109,8 @@ pub(super) fn evaluate_config_map(
     {
         return None;
     }
-    let data = object.get("data").and_then(Value::as_object)?;
+    let data = text_data(object)?;
+    let data = &data;
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -126,18 +159,8 @@ pub(super) fn evaluate_config_map(
         });
     }
 
-    let mut endpoints: Vec<Endpoint> = files.iter().flat_map(|f| f.endpoints.clone()).collect();
-    if let ConfigMapReaders::Failed(why) = readers {
-        endpoints.push(Endpoint {
-            value: EndpointValue::Unresolved(format!(
-                "the Pods that read ConfigMap {namespace}/{name} could not be listed ({why}), so what this change does to them cannot be checked"
-            )),
-            path: "data".into(),
-            via: "the Pods that mount it".into(),
-            origin: None,
-        });
-    }
-    let template = TemplateFacts {
+    let endpoints: Vec<Endpoint> = files.iter().flat_map(|f| f.endpoints.clone()).collect();
+    let facts = |endpoints: Vec<Endpoint>| TemplateFacts {
         path: String::new(),
         usages: if endpoints.is_empty() {
             Vec::new()
@@ -150,6 +173,20 @@ pub(super) fn evaluate_config_map(
         },
         notes: Vec::new(),
         malformed: Vec::new(),
+    };
+    let template = facts(endpoints);
+    // Readers that could not be listed: what the change does to them is unknown. Its own
+    // facts, so that no AIWorkload's exemption (below) can turn it into a warning.
+    let unlisted = match readers {
+        ConfigMapReaders::Failed(why) => Some(facts(vec![Endpoint {
+            value: EndpointValue::Unresolved(format!(
+                "the Pods that read ConfigMap {namespace}/{name} could not be listed ({why}), so what this change does to them cannot be checked"
+            )),
+            path: "data".into(),
+            via: "the Pods that mount it".into(),
+            origin: None,
+        }])),
+        _ => None,
     };
     decision.findings = findings(std::slice::from_ref(&template), policies);
     let ns_labels = match snapshot.namespace_labels_resolved(namespace) {
@@ -177,10 +214,18 @@ pub(super) fn evaluate_config_map(
         check_endpoints(policy, usage, &mut own);
         decision.warnings.extend(own.warnings);
         // A trusted AIWorkload of the namespace may exempt the workload that reads this file.
+        // With the readers listed, only one that selects one of them counts (they are judged
+        // themselves below, each with its own exemptions); without them, any of the namespace.
         let exempting = snapshot.declared_in(namespace).find(|d| {
             d.provider == policy.provider
                 && policy.trust.trusts(&d.labels, ns_labels.as_ref())
                 && !d.classes.iter().any(|c| policy.api_classes.contains(c))
+                && match readers {
+                    ConfigMapReaders::Listed(pods) if !pods.is_empty() => {
+                        pods.iter().any(|p| d.selects(&pod_labels(p)))
+                    }
+                    _ => true,
+                }
         });
         for mut v in own.violations {
             if let Some(d) = exempting
@@ -195,6 +240,24 @@ pub(super) fn evaluate_config_map(
                 decision.warnings.push(v.warning.clone());
             }
             decision.violations.push(v);
+        }
+    }
+
+    if let Some(unlisted) = &unlisted {
+        for policy in policies.policies() {
+            if !policy.applies_in(namespace, ns_labels.as_ref()) {
+                continue;
+            }
+            if let Some(usage) = unlisted.usage(&policy.provider)
+                && usage
+                    .classes_trusting(|_| false)
+                    .classes
+                    .iter()
+                    .any(|c| policy.api_classes.contains(c))
+            {
+                governing.push(policy.name.clone());
+                check_endpoints(policy, usage, &mut decision);
+            }
         }
     }
 
@@ -220,6 +283,18 @@ pub(super) fn evaluate_config_map(
     Some(decision)
 }
 
+/// A Pod's labels (`metadata.labels`), for the AIWorkload selectors.
+fn pod_labels(pod: &Value) -> crate::snapshot::Labels {
+    pod.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Where the file's model entries are, for the usage's signal.
 fn signal_path(files: &[ConfigMapFile]) -> String {
     files
@@ -243,7 +318,7 @@ fn old_data(request: &Request<'_>, name: &str) -> Option<ConfigMapData> {
     if old.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
         return None;
     }
-    Some(data_of(old.get("data")?.as_object()?))
+    Some(data_of(&text_data(old)?))
 }
 
 /// Adds to `decision` every violation that a Pod which reads the ConfigMap has with the change
