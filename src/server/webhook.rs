@@ -346,6 +346,10 @@ async fn look_up(
                     crate::snapshot::Lookup::Found(_)
                 ) && !fetched.iter().any(|o| {
                     o["kind"] == k.as_str()
+                        && o["apiVersion"]
+                            .as_str()
+                            .and_then(|v| v.split_once('/'))
+                            .is_some_and(|(group, _)| group == g)
                         && o["metadata"]["name"] == name.as_str()
                         && o["metadata"]["namespace"] == n.as_str()
                 })

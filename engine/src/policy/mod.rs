@@ -342,8 +342,24 @@ impl CompiledPolicy {
     /// the URL gets "set it"; one that names a key (the SDK default applies) gets the variable.
     pub fn endpoint_hint(&self, path: &str, variable: Option<&str>) -> (String, String) {
         // `K8sGPT/x spec.ai.baseUrl`, `ConfigMap/x key config.yaml model_list[0]...api_base`: a
-        // field of an AI tool's resource or config file, which the env does not override.
-        if let Some((resource, field)) = path.rsplit_once(' ') {
+        // field of an AI tool's resource or config file, which the env does not override. The
+        // field follows the `Kind/name` (and a ConfigMap's `key K`, which has no space); it may
+        // hold spaces itself (a model named `my model`), and a variable's name may too.
+        let resource_field = path
+            .split_once(' ')
+            .filter(|(resource, _)| {
+                resource.split_once('/').is_some_and(|(kind, _)| {
+                    !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric())
+                })
+            })
+            .map(|(resource, rest)| {
+                let field = rest
+                    .strip_prefix("key ")
+                    .and_then(|k| k.split_once(' '))
+                    .map_or(rest, |(_, field)| field);
+                (resource, field)
+            });
+        if let Some((resource, field)) = resource_field {
             let target = if self.allows_azure_openai() {
                 "your Azure OpenAI endpoint (https://<resource>.openai.azure.com)".to_string()
             } else {
@@ -361,7 +377,6 @@ impl CompiledPolicy {
                     format!("set {field} to {target}"),
                 )
             } else {
-                let resource = resource.split(" key ").next().unwrap_or(resource);
                 (
                     format!("point it at {target}"),
                     format!("configure {resource} for {target}"),
@@ -556,5 +571,39 @@ mod tests {
         let mut p = default_policy();
         p.spec.provider = "opneai".into();
         assert!(PolicySet::compile([&p]).is_err());
+    }
+
+    /// The fix a message gives names what to change: a tool's field (after `Kind/name`, and a
+    /// ConfigMap's `key K`, spaces in the field kept), the tool when no URL field is named, the
+    /// variable that holds the URL, or OPENAI_BASE_URL for a key whose SDK default applies.
+    #[test]
+    fn the_hint_names_the_field_the_tool_or_the_variable_to_set() {
+        let set = PolicySet::default_set().expect("the built-in default compiles");
+        let policy = &set.policies()[0];
+        for (path, fix) in [
+            (
+                "K8sGPT/x spec.ai.baseUrl",
+                "set spec.ai.baseUrl to your Azure OpenAI endpoint",
+            ),
+            (
+                "ConfigMap/c key model_list.yaml my model.api_base",
+                "set my model.api_base to your Azure OpenAI endpoint",
+            ),
+            (
+                "K8sGPT/x spec.ai.backend",
+                "configure K8sGPT/x for your Azure OpenAI endpoint",
+            ),
+            (
+                "spec.containers[0].env[MY BASE]",
+                "set MY BASE to your Azure endpoint's /openai/v1",
+            ),
+            (
+                "spec.containers[0].env[OPENAI_API_KEY]",
+                "set OPENAI_BASE_URL to your Azure endpoint's /openai/v1",
+            ),
+        ] {
+            let (_, hint) = policy.endpoint_hint(path, None);
+            assert!(hint.starts_with(fix), "{path}: {hint}");
+        }
     }
 }
