@@ -305,16 +305,21 @@ fn the_webhook_refuses_a_k8sgpt_that_calls_openai_directly() {
     );
 }
 
+/// The chart's ValidatingWebhookConfiguration template, as written.
+fn webhook_template() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(
+        root.join("charts/hostguard/templates/validatingwebhookconfiguration.yaml"),
+    )
+    .unwrap()
+}
+
 /// The chart's `aitools.validate.hostguard.dev` webhook lists exactly the kinds adapters read
 /// and the other controllers' kinds with pod templates
 /// (Envoy AI Gateway's behind `webhook.aiTools.envoyAIGateway`).
 #[test]
 fn the_chart_webhook_rules_list_every_adapted_kind() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(
-        root.join("charts/hostguard/templates/validatingwebhookconfiguration.yaml"),
-    )
-    .unwrap();
+    let text = webhook_template();
     let section = text
         .split("aitools.validate.hostguard.dev")
         .nth(1)
@@ -368,11 +373,7 @@ fn the_chart_webhook_rules_list_every_adapted_kind() {
 /// ConfigMaps on CREATE and UPDATE.
 #[test]
 fn the_chart_config_file_webhook_carries_the_engines_match_condition() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(
-        root.join("charts/hostguard/templates/validatingwebhookconfiguration.yaml"),
-    )
-    .unwrap();
+    let text = webhook_template();
     let section = text
         .split("configfiles.validate.hostguard.dev")
         .nth(1)

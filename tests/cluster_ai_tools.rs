@@ -156,6 +156,60 @@ fn list(items: Vec<Value>) -> Reply {
     )
 }
 
+/// `related::run` (the webhook's watches of the related kinds) against a mock API server.
+struct Related {
+    stores: hostguard::cluster::related::RelatedStores,
+    notify: std::sync::Arc<tokio::sync::Notify>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Related {
+    /// Started, and waited for until its lookups are authoritative (discovery answered and
+    /// every watch listed once); they are not before.
+    async fn start(client: kube::Client) -> Related {
+        use hostguard::cluster::related::{self, RelatedStores};
+        let stores = RelatedStores::default();
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let shared = hostguard::cluster::watch::Shared {
+            notify: std::sync::Arc::clone(&notify),
+            metrics: hostguard::metrics::Metrics::new(),
+            stop: stop_rx,
+        };
+        assert!(
+            !stores.ready(),
+            "nothing is authoritative before discovery answers"
+        );
+        let task = tokio::spawn(related::run(client, stores.clone(), shared));
+        while !stores.ready() {
+            notify.notified().await;
+        }
+        Related {
+            stores,
+            notify,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
+/// The engine state of the default policy with the related objects of `stores`.
+fn built_with(stores: &hostguard::cluster::related::RelatedStores) -> Built {
+    let (mut inventory, mut writers) = Inventory::new();
+    initial_list(
+        &mut writers.policies,
+        vec![hostguard::policy::default_policy()],
+    );
+    inventory.related = stores.clone();
+    inventory.build(&BuildInput::default())
+}
+
 /// The engine state of a cluster whose one HostingPolicy is the default policy.
 fn enforced() -> Built {
     let (inventory, mut writers) = Inventory::new();
@@ -336,37 +390,13 @@ async fn a_cluster_without_the_crds_is_audited_as_before() {
 /// them (an Azure Backend allows it; a Backend that does not exist is absent, not unknown).
 #[tokio::test]
 async fn the_webhook_snapshot_holds_the_watched_backends_once_they_have_listed() {
-    use hostguard::cluster::related::{self, RelatedStores};
-    use hostguard::cluster::watch::Shared;
     use hostguard::policy::{Operation, Request};
-    use std::sync::Arc;
 
     let cluster = Cluster::new(objects());
     let (client, api) = routed(move |r| cluster.answer(r));
-    let stores = RelatedStores::default();
-    let notify = Arc::new(tokio::sync::Notify::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shared = Shared {
-        notify: Arc::clone(&notify),
-        metrics: hostguard::metrics::Metrics::new(),
-        stop: stop_rx,
-    };
-    assert!(
-        !stores.ready(),
-        "nothing is authoritative before discovery answers"
-    );
-    let task = tokio::spawn(related::run(client, stores.clone(), shared));
-    while !stores.ready() {
-        notify.notified().await;
-    }
-
-    let (mut inventory, mut writers) = Inventory::new();
-    initial_list(
-        &mut writers.policies,
-        vec![hostguard::policy::default_policy()],
-    );
-    inventory.related = stores.clone();
-    let built = inventory.build(&BuildInput::default());
+    let related = Related::start(client).await;
+    let stores = related.stores.clone();
+    let built = built_with(&stores);
     let judge = |object: &Value| {
         hostguard::policy::evaluate(
             &Request {
@@ -398,8 +428,7 @@ async fn the_webhook_snapshot_holds_the_watched_backends_once_they_have_listed()
         "looked up, not unknown: {message}"
     );
 
-    stop_tx.send(true).unwrap();
-    task.await.unwrap();
+    related.stop().await;
     // Watched: Backends, BackendTLSPolicies and AIServiceBackends; not the routes or K8sGPTs.
     let watched: Vec<String> = api
         .seen()
@@ -425,8 +454,7 @@ async fn the_webhook_snapshot_holds_the_watched_backends_once_they_have_listed()
 /// from it on they are, without a restart; uninstalled again, its kind and objects are forgotten.
 #[tokio::test(start_paused = true)]
 async fn a_kind_installed_after_start_up_is_watched_from_the_next_discovery() {
-    use hostguard::cluster::related::{self, REDISCOVERY_INTERVAL, RelatedStores};
-    use hostguard::cluster::watch::Shared;
+    use hostguard::cluster::related::{REDISCOVERY_INTERVAL, RelatedStores};
     use hostguard::policy::{Operation, Request};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -457,21 +485,8 @@ async fn a_kind_installed_after_start_up_is_watched_from_the_next_discovery() {
             }
         }
     });
-    let stores = RelatedStores::default();
-    let notify = Arc::new(tokio::sync::Notify::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shared = Shared {
-        notify: Arc::clone(&notify),
-        metrics: hostguard::metrics::Metrics::new(),
-        stop: stop_rx,
-    };
-    let task = tokio::spawn(related::run(client, stores.clone(), shared));
-    let wait_ready = async || {
-        while !stores.ready() {
-            notify.notified().await;
-        }
-    };
-    wait_ready().await;
+    let related = Related::start(client).await;
+    let (stores, notify) = (related.stores.clone(), Arc::clone(&related.notify));
 
     let azure = fixture("envoy-ai-gateway/own-azure-backend.yaml", "ai-azure");
     let backend = azure
@@ -480,13 +495,7 @@ async fn a_kind_installed_after_start_up_is_watched_from_the_next_discovery() {
         .unwrap()
         .clone();
     let judge = |stores: &RelatedStores| {
-        let (mut inventory, mut writers) = Inventory::new();
-        initial_list(
-            &mut writers.policies,
-            vec![hostguard::policy::default_policy()],
-        );
-        inventory.related = stores.clone();
-        let built = inventory.build(&BuildInput::default());
+        let built = built_with(stores);
         hostguard::policy::evaluate(
             &Request {
                 operation: Operation::Create,
@@ -537,8 +546,7 @@ async fn a_kind_installed_after_start_up_is_watched_from_the_next_discovery() {
     })
     .await
     .expect("the Backends are forgotten after the next discovery");
-    stop_tx.send(true).unwrap();
-    task.await.unwrap();
+    related.stop().await;
     api.done().await;
 }
 
@@ -590,8 +598,6 @@ impl hostguard::state::ConfigMapPrefetch for RelatedOnly {
 #[tokio::test]
 async fn the_webhook_fetches_references_its_watches_have_not_delivered_yet() {
     use axum::body::Body;
-    use hostguard::cluster::related::{self, RelatedStores};
-    use hostguard::cluster::watch::Shared;
     use std::sync::Arc;
     use tower::ServiceExt;
 
@@ -636,25 +642,9 @@ async fn the_webhook_fetches_references_its_watches_have_not_delivered_yet() {
         }
         cluster.answer(r)
     });
-    let stores = RelatedStores::default();
-    let notify = Arc::new(tokio::sync::Notify::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shared = Shared {
-        notify: Arc::clone(&notify),
-        metrics: hostguard::metrics::Metrics::new(),
-        stop: stop_rx,
-    };
-    let task = tokio::spawn(related::run(client.clone(), stores.clone(), shared));
-    while !stores.ready() {
-        notify.notified().await;
-    }
-    let (mut inventory, mut writers) = Inventory::new();
-    initial_list(
-        &mut writers.policies,
-        vec![hostguard::policy::default_policy()],
-    );
-    inventory.related = stores.clone();
-    let built = inventory.build(&BuildInput::default());
+    let related = Related::start(client.clone()).await;
+    let stores = related.stores.clone();
+    let built = built_with(&stores);
 
     let review = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -701,8 +691,7 @@ async fn the_webhook_fetches_references_its_watches_have_not_delivered_yet() {
     .await;
     assert_eq!(with["response"]["allowed"], true, "{with}");
 
-    stop_tx.send(true).unwrap();
-    task.await.unwrap();
+    related.stop().await;
     let fetched: Vec<String> = api
         .seen()
         .iter()

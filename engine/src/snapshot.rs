@@ -544,7 +544,9 @@ impl Snapshot {
 }
 
 /// The key of a related object, when its kind is one adapters look up.
-fn related_key(object: &serde_json::Value, default_namespace: &str) -> Option<RelatedKey> {
+/// The key a related object is stored under (its namespace `default_namespace` when it names
+/// none).
+pub fn related_key(object: &serde_json::Value, default_namespace: &str) -> Option<RelatedKey> {
     let api_version = object.get("apiVersion")?.as_str()?;
     let kind = object.get("kind")?.as_str()?;
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);

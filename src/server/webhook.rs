@@ -340,19 +340,14 @@ async fn look_up(
     // an AIGatewayRoute, the Backends of the AIServiceBackends fetched: two hops at most.
     let missing = |keys: Vec<crate::snapshot::RelatedKey>, fetched: &[serde_json::Value]| {
         keys.into_iter()
-            .filter(|(g, k, n, name)| {
+            .filter(|key| {
+                let (g, k, n, name) = key;
                 !matches!(
                     snapshot.related(g, k, n, name),
                     crate::snapshot::Lookup::Found(_)
-                ) && !fetched.iter().any(|o| {
-                    o["kind"] == k.as_str()
-                        && o["apiVersion"]
-                            .as_str()
-                            .and_then(|v| v.split_once('/'))
-                            .is_some_and(|(group, _)| group == g)
-                        && o["metadata"]["name"] == name.as_str()
-                        && o["metadata"]["namespace"] == n.as_str()
-                })
+                ) && !fetched
+                    .iter()
+                    .any(|o| crate::snapshot::related_key(o, n).as_ref() == Some(key))
             })
             .take(MAX_PREFETCHED)
             .collect::<Vec<_>>()

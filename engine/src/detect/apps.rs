@@ -44,19 +44,24 @@ pub enum App {
 /// one before it a registry port), with the registry host in lower case and a `:443` port
 /// dropped (both name the same registry: `GHCR.IO:443/open-webui/open-webui` pulls what
 /// `ghcr.io/open-webui/open-webui` does).
-fn repository(image: &str) -> String {
+pub(crate) fn repository(image: &str) -> std::borrow::Cow<'_, str> {
     let image = image.split_once('@').map_or(image, |(r, _)| r);
     let image = match image.rsplit_once(':') {
         Some((r, tag)) if !tag.contains('/') => r,
         _ => image,
     };
     match image.split_once('/') {
-        Some((registry, rest)) if registry.contains(['.', ':']) || registry == "localhost" => {
+        Some((registry, rest))
+            if (registry.contains(['.', ':']) || registry == "localhost")
+                && (registry.bytes().any(|b| b.is_ascii_uppercase())
+                    || registry.ends_with(":443")) =>
+        {
             let registry = registry.to_ascii_lowercase();
             let registry = registry.strip_suffix(":443").unwrap_or(&registry);
-            format!("{registry}/{rest}")
+            format!("{registry}/{rest}").into()
         }
-        _ => image.to_string(),
+        // Already in that form: no copy (this runs for every container of every review).
+        _ => image.into(),
     }
 }
 

@@ -39,14 +39,8 @@ enum App {
 }
 
 fn app_of(container: &ContainerView<'_>) -> Option<App> {
-    let repo = container
-        .image
-        .rsplit_once('@')
-        .map_or(container.image, |(r, _)| r);
-    let repo = match repo.rsplit_once(':') {
-        Some((r, tag)) if !tag.contains('/') => r,
-        _ => repo,
-    };
+    let repo = super::apps::repository(container.image);
+    let repo = repo.as_ref();
     let last = repo.rsplit('/').next().unwrap_or(repo);
     if repo.contains("berriai/") && last.starts_with("litellm")
         || container.command.first().is_some_and(|c| c == "litellm")

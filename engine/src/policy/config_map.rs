@@ -38,6 +38,7 @@ use super::PolicySet;
 use super::decision::{Decision, Verdict, Violation, Warning, rule};
 use super::evaluate::{
     Operation, Request, SELF_VALIDATION, check_endpoints, evaluate, findings, forgive_pre_existing,
+    request_namespace,
 };
 use crate::api::Action;
 use crate::detect::config_files::{ConfigMapFile, config_map_files};
@@ -60,14 +61,28 @@ pub enum ConfigMapReaders<'a> {
 /// The name of `object` when it is a ConfigMap holding a known config file (the webhook then
 /// looks for the Pods that read it, [`ConfigMapReaders`]); None otherwise.
 pub fn config_file_map_name(object: &Value) -> Option<&str> {
+    config_files_of(object)?.0
+}
+
+/// A ConfigMap's name, its files as text (see [`text_data`]) and the known config files among them.
+type ConfigFiles<'a> = (
+    Option<&'a str>,
+    serde_json::Map<String, Value>,
+    Vec<ConfigMapFile>,
+);
+
+/// A v1 ConfigMap's name, its files as text and the known config files among them; None when
+/// `object` is not a ConfigMap or holds no known config file.
+fn config_files_of(object: &Value) -> Option<ConfigFiles<'_>> {
     if object.get("apiVersion").and_then(Value::as_str) != Some("v1")
         || object.get("kind").and_then(Value::as_str) != Some("ConfigMap")
     {
         return None;
     }
-    let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
+    let name = object.pointer("/metadata/name").and_then(Value::as_str);
     let data = text_data(object)?;
-    (!config_map_files(name, &data).is_empty()).then_some(name)
+    let files = config_map_files(name.unwrap_or("(unnamed)"), &data);
+    (!files.is_empty()).then_some((name, data, files))
 }
 
 /// A ConfigMap's files as text: `data`, and the `binaryData` entries that decode to UTF-8 (the
@@ -104,40 +119,14 @@ pub(super) fn evaluate_config_map(
     policies: &PolicySet,
     snapshot: &Snapshot,
 ) -> Option<Decision> {
-    if object.get("apiVersion").and_then(Value::as_str) != Some("v1")
-        || object.get("kind").and_then(Value::as_str) != Some("ConfigMap")
-    {
-        return None;
-    }
-    let data = text_data(object)?;
-    let data = &data;
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("(unnamed)");
-    let files = config_map_files(name, data);
-    if files.is_empty() {
-        return None;
-    }
-    let namespace = request
-        .namespace
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-        })
-        .unwrap_or("default");
+    let (name, data, files) = config_files_of(object)?;
+    let (name, data) = (name.unwrap_or("(unnamed)"), &data);
+    let namespace = request_namespace(request, object);
 
     let mut decision = Decision {
         verdict: Verdict::Allow,
-        violations: Vec::new(),
-        warnings: Vec::new(),
-        findings: Vec::new(),
-        governed_by: Vec::new(),
-        exemptions: Vec::new(),
-        patch: Vec::new(),
         skipped: None,
+        ..Decision::skipped("")
     };
     for m in files.iter().flat_map(|f| &f.malformed) {
         let message = format!(

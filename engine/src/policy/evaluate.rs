@@ -226,6 +226,19 @@ pub fn evaluate_with_readers(
     decision
 }
 
+/// The namespace an object is decided in: the request's, else its own, else `default`.
+pub(super) fn request_namespace<'a>(request: &Request<'a>, object: &'a Value) -> &'a str {
+    request
+        .namespace
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("default")
+}
+
 /// Decides on an AI tool's own resource (a K8sGPT, a kagent ModelConfig, an AIServiceBackend):
 /// its adapter turns it into the same facts a pod template gives, and the endpoint rules of every
 /// policy that governs them apply. Placement is not checked here: the resource is not a pod, and
@@ -236,15 +249,7 @@ fn evaluate_tool_resource(
     policies: &PolicySet,
     snapshot: &Snapshot,
 ) -> Option<Decision> {
-    let namespace = request
-        .namespace
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-        })
-        .unwrap_or("default");
+    let namespace = request_namespace(request, object);
     let facts = match detect::adapters::read(object, namespace, snapshot)? {
         Ok(facts) => facts,
         Err(e) => {
