@@ -19,4 +19,4 @@ pub mod vap;
 
 // The engine's modules under their old paths, so that the fronts read `crate::policy::evaluate`
 // as before; the code of each lives in the engine crate.
-pub use hostguard_engine::{admission, api, detect, endpoint, policy, snapshot, workload};
+pub use hostguard_engine::{admission, api, detect, endpoint, object, policy, snapshot, workload};

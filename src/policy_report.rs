@@ -539,7 +539,7 @@ mod tests {
         evaluate(
             &Request {
                 operation: Operation::Create,
-                object: Some(object),
+                object: Some(object.into()),
                 old_object: None,
                 namespace: Some("team-a"),
             },

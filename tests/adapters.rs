@@ -120,7 +120,7 @@ fn evaluate_file(path: &Path) -> Vec<(manifest::Document, Decision)> {
             let decision = evaluate(
                 &Request {
                     operation: Operation::Create,
-                    object: Some(&d.value),
+                    object: Some((&d.value).into()),
                     old_object: None,
                     namespace: namespace.as_deref(),
                 },
@@ -462,7 +462,7 @@ fn the_match_condition_lets_through_every_config_map_the_engine_judges() {
         let d = hostguard::policy::evaluate(
             &hostguard::policy::Request {
                 operation: hostguard::policy::Operation::Create,
-                object: Some(cm),
+                object: Some(cm.into()),
                 old_object: None,
                 namespace: Some("ns"),
             },
@@ -481,7 +481,7 @@ fn the_match_condition_lets_through_every_config_map_the_engine_judges() {
         let decision = hostguard::policy::evaluate(
             &hostguard::policy::Request {
                 operation: hostguard::policy::Operation::Create,
-                object: Some(cm),
+                object: Some(cm.into()),
                 old_object: None,
                 namespace: Some("ns"),
             },

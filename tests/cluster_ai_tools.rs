@@ -401,7 +401,7 @@ async fn the_webhook_snapshot_holds_the_watched_backends_once_they_have_listed()
         hostguard::policy::evaluate(
             &Request {
                 operation: Operation::Create,
-                object: Some(object),
+                object: Some(object.into()),
                 old_object: None,
                 namespace: object["metadata"]["namespace"].as_str(),
             },
@@ -499,7 +499,7 @@ async fn a_kind_installed_after_start_up_is_watched_from_the_next_discovery() {
         hostguard::policy::evaluate(
             &Request {
                 operation: Operation::Create,
-                object: Some(&backend),
+                object: Some((&backend).into()),
                 old_object: None,
                 namespace: backend["metadata"]["namespace"].as_str(),
             },

@@ -1678,7 +1678,7 @@ async fn a_namespace_the_watch_has_not_delivered_is_fetched_within_the_deadline(
     let decision = hostguard::policy::evaluate(
         &hostguard::policy::Request {
             operation: hostguard::policy::Operation::Create,
-            object: Some(&d),
+            object: Some((&d).into()),
             old_object: None,
             namespace: Some("fresh"),
         },

@@ -122,7 +122,7 @@ fn decide(built: &Built, object: &Value) -> policy::Decision {
     policy::evaluate(
         &policy::Request {
             operation: Operation::Create,
-            object: Some(object),
+            object: Some(object.into()),
             old_object: None,
             namespace: Some("team-a"),
         },

@@ -61,7 +61,7 @@ fn evaluate_file(path: &Path) -> Vec<(manifest::Document, Decision)> {
             let decision = evaluate(
                 &Request {
                     operation: Operation::Create,
-                    object: Some(&d.value),
+                    object: Some((&d.value).into()),
                     old_object: None,
                     namespace: namespace.as_deref(),
                 },

@@ -59,7 +59,7 @@ fn webhook_denies(policies: &PolicySet, snapshot: &Snapshot, object: &Value) -> 
     !policy::evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(object),
+            object: Some(object.into()),
             old_object: None,
             namespace: Some(namespace),
         },

@@ -210,7 +210,7 @@ fn decide(object: &Value, world: &World) -> Decision {
     evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(object),
+            object: Some(object.into()),
             old_object: None,
             namespace: Some(NAMESPACE),
         },

@@ -20,8 +20,10 @@ use kube_core::response::{StatusCause, StatusDetails, StatusSummary};
 use kube_core::{GroupVersionKind, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use thiserror::Error;
 
+use crate::object::{Object, ReviewObject};
 use crate::policy::{self, Decision, Operation, PolicySet, Verdict, Warning};
 use crate::snapshot::Snapshot;
 
@@ -61,14 +63,16 @@ impl From<serde_json::Error> for NotJson {
     }
 }
 
+/// An AdmissionReview as read. `O` is how the objects are held: as their JSON text when the
+/// review is answered, as trees when an unreadable review is read again to name its fault.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
+struct ReviewIn<O> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    request: Option<RequestIn>,
+    request: Option<RequestIn<O>>,
     /// The other keys of the review, looked at only for miscased field names.
     #[serde(flatten)]
     miscased: Miscased<false>,
@@ -76,7 +80,7 @@ struct ReviewIn {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
+struct RequestIn<O> {
     uid: String,
     kind: GroupVersionKind,
     #[serde(default)]
@@ -86,10 +90,8 @@ struct RequestIn {
     #[serde(default)]
     namespace: Option<String>,
     operation: String,
-    #[serde(default)]
-    object: Option<Value>,
-    #[serde(default)]
-    old_object: Option<Value>,
+    object: Option<O>,
+    old_object: Option<O>,
     #[serde(default)]
     dry_run: Option<bool>,
     /// The other keys of the request, looked at only for miscased field names.
@@ -178,7 +180,11 @@ impl Answer {
 /// A review that was read, ready for a decision.
 #[derive(Debug)]
 pub struct ParsedReview {
-    request: RequestIn,
+    /// The request; its objects are moved to `object` and `old_object`.
+    request: RequestIn<Box<RawValue>>,
+    /// `request.object` and `request.oldObject`, read (CREATE and UPDATE only).
+    object: Option<ReviewObject>,
+    old_object: Option<ReviewObject>,
     operation: Operation,
     pub info: RequestInfo,
 }
@@ -189,8 +195,15 @@ impl ParsedReview {
     /// decides, so that the decision itself does no I/O.
     pub fn config_map_refs(&self) -> std::collections::BTreeSet<String> {
         let mut out = std::collections::BTreeSet::new();
-        if let Some(object) = &self.request.object {
-            crate::workload::config_map_refs(object, &mut out);
+        if let Some(object) = &self.object {
+            // A pod-bearing object read from its text is walked as text, to keep its tree
+            // unbuilt. (The text is valid JSON, so the walk does not fail; were it to, the tree
+            // is walked instead.)
+            let walked = object.text_view().is_some()
+                && crate::workload::config_map_refs_text(object.text(), &mut out).is_ok();
+            if !walked {
+                crate::workload::config_map_refs(object.tree(), &mut out);
+            }
         }
         out
     }
@@ -199,11 +212,15 @@ impl ParsedReview {
     /// AIGatewayRoute's AIServiceBackends), which the webhook fetches when its watches have not
     /// delivered them yet.
     pub fn related_references(&self) -> Vec<crate::snapshot::RelatedKey> {
-        let Some(object) = &self.request.object else {
+        let Some(object) = &self.object else {
             return Vec::new();
         };
+        if object.text_view().is_some() {
+            // A built-in pod-bearing kind: it names no object of an adapter's.
+            return Vec::new();
+        }
         crate::detect::adapters::related_references(
-            object,
+            object.tree(),
             self.request.namespace.as_deref().unwrap_or("default"),
         )
     }
@@ -215,7 +232,11 @@ impl ParsedReview {
         if !matches!(self.operation, Operation::Create | Operation::Update) {
             return None;
         }
-        policy::config_file_map_name(self.request.object.as_ref()?)
+        let object = self.object.as_ref()?;
+        if object.text_view().is_some() {
+            return None;
+        }
+        policy::config_file_map_name(object.tree())
     }
 }
 
@@ -242,18 +263,26 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     // What a review costs in memory is its number of JSON values (each becomes a node of the
     // tree the engine reads), not its bytes: 3 MiB of `0,0,0…` is 1.5 million nodes. Counted
     // before anything is built, without allocating.
-    if let Some(values) = json_values_over(body, MAX_JSON_VALUES) {
+    let shape = json_shape_if_needed(body);
+    if shape.values > MAX_JSON_VALUES {
         return Ok(Parsed::Refused(Box::new(too_large(
             &uid_only(body),
             format!(
-                "the review holds more than {values} JSON values (objects, arrays, strings, numbers), more than hostguard reads in one review"
+                "the review holds more than {MAX_JSON_VALUES} JSON values (objects, arrays, strings, numbers), more than hostguard reads in one review"
             ),
         ))));
     }
+    // serde_json refuses JSON nested deeper than its recursion limit when it builds a tree, but
+    // not in the parts it skips, and the objects are now read in parts. A body that deep is
+    // refused as serde_json refuses it, whichever part is deep.
+    if shape.depth >= SERDE_JSON_DEPTH_LIMIT {
+        serde_json::from_str::<Value>(text)?;
+    }
     // The fast path parses without tracking the path; only an unreadable body pays for a second
     // pass that names the field at fault.
-    // From the validated text: serde_json then does not check each string's UTF-8 again.
-    let review: ReviewIn = match serde_json::from_str(text) {
+    // From the validated text: serde_json then does not check each string's UTF-8 again. The
+    // objects are kept as their text, read below.
+    let review: ReviewIn<Box<RawValue>> = match serde_json::from_str(text) {
         Ok(r) => r,
         Err(_) => {
             // JSON at all? If not, the caller's error; if so, refuse with the reason.
@@ -262,7 +291,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
                 .pointer("/request/uid")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let message = match serde_path_to_error::deserialize::<_, ReviewIn>(&value) {
+            let message = match serde_path_to_error::deserialize::<_, ReviewIn<Value>>(&value) {
                 Ok(_) => "the AdmissionReview cannot be read".to_string(),
                 Err(e) => {
                     let path = e.path().to_string();
@@ -323,11 +352,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             ));
         }
     };
+    let (mut object, mut old_object) = (None, None);
     if matches!(operation, Operation::Create | Operation::Update) {
-        if let Err(message) = check_objects(&mut request, operation) {
-            return Ok(refused(&request.uid, message));
+        match check_objects(&mut request, operation) {
+            Ok((new, old)) => (object, old_object) = (Some(new), old),
+            Err(message) => return Ok(refused(&request.uid, message)),
         }
-        if let Some(message) = request.object.as_ref().and_then(too_large_to_judge) {
+        if let Some(message) = object.as_ref().and_then(too_large_to_judge) {
             return Ok(Parsed::Refused(Box::new(too_large(&request.uid, message))));
         }
     }
@@ -339,13 +370,14 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             .name
             .clone()
             .filter(|n| !n.is_empty())
-            .or_else(|| {
-                request
+            .or_else(|| match &object {
+                Some(object) => object.name().map(String::from),
+                // DELETE and CONNECT: the object, if any, is not judged; its name is still logged.
+                None => request
                     .object
-                    .as_ref()
-                    .and_then(|o| o.pointer("/metadata/name"))
-                    .and_then(Value::as_str)
-                    .map(String::from)
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str::<Value>(text.get()).ok())
+                    .and_then(|o| o.pointer("/metadata/name")?.as_str().map(String::from)),
             })
             .unwrap_or_default(),
         operation: request.operation.clone(),
@@ -354,6 +386,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     };
     Ok(Parsed::Review(Box::new(ParsedReview {
         request,
+        object,
+        old_object,
         operation,
         info,
     })))
@@ -402,19 +436,51 @@ fn uid_only(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// `Some(max)` when `body` holds more than `max` JSON values (objects, arrays, strings, keys
-/// included, numbers, `true`/`false`/`null`); None when it holds fewer. A scan of the bytes,
-/// not a parse (a parse would cost as much as the review's own): it counts where each value
-/// token starts, which for JSON is the parse's count, and for text that is not JSON is a number
-/// the parse that follows refuses anyway. Strings are skipped to their closing quote, so
-/// nothing inside one counts.
-fn json_values_over(body: &[u8], max: usize) -> Option<usize> {
-    let mut count = 0usize;
+/// How deep serde_json lets JSON nest when it builds a tree (its `remaining_depth`, 128): the
+/// 128th nested array or object is refused.
+const SERDE_JSON_DEPTH_LIMIT: usize = 128;
+
+/// What [`json_shape`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    /// JSON values (objects, arrays, strings, keys included, numbers, `true`/`false`/`null`),
+    /// counted up to one past the bound given.
+    values: usize,
+    /// The deepest nesting of arrays and objects.
+    depth: usize,
+}
+
+/// [`json_shape`] of `body`, or a shape within both bounds when the body is too small to break
+/// them: every JSON value takes at least one byte of its own, and every level of nesting an
+/// opening bracket, so a body no longer than [`MAX_JSON_VALUES`] bytes with fewer than
+/// [`SERDE_JSON_DEPTH_LIMIT`] brackets (inside strings or not) breaks neither. Counting brackets
+/// is a vectorised byte search, a fraction of the scan's cost, and real reviews pass it.
+fn json_shape_if_needed(body: &[u8]) -> Shape {
+    let brackets = memchr::memchr2_iter(b'{', b'[', body)
+        .take(SERDE_JSON_DEPTH_LIMIT)
+        .count();
+    if body.len() <= MAX_JSON_VALUES && brackets < SERDE_JSON_DEPTH_LIMIT {
+        return Shape {
+            values: body.len(),
+            depth: brackets,
+        };
+    }
+    json_shape(body, MAX_JSON_VALUES)
+}
+
+/// The number of JSON values in `body` (up to one past `max`, where the count stops) and its
+/// deepest nesting. A scan of the bytes, not a parse (a parse would cost as much as the
+/// review's own): it counts where each value token starts, which for JSON is the parse's count,
+/// and for text that is not JSON is a number the parse that follows refuses anyway. Strings are
+/// skipped to their closing quote, so nothing inside one counts.
+fn json_shape(body: &[u8], max: usize) -> Shape {
+    let mut values = 0usize;
+    let (mut depth, mut deepest) = (0usize, 0usize);
     let mut i = 0;
     while i < body.len() {
         match body[i] {
             b'"' => {
-                count += 1;
+                values += 1;
                 i += 1;
                 // To the closing quote: a backslash escapes the byte after it.
                 while let Some(j) = body
@@ -433,11 +499,17 @@ fn json_values_over(body: &[u8], max: usize) -> Option<usize> {
                 }
             }
             b'{' | b'[' => {
-                count += 1;
+                values += 1;
+                depth += 1;
+                deepest = deepest.max(depth);
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
                 i += 1;
             }
             b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
-                count += 1;
+                values += 1;
                 i += 1;
                 while i < body.len()
                     && matches!(body[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-' | b'a'..=b'z')
@@ -447,36 +519,54 @@ fn json_values_over(body: &[u8], max: usize) -> Option<usize> {
             }
             _ => i += 1,
         }
-        if count > max {
-            return Some(max);
+        if values > max {
+            break;
         }
     }
-    None
+    Shape {
+        values,
+        depth: deepest,
+    }
 }
 
 /// Why an object is too large to judge, if it is: more containers, env entries or arguments
-/// than hostguard judges. Counted on the raw object before the workload view is built, so that
-/// a review with 100,000 containers costs a count, not a decision.
-fn too_large_to_judge(object: &Value) -> Option<String> {
+/// than hostguard judges. Counted before anything is detected, so that a review with 100,000
+/// containers costs a count, not a decision (and the whole review is bounded by
+/// [`MAX_JSON_VALUES`] before it is read at all).
+fn too_large_to_judge(object: &ReviewObject) -> Option<String> {
+    let counts = match object.text_view() {
+        Some(view) => view_counts(view)?,
+        None => tree_counts(object.tree())?,
+    };
+    let (at, containers, env, args) = counts;
+    let over = |what: &str, n: usize, max: usize| {
+        (n > max).then(|| {
+            format!("{at} has {n} {what}, more than the {max} hostguard judges in one object")
+        })
+    };
+    over("containers", containers, MAX_CONTAINERS)
+        .or_else(|| over("env and envFrom entries", env, MAX_ENV_ENTRIES))
+        .or_else(|| over("command and args entries", args, MAX_ARGS))
+}
+
+/// Where a built-in kind keeps its pod spec, and its containers, env entries and arguments.
+type Counts = (&'static str, usize, usize, usize);
+
+/// [`Counts`] of a pod-bearing object's tree; None for an object of another kind.
+fn tree_counts(object: &Value) -> Option<Counts> {
     let api_version = object.get("apiVersion").and_then(Value::as_str)?;
     let kind = object.get("kind").and_then(Value::as_str)?;
     let kind = crate::workload::WorkloadKind::from_type(api_version, kind)?;
     let template = crate::workload::template_value(kind, object)?;
-    let (spec, spec_path) = if kind == crate::workload::WorkloadKind::Pod {
-        (template, "spec".to_string())
+    let spec = if kind == crate::workload::WorkloadKind::Pod {
+        template
     } else {
-        let path = match kind {
-            crate::workload::WorkloadKind::CronJob => "spec.jobTemplate.spec.template.spec",
-            _ => "spec.template.spec",
-        };
-        (template.get("spec")?, path.to_string())
+        template.get("spec")?
     };
     let items = |v: &Value, key: &str| -> usize {
         v.get(key).and_then(Value::as_array).map_or(0, Vec::len)
     };
-    let mut containers = 0;
-    let mut env = 0;
-    let mut args = 0;
+    let (mut containers, mut env, mut args) = (0, 0, 0);
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         for c in spec
             .get(list)
@@ -489,16 +579,38 @@ fn too_large_to_judge(object: &Value) -> Option<String> {
             args += items(c, "command") + items(c, "args");
         }
     }
-    let over = |what: &str, n: usize, max: usize| {
-        (n > max).then(|| {
-            format!(
-                "{spec_path} has {n} {what}, more than the {max} hostguard judges in one object"
-            )
-        })
-    };
-    over("containers", containers, MAX_CONTAINERS)
-        .or_else(|| over("env and envFrom entries", env, MAX_ENV_ENTRIES))
-        .or_else(|| over("command and args entries", args, MAX_ARGS))
+    Some((spec_path(kind), containers, env, args))
+}
+
+/// [`Counts`] of a workload view read from the text: the same numbers as [`tree_counts`] of
+/// the same object, since the view holds every element of those lists.
+fn view_counts(view: &crate::workload::WorkloadView) -> Option<Counts> {
+    let template = view.templates.first()?;
+    fn len<T>(list: &Option<Vec<T>>) -> usize {
+        list.as_ref().map_or(0, Vec::len)
+    }
+    let (mut containers, mut env, mut args) = (0, 0, 0);
+    let spec = &template.spec;
+    for list in [
+        &spec.init_containers,
+        &spec.containers,
+        &spec.ephemeral_containers,
+    ] {
+        for c in list.iter().flatten() {
+            containers += 1;
+            env += len(&c.env) + len(&c.env_from);
+            args += len(&c.command) + len(&c.args);
+        }
+    }
+    Some((spec_path(view.kind), containers, env, args))
+}
+
+fn spec_path(kind: crate::workload::WorkloadKind) -> &'static str {
+    match kind {
+        crate::workload::WorkloadKind::Pod => "spec",
+        crate::workload::WorkloadKind::CronJob => "spec.jobTemplate.spec.template.spec",
+        _ => "spec.template.spec",
+    }
 }
 
 /// A review refused because its object is too large to judge: never admitted, whatever it is.
@@ -540,7 +652,10 @@ pub const MAX_UID_BYTES: usize = 128;
 /// either way judging the object by its own type field could skip a Deployment dressed as a
 /// ConfigMap, so it is refused. An object without `apiVersion`/`kind` (encoders may leave
 /// TypeMeta empty) is read as `request.kind` says.
-fn check_objects(request: &mut RequestIn, operation: Operation) -> Result<(), String> {
+fn check_objects(
+    request: &mut RequestIn<Box<RawValue>>,
+    operation: Operation,
+) -> Result<(ReviewObject, Option<ReviewObject>), String> {
     let gvk = &request.kind;
     if gvk.kind.is_empty() || gvk.version.is_empty() {
         return Err(format!(
@@ -548,17 +663,20 @@ fn check_objects(request: &mut RequestIn, operation: Operation) -> Result<(), St
             gvk_string(gvk)
         ));
     }
-    let Some(object) = request.object.as_mut() else {
+    let Some(object) = request.object.take() else {
         return Err(format!(
             "request.object: a {} review must carry the object (it is missing or null), so there is nothing to judge",
             operation.as_str()
         ));
     };
-    reconcile_type(object, gvk, "request.object")?;
-    if let Some(old) = request.old_object.as_mut() {
-        reconcile_type(old, gvk, "request.oldObject")?;
-    }
-    Ok(())
+    let read = |text, field| ReviewObject::read(text, api_version_of(gvk), gvk.kind.clone(), field);
+    let object = read(object, "request.object")?;
+    let old = request
+        .old_object
+        .take()
+        .map(|old| read(old, "request.oldObject"))
+        .transpose()?;
+    Ok((object, old))
 }
 
 /// `group/version` as written in `apiVersion` (the core group has no prefix).
@@ -572,36 +690,6 @@ fn api_version_of(gvk: &GroupVersionKind) -> String {
 
 fn gvk_string(gvk: &GroupVersionKind) -> String {
     format!("{} {}", api_version_of(gvk), gvk.kind)
-}
-
-/// Fills a missing `apiVersion`/`kind` from `request.kind`, and refuses an object whose own
-/// type fields say something else.
-fn reconcile_type(object: &mut Value, gvk: &GroupVersionKind, field: &str) -> Result<(), String> {
-    let Some(map) = object.as_object_mut() else {
-        return Err(format!("{field}: is not a JSON object"));
-    };
-    let expected = [
-        ("apiVersion", api_version_of(gvk)),
-        ("kind", gvk.kind.clone()),
-    ];
-    for (key, want) in expected {
-        match map.get(key) {
-            None | Some(Value::Null) => {
-                map.insert(key.to_string(), Value::String(want));
-            }
-            Some(Value::String(s)) if s.is_empty() => {
-                map.insert(key.to_string(), Value::String(want));
-            }
-            Some(Value::String(s)) if *s == want => {}
-            Some(other) => {
-                return Err(format!(
-                    "{field}.{key}: {other} disagrees with request.kind ({}); hostguard judges an object only as the type the API server admits it as",
-                    gvk_string(gvk)
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Fields of `admission.k8s.io/v1` AdmissionReview and AdmissionRequest, as the API server
@@ -732,8 +820,8 @@ pub fn decide_with_readers(
     let decision = policy::evaluate_with_readers(
         &policy::Request {
             operation: review.operation,
-            object: request.object.as_ref(),
-            old_object: request.old_object.as_ref(),
+            object: review.object.as_ref().map(Object::from),
+            old_object: review.old_object.as_ref().map(Object::from),
             namespace: request.namespace.as_deref(),
         },
         readers,
@@ -1101,8 +1189,9 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
             for max in [0, 1, 2, 5, 10, 100, 1_000, 100_000] {
+                let shape = json_shape(input, max);
                 assert_eq!(
-                    json_values_over(input, max),
+                    (shape.values > max).then_some(max),
                     json_values_over_by_parse(input, max),
                     "max {max}: {}",
                     String::from_utf8_lossy(input)
@@ -1122,7 +1211,94 @@ mod tests {
             b"]]]",
             b"\"\\\"",
         ] {
-            let _ = json_values_over(text, 10);
+            let _ = json_shape(text, 10);
         }
+    }
+
+    /// The shortcut never hides a body that breaks a bound: wherever it skips the scan, the
+    /// scan finds both bounds kept (on the fixtures, on the depth ladder, on bodies of values
+    /// one byte each, and on bodies just over and under each bound).
+    #[test]
+    fn the_shortcut_skips_only_bodies_within_both_bounds() {
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for depth in [1, 126, 127, 128, 129] {
+            bodies.push(format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes());
+            bodies.push(format!("{}{}", "{\"a\":[".repeat(depth), "]}".repeat(depth)).into_bytes());
+            // Brackets inside a string count for the shortcut, not for the depth.
+            bodies.push(format!("\"{}\"", "[".repeat(depth)).into_bytes());
+        }
+        for n in [
+            MAX_JSON_VALUES / 2 - 1,
+            MAX_JSON_VALUES / 2,
+            MAX_JSON_VALUES / 2 + 1,
+            MAX_JSON_VALUES,
+        ] {
+            // `[0,0,...]`: 2n+1 bytes, n+1 values.
+            bodies.push(format!("[{}]", vec!["0"; n].join(",")).into_bytes());
+        }
+        bodies.push(
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../benches/fixtures/deployment-review.json"
+            ))
+            .unwrap(),
+        );
+        for body in &bodies {
+            let scanned = json_shape(body, MAX_JSON_VALUES);
+            let quick = json_shape_if_needed(body);
+            let breaks = |s: Shape| s.values > MAX_JSON_VALUES || s.depth >= SERDE_JSON_DEPTH_LIMIT;
+            assert_eq!(breaks(quick), breaks(scanned), "{} bytes", body.len());
+        }
+    }
+
+    /// The depth the scan finds is the one serde_json's tree refuses at: JSON nested just
+    /// below its limit parses, at the limit it does not, and the scan says which.
+    #[test]
+    fn the_scan_finds_the_depth_serde_json_refuses() {
+        for depth in [1, 2, 100, 126, 127, 128, 129, 400] {
+            for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+                let text = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+                let tree = serde_json::from_str::<Value>(&text);
+                let shape = json_shape(text.as_bytes(), usize::MAX);
+                assert_eq!(shape.depth, depth);
+                assert_eq!(
+                    tree.is_err(),
+                    shape.depth >= SERDE_JSON_DEPTH_LIMIT,
+                    "depth {depth}: {tree:?}"
+                );
+            }
+        }
+    }
+
+    /// A review whose object nests deeper than serde_json's limit in a field hostguard never
+    /// reads (the objects are read in parts, and serde_json does not count depth in what it
+    /// skips) is refused as not JSON, as a review deep anywhere is.
+    #[test]
+    fn a_review_too_deep_in_a_skipped_field_is_not_json() {
+        let policies = PolicySet::builtin();
+        let snapshot = Snapshot::offline(crate::api::ClusterProvider::Azure);
+        let review = |depth: usize| {
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u","kind":{{"group":"apps","version":"v1","kind":"Deployment"}},"operation":"CREATE","namespace":"n","object":{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"d"}},"spec":{{"template":{{"spec":{{"containers":[{{"name":"c","image":"i"}}]}}}}}},"status":{{"deep":{}1{}}}}}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // Levels above the array: the review, request, object, status.
+        let shallow = answer(
+            review(100).as_bytes(),
+            Webhook::Validate,
+            &policies,
+            &snapshot,
+        );
+        assert!(shallow.expect("JSON").review.response.allowed);
+        let deep = answer(
+            review(200).as_bytes(),
+            Webhook::Validate,
+            &policies,
+            &snapshot,
+        );
+        let error = deep.expect_err("refused as not JSON").to_string();
+        assert!(error.contains("recursion limit"), "{error}");
     }
 }

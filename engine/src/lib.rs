@@ -15,6 +15,7 @@ pub mod admission;
 pub mod api;
 pub mod detect;
 pub mod endpoint;
+pub mod object;
 pub mod policy;
 pub mod snapshot;
 pub mod warning;

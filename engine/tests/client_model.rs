@@ -34,7 +34,7 @@ fn decide_with(env: &[(&str, &str)], policies: &PolicySet) -> Decision {
     evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(&obj),
+            object: Some((&obj).into()),
             old_object: None,
             namespace: None,
         },
@@ -203,7 +203,7 @@ fn decide_spec(spec: Value) -> Decision {
     evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(&obj),
+            object: Some((&obj).into()),
             old_object: None,
             namespace: None,
         },

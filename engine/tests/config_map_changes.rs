@@ -65,8 +65,8 @@ fn decide(
     evaluate_with_readers(
         &Request {
             operation,
-            object: Some(object),
-            old_object: old,
+            object: Some(object.into()),
+            old_object: old.map(Into::into),
             namespace: Some(NS),
         },
         readers,

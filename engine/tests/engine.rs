@@ -50,7 +50,7 @@ fn decide_with(obj: &Value, policies: &PolicySet, snapshot: &Snapshot) -> Decisi
     evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(obj),
+            object: Some(obj.into()),
             old_object: None,
             namespace: None,
         },
@@ -179,8 +179,8 @@ fn review(op: Operation, new: &Value, old: Option<&Value>) -> Decision {
     evaluate(
         &Request {
             operation: op,
-            object: Some(new),
-            old_object: old,
+            object: Some(new.into()),
+            old_object: old.map(Into::into),
             namespace: Some("team-a"),
         },
         &PolicySet::builtin(),

@@ -46,7 +46,7 @@ fn decide(obj: &Value, snapshot: &Snapshot) -> Decision {
     evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(obj),
+            object: Some(obj.into()),
             old_object: None,
             namespace: Some("team-a"),
         },

@@ -37,7 +37,7 @@ fn decide(object: &Value) -> Decision {
     evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(object),
+            object: Some(object.into()),
             old_object: None,
             namespace: Some("chat"),
         },

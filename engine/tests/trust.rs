@@ -49,7 +49,7 @@ fn decide(obj: &Value, policies: &PolicySet, snapshot: &Snapshot) -> Decision {
     evaluate(
         &Request {
             operation: Operation::Create,
-            object: Some(obj),
+            object: Some(obj.into()),
             old_object: None,
             namespace: Some("team-a"),
         },

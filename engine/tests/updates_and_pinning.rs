@@ -14,8 +14,8 @@ fn decide(op: Operation, new: &Value, old: Option<&Value>, cluster: ClusterProvi
     evaluate(
         &Request {
             operation: op,
-            object: Some(new),
-            old_object: old,
+            object: Some(new.into()),
+            old_object: old.map(Into::into),
             namespace: Some("team-a"),
         },
         &PolicySet::builtin(),

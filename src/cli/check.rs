@@ -263,7 +263,7 @@ fn judge_unscoped(doc: &Document, cluster_provider: ClusterProvider) -> crate::p
     crate::policy::evaluate(
         &crate::policy::Request {
             operation: crate::policy::Operation::Create,
-            object: Some(&doc.value),
+            object: Some((&doc.value).into()),
             old_object: None,
             namespace: doc.namespace(),
         },

@@ -424,7 +424,7 @@ impl Scope {
         let mut decision = evaluate(
             &Request {
                 operation: Operation::Create,
-                object: Some(&doc.value),
+                object: Some((&doc.value).into()),
                 old_object: None,
                 namespace: doc.namespace(),
             },

@@ -375,7 +375,7 @@ pub fn evaluate_into(
     let decision = policy::evaluate(
         &policy::Request {
             operation: Operation::Create,
-            object: Some(object),
+            object: Some(object.into()),
             old_object: None,
             namespace,
         },

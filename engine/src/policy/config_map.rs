@@ -303,7 +303,7 @@ fn data_of(data: &serde_json::Map<String, Value>) -> ConfigMapData {
 
 /// The ConfigMap before the change: the review's old object on UPDATE, none on CREATE.
 fn old_data(request: &Request<'_>, name: &str) -> Option<ConfigMapData> {
-    let old = request.old_object?;
+    let old = request.old_object?.tree();
     if old.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
         return None;
     }
@@ -326,7 +326,7 @@ fn changed_for_readers(
     for pod in pods {
         let request = Request {
             operation: Operation::Create,
-            object: Some(pod),
+            object: Some(pod.into()),
             old_object: None,
             namespace: Some(namespace),
         };

@@ -13,6 +13,7 @@ use super::{CompiledPolicy, PolicySet};
 use crate::api::{AIWorkload, Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
 use crate::detect::{self, EndpointValue, TemplateFacts, Usage};
 use crate::endpoint::{EndpointRules, Hosting, classify};
+use crate::object::Object;
 use crate::snapshot::{DeclaredWorkload, Lookup, Snapshot};
 use crate::workload::{self, WorkloadKind, WorkloadView};
 
@@ -46,8 +47,8 @@ impl Operation {
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub operation: Operation,
-    pub object: Option<&'a Value>,
-    pub old_object: Option<&'a Value>,
+    pub object: Option<Object<'a>>,
+    pub old_object: Option<Object<'a>>,
     /// The namespace of the request; falls back to the object's, then `default`.
     pub namespace: Option<&'a str>,
 }
@@ -75,34 +76,70 @@ pub fn evaluate_with_readers(
         return Decision::skipped("the request carries no object");
     };
 
+    // A review's pod-bearing object read from its text is a workload of a built-in kind, which
+    // is none of the kinds below; anything else is decided on its tree.
+    let read_from_tree;
+    let view = match object.text_view() {
+        Some(view) => view,
+        None => match read_tree(request, object.tree(), readers, policies, snapshot) {
+            Ok(view) => {
+                read_from_tree = view;
+                &read_from_tree
+            }
+            Err(decision) => return *decision,
+        },
+    };
+    decide_workload(request, object, view, policies, snapshot)
+}
+
+/// An object's tree: decided at once when it is hostguard's own resource, an AI tool's
+/// resource, a ConfigMap with a config file, or not a workload (`Err`); else read as a workload.
+fn read_tree(
+    request: &Request<'_>,
+    object: &Value,
+    readers: ConfigMapReaders<'_>,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+) -> Result<WorkloadView, Box<Decision>> {
     if let Some(decision) = validate_own_resource(object) {
-        return decision;
+        return Err(Box::new(decision));
     }
     if let Some(decision) = evaluate_tool_resource(request, object, policies, snapshot) {
-        return decision;
+        return Err(Box::new(decision));
     }
     if let Some(decision) = evaluate_config_map(request, object, readers, policies, snapshot) {
-        return decision;
+        return Err(Box::new(decision));
     }
-
-    let view = match workload::read(object) {
-        Ok(Some(view)) => view,
+    match workload::read(object) {
+        Ok(Some(view)) => Ok(view),
         Ok(None) => {
             if let Some(why) = workload::not_understood(object) {
                 let mut d = Decision::skipped("");
                 d.skipped = None;
                 d.warnings.push(Warning::new("", why.clone(), "", why));
                 d.settle();
-                return d;
+                return Err(Box::new(d));
             }
             let kind = object
                 .get("kind")
                 .and_then(Value::as_str)
                 .unwrap_or("(no kind)");
-            return Decision::skipped(format!("kind {kind} has no pod template"));
+            Err(Box::new(Decision::skipped(format!(
+                "kind {kind} has no pod template"
+            ))))
         }
-        Err(e) => return malformed(&e),
-    };
+        Err(e) => Err(Box::new(malformed(&e))),
+    }
+}
+
+/// Decides on a workload: what its containers call, under every policy of its namespace.
+fn decide_workload(
+    request: &Request<'_>,
+    object: Object<'_>,
+    view: &WorkloadView,
+    policies: &PolicySet,
+    snapshot: &Snapshot,
+) -> Decision {
     if request.operation == Operation::Update && view.deleting {
         return Decision::skipped(
             "the object is being deleted; finalizer updates are never blocked",
@@ -115,12 +152,12 @@ pub fn evaluate_with_readers(
         .unwrap_or("default")
         .to_string();
 
-    let facts = detect::detect(&view, &namespace, snapshot, policies.known_hosts());
+    let facts = detect::detect(view, &namespace, snapshot, policies.known_hosts());
     let mut notes: Vec<Warning> = Vec::new();
     if let WorkloadKind::Other(k) = view.kind
         && k.kind == "Rollout"
         && view.templates.is_empty()
-        && let Some(reference) = object.pointer("/spec/workloadRef")
+        && let Some(reference) = object.tree().pointer("/spec/workloadRef")
     {
         let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
         let kind = reference
@@ -201,7 +238,7 @@ pub fn evaluate_with_readers(
             check_endpoints(policy, usage, &mut decision);
             check_placement(
                 policy,
-                &view,
+                view,
                 template,
                 &snapshot.cluster_provider,
                 &mut decision,
@@ -220,7 +257,7 @@ pub fn evaluate_with_readers(
         forgive_pre_existing(request, policies, snapshot, &mut decision);
     }
     if request.operation == Operation::Create && view.kind == WorkloadKind::Pod {
-        decision.patch = mutation(object, &view, &decision.governed_by, policies, &pin_with);
+        decision.patch = mutation(object, view, &decision.governed_by, policies, &pin_with);
     }
     decision.settle();
     decision
@@ -766,7 +803,7 @@ pub(super) fn forgive_pre_existing(
 /// The JSON Patch for a Pod on CREATE: pin it to the nodes of every governing Deny policy and
 /// record the governing policies in an annotation.
 fn mutation(
-    object: &Value,
+    object: Object<'_>,
     view: &WorkloadView,
     governed_by: &[String],
     policies: &PolicySet,
@@ -788,6 +825,8 @@ fn mutation(
     let Some(template) = view.templates.first() else {
         return Vec::new();
     };
+    // The patch names fields as the object has them, so it is made from the tree.
+    let object = object.tree();
     let selectors: Vec<_> = pin_with
         .iter()
         .filter_map(|p| p.required_nodes.as_ref())

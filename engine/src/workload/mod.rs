@@ -472,6 +472,137 @@ pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewE
     })
 }
 
+/// The `apiVersion` and `kind` an object's text carries (absent when it leaves them out), for
+/// the caller to compare with the type the review names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeFields {
+    pub api_version: Option<Value>,
+    pub kind: Option<Value>,
+}
+
+/// One built-in pod-bearing object as its JSON text has it, with `S` the shape of its `spec`:
+/// the fields [`read_as`] reads, and nothing else.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectText<S> {
+    api_version: Option<Value>,
+    kind: Option<Value>,
+    metadata: Option<MetaView>,
+    spec: Option<S>,
+}
+
+/// `spec` of a Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController or Job.
+#[derive(Deserialize)]
+struct ControllerSpecText {
+    template: Option<TemplateText>,
+}
+
+/// `spec` of a CronJob: the Job's spec is one level further down.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CronJobSpecText {
+    job_template: Option<JobTemplateText>,
+}
+
+#[derive(Deserialize)]
+struct JobTemplateText {
+    spec: Option<ControllerSpecText>,
+}
+
+/// A pod template: `spec.template` (or `spec.jobTemplate.spec.template`).
+#[derive(Deserialize)]
+struct TemplateText {
+    metadata: Option<MetaView>,
+    spec: Option<PodSpecView>,
+}
+
+/// Reads a built-in pod-bearing object (not another controller's kind) straight from its JSON
+/// text, with no `Value` tree in between: the webhook's common case, where building the tree
+/// and dropping it again cost more than the decision.
+///
+/// When this succeeds its view is the one [`read_as`] gives for the parsed tree: the same types
+/// read the same fields, and a `null` stands for an absent field in both. None when the text is
+/// not of that shape, whatever the reason (a field of the wrong type, a duplicate key, which
+/// the typed reading refuses and the tree resolves to its last value): the caller then reads
+/// the tree, which gives the answer it always gave, naming the field at fault.
+pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, WorkloadView)> {
+    let from_template = |t: Option<TemplateText>| {
+        t.map_or_else(Default::default, |t| {
+            let meta = t.metadata.unwrap_or_default();
+            (
+                meta.labels.unwrap_or_default(),
+                meta.annotations.unwrap_or_default(),
+                t.spec.unwrap_or_default(),
+            )
+        })
+    };
+    let (types, meta, template) = match kind {
+        WorkloadKind::Other(_) => return None,
+        WorkloadKind::Pod => {
+            let o: ObjectText<PodSpecView> = serde_json::from_str(text).ok()?;
+            let meta = o.metadata.unwrap_or_default();
+            let template = (
+                meta.labels.clone().unwrap_or_default(),
+                meta.annotations.clone().unwrap_or_default(),
+                o.spec.unwrap_or_default(),
+            );
+            let types = TypeFields {
+                api_version: o.api_version,
+                kind: o.kind,
+            };
+            (types, meta, template)
+        }
+        WorkloadKind::CronJob => {
+            let o: ObjectText<CronJobSpecText> = serde_json::from_str(text).ok()?;
+            let template = o
+                .spec
+                .and_then(|s| s.job_template)
+                .and_then(|j| j.spec)
+                .and_then(|s| s.template);
+            let types = TypeFields {
+                api_version: o.api_version,
+                kind: o.kind,
+            };
+            (
+                types,
+                o.metadata.unwrap_or_default(),
+                from_template(template),
+            )
+        }
+        _ => {
+            let o: ObjectText<ControllerSpecText> = serde_json::from_str(text).ok()?;
+            let template = o.spec.and_then(|s| s.template);
+            let types = TypeFields {
+                api_version: o.api_version,
+                kind: o.kind,
+            };
+            (
+                types,
+                o.metadata.unwrap_or_default(),
+                from_template(template),
+            )
+        }
+    };
+    let (t_labels, t_annotations, spec) = template;
+    let view = WorkloadView {
+        kind,
+        name: meta.name.unwrap_or_default(),
+        namespace: meta.namespace.filter(|n| !n.is_empty()),
+        labels: meta.labels.unwrap_or_default(),
+        annotations: meta.annotations.unwrap_or_default(),
+        deleting: meta.deletion_timestamp.is_some(),
+        templates: vec![PodTemplateView {
+            path: kind.template_keys().join("."),
+            spec_at: None,
+            container_at: None,
+            labels: t_labels,
+            annotations: t_annotations,
+            spec,
+        }],
+    };
+    Some((types, view))
+}
+
 /// Why an object of a kind in [`kinds::KINDS`] is not read, when its version is not one the
 /// table knows: reported as not understood (a warning), never allowed silently.
 pub fn not_understood(object: &Value) -> Option<String> {
@@ -638,6 +769,190 @@ pub fn config_map_refs(object: &Value, out: &mut std::collections::BTreeSet<Stri
         }
         Value::Array(items) => items.iter().for_each(|v| config_map_refs(v, out)),
         _ => {}
+    }
+}
+
+/// [`config_map_refs`] over an object's JSON text, without building its tree: the same names
+/// for any JSON object without duplicate keys (the API server writes none). A text that names
+/// no ConfigMap field, not even through an escape, is not walked at all.
+pub fn config_map_refs_text(
+    text: &str,
+    out: &mut std::collections::BTreeSet<String>,
+) -> Result<(), serde_json::Error> {
+    if memchr::memmem::find(text.as_bytes(), b"configMap").is_none()
+        && memchr::memchr(b'\\', text.as_bytes()).is_none()
+    {
+        return Ok(());
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::de::DeserializeSeed::deserialize(refs_text::Walk(out), &mut de)?;
+    de.end()
+}
+
+/// The streaming walk of [`config_map_refs_text`].
+mod refs_text {
+    use std::collections::BTreeSet;
+
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// A key: one naming a ConfigMap reference, `name`, or another.
+    enum Key {
+        Reference,
+        Name,
+        Other,
+    }
+
+    impl<'de> serde::Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl Visitor<'_> for KeyVisitor {
+                type Value = Key;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object key")
+                }
+                fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                    Ok(match key {
+                        "configMapKeyRef" | "configMapRef" | "configMap" => Key::Reference,
+                        "name" => Key::Name,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    /// Any value: every reference inside it goes to the set.
+    pub(super) struct Walk<'o>(pub(super) &'o mut BTreeSet<String>);
+
+    /// The value of a reference key: its `name` when that is a string (and then nothing inside
+    /// it), else every reference inside it, as [`super::config_map_refs`] has it.
+    struct Reference<'o>(&'o mut BTreeSet<String>);
+
+    /// The value of `name` inside a reference: the name when it is a string, else walked.
+    struct NameValue<'o>(&'o mut BTreeSet<String>);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Reference<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for NameValue<'_> {
+        type Value = Option<String>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    /// The entries of an object, references among them to `out`.
+    fn entries<'de, A: MapAccess<'de>>(
+        map: &mut A,
+        out: &mut BTreeSet<String>,
+        mut on_name: impl FnMut(&mut A, &mut BTreeSet<String>) -> Result<(), A::Error>,
+    ) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Reference => map.next_value_seed(Reference(&mut *out))?,
+                Key::Name => on_name(map, out)?,
+                Key::Other => map.next_value_seed(Walk(&mut *out))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The scalars of every visitor here: nothing to collect.
+    macro_rules! scalars {
+        ($value:expr) => {
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok($value)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok($value)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok($value)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok($value)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok($value)
+            }
+        };
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        scalars!(());
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            entries(&mut map, self.0, |map, out| map.next_value_seed(Walk(out)))
+        }
+    }
+
+    impl<'de> Visitor<'de> for Reference<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        scalars!(());
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+            Walk(self.0).visit_seq(seq)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            // What is inside counts only when the reference has no string name.
+            let mut inside = BTreeSet::new();
+            let mut name = None;
+            entries(&mut map, &mut inside, |map, inside| {
+                name = map.next_value_seed(NameValue(inside))?;
+                Ok(())
+            })?;
+            match name {
+                Some(name) => {
+                    self.0.insert(name);
+                }
+                None => self.0.append(&mut inside),
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> Visitor<'de> for NameValue<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        scalars!(None);
+        fn visit_str<E>(self, name: &str) -> Result<Option<String>, E> {
+            Ok(Some(name.to_string()))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<String>, A::Error> {
+            Walk(self.0).visit_seq(seq).map(|()| None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<String>, A::Error> {
+            Walk(self.0).visit_map(map).map(|()| None)
+        }
     }
 }
 

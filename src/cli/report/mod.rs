@@ -396,7 +396,7 @@ metadata: {name: chat}
             } else {
                 let request = Request {
                     operation: Operation::Create,
-                    object: Some(&doc.value),
+                    object: Some((&doc.value).into()),
                     old_object: None,
                     namespace: doc.namespace(),
                 };
