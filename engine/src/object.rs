@@ -54,7 +54,7 @@ impl<'a> Object<'a> {
     pub fn text_view(self) -> Option<&'a WorkloadView> {
         match self {
             Object::Tree(_) => None,
-            Object::Review(object) => object.view.as_ref(),
+            Object::Review(object) => object.text_view(),
         }
     }
 }

@@ -138,6 +138,21 @@ struct MetaView {
     deletion_timestamp: Option<IgnoredAny>,
 }
 
+impl MetaView {
+    /// The view of an object with this metadata and these pod templates.
+    fn into_view(self, kind: WorkloadKind, templates: Vec<PodTemplateView>) -> WorkloadView {
+        WorkloadView {
+            kind,
+            name: self.name.unwrap_or_default(),
+            namespace: self.namespace.filter(|n| !n.is_empty()),
+            labels: self.labels.unwrap_or_default(),
+            annotations: self.annotations.unwrap_or_default(),
+            deleting: self.deletion_timestamp.is_some(),
+            templates,
+        }
+    }
+}
+
 /// The parts of a pod spec hostguard reads: containers of every kind and node affinity, with
 /// the Kubernetes types for what matters (`EnvVar`, `EnvFromSource`, `NodeAffinity`). Other
 /// fields are skipped, so a malformed field hostguard never reads cannot fail a review.
@@ -420,15 +435,7 @@ pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewE
     }
     let meta: MetaView = parse_at(object, &["metadata"])?.unwrap_or_default();
     if let WorkloadKind::Other(other) = kind {
-        return Ok(WorkloadView {
-            kind,
-            name: meta.name.clone().unwrap_or_default(),
-            namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
-            labels: meta.labels.unwrap_or_default(),
-            annotations: meta.annotations.unwrap_or_default(),
-            deleting: meta.deletion_timestamp.is_some(),
-            templates: other_templates(other, object)?,
-        });
+        return Ok(meta.into_view(kind, other_templates(other, object)?));
     }
 
     let keys = kind.template_keys();
@@ -454,22 +461,15 @@ pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewE
         )
     };
 
-    Ok(WorkloadView {
-        kind,
-        name: meta.name.clone().unwrap_or_default(),
-        namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
-        labels: meta.labels.unwrap_or_default(),
-        annotations: meta.annotations.unwrap_or_default(),
-        deleting: meta.deletion_timestamp.is_some(),
-        templates: vec![PodTemplateView {
-            path: template_path,
-            spec_at: None,
-            container_at: None,
-            labels: t_labels,
-            annotations: t_annotations,
-            spec,
-        }],
-    })
+    let template = PodTemplateView {
+        path: template_path,
+        spec_at: None,
+        container_at: None,
+        labels: t_labels,
+        annotations: t_annotations,
+        spec,
+    };
+    Ok(meta.into_view(kind, vec![template]))
 }
 
 /// The `apiVersion` and `kind` an object's text carries (absent when it leaves them out), for
@@ -536,71 +536,53 @@ pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, Workload
             )
         })
     };
-    let (types, meta, template) = match kind {
+    let (types, meta, (labels, annotations, spec)) = match kind {
         WorkloadKind::Other(_) => return None,
         WorkloadKind::Pod => {
-            let o: ObjectText<PodSpecView> = serde_json::from_str(text).ok()?;
-            let meta = o.metadata.unwrap_or_default();
+            let (types, meta, spec) = parse_text::<PodSpecView>(text)?;
+            // A Pod is its own template: its labels and annotations are the template's.
             let template = (
                 meta.labels.clone().unwrap_or_default(),
                 meta.annotations.clone().unwrap_or_default(),
-                o.spec.unwrap_or_default(),
+                spec.unwrap_or_default(),
             );
-            let types = TypeFields {
-                api_version: o.api_version,
-                kind: o.kind,
-            };
             (types, meta, template)
         }
         WorkloadKind::CronJob => {
-            let o: ObjectText<CronJobSpecText> = serde_json::from_str(text).ok()?;
-            let template = o
-                .spec
+            let (types, meta, spec) = parse_text::<CronJobSpecText>(text)?;
+            let template = spec
                 .and_then(|s| s.job_template)
                 .and_then(|j| j.spec)
                 .and_then(|s| s.template);
-            let types = TypeFields {
-                api_version: o.api_version,
-                kind: o.kind,
-            };
-            (
-                types,
-                o.metadata.unwrap_or_default(),
-                from_template(template),
-            )
+            (types, meta, from_template(template))
         }
         _ => {
-            let o: ObjectText<ControllerSpecText> = serde_json::from_str(text).ok()?;
-            let template = o.spec.and_then(|s| s.template);
-            let types = TypeFields {
-                api_version: o.api_version,
-                kind: o.kind,
-            };
-            (
-                types,
-                o.metadata.unwrap_or_default(),
-                from_template(template),
-            )
+            let (types, meta, spec) = parse_text::<ControllerSpecText>(text)?;
+            (types, meta, from_template(spec.and_then(|s| s.template)))
         }
     };
-    let (t_labels, t_annotations, spec) = template;
-    let view = WorkloadView {
-        kind,
-        name: meta.name.unwrap_or_default(),
-        namespace: meta.namespace.filter(|n| !n.is_empty()),
-        labels: meta.labels.unwrap_or_default(),
-        annotations: meta.annotations.unwrap_or_default(),
-        deleting: meta.deletion_timestamp.is_some(),
-        templates: vec![PodTemplateView {
-            path: kind.template_keys().join("."),
-            spec_at: None,
-            container_at: None,
-            labels: t_labels,
-            annotations: t_annotations,
-            spec,
-        }],
+    let template = PodTemplateView {
+        path: kind.template_keys().join("."),
+        spec_at: None,
+        container_at: None,
+        labels,
+        annotations,
+        spec,
     };
-    Some((types, view))
+    Some((types, meta.into_view(kind, vec![template])))
+}
+
+/// The type fields, metadata and `spec` (of shape `S`) of an object's text; None when the text
+/// does not have that shape.
+fn parse_text<S: for<'de> Deserialize<'de>>(
+    text: &str,
+) -> Option<(TypeFields, MetaView, Option<S>)> {
+    let o: ObjectText<S> = serde_json::from_str(text).ok()?;
+    let types = TypeFields {
+        api_version: o.api_version,
+        kind: o.kind,
+    };
+    Some((types, o.metadata.unwrap_or_default(), o.spec))
 }
 
 /// Why an object of a kind in [`kinds::KINDS`] is not read, when its version is not one the
