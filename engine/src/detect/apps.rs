@@ -119,7 +119,7 @@ fn value(
             None,
         ));
     }
-    let c = env.candidates(name).pop()?;
+    let c = env.candidates(name).pop()?.into_owned();
     let v = match c.value {
         EnvValue::Literal(v) => Ok(v),
         EnvValue::Unreadable(why) => Err(why),

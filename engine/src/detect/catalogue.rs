@@ -318,10 +318,34 @@ pub fn lookup_any_case(name: &str) -> Option<&'static Variable> {
 }
 
 /// Where [`lookup_any_case`] finds `name` in [`CATALOGUE`].
+///
+/// Every variable of every container is looked up, so this is a hash lookup of the name folded
+/// to upper case (in a buffer on the stack) rather than a comparison with each entry; a name too
+/// long for the buffer is compared with each entry.
 pub fn position_any_case(name: &str) -> Option<usize> {
-    CATALOGUE
-        .iter()
-        .position(|v| v.name.eq_ignore_ascii_case(name))
+    use std::collections::HashMap;
+    use std::sync::LazyLock;
+    const BUFFER: usize = 64;
+    static BY_FOLDED_NAME: LazyLock<HashMap<Box<[u8]>, usize>> = LazyLock::new(|| {
+        let mut map = HashMap::new();
+        for (i, v) in CATALOGUE.iter().enumerate() {
+            // The first entry of a name wins, as the scan in catalogue order finds it.
+            map.entry(v.name.to_ascii_uppercase().into_bytes().into_boxed_slice())
+                .or_insert(i);
+        }
+        map
+    });
+    let bytes = name.as_bytes();
+    if bytes.len() > BUFFER {
+        return CATALOGUE
+            .iter()
+            .position(|v| v.name.eq_ignore_ascii_case(name));
+    }
+    let mut buffer = [0u8; BUFFER];
+    let folded = &mut buffer[..bytes.len()];
+    folded.copy_from_slice(bytes);
+    folded.make_ascii_uppercase();
+    BY_FOLDED_NAME.get(&*folded).copied()
 }
 
 /// What an [`Role::ApiType`] value selects. Unknown values select nothing (`None`), so that the
@@ -363,6 +387,47 @@ mod tests {
             assert!(seen.insert(v.name), "{} listed twice", v.name);
             assert!(!v.source.trim().is_empty(), "{} has no source", v.name);
         }
+    }
+
+    /// The rule is ASCII case folding (`str::eq_ignore_ascii_case`, as pydantic-settings lowers
+    /// ASCII names): every catalogue name in any ASCII case is that entry, and a name that differs
+    /// in anything else (a byte more or less, a dotless `ı` for `i`, `-` for `_`) is none.
+    #[test]
+    fn any_case_lookup_folds_ascii_case_only() {
+        for (i, v) in CATALOGUE.iter().enumerate() {
+            let lower = v.name.to_ascii_lowercase();
+            let alternating: String = v
+                .name
+                .chars()
+                .enumerate()
+                .map(|(k, c)| {
+                    if k % 2 == 0 {
+                        c.to_ascii_lowercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for spelling in [v.name.to_string(), lower.clone(), alternating] {
+                assert_eq!(position_any_case(&spelling), Some(i), "{spelling}");
+            }
+            let near_misses = [
+                format!("{}X", v.name),
+                v.name[1..].to_string(),
+                v.name.replace('_', "-"),
+                lower.replacen('i', "\u{131}", 1),
+                format!(" {}", v.name),
+            ];
+            for miss in near_misses
+                .iter()
+                .filter(|m| !m.eq_ignore_ascii_case(v.name))
+            {
+                assert_eq!(position_any_case(miss), None, "{miss:?} is not {}", v.name);
+            }
+        }
+        let long = "OPENAI_BASE_URL".repeat(10);
+        assert_eq!(position_any_case(&long), None);
+        assert_eq!(position_any_case(""), None);
     }
 
     #[test]

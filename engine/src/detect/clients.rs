@@ -82,6 +82,7 @@ fn set_in_python(env: &ResolvedEnv, name: &str) -> Option<Candidate> {
     env.candidates(name)
         .into_iter()
         .find(|c| !matches!(&c.value, EnvValue::Literal(v) if v.is_empty()))
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// Every candidate is a non-empty value without surrounding whitespace, or unreadable (then

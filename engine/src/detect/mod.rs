@@ -18,6 +18,7 @@ pub mod catalogue;
 pub mod clients;
 pub mod config_files;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -26,7 +27,7 @@ use crate::api::ApiClass;
 use crate::endpoint::{EndpointRules, HostPattern, mentions_model_host};
 use crate::snapshot::{Labels, Snapshot, classes_of_apis};
 use crate::workload::env::{EnvValue, PodFacts, PodMeta, ResolvedEnv};
-use crate::workload::{ContainerView, PodTemplateView, WorkloadKind, WorkloadView};
+use crate::workload::{ContainerView, PodTemplateView, WorkloadKind, WorkloadView, field_path};
 use catalogue::{Flavour, KeyKind, Role};
 
 /// Annotation naming the provider(s) a workload calls (comma-separated).
@@ -528,7 +529,11 @@ fn infer_container(
 
 /// The catalogue's variables that are set: a signal for each (flavour switches aside), their
 /// endpoints, and the key and flavour they configure.
-fn catalogue_variables(env: &ResolvedEnv, names: &[String], found: &mut Inferred) -> Configured {
+fn catalogue_variables(
+    env: &ResolvedEnv,
+    names: &[Cow<'_, str>],
+    found: &mut Inferred,
+) -> Configured {
     let mut configured = Configured::default();
     // Only the catalogue's variables that the container has, in some letter case, can give
     // anything; visited in catalogue order, as the key and flavour rules below rely on.
@@ -543,7 +548,7 @@ fn catalogue_variables(env: &ResolvedEnv, names: &[String], found: &mut Inferred
         // Other spellings of the same name count as duplicates (see `lookup_any_case`).
         for other in names
             .iter()
-            .filter(|n| n.as_str() != variable.name && n.eq_ignore_ascii_case(variable.name))
+            .filter(|n| n.as_ref() != variable.name && n.eq_ignore_ascii_case(variable.name))
         {
             candidates.extend(env.candidates(other));
         }
@@ -590,7 +595,7 @@ fn catalogue_variables(env: &ResolvedEnv, names: &[String], found: &mut Inferred
                 }
             }
             Role::Endpoint(form) => {
-                for c in set {
+                for c in set.into_iter().map(Cow::into_owned) {
                     match c.value {
                         EnvValue::Literal(v) => {
                             let items: Vec<&str> = match form {
@@ -620,7 +625,7 @@ fn catalogue_variables(env: &ResolvedEnv, names: &[String], found: &mut Inferred
                 }
             }
             Role::InstanceName(template) => {
-                for c in set {
+                for c in set.into_iter().map(Cow::into_owned) {
                     let value = match c.value {
                         EnvValue::Literal(name) => {
                             EndpointValue::Url(template.replace("{}", &name))
@@ -648,48 +653,49 @@ fn urls_in_commands(
     rules: &EndpointRules<'_>,
     found: &mut Inferred,
 ) {
-    let mut texts: Vec<(String, String, &str, bool)> = Vec::new();
-    let lists: [(&str, &[String]); 2] = [("command", container.command), ("args", container.args)];
+    // Where each entry is, as its finding names it: built only for an entry that has one.
+    enum Place<'p> {
+        List(&'static str, usize),
+        Exec(&'p str, usize),
+    }
+    let path = |place: &Place<'_>| match *place {
+        Place::List(field, i) => field_path::indexed(&container.path, field, i),
+        Place::Exec(path, i) => {
+            let mut digits = itoa::Buffer::new();
+            field_path::join(&[path, "[", digits.format(i), "]"])
+        }
+    };
+    let via = |place: &Place<'_>| match *place {
+        Place::List(field, _) => format!("a URL in {field}"),
+        Place::Exec(..) => "a URL in an exec hook or probe".to_string(),
+    };
+    let mut texts: Vec<(Place<'_>, &str, bool)> = Vec::new();
+    let lists: [(&'static str, &[String]); 2] =
+        [("command", container.command), ("args", container.args)];
     for (field, entries) in lists {
         for (i, entry) in entries.iter().enumerate() {
             // `--api-base $(VAR)` or `--base-url=$(VAR)`: an argument that configures an
             // endpoint, whatever its value turns out to be.
             let configures = endpoint_flag(entry)
                 || (i > 0 && endpoint_flag(&entries[i - 1]) && !entries[i - 1].contains('='));
-            texts.push((
-                format!("{}.{field}[{i}]", container.path),
-                format!("a URL in {field}"),
-                entry,
-                configures,
-            ));
+            texts.push((Place::List(field, i), entry, configures));
         }
     }
     for exec in &container.exec {
         for (i, entry) in exec.command.iter().enumerate() {
-            texts.push((
-                format!("{}[{i}]", exec.path),
-                "a URL in an exec hook or probe".into(),
-                entry,
-                false,
-            ));
+            texts.push((Place::Exec(&exec.path, i), entry, false));
         }
     }
-    for (path, via, entry, configures) in texts {
-        match env.expand(entry) {
-            EnvValue::Literal(text) => {
-                scan_text(
-                    &text,
-                    &path,
-                    &via,
-                    None,
-                    rules,
-                    &mut found.signals,
-                    &mut found.endpoints,
-                );
-            }
-            EnvValue::Unreadable(why) => {
+    for (place, entry, configures) in texts {
+        // Without a `$` there is nothing to expand: the entry is its own text.
+        let expanded = entry.contains('$').then(|| env.expand(entry));
+        let text = match &expanded {
+            None => entry,
+            Some(EnvValue::Literal(text)) => text.as_str(),
+            Some(EnvValue::Unreadable(why)) => {
                 let names_a_model_host = mentions_model_host(entry, rules);
                 if configures || names_a_model_host {
+                    let path = path(&place);
                     // An endpoint flag alone does not make a container an AI workload (a
                     // database client has `--endpoint` too): it only counts where other signals
                     // say the container calls a model.
@@ -699,14 +705,24 @@ fn urls_in_commands(
                             .push(Signal::CommandUrl { path: path.clone() });
                     }
                     found.endpoints.push(Endpoint {
-                        value: EndpointValue::Unresolved(why),
+                        value: EndpointValue::Unresolved(why.clone()),
                         path,
-                        via,
+                        via: via(&place),
                         origin: None,
                     });
                 }
+                continue;
             }
-        }
+        };
+        scan_text(
+            text,
+            || path(&place),
+            || via(&place),
+            None,
+            rules,
+            &mut found.signals,
+            &mut found.endpoints,
+        );
     }
 }
 
@@ -714,22 +730,21 @@ fn urls_in_commands(
 /// `UPSTREAM_URL`, JSON config such as `OAI_CONFIG_LIST`).
 fn urls_in_other_variables(
     env: &ResolvedEnv,
-    names: &[String],
+    names: &[Cow<'_, str>],
     rules: &EndpointRules<'_>,
     found: &mut Inferred,
 ) {
     for name in names {
-        if catalogue::lookup_any_case(name).is_some() || NOT_ENDPOINTS.contains(&name.as_str()) {
+        if catalogue::lookup_any_case(name).is_some() || NOT_ENDPOINTS.contains(&name.as_ref()) {
             continue;
         }
         for c in env.candidates(name) {
             if let EnvValue::Literal(text) = &c.value {
-                let via = format!("a URL in {name}");
                 scan_text(
                     text,
-                    &c.path,
-                    &via,
-                    c.origin.clone(),
+                    || c.path.clone(),
+                    || format!("a URL in {name}"),
+                    c.origin.as_deref(),
                     rules,
                     &mut found.signals,
                     &mut found.endpoints,
@@ -804,8 +819,8 @@ fn implied_endpoint(
         },
         Some(Flavour::Bedrock) => {
             let region = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|n| {
-                env.candidates(n).into_iter().find_map(|c| match c.value {
-                    EnvValue::Literal(v) if !v.is_empty() => Some(v),
+                env.candidates(n).into_iter().find_map(|c| match &c.value {
+                    EnvValue::Literal(v) if !v.is_empty() => Some(v.clone()),
                     _ => None,
                 })
             });
@@ -951,9 +966,9 @@ const NOT_ENDPOINTS: &[&str] = &[
 /// upstream such as `api.openai.com:443`), read as https.
 fn scan_text(
     text: &str,
-    path: &str,
-    via: &str,
-    origin: Option<String>,
+    path: impl Fn() -> String,
+    via: impl Fn() -> String,
+    origin: Option<&str>,
     rules: &EndpointRules<'_>,
     signals: &mut Vec<Signal>,
     endpoints: &mut Vec<Endpoint>,
@@ -967,16 +982,14 @@ fn scan_text(
             found = true;
             endpoints.push(Endpoint {
                 value: EndpointValue::Url(url),
-                path: path.to_string(),
-                via: via.to_string(),
-                origin: origin.clone(),
+                path: path(),
+                via: via(),
+                origin: origin.map(String::from),
             });
         }
     }
     if found {
-        signals.push(Signal::CommandUrl {
-            path: path.to_string(),
-        });
+        signals.push(Signal::CommandUrl { path: path() });
     }
 }
 

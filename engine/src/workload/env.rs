@@ -32,11 +32,12 @@
 //! - When a name appears more than once in `env`, every one of its values is a candidate: merge
 //!   tools disagree on which duplicate survives, so each one could be the value in effect.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::EnvVar;
 
-use super::ContainerView;
+use super::{ContainerView, field_path};
 use crate::snapshot::{ConfigMapData, Lookup, Snapshot};
 
 /// One value a variable can have.
@@ -160,7 +161,7 @@ impl ResolvedEnv {
             growth_left: std::cell::Cell::new(MAX_EXPANSION_GROWTH_PER_CONTAINER),
         };
         for (i, from) in container.env_from.iter().enumerate() {
-            let path = format!("{}.envFrom[{i}]", container.path);
+            let path = field_path::indexed(&container.path, "envFrom", i);
             let prefix = from.prefix.clone().unwrap_or_default();
             if let Some(cm) = &from.config_map_ref {
                 let name = cm.name.as_str();
@@ -208,7 +209,7 @@ impl ResolvedEnv {
         }
 
         for var in container.env {
-            let path = format!("{}.env[{}]", container.path, var.name);
+            let path = field_path::keyed(&container.path, "env", &var.name);
             let Some((value, origin, may_be_skipped)) = value_of(
                 var,
                 pod,
@@ -240,11 +241,18 @@ impl ResolvedEnv {
 
     /// Every variable name the container visibly gets: its `env` entries and the keys of the
     /// `envFrom` sources that could be read (with their prefixes), sorted, each once.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.explicit.keys().cloned().collect();
+    pub fn names(&self) -> Vec<Cow<'_, str>> {
+        let mut names: Vec<Cow<'_, str>> = self
+            .explicit
+            .keys()
+            .map(|k| Cow::Borrowed(k.as_str()))
+            .collect();
         for source in &self.sources {
             if let FromSource::Known { prefix, data, .. } = source {
-                names.extend(data.keys().map(|k| format!("{prefix}{k}")));
+                names.extend(data.keys().map(|k| match prefix.as_str() {
+                    "" => Cow::Borrowed(k.as_str()),
+                    prefix => Cow::Owned([prefix, k.as_str()].concat()),
+                }));
             }
         }
         names.sort_unstable();
@@ -301,18 +309,21 @@ impl ResolvedEnv {
 
     /// Every value `name` can have, excluding what opaque `envFrom` sources might set (see
     /// [`ResolvedEnv::opaque_sources`]). Empty when the variable is not visibly set.
-    pub fn candidates(&self, name: &str) -> Vec<Candidate> {
-        let mut out: Vec<Candidate> = self
+    ///
+    /// Borrowed where `env` sets them (every variable of a container is asked for, most to be
+    /// scanned and dropped); an `envFrom` value is built when asked for.
+    pub fn candidates(&self, name: &str) -> Vec<Cow<'_, Candidate>> {
+        let mut out: Vec<Cow<'_, Candidate>> = self
             .explicit
             .get(name)
             .into_iter()
             .flatten()
-            .map(|e| e.candidate.clone())
+            .map(|e| Cow::Borrowed(&e.candidate))
             .collect();
         if !self.set_for_certain(name)
             && let Some(c) = self.env_from_value(name)
         {
-            out.push(c);
+            out.push(Cow::Owned(c));
         }
         out
     }

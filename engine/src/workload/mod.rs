@@ -9,6 +9,32 @@
 pub mod env;
 pub mod kinds;
 
+/// Field paths (`spec.template.spec.containers[0].env[OPENAI_BASE_URL]`), each built in one
+/// allocation of its exact size. Paths are built for every entry of every container on every
+/// review, and `format!` grows its string piece by piece (a few reallocations per path).
+pub mod field_path {
+    /// The parts, concatenated.
+    pub fn join(parts: &[&str]) -> String {
+        parts.concat()
+    }
+
+    /// `base.field[i]`.
+    pub fn indexed(base: &str, field: &str, i: usize) -> String {
+        let mut digits = itoa::Buffer::new();
+        join(&[base, ".", field, "[", digits.format(i), "]"])
+    }
+
+    /// `base.field[key]`: an `env` entry is named by its variable.
+    pub fn keyed(base: &str, field: &str, key: &str) -> String {
+        join(&[base, ".", field, "[", key, "]"])
+    }
+
+    /// `base.field`.
+    pub fn child(base: &str, field: &str) -> String {
+        join(&[base, ".", field])
+    }
+}
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
@@ -288,13 +314,13 @@ fn push_actions<'a>(
 ) {
     if let Some(cmd) = exec_action.and_then(|e| e.command.as_deref()) {
         exec.push(ExecView {
-            path: format!("{at}.exec.command"),
+            path: field_path::join(&[&at, ".exec.command"]),
             command: cmd,
         });
     }
     if let Some(g) = http_get_action {
         http_get.push(HttpGetView {
-            path: format!("{at}.httpGet"),
+            path: field_path::child(&at, "httpGet"),
             scheme: g.scheme.as_deref(),
             host: g.host.as_deref(),
             url_path: g.path.as_deref(),
@@ -311,7 +337,7 @@ impl ContainerSpec {
         if let Some(l) = &self.lifecycle {
             for (name, hook) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
                 if let Some(h) = hook {
-                    let at = format!("{path}.lifecycle.{name}");
+                    let at = field_path::join(&[&path, ".lifecycle.", name]);
                     actions(at, h.exec.as_ref(), h.http_get.as_ref());
                 }
             }
@@ -324,7 +350,7 @@ impl ContainerSpec {
         for (name, probe) in probes {
             if let Some(p) = probe {
                 actions(
-                    format!("{path}.{name}"),
+                    field_path::child(&path, name),
                     p.exec.as_ref(),
                     p.http_get.as_ref(),
                 );
@@ -353,13 +379,13 @@ impl PodTemplateView {
                 return spec.clone();
             }
             if let Some(rest) = rel.strip_prefix("spec.") {
-                return format!("{spec}.{rest}");
+                return field_path::child(spec, rest);
             }
         }
         if self.path.is_empty() {
             rel.to_string()
         } else {
-            format!("{}.{rel}", self.path)
+            field_path::child(&self.path, rel)
         }
     }
 
@@ -390,7 +416,7 @@ impl PodTemplateView {
         let mut out = Vec::new();
         for (field, list) in kinds {
             for (i, c) in list.iter().flatten().enumerate() {
-                out.push(c.view(format!("{spec_path}.{field}[{i}]")));
+                out.push(c.view(field_path::indexed(&spec_path, field, i)));
             }
         }
         out
