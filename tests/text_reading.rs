@@ -328,3 +328,204 @@ fn a_review_with_repeated_keys_is_answered_as_its_tree_reads() {
     // The decoys must matter somewhere, or the test could not tell the two readings apart.
     assert!(denied_differently > 0);
 }
+
+/// A review's request as the API server orders it (`kind` before the objects, which the review's
+/// parse then reads in the same pass) or with the objects moved first (they are then kept as
+/// text and read after: the reading hostguard always had). `fields` are the request's keys with
+/// their JSON text, in the API server's order; moving is stable, so that of a repeated key the
+/// same one stays last (the one a JSON decoder keeps).
+fn request_review(fields: &[(&str, String)], objects_first: bool) -> String {
+    let is_object = |k: &str| k == "object" || k == "oldObject";
+    let mut ordered: Vec<&(&str, String)> = fields.iter().collect();
+    if objects_first {
+        ordered.sort_by_key(|(k, _)| !is_object(k));
+    }
+    let parts: Vec<String> = ordered
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap()))
+        .collect();
+    format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{{}}}}}"#,
+        parts.join(",")
+    )
+}
+
+/// The request fields of a review of `object` (its type from the object), as the API server
+/// writes them, with `extra` appended and `object`/`oldObject` as given (None: left out).
+fn request_fields(
+    uid: &str,
+    kind: WorkloadKind,
+    object: &Value,
+    operation: &str,
+    new: Option<String>,
+    old: Option<String>,
+) -> Vec<(&'static str, String)> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = json!({"group": group, "version": version, "kind": kind.as_str()}).to_string();
+    let mut fields = vec![
+        ("uid", json!(uid).to_string()),
+        ("kind", gvk.clone()),
+        (
+            "resource",
+            json!({"group": group, "version": version, "resource": "things"}).to_string(),
+        ),
+        ("requestKind", gvk),
+        ("namespace", json!("team-a").to_string()),
+        ("operation", json!(operation).to_string()),
+        ("userInfo", json!({"username": "one-pass"}).to_string()),
+    ];
+    if let Some(new) = new {
+        fields.push(("object", new));
+    }
+    if let Some(old) = old {
+        fields.push(("oldObject", old));
+    }
+    fields.push(("dryRun", "false".to_string()));
+    fields
+}
+
+/// JSON object keys are unordered, so a review must be answered the same whatever the order of
+/// its request's keys (of a repeated key, the last is the one read). That holds the one-pass reading (objects read as soon as `request.kind`
+/// has named their kind) to the reading with the objects kept as text: every workload of the
+/// repository and corpus, as CREATE, UPDATE (with an old object) and DELETE (the old object
+/// only, and with the object but no name), on both webhooks; then the cases the one-pass
+/// reading must hand back (an object whose type fields disagree with `request.kind`, a field of
+/// the wrong type, repeated request keys with the decoy first and last, a mistyped request
+/// field, a miscased key, `null` objects). The answers, what is logged of the request, and the
+/// ConfigMaps the webhook would fetch must be the same.
+#[test]
+fn a_review_is_answered_the_same_whatever_the_order_of_its_request_keys() {
+    let policies = PolicySet::builtin();
+    let snapshot = Snapshot::offline(ClusterProvider::Azure);
+    let outcome = |body: &str, webhook| {
+        let a = admission::answer(body.as_bytes(), webhook, &policies, &snapshot)
+            .map_err(|e| e.to_string());
+        let refs = match admission::parse(body.as_bytes()) {
+            Ok(admission::Parsed::Review(review)) => Some(review.config_map_refs()),
+            _ => None,
+        };
+        a.map(|a| (serde_json::to_string(&a.review).unwrap(), a.info, refs))
+    };
+    let mut cases = 0;
+    let mut denied = 0;
+    let mut compare = |name: &str, fields: &[(&str, String)]| {
+        for webhook in Webhook::ALL {
+            let in_order = outcome(&request_review(fields, false), webhook);
+            let objects_first = outcome(&request_review(fields, true), webhook);
+            assert_eq!(in_order, objects_first, "{name} ({webhook:?})");
+            if let Ok((review, _, _)) = &in_order
+                && review.contains("\"allowed\":false")
+            {
+                denied += 1;
+            }
+            cases += 1;
+        }
+    };
+    let pod_like = |o: &Value| serde_json::to_string(o).unwrap();
+    for (name, kind, object) in workload_objects() {
+        let text = pod_like(&object);
+        let without_name = {
+            let mut o = object.clone();
+            if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("name");
+            }
+            pod_like(&o)
+        };
+        let uid = format!("{name}");
+        let as_created = request_fields(&uid, kind, &object, "CREATE", Some(text.clone()), None);
+        compare(&format!("{name} CREATE"), &as_created);
+        let changed = with(&object, "/metadata/labels", json!({"changed": "yes"}));
+        compare(
+            &format!("{name} UPDATE"),
+            &request_fields(
+                &uid,
+                kind,
+                &object,
+                "UPDATE",
+                Some(pod_like(&changed)),
+                Some(text.clone()),
+            ),
+        );
+        compare(
+            &format!("{name} DELETE"),
+            &request_fields(
+                &uid,
+                kind,
+                &object,
+                "DELETE",
+                Some("null".into()),
+                Some(text.clone()),
+            ),
+        );
+        compare(
+            &format!("{name} DELETE with an object and no name"),
+            &request_fields(&uid, kind, &object, "DELETE", Some(without_name), None),
+        );
+        // Type fields that disagree with request.kind, and ones that are absent.
+        for (pointer, value) in [
+            ("/kind", json!("Service")),
+            ("/apiVersion", json!("v2")),
+            ("/kind", json!(7)),
+            ("/kind", Value::Null),
+            ("/apiVersion", json!("")),
+        ] {
+            let o = pod_like(&with(&object, pointer, value.clone()));
+            compare(
+                &format!("{name} {pointer}={value}"),
+                &request_fields(&uid, kind, &object, "CREATE", Some(o), None),
+            );
+        }
+        // A field of the wrong type where the one-pass reading reads it.
+        let mut wrong = Vec::new();
+        pointers(&object, String::new(), 4, &mut wrong);
+        for pointer in wrong.iter().take(24) {
+            let o = pod_like(&with(&object, pointer, json!(12)));
+            compare(
+                &format!("{name} {pointer}=12"),
+                &request_fields(&uid, kind, &object, "CREATE", Some(o), None),
+            );
+        }
+        // The envelope's own hazards.
+        let mut repeated_object = as_created.clone();
+        repeated_object.insert(
+            repeated_object.len() - 1,
+            (
+                "object",
+                json!({"apiVersion": "v1", "kind": "Pod"}).to_string(),
+            ),
+        );
+        compare(&format!("{name} object twice"), &repeated_object);
+        let decoy_first: Vec<_> = std::iter::once(("object", "{}".to_string()))
+            .chain(as_created.iter().cloned())
+            .collect();
+        compare(&format!("{name} decoy object first"), &decoy_first);
+        let mut repeated_uid = as_created.clone();
+        repeated_uid.push(("uid", json!("other").to_string()));
+        compare(&format!("{name} uid twice"), &repeated_uid);
+        let mut repeated_kind = as_created.clone();
+        repeated_kind.push((
+            "kind",
+            json!({"group": "", "version": "v1", "kind": "Pod"}).to_string(),
+        ));
+        compare(&format!("{name} kind twice"), &repeated_kind);
+        let mut mistyped = as_created.clone();
+        mistyped.push(("subResource", "5".to_string()));
+        compare(&format!("{name} mistyped subResource"), &mistyped);
+        let mut miscased = as_created.clone();
+        miscased.push(("Object", "{}".to_string()));
+        compare(&format!("{name} miscased Object"), &miscased);
+        compare(
+            &format!("{name} null object"),
+            &request_fields(&uid, kind, &object, "CREATE", Some("null".into()), None),
+        );
+        compare(
+            &format!("{name} no object"),
+            &request_fields(&uid, kind, &object, "UPDATE", None, Some(text.clone())),
+        );
+    }
+    eprintln!("{cases} answers compared in both key orders, {denied} of them denials");
+    assert!(cases > 4000, "{cases} cases");
+    // Denials among them, or the comparison could not tell a reading that allows everything.
+    assert!(denied > 100, "{denied} denials");
+}

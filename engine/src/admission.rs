@@ -23,9 +23,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::object::{Object, ReviewObject};
+use crate::object::{Object, ReviewField, ReviewObject};
 use crate::policy::{self, Decision, Operation, PolicySet, Verdict, Warning};
 use crate::snapshot::Snapshot;
+use crate::workload::{TypeFields, WorkloadKind, WorkloadView};
 
 /// The only AdmissionReview version hostguard speaks.
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -63,16 +64,17 @@ impl From<serde_json::Error> for NotJson {
     }
 }
 
-/// An AdmissionReview as read. `O` is how the objects are held: as their JSON text when the
-/// review is answered, as trees when an unreadable review is read again to name its fault.
+/// An AdmissionReview as read. `R` is how its request is read: with the objects read in the
+/// same pass ([`FastRequestIn`]), as their JSON text ([`RequestIn`] of `RawValue`), or as
+/// trees when an unreadable review is read again to name its fault.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn<O> {
+struct ReviewIn<R> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    request: Option<RequestIn<O>>,
+    request: Option<R>,
     /// The other keys of the review, looked at only for miscased field names.
     #[serde(flatten)]
     miscased: Miscased<false>,
@@ -97,6 +99,159 @@ struct RequestIn<O> {
     /// The other keys of the request, looked at only for miscased field names.
     #[serde(flatten)]
     miscased: Miscased<true>,
+}
+
+/// One object of a request, as the review's parse left it.
+#[derive(Debug)]
+enum ObjectIn {
+    /// Read into its workload view in the same pass: a built-in pod-bearing kind that
+    /// `request.kind` (which the API server writes before the objects) had already named.
+    Read(Box<(TypeFields, WorkloadView)>),
+    /// Kept as its text, to be read once the request is known.
+    Text(Box<RawValue>),
+}
+
+/// A request read with its objects in the same pass (see [`ObjectIn::Read`]): the fields of
+/// [`RequestIn`], objects aside, and the objects.
+///
+/// Read by a visitor of its own rather than derived, because how the object is read depends on
+/// `request.kind`, read before it. It accepts exactly what [`RequestIn`] accepts, or less: any
+/// error (a repeated or mistyped field, an object that is not of its kind's shape) sends the
+/// whole review to the reading with [`RequestIn`], which gives the answer it always gave.
+#[derive(Debug)]
+struct FastRequestIn {
+    /// The request, its `object` and `oldObject` taken out.
+    request: RequestIn<Box<RawValue>>,
+    object: Option<ObjectIn>,
+    old_object: Option<ObjectIn>,
+}
+
+impl From<RequestIn<Box<RawValue>>> for FastRequestIn {
+    /// A request read with [`RequestIn`]: its objects as text.
+    fn from(mut request: RequestIn<Box<RawValue>>) -> Self {
+        FastRequestIn {
+            object: request.object.take().map(ObjectIn::Text),
+            old_object: request.old_object.take().map(ObjectIn::Text),
+            request,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FastRequestIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FastRequestVisitor)
+    }
+}
+
+struct FastRequestVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FastRequestVisitor {
+    type Value = FastRequestIn;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::{Error, IgnoredAny};
+        fn once<T, E: Error>(slot: &mut Option<T>, value: T, field: &'static str) -> Result<(), E> {
+            match slot.replace(value) {
+                Some(_) => Err(E::duplicate_field(field)),
+                None => Ok(()),
+            }
+        }
+        let mut uid: Option<String> = None;
+        let mut kind: Option<GroupVersionKind> = None;
+        let mut sub_resource: Option<Option<String>> = None;
+        let mut name: Option<Option<String>> = None;
+        let mut namespace: Option<Option<String>> = None;
+        let mut operation: Option<String> = None;
+        let mut object: Option<Option<ObjectIn>> = None;
+        let mut old_object: Option<Option<ObjectIn>> = None;
+        let mut dry_run: Option<Option<bool>> = None;
+        let mut miscased = Miscased::<true>::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "uid" => once(&mut uid, map.next_value()?, "uid")?,
+                "kind" => once(&mut kind, map.next_value()?, "kind")?,
+                "subResource" => once(&mut sub_resource, map.next_value()?, "subResource")?,
+                "name" => once(&mut name, map.next_value()?, "name")?,
+                "namespace" => once(&mut namespace, map.next_value()?, "namespace")?,
+                "operation" => once(&mut operation, map.next_value()?, "operation")?,
+                "dryRun" => once(&mut dry_run, map.next_value()?, "dryRun")?,
+                "object" => {
+                    let value = map.next_value_seed(ObjectSeed(kind.as_ref()))?;
+                    once(&mut object, value, "object")?;
+                }
+                "oldObject" => {
+                    let value = map.next_value_seed(ObjectSeed(kind.as_ref()))?;
+                    once(&mut old_object, value, "oldObject")?;
+                }
+                other => {
+                    map.next_value::<IgnoredAny>()?;
+                    miscased.note(other);
+                }
+            }
+        }
+        Ok(FastRequestIn {
+            request: RequestIn {
+                uid: uid.ok_or_else(|| A::Error::missing_field("uid"))?,
+                kind: kind.ok_or_else(|| A::Error::missing_field("kind"))?,
+                sub_resource: sub_resource.flatten(),
+                name: name.flatten(),
+                namespace: namespace.flatten(),
+                operation: operation.ok_or_else(|| A::Error::missing_field("operation"))?,
+                object: None,
+                old_object: None,
+                dry_run: dry_run.flatten(),
+                miscased,
+            },
+            object: object.flatten(),
+            old_object: old_object.flatten(),
+        })
+    }
+}
+
+/// Reads `request.object` or `request.oldObject`: into its view when `request.kind`, read
+/// already, names a built-in pod-bearing kind; as text otherwise. `null` is no object.
+struct ObjectSeed<'k>(Option<&'k GroupVersionKind>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = Option<ObjectIn>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let kind = self
+            .0
+            .and_then(|gvk| WorkloadKind::from_type(&api_version_of(gvk), &gvk.kind))
+            .filter(|k| !matches!(k, WorkloadKind::Other(_)));
+        match kind {
+            Some(kind) => d.deserialize_option(ObjectVisitor(kind)),
+            None => Ok(Option::<Box<RawValue>>::deserialize(d)?.map(ObjectIn::Text)),
+        }
+    }
+}
+
+struct ObjectVisitor(WorkloadKind);
+
+impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+    type Value = Option<ObjectIn>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object or null")
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let read = crate::workload::read_from(self.0, d)?;
+        Ok(Some(ObjectIn::Read(Box::new(read))))
+    }
 }
 
 /// What the request was about, for logs and metrics.
@@ -282,34 +437,48 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     // pass that names the field at fault.
     // From the validated text: serde_json then does not check each string's UTF-8 again. The
     // objects are kept as their text, read below.
-    let review: ReviewIn<Box<RawValue>> = match serde_json::from_str(text) {
+    //
+    // First with the objects read in the same pass (the common case: one reading of the text);
+    // whatever that reading refuses is read again with the objects kept as text, which answers
+    // as hostguard always did.
+    let review: ReviewIn<FastRequestIn> = match serde_json::from_str(text) {
         Ok(r) => r,
-        Err(_) => {
-            // JSON at all? If not, the caller's error; if so, refuse with the reason.
-            let value: Value = serde_json::from_slice(body)?;
-            let uid = value
-                .pointer("/request/uid")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let message = match serde_path_to_error::deserialize::<_, ReviewIn<Value>>(&value) {
-                Ok(_) => "the AdmissionReview cannot be read".to_string(),
-                Err(e) => {
-                    let path = e.path().to_string();
-                    if path == "." {
-                        e.into_inner().to_string()
-                    } else {
-                        format!("{path}: {}", e.into_inner())
-                    }
-                }
-            };
-            return Ok(refused(uid, message));
-        }
+        Err(_) => match serde_json::from_str::<ReviewIn<RequestIn<Box<RawValue>>>>(text) {
+            Ok(r) => ReviewIn {
+                api_version: r.api_version,
+                kind: r.kind,
+                request: r.request.map(FastRequestIn::from),
+                miscased: r.miscased,
+            },
+            Err(_) => {
+                // JSON at all? If not, the caller's error; if so, refuse with the reason.
+                let value: Value = serde_json::from_slice(body)?;
+                let uid = value
+                    .pointer("/request/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let message =
+                    match serde_path_to_error::deserialize::<_, ReviewIn<RequestIn<Value>>>(&value)
+                    {
+                        Ok(_) => "the AdmissionReview cannot be read".to_string(),
+                        Err(e) => {
+                            let path = e.path().to_string();
+                            if path == "." {
+                                e.into_inner().to_string()
+                            } else {
+                                format!("{path}: {}", e.into_inner())
+                            }
+                        }
+                    };
+                return Ok(refused(uid, message));
+            }
+        },
     };
     if review.api_version != ADMISSION_API_VERSION || review.kind != ADMISSION_KIND {
         let uid = review
             .request
             .as_ref()
-            .map(|r| r.uid.as_str())
+            .map(|r| r.request.uid.as_str())
             .unwrap_or("");
         return Ok(refused(
             uid,
@@ -319,15 +488,25 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             ),
         ));
     }
-    let miscased = review
-        .miscased
-        .message()
-        .or_else(|| review.request.as_ref().and_then(|r| r.miscased.message()));
+    let miscased = review.miscased.message().or_else(|| {
+        review
+            .request
+            .as_ref()
+            .and_then(|r| r.request.miscased.message())
+    });
     if let Some(message) = miscased {
-        let uid = review.request.as_ref().map_or("", |r| r.uid.as_str());
+        let uid = review
+            .request
+            .as_ref()
+            .map_or("", |r| r.request.uid.as_str());
         return Ok(refused(uid, message));
     }
-    let Some(mut request) = review.request else {
+    let Some(FastRequestIn {
+        request,
+        object: mut object_in,
+        old_object: mut old_object_in,
+    }) = review.request
+    else {
         return Ok(refused("", "the AdmissionReview has no request".into()));
     };
     if request.uid.len() > MAX_UID_BYTES {
@@ -354,7 +533,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     };
     let (mut object, mut old_object) = (None, None);
     if matches!(operation, Operation::Create | Operation::Update) {
-        match check_objects(&mut request, operation) {
+        let objects = (object_in.take(), old_object_in.take());
+        match check_objects(&request, objects, text, operation) {
             Ok((new, old)) => (object, old_object) = (Some(new), old),
             Err(message) => return Ok(refused(&request.uid, message)),
         }
@@ -373,11 +553,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             .or_else(|| match &object {
                 Some(object) => object.name().map(String::from),
                 // DELETE and CONNECT: the object, if any, is not judged; its name is still logged.
-                None => request
-                    .object
-                    .as_deref()
-                    .and_then(|text| serde_json::from_str::<Value>(text.get()).ok())
-                    .and_then(|o| o.pointer("/metadata/name")?.as_str().map(String::from)),
+                None => match &object_in {
+                    Some(ObjectIn::Read(read)) => Some(read.1.name.clone()),
+                    Some(ObjectIn::Text(text)) => serde_json::from_str::<Value>(text.get())
+                        .ok()
+                        .and_then(|o| o.pointer("/metadata/name")?.as_str().map(String::from)),
+                    None => None,
+                },
             })
             .unwrap_or_default(),
         operation: request.operation.clone(),
@@ -653,7 +835,9 @@ pub const MAX_UID_BYTES: usize = 128;
 /// ConfigMap, so it is refused. An object without `apiVersion`/`kind` (encoders may leave
 /// TypeMeta empty) is read as `request.kind` says.
 fn check_objects(
-    request: &mut RequestIn<Box<RawValue>>,
+    request: &RequestIn<Box<RawValue>>,
+    (object, old_object): (Option<ObjectIn>, Option<ObjectIn>),
+    body: &str,
     operation: Operation,
 ) -> Result<(ReviewObject, Option<ReviewObject>), String> {
     let gvk = &request.kind;
@@ -663,18 +847,34 @@ fn check_objects(
             gvk_string(gvk)
         ));
     }
-    let Some(object) = request.object.take() else {
+    let Some(object) = object else {
         return Err(format!(
             "request.object: a {} review must carry the object (it is missing or null), so there is nothing to judge",
             operation.as_str()
         ));
     };
-    let read = |text, field| ReviewObject::read(text, api_version_of(gvk), gvk.kind.clone(), field);
-    let object = read(object, "request.object")?;
-    let old = request
-        .old_object
-        .take()
-        .map(|old| read(old, "request.oldObject"))
+    // An object read in the parse keeps no text: the body stands in for it, shared by both.
+    let mut review: Option<std::sync::Arc<str>> = None;
+    let mut read = |object, field| match object {
+        ObjectIn::Text(text) => {
+            ReviewObject::read(text, api_version_of(gvk), gvk.kind.clone(), field)
+        }
+        ObjectIn::Read(read) => {
+            let (types, view) = *read;
+            let review = review.get_or_insert_with(|| std::sync::Arc::from(body));
+            ReviewObject::read_in_review(
+                types,
+                view,
+                review,
+                api_version_of(gvk),
+                gvk.kind.clone(),
+                field,
+            )
+        }
+    };
+    let object = read(object, ReviewField::Object)?;
+    let old = old_object
+        .map(|old| read(old, ReviewField::OldObject))
         .transpose()?;
     Ok((object, old))
 }
@@ -741,6 +941,17 @@ impl<const REQUEST: bool> Miscased<REQUEST> {
     };
     const PATH: &'static str = if REQUEST { "request." } else { "" };
 
+    /// Notes `key`, a key of this level that is no field of it, if it is the first that folds
+    /// to one.
+    fn note(&mut self, key: &str) {
+        if self.first.is_none()
+            && !Self::KNOWN.contains(&key)
+            && let Some(field) = Self::KNOWN.iter().find(|k| folds_to(key, k))
+        {
+            self.first = Some((key.to_string(), field));
+        }
+    }
+
     fn message(&self) -> Option<String> {
         let (key, field) = self.first.as_ref()?;
         let path = Self::PATH;
@@ -763,14 +974,7 @@ impl<'de, const REQUEST: bool> Deserialize<'de> for Miscased<REQUEST> {
                 let mut out = Miscased::<REQUEST>::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     map.next_value::<IgnoredAny>()?;
-                    if out.first.is_none()
-                        && !Miscased::<REQUEST>::KNOWN.contains(&key.as_ref())
-                        && let Some(field) = Miscased::<REQUEST>::KNOWN
-                            .iter()
-                            .find(|k| folds_to(&key, k))
-                    {
-                        out.first = Some((key.into_owned(), field));
-                    }
+                    out.note(&key);
                 }
                 Ok(out)
             }

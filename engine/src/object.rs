@@ -12,7 +12,7 @@
 //! field that disagrees with the review) goes through the tree, whose reading names the field at
 //! fault.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -59,11 +59,33 @@ impl<'a> Object<'a> {
     }
 }
 
+/// Which of a review's objects: `request.object` or `request.oldObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewField {
+    Object,
+    OldObject,
+}
+
+impl ReviewField {
+    /// The field path, as messages name it.
+    pub fn path(self) -> &'static str {
+        match self {
+            ReviewField::Object => "request.object",
+            ReviewField::OldObject => "request.oldObject",
+        }
+    }
+}
+
 /// An AdmissionReview's object (or old object): its JSON text, the type the review names, and
 /// the workload view or the tree.
 #[derive(Debug)]
 pub struct ReviewObject {
-    text: Box<RawValue>,
+    /// The object's text: kept by the review's parse, or, for an object that parse read into
+    /// its view already, found again in the review when a later step asks for it.
+    text: OnceLock<Box<RawValue>>,
+    /// The review's body, where the text is found again (None when the text was kept).
+    review: Option<Arc<str>>,
+    field: ReviewField,
     api_version: String,
     kind: String,
     view: Option<WorkloadView>,
@@ -79,14 +101,16 @@ impl ReviewObject {
         text: Box<RawValue>,
         api_version: String,
         kind: String,
-        field: &str,
+        field: ReviewField,
     ) -> Result<Self, String> {
         let from_text = WorkloadKind::from_type(&api_version, &kind)
             .and_then(|k| workload::read_text(k, text.get()))
             .filter(|(types, _)| types_agree(types, &api_version, &kind));
         if let Some((_, view)) = from_text {
             return Ok(ReviewObject {
-                text,
+                text: OnceLock::from(text),
+                review: None,
+                field,
                 api_version,
                 kind,
                 view: Some(view),
@@ -97,14 +121,42 @@ impl ReviewObject {
         // allows (`admission::parse` checked that), so this does not fail; were it to, the
         // object would be refused, not judged as something else.
         let mut tree: Value =
-            serde_json::from_str(text.get()).map_err(|e| format!("{field}: {e}"))?;
-        reconcile_type(&mut tree, &api_version, &kind, field)?;
+            serde_json::from_str(text.get()).map_err(|e| format!("{}: {e}", field.path()))?;
+        reconcile_type(&mut tree, &api_version, &kind, field.path())?;
         Ok(ReviewObject {
-            text,
+            text: OnceLock::from(text),
+            review: None,
+            field,
             api_version,
             kind,
             view: None,
             tree: OnceLock::from(tree),
+        })
+    }
+
+    /// An object the review's parse read into its view (`types` and `view`, from
+    /// [`workload::read_from`]) without keeping its text; `review` is the whole body. The same
+    /// object as [`ReviewObject::read`] gives for its text: type fields that disagree with the
+    /// review are left to that reading, with the text found again in the body.
+    pub fn read_in_review(
+        types: TypeFields,
+        view: WorkloadView,
+        review: &Arc<str>,
+        api_version: String,
+        kind: String,
+        field: ReviewField,
+    ) -> Result<Self, String> {
+        if !types_agree(&types, &api_version, &kind) {
+            return Self::read(find_text(review, field), api_version, kind, field);
+        }
+        Ok(ReviewObject {
+            text: OnceLock::new(),
+            review: Some(Arc::clone(review)),
+            field,
+            api_version,
+            kind,
+            view: Some(view),
+            tree: OnceLock::new(),
         })
     }
 
@@ -126,19 +178,53 @@ impl ReviewObject {
 
     /// The object's JSON text as the review carries it.
     pub fn text(&self) -> &str {
-        self.text.get()
+        self.text
+            .get_or_init(|| match &self.review {
+                Some(review) => find_text(review, self.field),
+                None => null_text(),
+            })
+            .get()
     }
 
     /// The tree, with the type the review names filled in where the object leaves it out.
     pub fn tree(&self) -> &Value {
         self.tree.get_or_init(|| {
-            let mut tree: Value = serde_json::from_str(self.text.get()).unwrap_or(Value::Null);
+            let mut tree: Value = serde_json::from_str(self.text()).unwrap_or(Value::Null);
             // The type fields agreed with the review when the view was read, so this only fills
             // what is missing.
             let _ = reconcile_type(&mut tree, &self.api_version, &self.kind, "");
             tree
         })
     }
+}
+
+/// The text of `field` in a review's body. The body was parsed once already (so this does not
+/// fail; were it to, the object reads as `null`, which no step judges as allowed), with no
+/// repeated key in the request (that parse refuses them), so this is the object it read.
+fn find_text(review: &str, field: ReviewField) -> Box<RawValue> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct Review {
+        request: Option<Request>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Request {
+        object: Option<Box<RawValue>>,
+        old_object: Option<Box<RawValue>>,
+    }
+    let request = serde_json::from_str::<Review>(review)
+        .ok()
+        .and_then(|r| r.request);
+    let text = request.and_then(|r| match field {
+        ReviewField::Object => r.object,
+        ReviewField::OldObject => r.old_object,
+    });
+    text.unwrap_or_else(null_text)
+}
+
+fn null_text() -> Box<RawValue> {
+    RawValue::from_string("null".to_string()).expect("null is JSON")
 }
 
 /// Whether the type fields an object's text carries agree with the review's: each absent,

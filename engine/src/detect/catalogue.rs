@@ -326,8 +326,11 @@ pub fn position_any_case(name: &str) -> Option<usize> {
     use std::collections::HashMap;
     use std::sync::LazyLock;
     const BUFFER: usize = 64;
-    static BY_FOLDED_NAME: LazyLock<HashMap<Box<[u8]>, usize>> = LazyLock::new(|| {
-        let mut map = HashMap::new();
+    // A fixed table of the catalogue's names: what is looked up cannot grow it, so a fixed seed
+    // is no flooding risk.
+    type Table = HashMap<Box<[u8]>, usize, foldhash::fast::FixedState>;
+    static BY_FOLDED_NAME: LazyLock<Table> = LazyLock::new(|| {
+        let mut map = Table::default();
         for (i, v) in CATALOGUE.iter().enumerate() {
             // The first entry of a name wins, as the scan in catalogue order finds it.
             map.entry(v.name.to_ascii_uppercase().into_bytes().into_boxed_slice())

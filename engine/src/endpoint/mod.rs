@@ -407,12 +407,21 @@ fn transport_problem(url: &Url, require_https: bool) -> Option<String> {
         .map(|port| format!("has non-default port {port}"))
 }
 
+/// Whether `needle` occurs in `haystack`, ASCII letter case aside. Every value of every
+/// container is checked against every allowed host, so only the places where the needle's first
+/// byte occurs (in either case, found by a vectorised search) are compared.
 fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
     let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
-    !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+    let Some(&first) = needle.first() else {
+        return false;
+    };
+    let Some(last_start) = haystack.len().checked_sub(needle.len()) else {
+        return false;
+    };
+    let starts = &haystack[..=last_start];
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    memchr::memchr2_iter(lower, upper, starts)
+        .any(|i| haystack[i..i + needle.len()].eq_ignore_ascii_case(needle))
 }
 
 /// Folds the look-alikes of `.` and of ASCII letters to ASCII and drops invisible characters, for
@@ -443,6 +452,44 @@ fn fold_lookalikes(text: &str) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    /// Against the definition (some window of the needle's length equals it, ASCII case aside)
+    /// over every split of texts where the needle sits at the start, the end, in the middle, in
+    /// other case, cut short, or next to multi-byte characters.
+    #[test]
+    fn case_blind_search_finds_exactly_the_windows() {
+        let by_definition = |h: &str, n: &str| {
+            !n.is_empty()
+                && h.as_bytes()
+                    .windows(n.len())
+                    .any(|w| w.eq_ignore_ascii_case(n.as_bytes()))
+        };
+        let needles = ["openai.com", ".openai.azure.com", "o", "7x", "é.com"];
+        let texts = [
+            "",
+            "openai.com",
+            "OPENAI.COM",
+            "https://api.OpenAI.com/v1",
+            "openai.co",
+            "xx.openai.azure.comopenai.azure.co",
+            "ooooopenai.coo",
+            "é.COMé",
+            "\u{212A}openai.com",
+            "7X7x",
+        ];
+        for needle in needles {
+            for text in texts {
+                for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let hay = &text[cut..];
+                    assert_eq!(
+                        contains_ignore_ascii_case(hay, needle),
+                        by_definition(hay, needle),
+                        "{needle:?} in {hay:?}"
+                    );
+                }
+            }
+        }
+    }
 
     fn default_patterns() -> Vec<HostPattern> {
         [

@@ -33,7 +33,7 @@
 //!   tools disagree on which duplicate survives, so each one could be the value in effect.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::EnvVar;
 
@@ -138,8 +138,9 @@ pub const MAX_EXPANSION_GROWTH_PER_CONTAINER: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ResolvedEnv {
     /// Values set by `env`, every duplicate kept, in order. An entry the kubelet skips for
-    /// certain is not here.
-    explicit: BTreeMap<String, Vec<Explicit>>,
+    /// certain is not here. Hashed (each variable of the catalogue and every other one is asked
+    /// for), with a seed of this process's so that names cannot be chosen to collide.
+    explicit: HashMap<String, Vec<Explicit>, foldhash::fast::RandomState>,
     /// `envFrom` sources in order.
     sources: Vec<FromSource>,
     /// The Pod's namespace, and whether that namespace's service links are set.
@@ -154,7 +155,7 @@ impl ResolvedEnv {
     pub fn resolve(container: &ContainerView<'_>, pod: &PodFacts<'_>, snapshot: &Snapshot) -> Self {
         let namespace = pod.namespace;
         let mut env = ResolvedEnv {
-            explicit: BTreeMap::new(),
+            explicit: HashMap::default(),
             sources: Vec::new(),
             namespace: namespace.to_string(),
             service_links: pod.enable_service_links,
@@ -295,7 +296,7 @@ impl ResolvedEnv {
     /// and only what it fixes itself is decided.
     pub fn unknown(path: impl Into<String>, why: impl Into<String>) -> Self {
         ResolvedEnv {
-            explicit: BTreeMap::new(),
+            explicit: HashMap::default(),
             sources: vec![FromSource::Unknown {
                 path: path.into(),
                 prefix: String::new(),

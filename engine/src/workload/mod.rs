@@ -552,6 +552,19 @@ struct TemplateText {
 /// the typed reading refuses and the tree resolves to its last value): the caller then reads
 /// the tree, which gives the answer it always gave, naming the field at fault.
 pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, WorkloadView)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = read_from(kind, &mut de).ok()?;
+    de.end().ok()?;
+    Some(read)
+}
+
+/// [`read_text`] from a deserializer positioned at the object: the review's own parse reads a
+/// built-in pod-bearing object this way when `request.kind` comes before it, so that its text is
+/// read once. An error whenever [`read_text`] would give None (the caller then reads the text).
+pub fn read_from<'de, D: serde::Deserializer<'de>>(
+    kind: WorkloadKind,
+    d: D,
+) -> Result<(TypeFields, WorkloadView), D::Error> {
     let from_template = |t: Option<TemplateText>| {
         t.map_or_else(Default::default, |t| {
             let meta = t.metadata.unwrap_or_default();
@@ -563,9 +576,13 @@ pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, Workload
         })
     };
     let (types, meta, (labels, annotations, spec)) = match kind {
-        WorkloadKind::Other(_) => return None,
+        WorkloadKind::Other(_) => {
+            return Err(serde::de::Error::custom(
+                "another controller's kind is read from its tree",
+            ));
+        }
         WorkloadKind::Pod => {
-            let (types, meta, spec) = parse_text::<PodSpecView>(text)?;
+            let (types, meta, spec) = parse_object::<_, PodSpecView>(d)?;
             // A Pod is its own template: its labels and annotations are the template's.
             let template = (
                 meta.labels.clone().unwrap_or_default(),
@@ -575,7 +592,7 @@ pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, Workload
             (types, meta, template)
         }
         WorkloadKind::CronJob => {
-            let (types, meta, spec) = parse_text::<CronJobSpecText>(text)?;
+            let (types, meta, spec) = parse_object::<_, CronJobSpecText>(d)?;
             let template = spec
                 .and_then(|s| s.job_template)
                 .and_then(|j| j.spec)
@@ -583,7 +600,7 @@ pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, Workload
             (types, meta, from_template(template))
         }
         _ => {
-            let (types, meta, spec) = parse_text::<ControllerSpecText>(text)?;
+            let (types, meta, spec) = parse_object::<_, ControllerSpecText>(d)?;
             (types, meta, from_template(spec.and_then(|s| s.template)))
         }
     };
@@ -595,20 +612,20 @@ pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, Workload
         annotations,
         spec,
     };
-    Some((types, meta.into_view(kind, vec![template])))
+    Ok((types, meta.into_view(kind, vec![template])))
 }
 
-/// The type fields, metadata and `spec` (of shape `S`) of an object's text; None when the text
-/// does not have that shape.
-fn parse_text<S: for<'de> Deserialize<'de>>(
-    text: &str,
-) -> Option<(TypeFields, MetaView, Option<S>)> {
-    let o: ObjectText<S> = serde_json::from_str(text).ok()?;
+/// The type fields, metadata and `spec` (of shape `S`) of an object; an error when it does not
+/// have that shape.
+fn parse_object<'de, D: serde::Deserializer<'de>, S: Deserialize<'de>>(
+    d: D,
+) -> Result<(TypeFields, MetaView, Option<S>), D::Error> {
+    let o = ObjectText::<S>::deserialize(d)?;
     let types = TypeFields {
         api_version: o.api_version,
         kind: o.kind,
     };
-    Some((types, o.metadata.unwrap_or_default(), o.spec))
+    Ok((types, o.metadata.unwrap_or_default(), o.spec))
 }
 
 /// Why an object of a kind in [`kinds::KINDS`] is not read, when its version is not one the
