@@ -422,17 +422,17 @@ fn a_review_is_answered_the_same_whatever_the_order_of_its_request_keys() {
             cases += 1;
         }
     };
-    let pod_like = |o: &Value| serde_json::to_string(o).unwrap();
+    let text_of = |o: &Value| serde_json::to_string(o).unwrap();
     for (name, kind, object) in workload_objects() {
-        let text = pod_like(&object);
+        let text = text_of(&object);
         let without_name = {
             let mut o = object.clone();
             if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("name");
             }
-            pod_like(&o)
+            text_of(&o)
         };
-        let uid = format!("{name}");
+        let uid = name.clone();
         let as_created = request_fields(&uid, kind, &object, "CREATE", Some(text.clone()), None);
         compare(&format!("{name} CREATE"), &as_created);
         let changed = with(&object, "/metadata/labels", json!({"changed": "yes"}));
@@ -443,7 +443,7 @@ fn a_review_is_answered_the_same_whatever_the_order_of_its_request_keys() {
                 kind,
                 &object,
                 "UPDATE",
-                Some(pod_like(&changed)),
+                Some(text_of(&changed)),
                 Some(text.clone()),
             ),
         );
@@ -470,7 +470,7 @@ fn a_review_is_answered_the_same_whatever_the_order_of_its_request_keys() {
             ("/kind", Value::Null),
             ("/apiVersion", json!("")),
         ] {
-            let o = pod_like(&with(&object, pointer, value.clone()));
+            let o = text_of(&with(&object, pointer, value.clone()));
             compare(
                 &format!("{name} {pointer}={value}"),
                 &request_fields(&uid, kind, &object, "CREATE", Some(o), None),
@@ -480,7 +480,7 @@ fn a_review_is_answered_the_same_whatever_the_order_of_its_request_keys() {
         let mut wrong = Vec::new();
         pointers(&object, String::new(), 4, &mut wrong);
         for pointer in wrong.iter().take(24) {
-            let o = pod_like(&with(&object, pointer, json!(12)));
+            let o = text_of(&with(&object, pointer, json!(12)));
             compare(
                 &format!("{name} {pointer}=12"),
                 &request_fields(&uid, kind, &object, "CREATE", Some(o), None),
