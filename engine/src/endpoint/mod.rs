@@ -31,8 +31,6 @@ use url::{Host, SyntaxViolation, Url};
 pub use known::{IN_CLUSTER_HOSTS, OPENAI_DIRECT_HOSTS, OPENAI_DOMAIN, OTHER_CLOUD_HOSTS};
 pub use pattern::{HOST_PATTERN_MAX_LEN, HOST_PATTERN_REGEX, HostPattern, PatternError};
 
-use pattern::host_matches;
-
 /// What an endpoint's host is.
 #[derive(
     Debug,
@@ -135,7 +133,7 @@ pub fn classify(raw: &str, rules: &EndpointRules<'_>) -> Classification {
     let transport = transport_problem(&url, rules.require_https);
     if is_openai(host) {
         named(Hosting::OpenaiDirect, transport)
-    } else if OTHER_CLOUD_HOSTS.iter().any(|p| host_matches(p, host)) {
+    } else if built_in::OTHER_CLOUD.any_matches(host) {
         named(Hosting::OtherCloud, transport)
     } else if rules.allowed_hosts.iter().any(|p| p.matches(host)) {
         match transport {
@@ -385,12 +383,27 @@ fn clean_host(url: &Url) -> Result<&str, String> {
     Ok(host)
 }
 
+/// The built-in families' host lists, compiled once (see [`pattern::HostList`]).
+mod built_in {
+    use std::sync::LazyLock;
+
+    use super::pattern::HostList;
+    use super::{IN_CLUSTER_HOSTS, OPENAI_DIRECT_HOSTS, OTHER_CLOUD_HOSTS};
+
+    pub(super) static OTHER_CLOUD: LazyLock<HostList> =
+        LazyLock::new(|| HostList::new(OTHER_CLOUD_HOSTS));
+    pub(super) static IN_CLUSTER: LazyLock<HostList> =
+        LazyLock::new(|| HostList::new(IN_CLUSTER_HOSTS));
+    pub(super) static OPENAI_DIRECT: LazyLock<HostList> =
+        LazyLock::new(|| HostList::new(OPENAI_DIRECT_HOSTS));
+}
+
 fn is_in_cluster(host: &str) -> bool {
-    !host.contains('.') || IN_CLUSTER_HOSTS.iter().any(|p| host_matches(p, host))
+    !host.contains('.') || built_in::IN_CLUSTER.any_matches(host)
 }
 
 fn is_openai(host: &str) -> bool {
-    OPENAI_DIRECT_HOSTS.iter().any(|p| host_matches(p, host))
+    built_in::OPENAI_DIRECT.any_matches(host)
         || host == OPENAI_DOMAIN
         || host
             .strip_suffix(OPENAI_DOMAIN)
@@ -550,10 +563,13 @@ mod tests {
     #[case::vertex_lookalike("evil-aiplatform.googleapis.com.evil.com", false)]
     fn other_cloud_hosts(#[case] host: &str, #[case] expected: bool) {
         assert_eq!(
-            OTHER_CLOUD_HOSTS.iter().any(|p| host_matches(p, host)),
+            OTHER_CLOUD_HOSTS
+                .iter()
+                .any(|p| super::pattern::host_matches(p, host)),
             expected,
             "{host}"
         );
+        assert_eq!(built_in::OTHER_CLOUD.any_matches(host), expected, "{host}");
     }
 
     #[rstest]

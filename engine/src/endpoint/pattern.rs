@@ -264,6 +264,67 @@ pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     host_matches_by_labels(pattern, host)
 }
 
+/// A list of built-in host patterns with the shape of each worked out once: every host a
+/// decision classifies is compared with every pattern of the built-in families, and
+/// [`host_matches`] would search each pattern for `{`, `}` and `*` on every comparison.
+/// Matches exactly as [`host_matches`] does.
+pub(crate) struct HostList(Vec<Shape>);
+
+/// How one pattern of a [`HostList`] is compared.
+enum Shape {
+    /// No wildcard: the host itself.
+    Exact(&'static str),
+    /// `*.suffix` with a literal suffix: one label or more in front of `.suffix`.
+    Below(&'static str),
+    /// A `{region}` pattern with what follows its last `}` (a host must end with it) and the
+    /// pattern for the label walk.
+    Region {
+        tail: &'static str,
+        pattern: &'static str,
+    },
+    /// Anything else, compared label by label.
+    Labels(&'static str),
+}
+
+impl HostList {
+    pub(crate) fn new(patterns: &[&'static str]) -> Self {
+        let shape = |pattern: &'static str| {
+            if !pattern.contains('{') {
+                if let Some(suffix) = pattern.strip_prefix("*.")
+                    && !suffix.contains('*')
+                {
+                    return Shape::Below(suffix);
+                }
+                if !pattern.contains('*') {
+                    return Shape::Exact(pattern);
+                }
+            } else if let Some((_, tail)) = pattern.rsplit_once('}')
+                && !tail.contains('*')
+            {
+                return Shape::Region { tail, pattern };
+            }
+            Shape::Labels(pattern)
+        };
+        HostList(patterns.iter().copied().map(shape).collect())
+    }
+
+    /// Whether some pattern of the list matches `host`.
+    pub(crate) fn any_matches(&self, host: &str) -> bool {
+        self.0.iter().any(|shape| match *shape {
+            Shape::Exact(pattern) => pattern == host,
+            Shape::Below(suffix) => {
+                host.len() > suffix.len()
+                    && host.ends_with(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+            Shape::Region { tail, pattern } => {
+                host.ends_with(tail) && host_matches_by_labels(pattern, host)
+            }
+            Shape::Labels(pattern) => host_matches_by_labels(pattern, host),
+        })
+    }
+}
+
 /// [`host_matches`] label by label, for the catalogue's `{region}` patterns.
 fn host_matches_by_labels(pattern: &str, host: &str) -> bool {
     let mut pattern_labels = pattern.rsplit('.');
@@ -298,6 +359,51 @@ fn label_matches(pattern: &str, label: &str) -> bool {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    /// A compiled list matches a host exactly when one of its patterns does by [`host_matches`],
+    /// for every built-in list and patterns of every shape, over hosts made from each pattern
+    /// (its region filled in, a label more, a letter less, another domain after it).
+    #[test]
+    fn a_compiled_list_matches_as_its_patterns_do() {
+        let shapes: &[&'static str] = &[
+            "api.openai.com",
+            "*.api.openai.com",
+            "*.svc",
+            "{region}",
+            "a.{region}",
+            "x{region}y.z",
+            "*.{region}.com",
+            "a.*.b.com",
+        ];
+        let lists: [&[&'static str]; 4] = [
+            super::super::OTHER_CLOUD_HOSTS,
+            super::super::IN_CLUSTER_HOSTS,
+            super::super::OPENAI_DIRECT_HOSTS,
+            shapes,
+        ];
+        for list in lists {
+            let compiled = HostList::new(list);
+            let mut hosts = vec![String::new(), "com".to_string(), ".".to_string()];
+            for p in list {
+                for region in ["", "us-east-1", "a.b"] {
+                    let h = p.replace("{region}", region).replace('*', "x");
+                    hosts.push(format!("y.{h}"));
+                    hosts.push(format!("y{h}"));
+                    hosts.push(format!("{h}.evil.example"));
+                    hosts.push(h.get(1..).unwrap_or_default().to_string());
+                    hosts.push(h.trim_start_matches("x.").to_string());
+                    hosts.push(h);
+                }
+            }
+            for host in &hosts {
+                assert_eq!(
+                    compiled.any_matches(host),
+                    list.iter().any(|p| host_matches(p, host)),
+                    "{host} against {list:?}"
+                );
+            }
+        }
+    }
 
     /// The fast rejection of `{region}` patterns (a host must end with what follows the last
     /// `}`) decides as the label walk does, for the catalogue's own patterns and hosts made to
