@@ -113,14 +113,30 @@ pub struct Classification {
 /// external. OpenAI-direct, other-cloud and external keep their family when scheme or port are
 /// off but report it in `problem`.
 pub fn classify(raw: &str, rules: &EndpointRules<'_>) -> Classification {
-    let url = match parse_strict(raw) {
-        Ok(url) => url,
-        Err(problem) => return refused(problem),
-    };
-    let host = match clean_host(&url) {
-        Ok(host) => host,
-        Err(problem) => return refused(problem),
-    };
+    match parse(raw) {
+        Ok(parsed) => classify_parsed(&parsed, rules),
+        Err(refusal) => refusal,
+    }
+}
+
+/// An endpoint value that is a clean URL with a plain DNS host: what [`classify`] works out
+/// before it looks at any rule.
+#[derive(Debug)]
+struct ParsedEndpoint {
+    url: Url,
+    host: String,
+}
+
+/// The rule-free half of [`classify`]: the value parsed, or its refusal (external, no host).
+fn parse(raw: &str) -> Result<ParsedEndpoint, Classification> {
+    let url = parse_strict(raw).map_err(refused)?;
+    let host = clean_host(&url).map_err(refused)?.to_owned();
+    Ok(ParsedEndpoint { url, host })
+}
+
+/// The half of [`classify`] that applies the rules to a parsed value.
+fn classify_parsed(parsed: &ParsedEndpoint, rules: &EndpointRules<'_>) -> Classification {
+    let (url, host) = (&parsed.url, parsed.host.as_str());
     let named = |hosting, problem| Classification {
         hosting,
         host: Some(host.to_owned()),
@@ -130,7 +146,7 @@ pub fn classify(raw: &str, rules: &EndpointRules<'_>) -> Classification {
     if is_in_cluster(host) {
         return named(Hosting::InCluster, None);
     }
-    let transport = transport_problem(&url, rules.require_https);
+    let transport = transport_problem(url, rules.require_https);
     if is_openai(host) {
         named(Hosting::OpenaiDirect, transport)
     } else if built_in::OTHER_CLOUD.any_matches(host) {
@@ -142,6 +158,40 @@ pub fn classify(raw: &str, rules: &EndpointRules<'_>) -> Classification {
         }
     } else {
         named(Hosting::External, transport)
+    }
+}
+
+/// [`classify`] for the endpoints of one decision, each value parsed once however many times it
+/// is classified: once under each policy that governs it and once for the findings, and parsing
+/// (the URL parser, the canonical-form check) is most of what classifying costs.
+#[derive(Debug, Default)]
+pub struct Classifier {
+    parsed: std::cell::RefCell<ParsedValues>,
+}
+
+/// The values parsed so far, by value (hashed with a seed of this process's: the values are the
+/// workload author's).
+type ParsedValues = std::collections::HashMap<
+    String,
+    std::rc::Rc<Result<ParsedEndpoint, Classification>>,
+    foldhash::fast::RandomState,
+>;
+
+impl Classifier {
+    /// What [`classify`] gives for `raw` under `rules`.
+    pub fn classify(&self, raw: &str, rules: &EndpointRules<'_>) -> Classification {
+        let known = self.parsed.borrow().get(raw).map(std::rc::Rc::clone);
+        let parsed = known.unwrap_or_else(|| {
+            let parsed = std::rc::Rc::new(parse(raw));
+            self.parsed
+                .borrow_mut()
+                .insert(raw.to_owned(), std::rc::Rc::clone(&parsed));
+            parsed
+        });
+        match &*parsed {
+            Ok(parsed) => classify_parsed(parsed, rules),
+            Err(refusal) => refusal.clone(),
+        }
     }
 }
 
@@ -498,6 +548,54 @@ mod tests {
                         contains_ignore_ascii_case(hay, needle),
                         by_definition(hay, needle),
                         "{needle:?} in {hay:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// One classifier asked about the same values again, under other rules and in another
+    /// order, answers as `classify` does each time: a parse it keeps never carries one rule's
+    /// verdict over to another.
+    #[test]
+    fn a_classifier_answers_as_classify_under_every_rule() {
+        let azure = default_patterns();
+        let gateway = vec![HostPattern::parse("gw.contoso.com").expect("valid pattern")];
+        let rule_sets = [
+            EndpointRules {
+                allowed_hosts: &azure,
+                require_https: true,
+            },
+            EndpointRules {
+                allowed_hosts: &gateway,
+                require_https: false,
+            },
+            EndpointRules {
+                allowed_hosts: &[],
+                require_https: true,
+            },
+        ];
+        let values = [
+            "https://contoso.openai.azure.com/openai/v1",
+            "http://contoso.openai.azure.com/openai/v1",
+            "https://gw.contoso.com/v1",
+            "http://gw.contoso.com/v1",
+            "https://api.openai.com/v1",
+            "https://bedrock-runtime.us-east-1.amazonaws.com",
+            "http://vllm.ai.svc.cluster.local:8000/v1",
+            "https://user@contoso.openai.azure.com/",
+            "contoso.openai.azure.com",
+            "",
+            "https://CONTOSO.openai.azure.com:443",
+        ];
+        let classifier = Classifier::default();
+        for round in 0..2 {
+            for (r, rules) in rule_sets.iter().enumerate() {
+                for value in values.iter().rev().skip(round) {
+                    assert_eq!(
+                        classifier.classify(value, rules),
+                        classify(value, rules),
+                        "{value:?} under rule set {r}, round {round}"
                     );
                 }
             }

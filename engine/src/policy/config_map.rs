@@ -177,7 +177,9 @@ pub(super) fn evaluate_config_map(
         }])),
         _ => None,
     };
-    decision.findings = findings(std::slice::from_ref(&template), policies);
+    // Each endpoint value is parsed once for the findings and every policy (see Classifier).
+    let classifier = crate::endpoint::Classifier::default();
+    decision.findings = findings(std::slice::from_ref(&template), policies, &classifier);
     let ns_labels = match snapshot.namespace_labels_resolved(namespace) {
         Lookup::Found(labels) => Some(labels.into_owned()),
         Lookup::Absent | Lookup::Unknown => None,
@@ -200,7 +202,7 @@ pub(super) fn evaluate_config_map(
         }
         governing.push(policy.name.clone());
         let mut own = Decision::skipped("");
-        check_endpoints(policy, usage, &mut own);
+        check_endpoints(policy, usage, &classifier, &mut own);
         decision.warnings.extend(own.warnings);
         // A trusted AIWorkload of the namespace may exempt the workload that reads this file.
         // With the readers listed, only one that selects one of them counts (they are judged
@@ -245,7 +247,7 @@ pub(super) fn evaluate_config_map(
                     .any(|c| policy.api_classes.contains(c))
             {
                 governing.push(policy.name.clone());
-                check_endpoints(policy, usage, &mut decision);
+                check_endpoints(policy, usage, &classifier, &mut decision);
             }
         }
     }

@@ -12,7 +12,7 @@ use super::placement::{pin_pod_patch, pod_is_pinned};
 use super::{CompiledPolicy, PolicySet};
 use crate::api::{AIWorkload, Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
 use crate::detect::{self, EndpointValue, TemplateFacts, Usage};
-use crate::endpoint::{EndpointRules, Hosting, classify};
+use crate::endpoint::{Classifier, EndpointRules, Hosting};
 use crate::object::Object;
 use crate::snapshot::{DeclaredWorkload, Lookup, Snapshot};
 use crate::workload::{self, WorkloadKind, WorkloadView};
@@ -173,11 +173,13 @@ fn decide_workload(
             ),
         ));
     }
+    // Each endpoint value is parsed once for the findings and every policy (see Classifier).
+    let classifier = Classifier::default();
     let mut decision = Decision {
         verdict: Verdict::Allow,
         violations: Vec::new(),
         warnings: Vec::new(),
-        findings: findings(&facts, policies),
+        findings: findings(&facts, policies, &classifier),
         governed_by: Vec::new(),
         exemptions: Vec::new(),
         patch: Vec::new(),
@@ -235,7 +237,7 @@ fn decide_workload(
             untrusted_declarations(policy, template, usage, ns_labels, &mut decision);
             ignored_annotations(policy, usage, &mut decision);
             governing.insert(&policy.name);
-            check_endpoints(policy, usage, &mut decision);
+            check_endpoints(policy, usage, &classifier, &mut decision);
             check_placement(
                 policy,
                 view,
@@ -330,11 +332,13 @@ fn evaluate_tool_resource(
         malformed: Vec::new(),
     };
     let all = std::slice::from_ref(&template);
+    // Each endpoint value is parsed once for the findings and every policy (see Classifier).
+    let classifier = Classifier::default();
     let mut decision = Decision {
         verdict: Verdict::Allow,
         violations: Vec::new(),
         warnings: template.notes.clone(),
-        findings: findings(all, policies),
+        findings: findings(all, policies, &classifier),
         governed_by: Vec::new(),
         exemptions: Vec::new(),
         patch: Vec::new(),
@@ -361,7 +365,7 @@ fn evaluate_tool_resource(
             continue;
         }
         governing.insert(&policy.name);
-        check_endpoints(policy, usage, &mut decision);
+        check_endpoints(policy, usage, &classifier, &mut decision);
     }
     decision.governed_by = governing.iter().map(|s| s.to_string()).collect();
     if request.operation == Operation::Update {
@@ -548,7 +552,12 @@ fn traffic(policy: &CompiledPolicy) -> String {
     format!("{} {} traffic", policy.provider, classes.join("/"))
 }
 
-pub(super) fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: &mut Decision) {
+pub(super) fn check_endpoints(
+    policy: &CompiledPolicy,
+    usage: &Usage,
+    classifier: &Classifier,
+    decision: &mut Decision,
+) {
     let rules = policy.endpoint_rules();
     let allowed = policy.allowed_brief();
     for endpoint in &usage.endpoints {
@@ -599,7 +608,7 @@ pub(super) fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: 
                 );
             }
             EndpointValue::Ambiguous { url, why } => {
-                if classify(url, &rules).hosting == Hosting::Azure {
+                if classifier.classify(url, &rules).hosting == Hosting::Azure {
                     continue;
                 }
                 let message = format!(
@@ -616,7 +625,7 @@ pub(super) fn check_endpoints(policy: &CompiledPolicy, usage: &Usage, decision: 
                 );
             }
             EndpointValue::Url(url) => {
-                let c = classify(url, &rules);
+                let c = classifier.classify(url, &rules);
                 let (what, short) = match c.hosting {
                     Hosting::Azure => continue,
                     Hosting::InCluster => {
@@ -864,7 +873,11 @@ fn mutation(
 }
 
 /// What was found, classified against every policy's allowed hosts.
-pub(super) fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Finding> {
+pub(super) fn findings(
+    facts: &[TemplateFacts],
+    policies: &PolicySet,
+    classifier: &Classifier,
+) -> Vec<Finding> {
     let rules = EndpointRules {
         allowed_hosts: policies.known_hosts(),
         require_https: true,
@@ -875,7 +888,9 @@ pub(super) fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Fin
             let class = class_label(&usage.classes);
             for e in &usage.endpoints {
                 let (endpoint, hosting) = match &e.value {
-                    EndpointValue::Url(url) => (url.clone(), classify(url, &rules).hosting),
+                    EndpointValue::Url(url) => {
+                        (url.clone(), classifier.classify(url, &rules).hosting)
+                    }
                     EndpointValue::Unresolved(why) => {
                         (format!("(unresolved: {why})"), Hosting::Unresolved)
                     }
@@ -883,7 +898,7 @@ pub(super) fn findings(facts: &[TemplateFacts], policies: &PolicySet) -> Vec<Fin
                         (format!("(redirected: {what})"), Hosting::Unresolved)
                     }
                     EndpointValue::Ambiguous { url, .. } => {
-                        let hosting = match classify(url, &rules).hosting {
+                        let hosting = match classifier.classify(url, &rules).hosting {
                             Hosting::Azure => Hosting::Azure,
                             _ => Hosting::Ambiguous,
                         };

@@ -314,16 +314,14 @@ impl ResolvedEnv {
     /// Borrowed where `env` sets them (every variable of a container is asked for, most to be
     /// scanned and dropped); an `envFrom` value is built when asked for.
     pub fn candidates(&self, name: &str) -> Vec<Cow<'_, Candidate>> {
-        let mut out: Vec<Cow<'_, Candidate>> = self
-            .explicit
-            .get(name)
-            .into_iter()
-            .flatten()
+        let entries = self.explicit.get(name).map_or(&[][..], Vec::as_slice);
+        let mut out: Vec<Cow<'_, Candidate>> = entries
+            .iter()
             .map(|e| Cow::Borrowed(&e.candidate))
             .collect();
-        if !self.set_for_certain(name)
-            && let Some(c) = self.env_from_value(name)
-        {
+        // What `env` may not set, `envFrom` does (see `set_for_certain`).
+        let set_for_certain = entries.iter().any(|e| !e.may_be_skipped);
+        if !set_for_certain && let Some(c) = self.env_from_value(name) {
             out.push(Cow::Owned(c));
         }
         out
@@ -522,7 +520,7 @@ fn value_of(
     };
     if let Some(r) = &from.config_map_key_ref {
         let optional = r.optional == Some(true);
-        let origin = format!("ConfigMap {:?} key {:?}", r.name, r.key);
+        let origin = field_path::join(&["ConfigMap ", &quoted(&r.name), " key ", &quoted(&r.key)]);
         let cannot_start = |what: &str| {
             Some((
                 EnvValue::Unreadable(format!(
@@ -554,9 +552,12 @@ fn value_of(
         };
     }
     if let Some(r) = &from.secret_key_ref {
-        let origin = format!("Secret {:?} key {:?}", r.name, r.key);
+        let origin = field_path::join(&["Secret ", &quoted(&r.name), " key ", &quoted(&r.key)]);
         return Some((
-            EnvValue::Unreadable(format!("{origin} (hostguard never reads Secrets)")),
+            EnvValue::Unreadable(field_path::join(&[
+                &origin,
+                " (hostguard never reads Secrets)",
+            ])),
             Some(origin),
             r.optional == Some(true),
         ));
@@ -584,6 +585,19 @@ fn value_of(
         None,
         false,
     ))
+}
+
+/// `s` as `format!("{s:?}")` writes it. Names and keys are printable ASCII with no quote or
+/// backslash, which `Debug` leaves as they are; they are quoted without the formatting machinery
+/// (an origin is written for every `valueFrom` entry of every container).
+fn quoted(s: &str) -> String {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        field_path::join(&["\"", s, "\""])
+    } else {
+        format!("{s:?}")
+    }
 }
 
 /// A Downward API field known at admission: `metadata.namespace` always; for a Pod its name
@@ -715,6 +729,27 @@ fn expand_bounded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Quoting is `Debug`'s, for names that need no escape and for every kind that does.
+    #[test]
+    fn quoting_is_debug_quoting() {
+        for s in [
+            "",
+            "ai-config",
+            "OPENAI_BASE_URL",
+            "with space",
+            "quote\"inside",
+            "back\\slash",
+            "tab\there",
+            "new\nline",
+            "del\u{7f}",
+            "caf\u{e9}",
+            "zero\u{200b}width",
+            "~!@#$%^&*()_+`-={}|[]:;'<>?,./",
+        ] {
+            assert_eq!(quoted(s), format!("{s:?}"), "{s:?}");
+        }
+    }
     use rstest::rstest;
 
     fn lookup(name: &str) -> Option<EnvValue> {
