@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::{ClusterArgs, EXIT_BAD_INPUT, EXIT_CLEAN};
 use crate::admission::{self, Webhook};
-use crate::policy_files::{PolicyArgs, compile_or_default, load_policy_files};
+use crate::policy_files::{PolicyArgs, compile_or_default, declare_workloads, load_policy_files};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Args)]
@@ -34,7 +34,7 @@ fn webhook_name() -> impl clap::builder::TypedValueParser<Value = Webhook> {
 pub fn run(args: ReviewArgs) -> u8 {
     let mut snapshot = Snapshot::offline(args.cluster.cluster_provider);
     let loaded = load_policy_files(&args.policy.policies).and_then(|files| {
-        files.declare_into(&mut snapshot)?;
+        declare_workloads(files.workloads, &mut snapshot)?;
         compile_or_default(&files.policies)
     });
     let policies = match loaded {

@@ -24,7 +24,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 
-use crate::policy_files::{PolicyArgs, compile_or_default, load_policy_files};
+use crate::policy_files::{
+    PolicyArgs, compile_or_default, declare_workload, load_policy_files_with,
+};
 use crate::snapshot::Snapshot;
 use crate::state::{Readiness, SharedState};
 
@@ -193,19 +195,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::policy::PolicySet::default_set()
         .map_err(|e| anyhow::anyhow!("{e:?}"))
         .context("checking the built-in default policy")?;
-    let files = load_policy_files(&args.policy.policies)
-        .map_err(anyhow::Error::msg)
-        .context("loading --policy files")?;
+    // AIWorkloads go into the standalone snapshot as they are read, not kept beside it; in a
+    // cluster they are only counted (the cluster's own are read there).
+    let cluster_provider = args.cluster_provider.unwrap_or_default();
+    let mut snapshot = Snapshot::offline(cluster_provider);
+    let mut ignored_workloads = 0usize;
+    let file_policies = load_policy_files_with(&args.policy.policies, |aiw| {
+        if args.standalone {
+            declare_workload(aiw, &mut snapshot)
+        } else {
+            ignored_workloads += 1;
+            Ok(())
+        }
+    })
+    .map_err(anyhow::Error::msg)
+    .context("loading --policy files")?;
     let cluster = if args.standalone {
-        let policies = compile_or_default(&files.policies)
+        let policies = compile_or_default(&file_policies)
             .map_err(anyhow::Error::msg)
             .context("compiling policies")?;
-        let cluster_provider = args.cluster_provider.unwrap_or_default();
-        let mut snapshot = Snapshot::offline(cluster_provider);
-        files
-            .declare_into(&mut snapshot)
-            .map_err(anyhow::Error::msg)
-            .context("loading AIWorkloads from --policy files")?;
+        drop(file_policies);
         tracing::info!(
             policies = policies.len(),
             aiworkloads = snapshot.declared_count(),
@@ -216,13 +225,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine.publish(policies, snapshot);
         None
     } else {
-        if !files.workloads.is_empty() {
+        if ignored_workloads > 0 {
             tracing::warn!(
-                count = files.workloads.len(),
+                count = ignored_workloads,
                 "AIWorkloads in --policy files are ignored in a cluster; apply them to the cluster instead"
             );
         }
-        let file_policies = files.policies;
         let ctx = crate::cluster::ClusterContext {
             engine: Arc::clone(&engine),
             metrics: Arc::clone(&metrics),
