@@ -4,8 +4,10 @@
 //! A review's object of one of the built-in pod-bearing kinds (the webhook's common case) is read
 //! straight from its text into the workload view, and no `serde_json::Value` tree is built
 //! unless a later step asks for one (the JSON Patch of a governed Pod). Building that tree and
-//! dropping it again cost more than the decision itself. Every other kind is parsed into a tree
-//! at once, as before.
+//! dropping it again cost more than the decision itself. When `request.kind` comes before the
+//! object (the API server writes it first), the object is read in the review's own parse and its
+//! text is not even kept: a later step that needs it finds it again in the review's body. Every
+//! other kind is parsed into a tree at once, as before.
 //!
 //! Both ways give the same answer. The text is read directly only when it deserialises cleanly
 //! into the view's own types. Anything else (a field of the wrong type, a duplicate key, a type

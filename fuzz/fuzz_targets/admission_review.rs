@@ -7,7 +7,10 @@
 //! - a readable review echoes the request's uid (when the input has a string `request.uid`);
 //! - an unreadable review is refused (`allowed: false`) and carries no decision;
 //! - `/validate` admits exactly what the decision allows; `/mutate` never denies, and its patch
-//!   decodes to a JSON Patch that applies to the object it was computed for.
+//!   decodes to a JSON Patch that applies to the object it was computed for;
+//! - the review (as its JSON tree has it) is answered the same with the request's keys in their
+//!   sorted order (`kind` before `object`: the object is read in the review's own parse) and with
+//!   `object` and `oldObject` first (kept as text and read after the request).
 
 #![no_main]
 
@@ -30,8 +33,44 @@ fuzz_target!(|data: &[u8]| {
             Ok(answer) => check(&answer, webhook, parsed.as_ref()),
             Err(_) => assert!(parsed.is_none(), "valid JSON rejected as not JSON"),
         }
+        if let Some((in_order, objects_first)) = parsed.as_ref().and_then(reordered) {
+            let answer = |body: &str| {
+                admission::answer(body.as_bytes(), webhook, &POLICIES, &SNAPSHOT)
+                    .map(|a| serde_json::to_string(&a.review).expect("the response serialises"))
+                    .map_err(|e| e.to_string())
+            };
+            assert_eq!(
+                answer(&in_order),
+                answer(&objects_first),
+                "the order of the request's keys changed the answer"
+            );
+        }
     }
 });
+
+/// The review as text twice, from its tree: the request's keys sorted, and with `object` and
+/// `oldObject` moved first. None when it has no request.
+fn reordered(review: &Value) -> Option<(String, String)> {
+    let request = review.get("request")?.as_object()?;
+    let entry = |(k, v): (&String, &Value)| format!("{}:{v}", Value::from(k.as_str()));
+    let is_object = |k: &str| k == "object" || k == "oldObject";
+    let mut keys: Vec<(&String, &Value)> = request.iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(b.0));
+    let sorted: Vec<String> = keys.iter().copied().map(entry).collect();
+    keys.sort_by_key(|(k, _)| !is_object(k));
+    let first: Vec<String> = keys.into_iter().map(entry).collect();
+    let around = |request: Vec<String>| {
+        let mut top: Vec<String> = review
+            .as_object()?
+            .iter()
+            .filter(|(k, _)| k.as_str() != "request")
+            .map(entry)
+            .collect();
+        top.push(format!("\"request\":{{{}}}", request.join(",")));
+        Some(format!("{{{}}}", top.join(",")))
+    };
+    Some((around(sorted)?, around(first)?))
+}
 
 fn check(answer: &Answer, webhook: Webhook, input: Option<&Value>) {
     let response = &answer.review.response;
