@@ -433,14 +433,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     if shape.depth >= SERDE_JSON_DEPTH_LIMIT {
         serde_json::from_str::<Value>(text)?;
     }
-    // The fast path parses without tracking the path; only an unreadable body pays for a second
-    // pass that names the field at fault.
-    // From the validated text: serde_json then does not check each string's UTF-8 again. The
-    // objects are kept as their text, read below.
-    //
-    // First with the objects read in the same pass (the common case: one reading of the text);
-    // whatever that reading refuses is read again with the objects kept as text, which answers
-    // as hostguard always did.
+    // From the validated text: serde_json then does not check each string's UTF-8 again. First
+    // with the objects read in the same pass (the common case: one reading of the text);
+    // whatever that reading refuses is read again with the objects kept as text, read below,
+    // which answers as hostguard always did. Neither tracks the path: only an unreadable body
+    // pays for a third pass that names the field at fault.
     let review: ReviewIn<FastRequestIn> = match serde_json::from_str(text) {
         Ok(r) => r,
         Err(_) => match serde_json::from_str::<ReviewIn<RequestIn<Box<RawValue>>>>(text) {

@@ -173,22 +173,18 @@ pub struct Classifier {
 /// workload author's).
 type ParsedValues = std::collections::HashMap<
     String,
-    std::rc::Rc<Result<ParsedEndpoint, Classification>>,
+    Result<ParsedEndpoint, Classification>,
     foldhash::fast::RandomState,
 >;
 
 impl Classifier {
     /// What [`classify`] gives for `raw` under `rules`.
     pub fn classify(&self, raw: &str, rules: &EndpointRules<'_>) -> Classification {
-        let known = self.parsed.borrow().get(raw).map(std::rc::Rc::clone);
-        let parsed = known.unwrap_or_else(|| {
-            let parsed = std::rc::Rc::new(parse(raw));
-            self.parsed
-                .borrow_mut()
-                .insert(raw.to_owned(), std::rc::Rc::clone(&parsed));
-            parsed
-        });
-        match &*parsed {
+        let mut parsed = self.parsed.borrow_mut();
+        if !parsed.contains_key(raw) {
+            parsed.insert(raw.to_owned(), parse(raw));
+        }
+        match &parsed[raw] {
             Ok(parsed) => classify_parsed(parsed, rules),
             Err(refusal) => refusal.clone(),
         }

@@ -265,7 +265,7 @@ impl ResolvedEnv {
     fn set_for_certain(&self, name: &str) -> bool {
         self.explicit
             .get(name)
-            .is_some_and(|entries| entries.iter().any(|e| !e.may_be_skipped))
+            .is_some_and(|entries| sets_for_certain(entries))
     }
 
     /// The value `envFrom` gives `name`, from the last readable source that has it.
@@ -319,9 +319,10 @@ impl ResolvedEnv {
             .iter()
             .map(|e| Cow::Borrowed(&e.candidate))
             .collect();
-        // What `env` may not set, `envFrom` does (see `set_for_certain`).
-        let set_for_certain = entries.iter().any(|e| !e.may_be_skipped);
-        if !set_for_certain && let Some(c) = self.env_from_value(name) {
+        // What `env` may not set, `envFrom` does.
+        if !sets_for_certain(entries)
+            && let Some(c) = self.env_from_value(name)
+        {
             out.push(Cow::Owned(c));
         }
         out
@@ -520,7 +521,7 @@ fn value_of(
     };
     if let Some(r) = &from.config_map_key_ref {
         let optional = r.optional == Some(true);
-        let origin = field_path::join(&["ConfigMap ", &quoted(&r.name), " key ", &quoted(&r.key)]);
+        let origin = ["ConfigMap ", &quoted(&r.name), " key ", &quoted(&r.key)].concat();
         let cannot_start = |what: &str| {
             Some((
                 EnvValue::Unreadable(format!(
@@ -552,12 +553,9 @@ fn value_of(
         };
     }
     if let Some(r) = &from.secret_key_ref {
-        let origin = field_path::join(&["Secret ", &quoted(&r.name), " key ", &quoted(&r.key)]);
+        let origin = ["Secret ", &quoted(&r.name), " key ", &quoted(&r.key)].concat();
         return Some((
-            EnvValue::Unreadable(field_path::join(&[
-                &origin,
-                " (hostguard never reads Secrets)",
-            ])),
+            EnvValue::Unreadable([&origin, " (hostguard never reads Secrets)"].concat()),
             Some(origin),
             r.optional == Some(true),
         ));
@@ -587,6 +585,12 @@ fn value_of(
     ))
 }
 
+/// Whether some of a variable's `env` entries is never skipped, so that `env` sets it for
+/// certain.
+fn sets_for_certain(entries: &[Explicit]) -> bool {
+    entries.iter().any(|e| !e.may_be_skipped)
+}
+
 /// `s` as `format!("{s:?}")` writes it. Names and keys are printable ASCII with no quote or
 /// backslash, which `Debug` leaves as they are; they are quoted without the formatting machinery
 /// (an origin is written for every `valueFrom` entry of every container).
@@ -594,7 +598,7 @@ fn quoted(s: &str) -> String {
     if s.bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
-        field_path::join(&["\"", s, "\""])
+        ["\"", s, "\""].concat()
     } else {
         format!("{s:?}")
     }
