@@ -35,9 +35,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::EnvVar;
-
-use super::{ContainerView, field_path};
+use super::{ContainerView, EnvVarView, field_path};
 use crate::snapshot::{ConfigMapData, Lookup, Snapshot};
 
 /// One value a variable can have.
@@ -493,7 +491,7 @@ fn service_name(prefix: &str) -> Option<String> {
 /// The value of one `env` entry as the kubelet resolves it: None when the entry is skipped for
 /// certain; else the value, where it was read from, and whether it may be skipped.
 fn value_of(
-    var: &EnvVar,
+    var: &EnvVarView,
     pod: &PodFacts<'_>,
     snapshot: &Snapshot,
     defined: &BTreeMap<String, EnvValue>,
@@ -800,16 +798,15 @@ mod tests {
 
     #[test]
     fn exponential_expansion_stops_at_the_container_budget() {
-        use k8s_openapi::api::core::v1::EnvVar;
         // A=1 KiB, B=16×A, C=16×B, D=16×C...: each step 16 times longer; without a bound the
         // fifth is 1 GiB.
-        let mut env = vec![EnvVar {
+        let mut env = vec![EnvVarView {
             name: "V0".into(),
             value: Some("x".repeat(1024)),
             ..Default::default()
         }];
         for i in 1..8 {
-            env.push(EnvVar {
+            env.push(EnvVarView {
                 name: format!("V{i}"),
                 value: Some(format!("$(V{})", i - 1).repeat(16)),
                 ..Default::default()
