@@ -180,8 +180,9 @@ impl MetaView {
 }
 
 /// The parts of a pod spec hostguard reads: containers of every kind and node affinity, with
-/// the Kubernetes types for what matters (`EnvVar`, `EnvFromSource`, `NodeAffinity`). Other
-/// fields are skipped, so a malformed field hostguard never reads cannot fail a review.
+/// the Kubernetes types for what matters (`EnvFromSource`, `NodeAffinity`; `EnvVar` as
+/// [`EnvVarView`]). Other fields are skipped, so a malformed field hostguard never reads cannot
+/// fail a review.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpecView {
