@@ -5,7 +5,9 @@ use clap::Parser;
 /// mimalloc instead of the system allocator: a review allocates and frees hundreds of small
 /// strings and maps, and with glibc's malloc that was a quarter of its cost. Measured on the
 /// benchmark review (engine `examples/hot_path`, 40,000 answers, one pinned core): 0.77x the
-/// time of the system allocator.
+/// time of the system allocator. Builds without the `mimalloc` feature use the system allocator,
+/// for heap profilers.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

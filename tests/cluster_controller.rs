@@ -27,6 +27,7 @@ use hostguard::cluster::audit::{self, Tally};
 use hostguard::cluster::config_maps::{self, ConfigMapCache, Fetcher};
 use hostguard::cluster::inventory::{BuildInput, Built, Inventory, Writers};
 use hostguard::cluster::lease::Leadership;
+use hostguard::cluster::projection::ApplyEvent;
 use hostguard::cluster::status::{self, WriteError};
 use hostguard::cluster::watch::{self as reflect, Shared};
 use hostguard::metrics::{Metrics, ResourceLabel};
@@ -845,8 +846,9 @@ async fn a_watch_error_is_followed_by_a_relist_and_recovery() {
     let task = tokio::spawn(reflect::reflect(
         "hostingpolicies",
         stream,
-        w.policies,
-        |p: &HostingPolicy| hostguard::cluster::inventory::spec_fingerprint(&p.spec),
+        reflect::Whole::new(w.policies, |p: &HostingPolicy| {
+            hostguard::cluster::inventory::spec_fingerprint(&p.spec)
+        }),
         Arc::clone(&synced),
         Shared {
             notify: Arc::clone(&notify),
@@ -928,8 +930,9 @@ async fn a_failed_watch_start_is_retried_and_events_then_arrive() {
     tokio::spawn(reflect::reflect(
         "hostingpolicies",
         stream,
-        w.policies,
-        |p: &HostingPolicy| hostguard::cluster::inventory::spec_fingerprint(&p.spec),
+        reflect::Whole::new(w.policies, |p: &HostingPolicy| {
+            hostguard::cluster::inventory::spec_fingerprint(&p.spec)
+        }),
         Arc::new(AtomicBool::new(false)),
         Shared {
             notify: Arc::clone(&notify),

@@ -3,7 +3,6 @@
 
 use hostguard::api::ClusterProvider;
 use hostguard::cluster::identity::{self, NodeInfo};
-use hostguard::cluster::inventory::trim_node;
 use k8s_openapi::api::core::v1::Node;
 use rstest::rstest;
 
@@ -131,26 +130,4 @@ fn the_flag_overrides_detection() {
         identity::effective(ClusterProvider::Mixed, None),
         ClusterProvider::Mixed
     );
-}
-
-#[test]
-fn trimming_a_node_keeps_what_detection_reads() {
-    for fixture in ["aks-vmss", "eks", "gke", "kind", "aks-labels-only"] {
-        let full = node(fixture);
-        let mut trimmed = full.clone();
-        trim_node(&mut trimmed);
-        assert!(trimmed.status.is_none());
-        assert_eq!(
-            NodeInfo::from_node(&trimmed),
-            NodeInfo::from_node(&full),
-            "{fixture}"
-        );
-        let labels = trimmed.metadata.labels.unwrap_or_default();
-        assert!(
-            labels.keys().all(|k| k.contains("azure.com")
-                || k.contains("amazonaws.com")
-                || k.contains("cloud.google.com/gke")),
-            "{fixture}: {labels:?}"
-        );
-    }
 }

@@ -10,6 +10,7 @@ use common::cluster::initial_list;
 use hostguard::api::{AIWorkload, ClusterProvider, HostingPolicy};
 use hostguard::cluster::config_maps::ConfigMapCache;
 use hostguard::cluster::inventory::{BuildInput, Built, Inventory, Writers, policy_fingerprint};
+use hostguard::cluster::projection::ApplyEvent;
 use hostguard::policy::{self, Operation, Verdict};
 use hostguard::snapshot::{ConfigMapSource, Lookup};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};

@@ -1,8 +1,9 @@
 //! The reflector stores that mirror the cluster, and how the engine state is built from them.
 //!
-//! Each store is a kube-runtime reflector store fed by one watch. Objects are trimmed before
-//! they are stored (see [`trim_node`], [`trim_namespace`]) so that the caches hold only what the
-//! engine reads. [`Inventory::build`] turns the stores into a [`PolicySet`] and a [`Snapshot`]:
+//! Each store is fed by one watch. HostingPolicies and AIWorkloads are kept whole (their status
+//! is compared before it is written), in kube-runtime reflector stores, trimmed of what nobody
+//! reads ([`trim_meta`]); Nodes and Namespaces are kept only as what the engine reads of them
+//! (a [`NodeInfo`], the labels), in [projected stores](super::projection). [`Inventory::build`] turns the stores into a [`PolicySet`] and a [`Snapshot`]:
 //! pure, so that tests can feed watcher events and check the result.
 
 use std::collections::hash_map::DefaultHasher;
@@ -10,16 +11,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store, store::Writer};
 
 use super::identity::{self, Detection, NodeInfo};
+use super::projection::{ProjectedStore, ProjectedWriter};
 use super::related::RelatedStores;
 use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
 use crate::policy::{CompiledPolicy, DEFAULT_POLICY_NAME, PolicyError, PolicySet, default_policy};
 use crate::snapshot::{
-    ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, NamespaceSource, Snapshot,
+    ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, Labels, NamespaceSource, Snapshot,
 };
 
 /// The stores read when building the engine state.
@@ -27,8 +29,10 @@ use crate::snapshot::{
 pub struct Inventory {
     pub policies: Store<HostingPolicy>,
     pub workloads: Store<AIWorkload>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub nodes: Store<Node>,
+    /// Each Namespace's labels, by name.
+    pub namespaces: ProjectedStore<Labels>,
+    /// What identity reads of each Node, by name.
+    pub nodes: ProjectedStore<NodeInfo>,
     /// The objects adapters look up (Envoy Gateway Backends, ...), when served.
     pub related: RelatedStores,
     /// The last version of each cluster policy that compiled, by name: a policy edited into a
@@ -41,16 +45,17 @@ pub struct Inventory {
 pub struct Writers {
     pub policies: Writer<HostingPolicy>,
     pub workloads: Writer<AIWorkload>,
-    pub namespaces: Writer<PartialObjectMeta<Namespace>>,
-    pub nodes: Writer<Node>,
+    pub namespaces: ProjectedWriter<PartialObjectMeta<Namespace>, Labels>,
+    pub nodes: ProjectedWriter<Node, NodeInfo>,
 }
 
 impl Inventory {
     pub fn new() -> (Inventory, Writers) {
         let (policies, pw) = reflector::store();
         let (workloads, ww) = reflector::store();
-        let (namespaces, nw) = reflector::store();
-        let (nodes, nodew) = reflector::store();
+        let nw = ProjectedWriter::new(namespace_labels);
+        let nodew = ProjectedWriter::new(NodeInfo::from_node);
+        let (namespaces, nodes) = (nw.as_reader(), nodew.as_reader());
         (
             Inventory {
                 policies,
@@ -130,8 +135,8 @@ impl Inventory {
         let nodes: Vec<NodeInfo> = self
             .nodes
             .state()
-            .iter()
-            .map(|n| NodeInfo::from_node(n))
+            .into_iter()
+            .map(|(_, n)| (*n).clone())
             .collect();
         let detection = identity::detect(&nodes);
 
@@ -145,11 +150,8 @@ impl Inventory {
         // fetch found it. ConfigMaps are answered by the on-demand cache, which knows what it
         // knows.
         snapshot.set_authoritative(true, false);
-        for ns in self.namespaces.state() {
-            if let Some(name) = &ns.metadata.name {
-                let labels = ns.metadata.labels.clone().unwrap_or_default();
-                snapshot.insert_namespace_labels(name.clone(), labels);
-            }
+        for (name, labels) in self.namespaces.state() {
+            snapshot.insert_namespace_labels(name, (*labels).clone());
         }
         self.related.fill(&mut snapshot);
         let mut invalid_workloads = Vec::new();
@@ -233,42 +235,6 @@ pub fn policy_fingerprint(policies: &[Arc<HostingPolicy>]) -> u64 {
     h.finish()
 }
 
-/// Node labels that detection reads; every other label is dropped before caching.
-const NODE_LABELS: &[&str] = &[
-    identity::AKS_CLUSTER_LABEL,
-    identity::AKS_MANAGED_BY_LABEL,
-    identity::EKS_NODEGROUP_LABEL,
-    identity::EKS_COMPUTE_TYPE_LABEL,
-    identity::GKE_NODEPOOL_LABEL,
-];
-
-/// Keeps only what detection reads: name, the provider labels, `spec.providerID` and
-/// `spec.unschedulable`. Node status (images, conditions) is the bulk of a Node and is dropped.
-pub fn trim_node(node: &mut Node) {
-    let meta = &mut node.metadata;
-    meta.managed_fields = None;
-    meta.annotations = None;
-    meta.owner_references = None;
-    if let Some(labels) = &mut meta.labels {
-        labels.retain(|k, _| NODE_LABELS.contains(&k.as_str()));
-    }
-    let spec = node.spec.take().unwrap_or_default();
-    node.spec = Some(NodeSpec {
-        provider_id: spec.provider_id,
-        unschedulable: spec.unschedulable,
-        ..Default::default()
-    });
-    node.status = None;
-}
-
-/// Keeps a namespace's name and labels.
-pub fn trim_namespace(ns: &mut PartialObjectMeta<Namespace>) {
-    ns.metadata.managed_fields = None;
-    ns.metadata.annotations = None;
-    ns.metadata.owner_references = None;
-    ns.metadata.finalizers = None;
-}
-
 /// Drops what the engine never reads from a cached CR.
 pub fn trim_meta<K: kube::Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
@@ -278,21 +244,13 @@ pub fn trim_meta<K: kube::Resource>(obj: &mut K) {
     }
 }
 
-/// What a watch event changes for the engine, per kind: events whose fingerprint is unchanged
-/// (status writes, node heartbeats) do not rebuild the snapshot.
-pub fn node_fingerprint(node: &Node) -> u64 {
-    let info = NodeInfo::from_node(node);
-    let mut h = DefaultHasher::new();
-    (info.provider.as_str(), info.schedulable).hash(&mut h);
-    h.finish()
+/// What the engine reads of a Namespace: its labels.
+pub fn namespace_labels(ns: &PartialObjectMeta<Namespace>) -> Labels {
+    ns.metadata.labels.clone().unwrap_or_default()
 }
 
-pub fn namespace_fingerprint(ns: &PartialObjectMeta<Namespace>) -> u64 {
-    let mut h = DefaultHasher::new();
-    ns.metadata.labels.hash(&mut h);
-    h.finish()
-}
-
+/// What a watch event of a HostingPolicy or an AIWorkload changes for the engine: an event
+/// whose spec is unchanged (a status write) does not rebuild the snapshot.
 pub fn spec_fingerprint<T: serde::Serialize>(spec: &T) -> u64 {
     let mut h = DefaultHasher::new();
     serde_json::to_string(spec).unwrap_or_default().hash(&mut h);

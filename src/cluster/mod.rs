@@ -26,6 +26,7 @@ pub mod identity;
 pub mod inventory;
 pub mod lease;
 pub mod namespaces;
+pub mod projection;
 pub mod rbac;
 pub mod related;
 pub mod reports;
@@ -359,8 +360,9 @@ fn spawn_watches(
             "hostingpolicies",
             Api::<HostingPolicy>::all(client.clone()),
             inventory::trim_meta,
-            writers.policies,
-            |p: &HostingPolicy| inventory::spec_fingerprint(&p.spec),
+            watch::Whole::new(writers.policies, |p: &HostingPolicy| {
+                inventory::spec_fingerprint(&p.spec)
+            }),
             &synced[0],
             shared,
         ),
@@ -368,41 +370,39 @@ fn spawn_watches(
             "aiworkloads",
             Api::<AIWorkload>::all(client.clone()),
             inventory::trim_meta,
-            writers.workloads,
-            |w: &AIWorkload| inventory::spec_fingerprint(&w.spec),
+            watch::Whole::new(writers.workloads, |w: &AIWorkload| {
+                inventory::spec_fingerprint(&w.spec)
+            }),
             &synced[1],
             shared,
         ),
-        // Metadata only: the engine reads a Namespace's labels and nothing else.
+        // Metadata only, and only the labels kept: the engine reads nothing else.
         spawn_reflector(
             "namespaces",
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            inventory::trim_namespace,
+            |_| {},
             writers.namespaces,
-            inventory::namespace_fingerprint,
             &synced[2],
             shared,
         ),
-        // Whole Nodes (providerID is in spec), trimmed to what identity reads before caching.
+        // Whole Nodes (providerID is in spec), each kept as what identity reads of it.
         spawn_reflector(
             "nodes",
             Api::<Node>::all(client.clone()),
-            inventory::trim_node,
+            |_| {},
             writers.nodes,
-            inventory::node_fingerprint,
             &synced[3],
             shared,
         ),
     ]
 }
 
-/// One watch with kube's default backoff, trimmed before caching, reflected into `writer`.
+/// One watch with kube's default backoff, trimmed as it arrives, applied to `sink`.
 fn spawn_reflector<K>(
     resource: &'static str,
     api: Api<K>,
     trim: fn(&mut K),
-    writer: kube::runtime::reflector::store::Writer<K>,
-    fingerprint: fn(&K) -> u64,
+    sink: impl watch::Sink<K> + Send + 'static,
     synced: &Arc<AtomicBool>,
     shared: &watch::Shared,
 ) -> (&'static str, JoinHandle<()>)
@@ -419,14 +419,7 @@ where
     let stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(trim);
-    let task = watch::reflect(
-        resource,
-        stream,
-        writer,
-        fingerprint,
-        Arc::clone(synced),
-        shared.clone(),
-    );
+    let task = watch::reflect(resource, stream, sink, Arc::clone(synced), shared.clone());
     (resource, tokio::spawn(task))
 }
 

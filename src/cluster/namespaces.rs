@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
+use super::projection::ProjectedStore;
 use crate::snapshot::{Labels, Lookup, NamespaceSource};
 
 /// Namespaces the cache keeps at most; the oldest entry goes first.
@@ -97,7 +96,7 @@ impl NamespaceSource for NamespaceCache {
 pub struct NamespaceFetcher {
     pub client: Client,
     /// The namespace watch's store: what it holds is never fetched.
-    pub store: Store<PartialObjectMeta<Namespace>>,
+    pub store: ProjectedStore<Labels>,
     pub cache: Arc<NamespaceCache>,
 }
 
@@ -107,7 +106,7 @@ impl NamespaceFetcher {
         if name.is_empty() {
             return;
         }
-        if self.store.get(&ObjectRef::new(name)).is_some() {
+        if self.store.get(name).is_some() {
             self.cache.forget(name);
             return;
         }

@@ -1,5 +1,5 @@
 //! One reflector: a kube-runtime watch stream (list, then watch, re-listing with backoff after
-//! errors) applied to a store, with sync tracking, metrics, and a wake-up for the publisher
+//! errors) applied to a store (whole objects, or a [projection](super::projection) of them), with sync tracking, metrics, and a wake-up for the publisher
 //! when something the engine reads has changed.
 
 use std::sync::Arc;
@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt};
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, store::Writer};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::{Notify, watch};
 
+use super::projection::{ApplyEvent, ProjectedWriter};
 use crate::metrics::{Metrics, ResourceLabel};
 
 /// What every reflector shares.
@@ -53,22 +54,95 @@ pub async fn for_each_event<K, S>(
     }
 }
 
+/// A store one reflector keeps (see [`reflect`]).
+pub trait Sink<K>: ApplyEvent<K> {
+    /// Whether `object` would change what the engine reads of the stored version (true when
+    /// none is stored).
+    fn changes(&self, object: &K) -> bool;
+    /// How many objects the store holds (for the log).
+    fn objects(&self) -> usize;
+}
+
+/// A kube-runtime store of whole objects, with what the engine reads of one as a fingerprint:
+/// an update that leaves it unchanged (a status write) does not rebuild the snapshot.
+pub struct Whole<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer: Writer<K>,
+    reader: Store<K>,
+    fingerprint: fn(&K) -> u64,
+}
+
+impl<K> Whole<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    pub fn new(writer: Writer<K>, fingerprint: fn(&K) -> u64) -> Self {
+        Whole {
+            reader: writer.as_reader(),
+            writer,
+            fingerprint,
+        }
+    }
+}
+
+impl<K> ApplyEvent<K> for Whole<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn apply_watcher_event(&mut self, event: &Event<K>) {
+        self.writer.apply_watcher_event(event);
+    }
+}
+
+impl<K> Sink<K> for Whole<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    fn changes(&self, object: &K) -> bool {
+        let before = self
+            .reader
+            .get(&ObjectRef::from_obj(object))
+            .map(|o| (self.fingerprint)(&o));
+        before != Some((self.fingerprint)(object))
+    }
+
+    fn objects(&self) -> usize {
+        self.reader.len()
+    }
+}
+
+impl<K, T> Sink<K> for ProjectedWriter<K, T>
+where
+    K: Resource<Scope = k8s_openapi::ClusterResourceScope>,
+    T: PartialEq,
+{
+    fn changes(&self, object: &K) -> bool {
+        self.differs(object)
+    }
+
+    fn objects(&self) -> usize {
+        self.as_reader().len()
+    }
+}
+
 /// Runs one reflector until `stop`. `synced` turns true at the end of the first complete list;
-/// `fingerprint` says what of an object the engine reads, so that an update that leaves it
-/// unchanged (a status write, a node heartbeat) does not rebuild the snapshot.
+/// an event that does not change what the engine reads ([`Sink::changes`]: a status write, a
+/// node heartbeat) does not wake the publisher.
 pub async fn reflect<K, S>(
     resource: &'static str,
     stream: S,
-    mut writer: Writer<K>,
-    fingerprint: fn(&K) -> u64,
+    mut sink: impl Sink<K>,
     synced: Arc<AtomicBool>,
     shared: Shared,
 ) where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
 {
-    let reader = writer.as_reader();
     let label = ResourceLabel { resource };
     let metrics = Arc::clone(&shared.metrics);
     let meanwhile = "the last snapshot keeps serving";
@@ -80,12 +154,7 @@ pub async fn reflect<K, S>(
         meanwhile,
         |event| {
             let changed = match &event {
-                Event::Apply(obj) => {
-                    let before = reader
-                        .get(&ObjectRef::from_obj(obj))
-                        .map(|o| fingerprint(&o));
-                    before != Some(fingerprint(obj))
-                }
+                Event::Apply(obj) => sink.changes(obj),
                 Event::Delete(_) => true,
                 Event::Init => {
                     if synced.load(Ordering::SeqCst) {
@@ -97,9 +166,9 @@ pub async fn reflect<K, S>(
                 Event::InitApply(_) => false,
                 Event::InitDone => true,
             };
-            writer.apply_watcher_event(&event);
+            sink.apply_watcher_event(&event);
             if matches!(event, Event::InitDone) && !synced.swap(true, Ordering::SeqCst) {
-                tracing::info!(resource, objects = reader.len(), "initial list synced");
+                tracing::info!(resource, objects = sink.objects(), "initial list synced");
             }
             if changed {
                 shared.notify.notify_one();

@@ -6,9 +6,9 @@
 use hostguard::cluster::audit::{self, Tally};
 use hostguard::cluster::inventory::{Built, Inventory};
 use hostguard::cluster::lease::{Elector, Leadership, Timings};
+use hostguard::cluster::projection::ApplyEvent;
 use hostguard::cluster::status::{self, WriteError, Written};
 use kube::Client;
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
@@ -35,11 +35,7 @@ pub const AUDITED: [&str; 8] = [
 ];
 
 /// Feeds `items` to a reflector store as a watch's initial list does.
-pub fn initial_list<K>(w: &mut Writer<K>, items: Vec<K>)
-where
-    K: kube::Resource + Clone,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
+pub fn initial_list<K>(w: &mut impl ApplyEvent<K>, items: Vec<K>) {
     w.apply_watcher_event(&Event::Init);
     for i in items {
         w.apply_watcher_event(&Event::InitApply(i));
