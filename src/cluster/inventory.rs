@@ -3,8 +3,9 @@
 //! Each store is fed by one watch. HostingPolicies and AIWorkloads are kept whole (their status
 //! is compared before it is written), in kube-runtime reflector stores, trimmed of what nobody
 //! reads ([`trim_meta`]); Nodes and Namespaces are kept only as what the engine reads of them
-//! (a [`NodeInfo`], the labels), in [projected stores](super::projection). [`Inventory::build`] turns the stores into a [`PolicySet`] and a [`Snapshot`]:
-//! pure, so that tests can feed watcher events and check the result.
+//! (a [`NodeInfo`], the labels), in [projected stores](super::projection).
+//! [`Inventory::build`] turns the stores into a [`PolicySet`] and a [`Snapshot`]: pure, so that
+//! tests can feed watcher events and check the result.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
@@ -134,9 +135,9 @@ impl Inventory {
 
         let nodes: Vec<NodeInfo> = self
             .nodes
-            .state()
+            .values()
             .into_iter()
-            .map(|(_, n)| (*n).clone())
+            .map(|n| (*n).clone())
             .collect();
         let detection = identity::detect(&nodes);
 

@@ -4,7 +4,8 @@
 //! kube-runtime's reflector store keeps every object whole, as its typed struct: a k8s-openapi
 //! `Node` is 1.5 KiB before any of its strings, however much of it was trimmed, and a store
 //! also keeps each object's reference (name, uid, resourceVersion) as its key. A cluster of
-//! 5,000 Nodes and 5,000 Namespaces held about 20 MB that way (heaptrack, `scripts/bench_cluster.py`).
+//! 5,000 Nodes and 5,000 Namespaces held about 20 MB that way (heaptrack,
+//! `scripts/bench_cluster.py`).
 //! A [`ProjectedWriter`] turns each object into its projection as the event arrives and keeps
 //! that, by name; the object itself is dropped at once.
 //!
@@ -66,6 +67,11 @@ impl<T> ProjectedStore<T> {
             .collect()
     }
 
+    /// Every object's projection, without the names (a Node's name is in its projection).
+    pub fn values(&self) -> Vec<Arc<T>> {
+        self.read().values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -105,6 +111,11 @@ where
 
     pub fn as_reader(&self) -> ProjectedStore<T> {
         self.store.clone()
+    }
+
+    /// The store this writer fills, borrowed.
+    pub fn store(&self) -> &ProjectedStore<T> {
+        &self.store
     }
 
     /// Whether `object`'s projection differs from the one stored under its name (or none is).

@@ -1,6 +1,7 @@
 //! One reflector: a kube-runtime watch stream (list, then watch, re-listing with backoff after
-//! errors) applied to a store (whole objects, or a [projection](super::projection) of them), with sync tracking, metrics, and a wake-up for the publisher
-//! when something the engine reads has changed.
+//! errors) applied to a store (whole objects, or a [projection](super::projection) of them),
+//! with sync tracking, metrics, and a wake-up for the publisher when something the engine reads
+//! has changed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,7 +128,7 @@ where
     }
 
     fn objects(&self) -> usize {
-        self.as_reader().len()
+        self.store().len()
     }
 }
 
