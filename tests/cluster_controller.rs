@@ -336,12 +336,12 @@ fn tally(built: &Built, objects: &[Value]) -> Tally {
 }
 
 /// The status writes of one audit of [`inventory`]: the policy's, then both AIWorkloads' in the
-/// order of the reflector store, which a hash map keeps in no fixed order.
+/// order of their namespace and name.
 fn statuses_written() -> Script {
-    Script::new().then(policy_status("azure-only")).any_order([
-        workload_status("team-a", "chat"),
-        workload_status("team-a", "embed"),
-    ])
+    Script::new()
+        .then(policy_status("azure-only"))
+        .then(workload_status("team-a", "chat"))
+        .then(workload_status("team-a", "embed"))
 }
 
 /// A Warning Event published about the Deployment `name`.
@@ -1435,14 +1435,8 @@ async fn an_unchanged_status_is_not_written_again() {
             w.policies.apply_watcher_event(&Event::Apply(policy));
         } else {
             let name = p.path.split('/').rev().nth(1).unwrap();
-            let mut aiw = inv
-                .workloads
-                .state()
-                .into_iter()
-                .find(|a| a.metadata.name.as_deref() == Some(name))
-                .unwrap()
-                .as_ref()
-                .clone();
+            // The store keeps no whole AIWorkload: the same one again, now with its status.
+            let mut aiw = aiw(name, name);
             aiw.status = Some(serde_json::from_value(p.body["status"].clone()).unwrap());
             w.workloads.apply_watcher_event(&Event::Apply(aiw));
         }

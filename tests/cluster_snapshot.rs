@@ -365,3 +365,60 @@ fn config_maps_come_from_the_on_demand_cache() {
         d.violations
     );
 }
+
+/// What the AIWorkload watch treats as a change for the engine (and so as a reason to rebuild
+/// the snapshot): what the declaration is compiled from, the labels and the spec; not the
+/// status the audit writes. A HostingPolicy may trust AIWorkloads by label, so a label change
+/// alone must reach the snapshot.
+#[test]
+fn an_aiworkload_changes_the_snapshot_by_its_labels_or_spec_not_by_its_status() {
+    use hostguard::cluster::watch::Sink;
+    let (_inv, w) = synced();
+    let stored = aiw("team-a", "chat", "chat");
+    assert!(!w.workloads.changes(&stored), "the same object again");
+
+    let mut with_status = stored.clone();
+    with_status.status = Some(
+        serde_json::from_value(json!({
+            "observedGeneration": 1,
+            "conditions": [{"type": "Compliant", "status": "True", "reason": "Compliant",
+                "message": "all 1 matched workloads pass every policy",
+                "lastTransitionTime": "2026-03-01T12:00:00Z"}]
+        }))
+        .unwrap(),
+    );
+    assert!(!w.workloads.changes(&with_status), "a status write");
+
+    let mut relabelled = stored.clone();
+    relabelled.metadata.labels = Some([("trusted".to_string(), "yes".to_string())].into());
+    assert!(w.workloads.changes(&relabelled), "a label change");
+
+    assert!(
+        w.workloads.changes(&aiw("team-a", "chat", "other")),
+        "a selector change"
+    );
+    assert!(
+        w.workloads.changes(&aiw("team-b", "chat", "chat")),
+        "the same name in another namespace is another AIWorkload"
+    );
+}
+
+/// AIWorkloads are namespaced: two of one name in two namespaces are two declarations, and
+/// deleting one leaves the other.
+#[test]
+fn aiworkloads_of_one_name_in_two_namespaces_are_both_kept() {
+    let (inv, mut w) = synced();
+    w.workloads
+        .apply_watcher_event(&Event::Apply(aiw("team-b", "chat", "chat")));
+    let chat = [("app".to_string(), "chat".to_string())].into();
+    let s = build(&inv).snapshot;
+    assert_eq!(s.declared_count(), 2);
+    assert_eq!(s.declarations_for("team-a", &chat).count(), 1);
+    assert_eq!(s.declarations_for("team-b", &chat).count(), 1);
+
+    w.workloads
+        .apply_watcher_event(&Event::Delete(aiw("team-a", "chat", "chat")));
+    let s = build(&inv).snapshot;
+    assert_eq!(s.declarations_for("team-a", &chat).count(), 0);
+    assert_eq!(s.declarations_for("team-b", &chat).count(), 1);
+}

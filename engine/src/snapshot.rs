@@ -202,9 +202,11 @@ pub trait NamespaceSource: std::fmt::Debug + Send + Sync {
 /// namespace.
 #[derive(Debug, Clone, Default)]
 struct Declarations {
-    /// Boxed: a B-tree node holds eleven values inline, and a cluster's namespaces mostly have
-    /// one or two AIWorkloads, so unboxed each namespace paid for eleven (about 3 KiB).
-    by_name: BTreeMap<String, Box<DeclaredWorkload>>,
+    /// Behind an `Arc`: a B-tree node holds eleven values inline, and a cluster's namespaces
+    /// mostly have one or two AIWorkloads, so unboxed each namespace paid for eleven (about
+    /// 3 KiB); and the webhook's AIWorkload store keeps the same compiled declarations, which
+    /// every snapshot built from it shares rather than copies.
+    by_name: BTreeMap<String, Arc<DeclaredWorkload>>,
     /// Names by [`DeclaredWorkload::index_label`]: label key, then value.
     by_label: HashMap<String, HashMap<String, Vec<String>>>,
     /// Names of those whose selector requires no label value (`NotIn`, `Exists`,
@@ -213,7 +215,7 @@ struct Declarations {
 }
 
 impl Declarations {
-    fn insert(&mut self, declared: DeclaredWorkload) {
+    fn insert(&mut self, declared: Arc<DeclaredWorkload>) {
         self.remove(&declared.name);
         let name = declared.name.clone();
         match &declared.index_label {
@@ -228,7 +230,7 @@ impl Declarations {
             }
             None => self.unindexed.push(name.clone()),
         }
-        self.by_name.insert(name, Box::new(declared));
+        self.by_name.insert(name, declared);
     }
 
     fn remove(&mut self, name: &str) {
@@ -270,7 +272,7 @@ impl Declarations {
         names.dedup();
         names
             .into_iter()
-            .filter_map(|n| self.by_name.get(n).map(Box::as_ref))
+            .filter_map(|n| self.by_name.get(n).map(Arc::as_ref))
     }
 }
 
@@ -292,7 +294,9 @@ pub struct Snapshot {
     pub cluster_provider: ClusterProvider,
     // The maps are shared between clones (copied on the first write to a clone), so that a
     // snapshot with one ConfigMap changed ([`Snapshot::with_config_map`]) costs no copy of them.
-    namespaces: Arc<HashMap<String, Labels>>,
+    /// Each namespace's labels, shared with the store they were built from (the webhook's
+    /// namespace watch keeps the same `Arc`s).
+    namespaces: Arc<HashMap<String, Arc<Labels>>>,
     namespaces_authoritative: bool,
     config_maps: Arc<HashMap<(String, String), ConfigMapData>>,
     config_maps_authoritative: bool,
@@ -330,12 +334,16 @@ impl Snapshot {
     pub fn insert_namespace(&mut self, ns: &Namespace) {
         if let Some(name) = &ns.metadata.name {
             let labels = ns.metadata.labels.clone().unwrap_or_default();
-            Arc::make_mut(&mut self.namespaces).insert(name.clone(), labels);
+            Arc::make_mut(&mut self.namespaces).insert(name.clone(), Arc::new(labels));
         }
     }
 
-    pub fn insert_namespace_labels(&mut self, name: impl Into<String>, labels: Labels) {
-        Arc::make_mut(&mut self.namespaces).insert(name.into(), labels);
+    pub fn insert_namespace_labels(
+        &mut self,
+        name: impl Into<String>,
+        labels: impl Into<Arc<Labels>>,
+    ) {
+        Arc::make_mut(&mut self.namespaces).insert(name.into(), labels.into());
     }
 
     pub fn remove_namespace(&mut self, name: &str) {
@@ -360,7 +368,9 @@ impl Snapshot {
         Arc::make_mut(&mut self.config_maps).remove(&(namespace.to_string(), name.to_string()));
     }
 
-    pub fn insert_declared(&mut self, declared: DeclaredWorkload) {
+    /// Adds an AIWorkload's declaration (an `Arc` of it is shared, not copied).
+    pub fn insert_declared(&mut self, declared: impl Into<Arc<DeclaredWorkload>>) {
+        let declared = declared.into();
         Arc::make_mut(&mut self.declared)
             .entry(declared.namespace.clone())
             .or_default()
@@ -467,7 +477,7 @@ impl Snapshot {
         self.declared
             .get(namespace)
             .into_iter()
-            .flat_map(|d| d.by_name.values().map(Box::as_ref))
+            .flat_map(|d| d.by_name.values().map(Arc::as_ref))
     }
 
     /// Why [`config_map`](Self::config_map) answers `Unknown` for a ConfigMap, when its source

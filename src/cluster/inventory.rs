@@ -1,9 +1,11 @@
 //! The reflector stores that mirror the cluster, and how the engine state is built from them.
 //!
-//! Each store is fed by one watch. HostingPolicies and AIWorkloads are kept whole (their status
-//! is compared before it is written), in kube-runtime reflector stores, trimmed of what nobody
-//! reads ([`trim_meta`]); Nodes and Namespaces are kept only as what the engine reads of them
-//! (a [`NodeInfo`], the labels), in [projected stores](super::projection).
+//! Each store is fed by one watch. HostingPolicies are kept whole (their status is compared
+//! before it is written), in a kube-runtime reflector store, trimmed of what nobody reads
+//! ([`trim_meta`]); Nodes, Namespaces and AIWorkloads are kept only as what the engine and the
+//! status writer read of them (a [`NodeInfo`], the labels, a [`WorkloadRecord`]), in
+//! [projected stores](super::projection). A few hundred HostingPolicies at most are not worth
+//! a projection; ten thousand AIWorkloads are.
 //! [`Inventory::build`] turns the stores into a [`PolicySet`] and a [`Snapshot`]: pure, so that
 //! tests can feed watcher events and check the result.
 
@@ -17,9 +19,9 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store, store::Writer};
 
 use super::identity::{self, Detection, NodeInfo};
-use super::projection::{ProjectedStore, ProjectedWriter};
+use super::projection::{NamespacedName, ProjectedStore, ProjectedWriter};
 use super::related::RelatedStores;
-use crate::api::{AIWorkload, ClusterProvider, HostingPolicy};
+use crate::api::{AIWorkload, AIWorkloadStatus, ClusterProvider, HostingPolicy};
 use crate::policy::{CompiledPolicy, DEFAULT_POLICY_NAME, PolicyError, PolicySet, default_policy};
 use crate::snapshot::{
     ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, Labels, NamespaceSource, Snapshot,
@@ -29,7 +31,8 @@ use crate::snapshot::{
 #[derive(Clone)]
 pub struct Inventory {
     pub policies: Store<HostingPolicy>,
-    pub workloads: Store<AIWorkload>,
+    /// Each AIWorkload's compiled declaration and status, by namespace and name.
+    pub workloads: ProjectedStore<WorkloadRecord, NamespacedName>,
     /// Each Namespace's labels, by name.
     pub namespaces: ProjectedStore<Labels>,
     /// What identity reads of each Node, by name.
@@ -45,7 +48,7 @@ pub struct Inventory {
 /// The writers of an [`Inventory`], one per watch.
 pub struct Writers {
     pub policies: Writer<HostingPolicy>,
-    pub workloads: Writer<AIWorkload>,
+    pub workloads: ProjectedWriter<AIWorkload, WorkloadRecord, NamespacedName>,
     pub namespaces: ProjectedWriter<PartialObjectMeta<Namespace>, Labels>,
     pub nodes: ProjectedWriter<Node, NodeInfo>,
 }
@@ -53,10 +56,10 @@ pub struct Writers {
 impl Inventory {
     pub fn new() -> (Inventory, Writers) {
         let (policies, pw) = reflector::store();
-        let (workloads, ww) = reflector::store();
+        let ww = ProjectedWriter::comparing(WorkloadRecord::of, WorkloadRecord::same_for_engine);
         let nw = ProjectedWriter::new(namespace_labels);
         let nodew = ProjectedWriter::new(NodeInfo::from_node);
-        let (namespaces, nodes) = (nw.as_reader(), nodew.as_reader());
+        let (workloads, namespaces, nodes) = (ww.as_reader(), nw.as_reader(), nodew.as_reader());
         (
             Inventory {
                 policies,
@@ -152,14 +155,14 @@ impl Inventory {
         // knows.
         snapshot.set_authoritative(true, false);
         for (name, labels) in self.namespaces.state() {
-            snapshot.insert_namespace_labels(name, (*labels).clone());
+            snapshot.insert_namespace_labels(name, labels);
         }
         self.related.fill(&mut snapshot);
         let mut invalid_workloads = Vec::new();
-        for aiw in self.workloads.state() {
-            match DeclaredWorkload::from_resource(&aiw) {
-                Ok(d) => snapshot.insert_declared(d),
-                Err(e) => invalid_workloads.push(e),
+        for record in self.workloads.values() {
+            match &record.declared {
+                Ok(d) => snapshot.insert_declared(Arc::clone(d)),
+                Err(e) => invalid_workloads.push(e.clone()),
             }
         }
         invalid_workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -248,6 +251,41 @@ pub fn trim_meta<K: kube::Resource>(obj: &mut K) {
 /// What the engine reads of a Namespace: its labels.
 pub fn namespace_labels(ns: &PartialObjectMeta<Namespace>) -> Labels {
     ns.metadata.labels.clone().unwrap_or_default()
+}
+
+/// What hostguard keeps of an AIWorkload: its declaration, compiled once as it arrives and
+/// shared by every snapshot built while it stands, and what the status writer compares and
+/// carries over (the generation, the status as the cluster has it).
+#[derive(Debug)]
+pub struct WorkloadRecord {
+    pub key: NamespacedName,
+    pub generation: Option<i64>,
+    pub status: Option<AIWorkloadStatus>,
+    /// The compiled declaration, or why the AIWorkload cannot be used.
+    pub declared: Result<Arc<DeclaredWorkload>, DeclaredWorkloadError>,
+    /// A hash of what the declaration is compiled from (the labels and the spec): a status
+    /// write leaves it unchanged, and so does not rebuild the snapshot.
+    compiled_from: u64,
+}
+
+impl WorkloadRecord {
+    pub fn of(aiw: &AIWorkload) -> Self {
+        WorkloadRecord {
+            key: NamespacedName {
+                namespace: aiw.metadata.namespace.clone().unwrap_or_default(),
+                name: aiw.metadata.name.clone().unwrap_or_default(),
+            },
+            generation: aiw.metadata.generation,
+            status: aiw.status.clone(),
+            declared: DeclaredWorkload::from_resource(aiw).map(Arc::new),
+            compiled_from: spec_fingerprint(&(&aiw.metadata.labels, &aiw.spec)),
+        }
+    }
+
+    /// Whether the two compile to the same declaration (their status may differ).
+    pub fn same_for_engine(a: &WorkloadRecord, b: &WorkloadRecord) -> bool {
+        a.key == b.key && a.compiled_from == b.compiled_from
+    }
 }
 
 /// What a watch event of a HostingPolicy or an AIWorkload changes for the engine: an event

@@ -370,9 +370,7 @@ fn spawn_watches(
             "aiworkloads",
             Api::<AIWorkload>::all(client.clone()),
             inventory::trim_meta,
-            watch::Whole::new(writers.workloads, |w: &AIWorkload| {
-                inventory::spec_fingerprint(&w.spec)
-            }),
+            writers.workloads,
             &synced[1],
             shared,
         ),
@@ -759,7 +757,7 @@ impl Auditor {
                     enforced_instead: &report.enforced_instead,
                     shadowed: &report.shadowed,
                 },
-                &self.inventory.workloads.state(),
+                &self.inventory.workloads.values(),
                 &tally,
                 k8s_openapi::jiff::Timestamp::now(),
             )

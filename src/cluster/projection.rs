@@ -1,24 +1,26 @@
-//! Stores that keep only what the engine reads of each object of a watch: a Node's provider and
-//! schedulability, a Namespace's labels.
+//! Stores that keep only what the engine and the status writer read of each object of a watch:
+//! a Node's provider and schedulability, a Namespace's labels, an AIWorkload's compiled
+//! declaration and status.
 //!
 //! kube-runtime's reflector store keeps every object whole, as its typed struct: a k8s-openapi
 //! `Node` is 1.5 KiB before any of its strings, however much of it was trimmed, and a store
 //! also keeps each object's reference (name, uid, resourceVersion) as its key. A cluster of
-//! 5,000 Nodes and 5,000 Namespaces held about 20 MB that way (heaptrack,
+//! 5,000 Nodes and 5,000 Namespaces held about 20 MB that way, and 10,000 AIWorkloads about
+//! 15 MB more, besides the copy of their declarations in the snapshot (heaptrack,
 //! `scripts/bench_cluster.py`).
 //! A [`ProjectedWriter`] turns each object into its projection as the event arrives and keeps
-//! that, by name; the object itself is dropped at once.
+//! that, by [key](ObjectKey); the object itself is dropped at once.
 //!
 //! It applies the watcher's events as kube-runtime's `Writer` does: a re-list (`Init`, then
 //! `InitApply` for each object, then `InitDone`) builds a new map aside and replaces the old one
 //! whole when it is done, so that readers never see a half-listed cluster, and objects gone
 //! while the watch was down disappear; `Apply` and `Delete` change the current map at once.
-//! Only cluster-scoped kinds are projected (the key is the name alone), which the type checks.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use k8s_openapi::ClusterResourceScope;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::Resource;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
@@ -38,14 +40,43 @@ where
     }
 }
 
-/// The read side: each object's projection by name. Cheap to clone; every clone sees the
-/// writer's changes.
-#[derive(Debug)]
-pub struct ProjectedStore<T> {
-    current: Arc<RwLock<HashMap<String, Arc<T>>>>,
+/// How a projected store keys the objects of kind `K`: by name for a cluster-scoped kind
+/// (`String`), by namespace and name for a namespaced one ([`NamespacedName`]). The kind's
+/// scope picks the key type, so that a namespaced kind cannot be keyed by its name alone.
+pub trait ObjectKey<K>: Eq + Hash + Clone {
+    fn of(object: &K) -> Self;
 }
 
-impl<T> Clone for ProjectedStore<T> {
+impl<K: Resource<Scope = ClusterResourceScope>> ObjectKey<K> for String {
+    fn of(object: &K) -> Self {
+        object.meta().name.clone().unwrap_or_default()
+    }
+}
+
+/// The key of a namespaced object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl<K: Resource<Scope = NamespaceResourceScope>> ObjectKey<K> for NamespacedName {
+    fn of(object: &K) -> Self {
+        NamespacedName {
+            namespace: object.meta().namespace.clone().unwrap_or_default(),
+            name: object.meta().name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The read side: each object's projection by key. Cheap to clone; every clone sees the
+/// writer's changes.
+#[derive(Debug)]
+pub struct ProjectedStore<T, Key = String> {
+    current: Arc<RwLock<HashMap<Key, Arc<T>>>>,
+}
+
+impl<T, Key> Clone for ProjectedStore<T, Key> {
     fn clone(&self) -> Self {
         ProjectedStore {
             current: Arc::clone(&self.current),
@@ -53,21 +84,25 @@ impl<T> Clone for ProjectedStore<T> {
     }
 }
 
-impl<T> ProjectedStore<T> {
-    /// The projection of the object named `name`, if the store holds it.
-    pub fn get(&self, name: &str) -> Option<Arc<T>> {
-        self.read().get(name).cloned()
+impl<T, Key: Eq + Hash + Clone> ProjectedStore<T, Key> {
+    /// The projection of the object keyed `key`, if the store holds it.
+    pub fn get<Q>(&self, key: &Q) -> Option<Arc<T>>
+    where
+        Key: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.read().get(key).cloned()
     }
 
-    /// Every object's name and projection, in no particular order.
-    pub fn state(&self) -> Vec<(String, Arc<T>)> {
+    /// Every object's key and projection, in no particular order.
+    pub fn state(&self) -> Vec<(Key, Arc<T>)> {
         self.read()
             .iter()
-            .map(|(name, t)| (name.clone(), Arc::clone(t)))
+            .map(|(key, t)| (key.clone(), Arc::clone(t)))
             .collect()
     }
 
-    /// Every object's projection, without the names (a Node's name is in its projection).
+    /// Every object's projection, without the keys (a Node's name is in its projection).
     pub fn values(&self) -> Vec<Arc<T>> {
         self.read().values().cloned().collect()
     }
@@ -80,7 +115,7 @@ impl<T> ProjectedStore<T> {
         self.read().is_empty()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<T>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Arc<T>>> {
         // A panic while the lock was held cannot leave the map half-written: every write is
         // one insert, remove or swap.
         self.current.read().unwrap_or_else(PoisonError::into_inner)
@@ -88,48 +123,59 @@ impl<T> ProjectedStore<T> {
 }
 
 /// The write side, fed by one watch: projects each object with `project` and keeps the result.
-pub struct ProjectedWriter<K, T> {
-    store: ProjectedStore<T>,
+pub struct ProjectedWriter<K, T, Key = String> {
+    store: ProjectedStore<T, Key>,
     /// The map a re-list is building, between `Init` and `InitDone`.
-    relisting: Option<HashMap<String, Arc<T>>>,
+    relisting: Option<HashMap<Key, Arc<T>>>,
     project: fn(&K) -> T,
+    /// Whether two projections are the same for the engine (see [`ProjectedWriter::differs`]).
+    same: fn(&T, &T) -> bool,
 }
 
-impl<K, T> ProjectedWriter<K, T>
+impl<K, T, Key> ProjectedWriter<K, T, Key>
 where
-    K: Resource<Scope = ClusterResourceScope>,
+    Key: ObjectKey<K>,
 {
-    pub fn new(project: fn(&K) -> T) -> Self {
+    /// A writer whose projections are the same for the engine when they are equal.
+    pub fn new(project: fn(&K) -> T) -> Self
+    where
+        T: PartialEq,
+    {
+        Self::comparing(project, T::eq)
+    }
+
+    /// A writer whose projections are the same for the engine when `same` says so: a
+    /// projection may hold more than the engine reads (an AIWorkload's status, which only the
+    /// status writer reads).
+    pub fn comparing(project: fn(&K) -> T, same: fn(&T, &T) -> bool) -> Self {
         ProjectedWriter {
             store: ProjectedStore {
                 current: Arc::default(),
             },
             relisting: None,
             project,
+            same,
         }
     }
 
-    pub fn as_reader(&self) -> ProjectedStore<T> {
+    pub fn as_reader(&self) -> ProjectedStore<T, Key> {
         self.store.clone()
     }
 
     /// The store this writer fills, borrowed.
-    pub fn store(&self) -> &ProjectedStore<T> {
+    pub fn store(&self) -> &ProjectedStore<T, Key> {
         &self.store
     }
 
-    /// Whether `object`'s projection differs from the one stored under its name (or none is).
-    pub fn differs(&self, object: &K) -> bool
-    where
-        T: PartialEq,
-    {
-        let name = object.meta().name.as_deref().unwrap_or_default();
+    /// Whether `object`'s projection differs, for the engine, from the one stored under its
+    /// key (or none is).
+    pub fn differs(&self, object: &K) -> bool {
         self.store
-            .get(name)
-            .is_none_or(|stored| *stored != (self.project)(object))
+            .get(&Key::of(object))
+            .is_none_or(|stored| !(self.same)(&stored, &(self.project)(object)))
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<T>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Arc<T>>> {
         self.store
             .current
             .write()
@@ -137,26 +183,25 @@ where
     }
 }
 
-impl<K, T> ApplyEvent<K> for ProjectedWriter<K, T>
+impl<K, T, Key> ApplyEvent<K> for ProjectedWriter<K, T, Key>
 where
-    K: Resource<Scope = ClusterResourceScope>,
+    Key: ObjectKey<K>,
 {
     fn apply_watcher_event(&mut self, event: &Event<K>) {
-        let name = |k: &K| k.meta().name.clone().unwrap_or_default();
         match event {
             Event::Apply(k) => {
                 let projected = Arc::new((self.project)(k));
-                self.write().insert(name(k), projected);
+                self.write().insert(Key::of(k), projected);
             }
             Event::Delete(k) => {
-                self.write().remove(&name(k));
+                self.write().remove(&Key::of(k));
             }
             Event::Init => self.relisting = Some(HashMap::new()),
             Event::InitApply(k) => {
                 let projected = Arc::new((self.project)(k));
                 self.relisting
                     .get_or_insert_with(HashMap::new)
-                    .insert(name(k), projected);
+                    .insert(Key::of(k), projected);
             }
             Event::InitDone => {
                 let listed = self.relisting.take().unwrap_or_default();
@@ -199,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_relist_replaces_the_store_whole_when_it_is_done() {
-        let mut w = ProjectedWriter::new(team);
+        let mut w: ProjectedWriter<Namespace, String> = ProjectedWriter::new(team);
         let store = w.as_reader();
         w.apply_watcher_event(&Event::Init);
         w.apply_watcher_event(&Event::InitApply(ns("a", "red")));
@@ -227,7 +272,7 @@ mod tests {
 
     #[test]
     fn apply_and_delete_change_the_store_at_once() {
-        let mut w = ProjectedWriter::new(team);
+        let mut w: ProjectedWriter<Namespace, String> = ProjectedWriter::new(team);
         let store = w.as_reader();
         w.apply_watcher_event(&Event::Apply(ns("a", "red")));
         assert_eq!(store.len(), 1);

@@ -30,13 +30,14 @@ use serde_json::json;
 
 use super::audit::{DeclaredTally, PendingEvent, PolicyTally, Tally};
 use super::inventory::EnforcedInstead;
+use super::inventory::WorkloadRecord;
 use super::lease::Leadership;
+use super::projection::NamespacedName;
 use super::reports::{self, ReportsState, ReportsWritten};
 pub use super::write::{FIELD_MANAGER, PolicyStates, WriteError};
 use crate::api::{AIWorkload, AIWorkloadStatus, HostingPolicy, HostingPolicyStatus};
 use crate::policy::PolicyError;
 use crate::policy_report::{self, ReportApi};
-use crate::snapshot::DeclaredWorkload;
 
 /// Event reason on violating workloads.
 pub const VIOLATION_REASON: &str = "HostingPolicyViolation";
@@ -180,17 +181,17 @@ pub fn policy_status(
 
 /// The status of one AIWorkload after an audit.
 pub fn workload_status(
-    aiw: &AIWorkload,
+    aiw: &WorkloadRecord,
     tally: Option<&DeclaredTally>,
     now: &Time,
 ) -> AIWorkloadStatus {
-    let generation = aiw.metadata.generation;
+    let generation = aiw.generation;
     let previous = aiw
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let compliant = match (DeclaredWorkload::from_resource(aiw), tally) {
+    let compliant = match (&aiw.declared, tally) {
         (Err(e), _) => condition(
             "Compliant",
             "Unknown",
@@ -357,7 +358,7 @@ impl Writer {
         &mut self,
         policies: &[std::sync::Arc<HostingPolicy>],
         states: PolicyStates<'_>,
-        workloads: &[std::sync::Arc<AIWorkload>],
+        workloads: &[std::sync::Arc<WorkloadRecord>],
         tally: &Tally,
         now: Timestamp,
     ) -> Result<Written, WriteError> {
@@ -424,13 +425,18 @@ impl Writer {
                 tracing::warn!(policy = name, error = %e, "cannot write HostingPolicy status");
             }
         }
+        // In the order of their keys, as the API server lists them: the store holds them in
+        // no order, and the log and the tests read the writes in sequence.
+        let mut workloads: Vec<&WorkloadRecord> = workloads.iter().map(AsRef::as_ref).collect();
+        workloads.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         for aiw in workloads {
-            let (Some(name), Some(ns)) = (
-                aiw.metadata.name.as_deref(),
-                aiw.metadata.namespace.as_deref(),
-            ) else {
+            let NamespacedName {
+                namespace: ns,
+                name,
+            } = &aiw.key;
+            if ns.is_empty() || name.is_empty() {
                 continue;
-            };
+            }
             let status = workload_status(
                 aiw,
                 tally.declared.get(&(ns.to_string(), name.to_string())),

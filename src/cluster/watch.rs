@@ -12,7 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::{Notify, watch};
 
-use super::projection::{ApplyEvent, ProjectedWriter};
+use super::projection::{ApplyEvent, ObjectKey, ProjectedWriter};
 use crate::metrics::{Metrics, ResourceLabel};
 
 /// What every reflector shares.
@@ -118,10 +118,9 @@ where
     }
 }
 
-impl<K, T> Sink<K> for ProjectedWriter<K, T>
+impl<K, T, Key> Sink<K> for ProjectedWriter<K, T, Key>
 where
-    K: Resource<Scope = k8s_openapi::ClusterResourceScope>,
-    T: PartialEq,
+    Key: ObjectKey<K>,
 {
     fn changes(&self, object: &K) -> bool {
         self.differs(object)

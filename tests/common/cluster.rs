@@ -148,7 +148,7 @@ pub async fn write_statuses(
                 enforced_instead: &built.enforced_instead,
                 shadowed: &built.shadowed,
             },
-            &inv.workloads.state(),
+            &inv.workloads.values(),
             tally,
             at,
         )
