@@ -135,7 +135,7 @@ impl Cluster {
         if r.query_has("watch=true") && self.collections.contains_key(&r.path) {
             return Some(Reply::Hang);
         }
-        let listed = r.query_has("limit=250") || r.query_has("limit=500");
+        let listed = r.query_has("limit=250") || r.query_has("limit=100");
         if AUDITED.contains(&r.path.as_str()) && listed {
             return Some(list(vec![]));
         }

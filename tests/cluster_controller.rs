@@ -840,7 +840,7 @@ async fn a_watch_error_is_followed_by_a_relist_and_recovery() {
     let synced = Arc::new(AtomicBool::new(false));
     let stream = watcher::watcher(
         kube::Api::<HostingPolicy>::all(client),
-        watcher::Config::default(),
+        reflect::list_config(),
     )
     .default_backoff();
     let task = tokio::spawn(reflect::reflect(
@@ -891,7 +891,8 @@ async fn a_watch_error_is_followed_by_a_relist_and_recovery() {
         })
         .collect();
     assert_eq!(&kinds[..4], ["list", "watch", "list", "watch"], "{seen:#?}");
-    assert!(seen[0].query_has("limit=500"), "{}", seen[0].query);
+    let page = format!("limit={}", hostguard::cluster::watch::LIST_PAGE_SIZE);
+    assert!(seen[0].query_has(&page), "{}", seen[0].query);
     assert!(seen[1].query_has("resourceVersion=10"), "{}", seen[1].query);
     assert!(
         seen[1].query_has("allowWatchBookmarks=true"),
@@ -1473,6 +1474,38 @@ async fn an_unchanged_status_is_not_written_again() {
     assert_eq!(last.body["status"]["violations"], 0);
     assert_eq!(last.body["status"]["lastAuditTime"], "2026-03-01T13:00:00Z");
     api.done().await;
+}
+
+/// A page the audit cannot read in full (an item that is not an object, a body that is not a
+/// list) ends the audit with an error naming the kind: the audit never passes over objects it
+/// could not judge and reports the rest as the whole.
+#[tokio::test(start_paused = true)]
+async fn a_page_with_an_unreadable_item_fails_the_audit_and_names_the_kind() {
+    for (items, expected) in [
+        (
+            json!([deployment_item("d1"), "not an object"]),
+            "is not an object",
+        ),
+        (json!({"d1": deployment_item("d1")}), "invalid type"),
+    ] {
+        let (client, api) = scripted(Script::new().then(audit_page(
+            AUDITED[0],
+            None,
+            json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {},
+                "items": items}),
+        )));
+        let (inv, _w) = inventory();
+        let built = inv.build(&BuildInput::default());
+        let error = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+            .await
+            .expect_err("an unreadable page fails the audit");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("listing Deployment: ") && message.contains(expected),
+            "{message}"
+        );
+        api.done().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -23,9 +23,10 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
-use kube::api::{ApiResource, DynamicObject, ListParams, TypeMeta};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::config_maps::Fetcher;
 use super::discovery::Served;
@@ -100,26 +101,96 @@ fn api_group(api_version: &str) -> &str {
 /// `skip` by API group and kind. A Pod with ephemeral containers is never left to its
 /// controller: those were added to the Pod itself (`kubectl debug`), its template does not
 /// have them.
-pub fn is_skipped(object: &DynamicObject, skip: &[(String, String)]) -> bool {
+pub fn is_skipped(object: &Value, skip: &[(String, String)]) -> bool {
     let controlled = object
-        .metadata
-        .owner_references
-        .iter()
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
         .flatten()
-        .filter(|o| o.controller == Some(true))
+        .filter(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
         .any(|o| {
-            skip.iter()
-                .any(|(group, kind)| *group == api_group(&o.api_version) && *kind == o.kind)
+            let field = |name: &str| o.get(name).and_then(Value::as_str).unwrap_or("");
+            skip.iter().any(|(group, kind)| {
+                *group == api_group(field("apiVersion")) && *kind == field("kind")
+            })
         });
     controlled && !has_ephemeral_containers(object)
 }
 
-fn has_ephemeral_containers(object: &DynamicObject) -> bool {
+fn has_ephemeral_containers(object: &Value) -> bool {
     object
-        .data
         .pointer("/spec/ephemeralContainers")
         .and_then(Value::as_array)
         .is_some_and(|c| !c.is_empty())
+}
+
+/// One page of a list as the API server sent it: the body, whose items are read one at a time
+/// ([`Page::items`]), so that a page costs its text and one object's tree, not a tree of every
+/// object (a `DynamicObject` page was three copies: serde's buffer of each object, the object,
+/// and its `Value`).
+struct Page {
+    body: String,
+}
+
+/// What of a list body [`Page`] reads: the continue token, and each item's text.
+#[derive(serde::Deserialize)]
+struct ListBody<'a> {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(borrow, default)]
+    items: Vec<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ListMeta {
+    #[serde(rename = "continue", default)]
+    continue_: Option<String>,
+}
+
+impl Page {
+    /// Lists one page of `resource` (every namespace).
+    async fn fetch(
+        client: &Client,
+        resource: &ApiResource,
+        params: &ListParams,
+    ) -> Result<Page, kube::Error> {
+        let request =
+            kube::core::Request::new(<DynamicObject as kube::Resource>::url_path(resource, None))
+                .list(params)
+                .map_err(kube::Error::BuildRequest)?;
+        let body = client.request_text(request).await?;
+        Ok(Page { body })
+    }
+
+    /// The items' texts, and the continue token (None on the last page).
+    fn read(&self) -> Result<(Vec<&RawValue>, Option<String>), kube::Error> {
+        let list: ListBody<'_> =
+            serde_json::from_str(&self.body).map_err(kube::Error::SerdeError)?;
+        Ok((
+            list.items,
+            list.metadata.continue_.filter(|t| !t.is_empty()),
+        ))
+    }
+}
+
+/// One listed object as the engine reads it: its tree, with the type the list's items leave
+/// out (the API server writes `apiVersion` and `kind` once, on the list) and without the
+/// managed fields nobody reads. An item that is not an object fails the list, as it failed
+/// the typed list before: the audit does not pass over what it cannot read.
+fn listed_object(text: &RawValue, resource: &ApiResource) -> Result<Value, kube::Error> {
+    let mut value: Value = serde_json::from_str(text.get()).map_err(kube::Error::SerdeError)?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(kube::Error::SerdeError(serde::de::Error::custom(format!(
+            "an item of the {} list is not an object",
+            resource.kind
+        ))));
+    };
+    object.insert("apiVersion".into(), resource.api_version.clone().into());
+    object.insert("kind".into(), resource.kind.clone().into());
+    if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+        meta.remove("managedFields");
+    }
+    Ok(value)
 }
 
 /// One violating object of one policy, to become an Event.
@@ -482,10 +553,11 @@ async fn snapshot_with_related(client: &Client, snapshot: &Snapshot, served: &Se
     let mut copy = snapshot.clone();
     let mut complete = true;
     for resource in &served.looked_up() {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
         let mut params = ListParams::default().limit(PAGE_SIZE);
         loop {
-            let page = match tokio::time::timeout(LIST_TIMEOUT, api.list(&params)).await {
+            let listed =
+                tokio::time::timeout(LIST_TIMEOUT, Page::fetch(client, resource, &params)).await;
+            let page = match listed {
                 Ok(Ok(page)) => page,
                 Ok(Err(error)) => {
                     tracing::warn!(kind = %resource.kind, %error, "cannot list the objects adapters look up; their references stay unresolved in this audit");
@@ -498,21 +570,24 @@ async fn snapshot_with_related(client: &Client, snapshot: &Snapshot, served: &Se
                     break;
                 }
             };
-            for mut object in page.items {
-                object.types = Some(TypeMeta {
-                    api_version: resource.api_version.clone(),
-                    kind: resource.kind.clone(),
-                });
-                object.metadata.managed_fields = None;
-                if let Ok(value) = serde_json::to_value(&object) {
-                    copy.insert_related(&value, "default");
+            let read = page.read().and_then(|(items, token)| {
+                for text in items {
+                    copy.insert_related(&listed_object(text, resource)?, "default");
                 }
-            }
-            match page.metadata.continue_.as_deref() {
-                Some(token) if !token.is_empty() => {
-                    params = ListParams::default().limit(PAGE_SIZE).continue_token(token);
+                Ok(token)
+            });
+            match read {
+                Ok(Some(token)) => {
+                    params = ListParams::default()
+                        .limit(PAGE_SIZE)
+                        .continue_token(&token);
                 }
-                _ => break,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(kind = %resource.kind, %error, "cannot read the list of the objects adapters look up; their references stay unresolved in this audit");
+                    complete = false;
+                    break;
+                }
             }
         }
     }
@@ -535,20 +610,20 @@ async fn list_kind(
     keep_going: &(dyn Fn() -> bool + Sync),
     mut tally: Tally,
 ) -> Result<Tally, AuditError> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+    let list_error = |error| AuditError::List {
+        kind: kind.resource.kind.clone(),
+        error,
+    };
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
         if !keep_going() {
             return Err(AuditError::Interrupted);
         }
-        let page = match tokio::time::timeout(LIST_TIMEOUT, api.list(&params)).await {
+        let listed =
+            tokio::time::timeout(LIST_TIMEOUT, Page::fetch(client, &kind.resource, &params)).await;
+        let page = match listed {
             Ok(Ok(page)) => page,
-            Ok(Err(error)) => {
-                return Err(AuditError::List {
-                    kind: kind.resource.kind.clone(),
-                    error,
-                });
-            }
+            Ok(Err(error)) => return Err(list_error(error)),
             Err(_) => {
                 return Err(AuditError::Timeout {
                     kind: kind.resource.kind.clone(),
@@ -556,27 +631,26 @@ async fn list_kind(
                 });
             }
         };
-        let mut objects: Vec<Value> = Vec::with_capacity(page.items.len());
+        let (items, token) = page.read().map_err(list_error)?;
+        // First the objects the audit judges, and the ConfigMaps they read; each tree is
+        // dropped at once, and built again to be judged (a tree is several times its text).
+        let mut judged: Vec<&RawValue> = Vec::with_capacity(items.len());
         let mut config_maps: BTreeSet<(String, String)> = BTreeSet::new();
-        for mut object in page.items {
+        for text in items {
+            let object = listed_object(text, &kind.resource).map_err(list_error)?;
             if is_skipped(&object, &kind.skip_controlled_by) {
                 continue;
             }
-            object.types = Some(TypeMeta {
-                api_version: kind.resource.api_version.clone(),
-                kind: kind.resource.kind.clone(),
-            });
-            object.metadata.managed_fields = None;
-            let Ok(value) = serde_json::to_value(&object) else {
-                continue;
-            };
             if fetcher.is_some() {
                 let mut names = BTreeSet::new();
-                crate::workload::config_map_refs(&value, &mut names);
-                let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                config_maps.extend(names.into_iter().map(|n| (namespace.clone(), n)));
+                crate::workload::config_map_refs(&object, &mut names);
+                let namespace = object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                config_maps.extend(names.into_iter().map(|n| (namespace.to_string(), n)));
             }
-            objects.push(value);
+            judged.push(text);
         }
         // The ConfigMaps the page's objects read that are not cached yet, fetched together (at
         // most CONCURRENT_FETCHES at a time) within one deadline, before any of them is judged.
@@ -589,14 +663,17 @@ async fn list_kind(
                 .fetch_missing_of_many(&wanted, CONCURRENT_FETCHES, deadline)
                 .await;
         }
-        for value in &objects {
-            evaluate_into(&mut tally, value, policies, snapshot);
+        for text in judged {
+            let object = listed_object(text, &kind.resource).map_err(list_error)?;
+            evaluate_into(&mut tally, &object, policies, snapshot);
         }
-        match page.metadata.continue_.as_deref() {
-            Some(token) if !token.is_empty() => {
-                params = ListParams::default().limit(PAGE_SIZE).continue_token(token);
+        match token {
+            Some(token) => {
+                params = ListParams::default()
+                    .limit(PAGE_SIZE)
+                    .continue_token(&token);
             }
-            _ => return Ok(tally),
+            None => return Ok(tally),
         }
     }
 }

@@ -628,7 +628,7 @@ async fn refetch_workers(
 /// `stop` turns true.
 pub async fn keep_fresh(fetcher: Fetcher, stop: watch::Receiver<bool>) {
     let api: Api<PartialObjectMeta<ConfigMap>> = Api::all(fetcher.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher::watcher(api, super::watch::list_config()).default_backoff();
     apply_events(fetcher, stream, stop).await
 }
 

@@ -414,7 +414,7 @@ where
         + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default + Send + Sync,
 {
-    let stream = watcher::watcher(api, watcher::Config::default())
+    let stream = watcher::watcher(api, watch::list_config())
         .default_backoff()
         .modify(trim);
     let task = watch::reflect(resource, stream, sink, Arc::clone(synced), shared.clone());

@@ -15,9 +15,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use kube::api::{ApiResource, DynamicObject, TypeMeta};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, watcher::Config};
 use kube::{Api, Client};
 
 use super::discovery;
@@ -278,7 +278,7 @@ async fn watch_kind(
         api_version: resource.api_version.clone(),
         kind: resource.kind.clone(),
     };
-    let stream = watcher::watcher(api, Config::default())
+    let stream = watcher::watcher(api, super::watch::list_config())
         .default_backoff()
         .modify(move |o: &mut DynamicObject| {
             o.metadata.managed_fields = None;
