@@ -1476,6 +1476,34 @@ async fn an_unchanged_status_is_not_written_again() {
     api.done().await;
 }
 
+/// An empty list may come with `"items": null` and no metadata (kube-core's `ObjectList` reads
+/// that as empty): the audit counts nothing for it and goes on to the next kind.
+#[tokio::test(start_paused = true)]
+async fn a_list_with_null_items_is_an_empty_list() {
+    let (client, api) = scripted(
+        Script::new()
+            .then(audit_page(
+                AUDITED[0],
+                None,
+                json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "items": null}),
+            ))
+            .then(audit_page(
+                AUDITED[1],
+                None,
+                json!({"kind": "StatefulSetList", "apiVersion": "apps/v1", "metadata": {},
+                    "items": [deployment_item("s1")]}),
+            ))
+            .then_all(empty_pages(&AUDITED[2..])),
+    );
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+        .await
+        .expect("an empty list is not an error");
+    assert_eq!(t.objects, 1, "only the StatefulSet page has an object");
+    api.done().await;
+}
+
 /// A page the audit cannot read in full (an item that is not an object, a body that is not a
 /// list) ends the audit with an error naming the kind: the audit never passes over objects it
 /// could not judge and reports the rest as the whole.

@@ -338,12 +338,14 @@ impl Snapshot {
         }
     }
 
-    pub fn insert_namespace_labels(
-        &mut self,
-        name: impl Into<String>,
-        labels: impl Into<Arc<Labels>>,
-    ) {
-        Arc::make_mut(&mut self.namespaces).insert(name.into(), labels.into());
+    pub fn insert_namespace_labels(&mut self, name: impl Into<String>, labels: Labels) {
+        self.insert_shared_namespace_labels(name, Arc::new(labels));
+    }
+
+    /// [`insert_namespace_labels`](Self::insert_namespace_labels) with labels the caller keeps
+    /// too (the webhook's namespace store): shared, not copied.
+    pub fn insert_shared_namespace_labels(&mut self, name: impl Into<String>, labels: Arc<Labels>) {
+        Arc::make_mut(&mut self.namespaces).insert(name.into(), labels);
     }
 
     pub fn remove_namespace(&mut self, name: &str) {

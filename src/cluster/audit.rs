@@ -133,15 +133,16 @@ struct Page {
 }
 
 /// What of a list body [`Page`] reads: the continue token, and each item's text.
+/// `null` reads as empty, as kube-core's `ObjectList` reads it (an empty list may be encoded so).
 #[derive(serde::Deserialize)]
 struct ListBody<'a> {
     #[serde(default)]
-    metadata: ListMeta,
+    metadata: Option<ListMeta>,
     #[serde(borrow, default)]
-    items: Vec<&'a RawValue>,
+    items: Option<Vec<&'a RawValue>>,
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize)]
 struct ListMeta {
     #[serde(rename = "continue", default)]
     continue_: Option<String>,
@@ -154,10 +155,12 @@ impl Page {
         resource: &ApiResource,
         params: &ListParams,
     ) -> Result<Page, kube::Error> {
-        let request =
+        let mut request =
             kube::core::Request::new(<DynamicObject as kube::Resource>::url_path(resource, None))
                 .list(params)
                 .map_err(kube::Error::BuildRequest)?;
+        // As `Api::list` marks its requests, for the client's tracing.
+        request.extensions_mut().insert("list");
         let body = client.request_text(request).await?;
         Ok(Page { body })
     }
@@ -166,9 +169,10 @@ impl Page {
     fn read(&self) -> Result<(Vec<&RawValue>, Option<String>), kube::Error> {
         let list: ListBody<'_> =
             serde_json::from_str(&self.body).map_err(kube::Error::SerdeError)?;
+        let token = list.metadata.and_then(|m| m.continue_);
         Ok((
-            list.items,
-            list.metadata.continue_.filter(|t| !t.is_empty()),
+            list.items.unwrap_or_default(),
+            token.filter(|t| !t.is_empty()),
         ))
     }
 }

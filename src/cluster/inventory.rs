@@ -155,7 +155,7 @@ impl Inventory {
         // knows.
         snapshot.set_authoritative(true, false);
         for (name, labels) in self.namespaces.state() {
-            snapshot.insert_namespace_labels(name, labels);
+            snapshot.insert_shared_namespace_labels(name, labels);
         }
         self.related.fill(&mut snapshot);
         let mut invalid_workloads = Vec::new();
