@@ -1504,24 +1504,25 @@ async fn a_list_with_null_items_is_an_empty_list() {
     api.done().await;
 }
 
-/// A page the audit cannot read in full (an item that is not an object, a body that is not a
-/// list) ends the audit with an error naming the kind: the audit never passes over objects it
-/// could not judge and reports the rest as the whole.
+/// A page the audit cannot read in full (an item that is not an object, items that are not a
+/// sequence, a body that is not a list at all) ends the audit with an error naming the kind:
+/// the audit never passes over objects it could not judge and reports the rest as the whole.
 #[tokio::test(start_paused = true)]
 async fn a_page_with_an_unreadable_item_fails_the_audit_and_names_the_kind() {
-    for (items, expected) in [
+    let page = |items: Value| json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {}, "items": items});
+    for (body, expected) in [
         (
-            json!([deployment_item("d1"), "not an object"]),
+            page(json!([deployment_item("d1"), "not an object"])),
             "is not an object",
         ),
-        (json!({"d1": deployment_item("d1")}), "invalid type"),
+        (page(json!({"d1": deployment_item("d1")})), "invalid type"),
+        // A 200 that is no list (a proxy's or an aggregated API's answer): not "no objects".
+        (
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            "missing field `items`",
+        ),
     ] {
-        let (client, api) = scripted(Script::new().then(audit_page(
-            AUDITED[0],
-            None,
-            json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {},
-                "items": items}),
-        )));
+        let (client, api) = scripted(Script::new().then(audit_page(AUDITED[0], None, body)));
         let (inv, _w) = inventory();
         let built = inv.build(&BuildInput::default());
         let error = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)

@@ -373,7 +373,7 @@ fn config_maps_come_from_the_on_demand_cache() {
 #[test]
 fn an_aiworkload_changes_the_snapshot_by_its_labels_or_spec_not_by_its_status() {
     use hostguard::cluster::watch::Sink;
-    let (_inv, w) = synced();
+    let (inv, mut w) = synced();
     let stored = aiw("team-a", "chat", "chat");
     assert!(!w.workloads.changes(&stored), "the same object again");
 
@@ -392,6 +392,20 @@ fn an_aiworkload_changes_the_snapshot_by_its_labels_or_spec_not_by_its_status() 
     let mut relabelled = stored.clone();
     relabelled.metadata.labels = Some([("trusted".to_string(), "yes".to_string())].into());
     assert!(w.workloads.changes(&relabelled), "a label change");
+    // Applied, the new labels are what the next snapshot declares.
+    w.workloads
+        .apply_watcher_event(&Event::Apply(relabelled.clone()));
+    assert!(!w.workloads.changes(&relabelled));
+    let s = build(&inv).snapshot;
+    let chat = [("app".to_string(), "chat".to_string())].into();
+    let declared: Vec<_> = s
+        .declarations_for("team-a", &chat)
+        .map(|d| d.labels.clone())
+        .collect();
+    assert_eq!(
+        declared,
+        [[("trusted".to_string(), "yes".to_string())].into()]
+    );
 
     assert!(
         w.workloads.changes(&aiw("team-a", "chat", "other")),

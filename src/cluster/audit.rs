@@ -133,13 +133,23 @@ struct Page {
 }
 
 /// What of a list body [`Page`] reads: the continue token, and each item's text.
-/// `null` reads as empty, as kube-core's `ObjectList` reads it (an empty list may be encoded so).
+///
+/// Read as kube-core's `ObjectList` reads it: `items` must be there, and `null` is empty (an
+/// empty list may be encoded so); a body without `items` (a `Status`, an object a proxy made
+/// up) is not a list and fails it, so that the audit never takes it for a kind without objects.
 #[derive(serde::Deserialize)]
 struct ListBody<'a> {
     #[serde(default)]
     metadata: Option<ListMeta>,
-    #[serde(borrow, default)]
-    items: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, deserialize_with = "null_as_empty")]
+    items: Vec<&'a RawValue>,
+}
+
+fn null_as_empty<'de: 'a, 'a, D>(d: D) -> Result<Vec<&'a RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(<Option<Vec<&'a RawValue>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(serde::Deserialize)]
@@ -170,10 +180,7 @@ impl Page {
         let list: ListBody<'_> =
             serde_json::from_str(&self.body).map_err(kube::Error::SerdeError)?;
         let token = list.metadata.and_then(|m| m.continue_);
-        Ok((
-            list.items.unwrap_or_default(),
-            token.filter(|t| !t.is_empty()),
-        ))
+        Ok((list.items, token.filter(|t| !t.is_empty())))
     }
 }
 

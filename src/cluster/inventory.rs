@@ -288,8 +288,9 @@ impl WorkloadRecord {
     }
 }
 
-/// What a watch event of a HostingPolicy or an AIWorkload changes for the engine: an event
-/// whose spec is unchanged (a status write) does not rebuild the snapshot.
+/// A hash of what the engine reads of a watched object: of a HostingPolicy, its spec; of an
+/// AIWorkload, its labels and spec ([`WorkloadRecord`]). An event that leaves it unchanged (a
+/// status write) does not rebuild the snapshot.
 pub fn spec_fingerprint<T: serde::Serialize>(spec: &T) -> u64 {
     let mut h = DefaultHasher::new();
     serde_json::to_string(spec).unwrap_or_default().hash(&mut h);

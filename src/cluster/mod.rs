@@ -4,10 +4,10 @@
 //!
 //! Tasks, all stopped by [`Cluster::stop`]; the audit and the Lease elector already by the
 //! shutdown signal (the server keeps answering through its drain, from current caches):
-//! - four reflectors ([`watch::reflect`]): HostingPolicies and AIWorkloads (full objects),
-//!   Namespaces (metadata-only: labels are all the engine reads), Nodes (full watch, because
-//!   `spec.providerID` is not metadata; trimmed to the provider ID, provider labels and
-//!   `spec.unschedulable` before caching);
+//! - four reflectors ([`watch::reflect`]): HostingPolicies (full objects), AIWorkloads (kept
+//!   as their compiled declaration and status), Namespaces (metadata-only: labels are all the
+//!   engine reads), Nodes (full watch, because `spec.providerID` is not metadata; kept as the
+//!   provider ID, provider labels and `spec.unschedulable`);
 //! - the publisher: once every initial list has synced, builds policies and snapshot from the
 //!   stores and publishes them atomically, and again on every change that matters;
 //! - the ConfigMap freshness watch ([`config_maps::keep_fresh`]);
