@@ -196,17 +196,28 @@ pub trait NamespaceSource: std::fmt::Debug + Send + Sync {
     fn labels(&self, name: &str) -> Lookup<Labels>;
 }
 
-/// The AIWorkloads of one namespace, by name, and indexed by a label value their selectors
-/// require, so that finding those that may select a pod costs the pod's labels and the
-/// candidates (those that require a label value the pod has), not every AIWorkload of the
-/// namespace.
+/// Namespaces with at most this many AIWorkloads are not indexed: their declarations are
+/// scanned. A cluster's namespaces mostly have one or two, and an index of hash maps cost each
+/// about 1 KiB (5 MB in a cluster of 5,000 namespaces, `scripts/bench_cluster.py`), to spare a
+/// scan of a few selectors' first requirement.
+const INDEX_FROM: usize = 8;
+
+/// The AIWorkloads of one namespace, by name; above [`INDEX_FROM`] of them, also indexed by a
+/// label value their selectors require, so that finding those that may select a pod costs the
+/// pod's labels and the candidates (those that require a label value the pod has), not every
+/// AIWorkload of the namespace.
 #[derive(Debug, Clone, Default)]
 struct Declarations {
-    /// Behind an `Arc`: a B-tree node holds eleven values inline, and a cluster's namespaces
-    /// mostly have one or two AIWorkloads, so unboxed each namespace paid for eleven (about
-    /// 3 KiB); and the webhook's AIWorkload store keeps the same compiled declarations, which
-    /// every snapshot built from it shares rather than copies.
-    by_name: BTreeMap<String, Arc<DeclaredWorkload>>,
+    /// Sorted by name. Behind an `Arc`: the webhook's AIWorkload store keeps the same compiled
+    /// declarations, which every snapshot built from it shares rather than copies.
+    by_name: Vec<Arc<DeclaredWorkload>>,
+    /// Built when the namespace grows past [`INDEX_FROM`], and kept from then on.
+    index: Option<Box<LabelIndex>>,
+}
+
+/// Names of AIWorkloads by the label value their selectors require.
+#[derive(Debug, Clone, Default)]
+struct LabelIndex {
     /// Names by [`DeclaredWorkload::index_label`]: label key, then value.
     by_label: HashMap<String, HashMap<String, Vec<String>>>,
     /// Names of those whose selector requires no label value (`NotIn`, `Exists`,
@@ -214,29 +225,25 @@ struct Declarations {
     unindexed: Vec<String>,
 }
 
-impl Declarations {
-    fn insert(&mut self, declared: Arc<DeclaredWorkload>) {
-        self.remove(&declared.name);
-        let name = declared.name.clone();
+impl LabelIndex {
+    fn add(&mut self, declared: &DeclaredWorkload) {
+        let name = &declared.name;
         match &declared.index_label {
             Some((k, values)) => {
                 let by_value = self.by_label.entry(k.clone()).or_default();
                 for v in values {
                     let names = by_value.entry(v.clone()).or_default();
-                    if !names.contains(&name) {
+                    if !names.contains(name) {
                         names.push(name.clone());
                     }
                 }
             }
             None => self.unindexed.push(name.clone()),
         }
-        self.by_name.insert(name, declared);
     }
 
-    fn remove(&mut self, name: &str) {
-        let Some(old) = self.by_name.remove(name) else {
-            return;
-        };
+    fn remove(&mut self, old: &DeclaredWorkload) {
+        let name = &old.name;
         match &old.index_label {
             Some((k, values)) => {
                 if let Some(by_value) = self.by_label.get_mut(k) {
@@ -256,23 +263,88 @@ impl Declarations {
             None => self.unindexed.retain(|n| n != name),
         }
     }
+}
+
+impl Declarations {
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.by_name.binary_search_by(|d| d.name.as_str().cmp(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&DeclaredWorkload> {
+        self.position(name).ok().map(|i| self.by_name[i].as_ref())
+    }
+
+    fn insert(&mut self, declared: Arc<DeclaredWorkload>) {
+        // Declarations inserted in name order (as the webhook builds its snapshots) each go at
+        // the end, without a search.
+        let at = match self.by_name.last() {
+            Some(last) if last.name < declared.name => Err(self.by_name.len()),
+            _ => self.position(&declared.name),
+        };
+        match at {
+            Ok(i) => {
+                if let Some(index) = &mut self.index {
+                    index.remove(&self.by_name[i]);
+                    index.add(&declared);
+                }
+                self.by_name[i] = declared;
+            }
+            Err(i) => {
+                if let Some(index) = &mut self.index {
+                    index.add(&declared);
+                }
+                self.by_name.insert(i, declared);
+            }
+        }
+        if self.index.is_none() && self.by_name.len() > INDEX_FROM {
+            let mut index = LabelIndex::default();
+            for d in &self.by_name {
+                index.add(d);
+            }
+            self.index = Some(Box::new(index));
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.position(name) {
+            let old = self.by_name.remove(i);
+            if let Some(index) = &mut self.index {
+                index.remove(&old);
+            }
+        }
+    }
 
     /// Those whose selector may match `pod_labels` (each has the pod's value of its index
-    /// label, or has none), by name; the caller still checks the selector.
-    fn candidates<'a>(&'a self, pod_labels: &Labels) -> impl Iterator<Item = &'a DeclaredWorkload> {
-        let mut names: Vec<&str> = self.unindexed.iter().map(String::as_str).collect();
-        if !self.by_label.is_empty() {
+    /// label, or has none), in name order; the caller still checks the selector.
+    fn candidates<'a>(&'a self, pod_labels: &Labels) -> Vec<&'a DeclaredWorkload> {
+        let Some(index) = &self.index else {
+            return self
+                .by_name
+                .iter()
+                .map(Arc::as_ref)
+                .filter(|d| may_select(d, pod_labels))
+                .collect();
+        };
+        let mut names: Vec<&str> = index.unindexed.iter().map(String::as_str).collect();
+        if !index.by_label.is_empty() {
             for (k, v) in pod_labels {
-                if let Some(found) = self.by_label.get(k).and_then(|values| values.get(v)) {
+                if let Some(found) = index.by_label.get(k).and_then(|values| values.get(v)) {
                     names.extend(found.iter().map(String::as_str));
                 }
             }
         }
         names.sort_unstable();
         names.dedup();
-        names
-            .into_iter()
-            .filter_map(|n| self.by_name.get(n).map(Arc::as_ref))
+        names.into_iter().filter_map(|n| self.get(n)).collect()
+    }
+}
+
+/// Whether `declared`'s selector may match `pod_labels` by its index label: the pod has one of
+/// its values, or it has none. What the index answers, for a namespace without one.
+fn may_select(declared: &DeclaredWorkload, pod_labels: &Labels) -> bool {
+    match &declared.index_label {
+        None => true,
+        Some((k, values)) => pod_labels.get(k).is_some_and(|v| values.contains(v)),
     }
 }
 
@@ -479,7 +551,7 @@ impl Snapshot {
         self.declared
             .get(namespace)
             .into_iter()
-            .flat_map(|d| d.by_name.values().map(Arc::as_ref))
+            .flat_map(|d| d.by_name.iter().map(Arc::as_ref))
     }
 
     /// Why [`config_map`](Self::config_map) answers `Unknown` for a ConfigMap, when its source
@@ -611,23 +683,47 @@ mod tests {
 
     #[test]
     fn the_label_index_finds_exactly_the_aiworkloads_whose_selectors_match() {
+        finds_exactly_those_whose_selectors_match(40);
+    }
+
+    /// A namespace of a few AIWorkloads is scanned, not indexed: the same answers; and one that
+    /// grows past the size an index is built from, then shrinks below it, keeps answering the
+    /// same.
+    #[test]
+    fn small_namespaces_find_exactly_the_aiworkloads_whose_selectors_match() {
+        finds_exactly_those_whose_selectors_match(INDEX_FROM);
+        finds_exactly_those_whose_selectors_match(INDEX_FROM + 1);
+    }
+
+    /// `count` AIWorkloads inserted out of name order (the even ones ascending, then the odd
+    /// ones descending), three replaced with another selector (the old index entry must go),
+    /// and three removed.
+    fn finds_exactly_those_whose_selectors_match(count: usize) {
         let mut snapshot = Snapshot::offline(ClusterProvider::Azure);
         let mut all: BTreeMap<String, DeclaredWorkload> = BTreeMap::new();
-        for i in 0..40 {
+        let order = (0..count)
+            .filter(|i| i % 2 == 0)
+            .chain((0..count).filter(|i| i % 2 == 1).rev());
+        for i in order {
             let d = aiw(&format!("aiw-{i:02}"), selector(i));
             all.insert(d.name.clone(), d.clone());
             snapshot.insert_declared(d);
         }
-        // Replaced with another selector (the old index entry must go), and removed.
-        for i in [0, 6, 12] {
+        for i in [0, 2, 4] {
             let d = aiw(&format!("aiw-{i:02}"), selector(i + 2));
             all.insert(d.name.clone(), d.clone());
             snapshot.insert_declared(d);
         }
-        for i in [3, 4, 21] {
+        for i in [1, 3, count - 1] {
             all.remove(&format!("aiw-{i:02}"));
             snapshot.remove_declared("team", &format!("aiw-{i:02}"));
         }
+        assert_eq!(all.len(), count - 3);
+        assert_eq!(
+            snapshot.declared["team"].index.is_some(),
+            count > INDEX_FROM,
+            "indexed once the namespace had more than INDEX_FROM"
+        );
         let mut pods = 0;
         for app in ["app-0", "app-1", "app-2", "app-3", "app-9", "other"] {
             for tier in [None, Some("web"), Some("db")] {

@@ -159,7 +159,11 @@ impl Inventory {
         }
         self.related.fill(&mut snapshot);
         let mut invalid_workloads = Vec::new();
-        for record in self.workloads.values() {
+        let mut records = self.workloads.values();
+        // In namespace and name order: each namespace's declarations are then appended, not
+        // inserted in the middle (a namespace may hold thousands).
+        records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for record in records {
             match &record.declared {
                 Ok(d) => snapshot.insert_declared(Arc::clone(d)),
                 Err(e) => invalid_workloads.push(e.clone()),
