@@ -979,6 +979,14 @@ fn empty_pages<'a>(paths: &'a [&'a str]) -> impl Iterator<Item = Expect> + 'a {
     })
 }
 
+/// One audit (no ConfigMap fetcher, never interrupted) of the policies and AIWorkloads of
+/// [`inventory`], against whatever `client` answers.
+async fn audit_of_inventory(client: &kube::Client) -> Result<audit::Tally, audit::AuditError> {
+    let (inv, _w) = inventory();
+    let built = inv.build(&BuildInput::default());
+    audit::run(client, None, &built.policies, &built.snapshot, &|| true).await
+}
+
 /// A listed Deployment (list items carry no apiVersion and kind).
 fn deployment_item(name: &str) -> Value {
     let mut d = deployment(name, "https://api.openai.com/v1");
@@ -1027,11 +1035,7 @@ async fn the_audit_lists_in_pages_and_leaves_owned_objects_to_their_owner() {
             ))
             .then_all(empty_pages(&AUDITED[4..])),
     );
-    let (inv, _w) = inventory();
-    let built = inv.build(&BuildInput::default());
-    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
-        .await
-        .unwrap();
+    let t = audit_of_inventory(&client).await.unwrap();
     assert_eq!(t.objects, 3, "d1, d2 and the ReplicaSet no Deployment owns");
     let violating: Vec<&str> = t.policies["azure-only"]
         .first
@@ -1495,9 +1499,7 @@ async fn a_list_with_null_items_is_an_empty_list() {
             ))
             .then_all(empty_pages(&AUDITED[2..])),
     );
-    let (inv, _w) = inventory();
-    let built = inv.build(&BuildInput::default());
-    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+    let t = audit_of_inventory(&client)
         .await
         .expect("an empty list is not an error");
     assert_eq!(t.objects, 1, "only the StatefulSet page has an object");
@@ -1523,9 +1525,7 @@ async fn a_page_with_an_unreadable_item_fails_the_audit_and_names_the_kind() {
         ),
     ] {
         let (client, api) = scripted(Script::new().then(audit_page(AUDITED[0], None, body)));
-        let (inv, _w) = inventory();
-        let built = inv.build(&BuildInput::default());
-        let error = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+        let error = audit_of_inventory(&client)
             .await
             .expect_err("an unreadable page fails the audit");
         let message = error.to_string();
@@ -1567,9 +1567,7 @@ async fn an_expired_continue_token_relists_the_kind_without_counting_twice() {
             ))
             .then_all(empty_pages(&AUDITED[1..])),
     );
-    let (inv, _w) = inventory();
-    let built = inv.build(&BuildInput::default());
-    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
+    let t = audit_of_inventory(&client)
         .await
         .expect("the audit finishes despite the expired token");
     assert_eq!(t.objects, 2, "d1 once, d2 once");
@@ -1640,11 +1638,7 @@ async fn pods_of_controllers_the_audit_does_not_list_are_audited() {
             json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": pods}),
         ),
     ));
-    let (inv, _w) = inventory();
-    let built = inv.build(&BuildInput::default());
-    let t = audit::run(&client, None, &built.policies, &built.snapshot, &|| true)
-        .await
-        .unwrap();
+    let t = audit_of_inventory(&client).await.unwrap();
     let mut audited: Vec<&str> = t.policies["azure-only"]
         .first
         .iter()

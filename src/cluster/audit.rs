@@ -125,7 +125,7 @@ fn has_ephemeral_containers(object: &Value) -> bool {
 }
 
 /// One page of a list as the API server sent it: the body, whose items are read one at a time
-/// ([`Page::items`]), so that a page costs its text and one object's tree, not a tree of every
+/// ([`Page::read`]), so that a page costs its text and one object's tree, not a tree of every
 /// object (a `DynamicObject` page was three copies: serde's buffer of each object, the object,
 /// and its `Value`).
 struct Page {

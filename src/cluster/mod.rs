@@ -369,7 +369,8 @@ fn spawn_watches(
         spawn_reflector(
             "aiworkloads",
             Api::<AIWorkload>::all(client.clone()),
-            inventory::trim_meta,
+            // Nothing to trim: the object is dropped once its record is made.
+            |_| {},
             writers.workloads,
             &synced[1],
             shared,

@@ -175,6 +175,14 @@ where
             .is_none_or(|stored| !(self.same)(&stored, &(self.project)(object)))
     }
 
+    /// Stores `object`'s projection under its key; whether it differs, for the engine, from
+    /// the one stored before (or none was), as [`ProjectedWriter::differs`] would have said.
+    pub fn apply_object(&mut self, object: &K) -> bool {
+        let projected = Arc::new((self.project)(object));
+        let before = self.write().insert(Key::of(object), Arc::clone(&projected));
+        before.is_none_or(|stored| !(self.same)(&stored, &projected))
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Arc<T>>> {
         self.store
             .current
@@ -190,8 +198,7 @@ where
     fn apply_watcher_event(&mut self, event: &Event<K>) {
         match event {
             Event::Apply(k) => {
-                let projected = Arc::new((self.project)(k));
-                self.write().insert(Key::of(k), projected);
+                self.apply_object(k);
             }
             Event::Delete(k) => {
                 self.write().remove(&Key::of(k));
@@ -268,6 +275,34 @@ mod tests {
             sorted(&store),
             [("a".into(), "green".into()), ("c".into(), "red".into())]
         );
+    }
+
+    /// What the reflector learns while it stores an object is what `differs` says before.
+    #[test]
+    fn applying_an_object_tells_whether_it_differed() {
+        let mut w: ProjectedWriter<Namespace, String> = ProjectedWriter::new(team);
+        assert!(w.apply_object(&ns("a", "red")), "nothing was stored");
+        assert!(!w.apply_object(&ns("a", "red")), "the same projection");
+        assert!(w.apply_object(&ns("a", "blue")), "another projection");
+        assert_eq!(
+            w.store().get("a").as_deref().map(String::as_str),
+            Some("blue")
+        );
+
+        // With a comparison of its own: what it calls the same is not a change, and is
+        // stored all the same (the newer object's projection).
+        let mut w: ProjectedWriter<Namespace, String> =
+            ProjectedWriter::comparing(team, |a, b| a.len() == b.len());
+        assert!(w.apply_object(&ns("a", "red")));
+        assert!(
+            !w.apply_object(&ns("a", "tan")),
+            "same length: the same for the engine"
+        );
+        assert_eq!(
+            w.store().get("a").as_deref().map(String::as_str),
+            Some("tan")
+        );
+        assert!(w.apply_object(&ns("a", "green")));
     }
 
     #[test]

@@ -76,6 +76,16 @@ pub trait Sink<K>: ApplyEvent<K> {
     fn changes(&self, object: &K) -> bool;
     /// How many objects the store holds (for the log).
     fn objects(&self) -> usize;
+
+    /// Applies `event`. For an `Apply`, whether it changed what the engine reads of the stored
+    /// version ([`Sink::changes`], asked before the store changes); false for any other event.
+    /// A store that can tell while it stores (a projection) overrides this, so that each object
+    /// is projected once.
+    fn apply_event(&mut self, event: &Event<K>) -> bool {
+        let changed = matches!(event, Event::Apply(object) if self.changes(object));
+        self.apply_watcher_event(event);
+        changed
+    }
 }
 
 /// A kube-runtime store of whole objects, with what the engine reads of one as a fingerprint:
@@ -143,6 +153,16 @@ where
     fn objects(&self) -> usize {
         self.store().len()
     }
+
+    fn apply_event(&mut self, event: &Event<K>) -> bool {
+        match event {
+            Event::Apply(object) => self.apply_object(object),
+            other => {
+                self.apply_watcher_event(other);
+                false
+            }
+        }
+    }
 }
 
 /// Runs one reflector until `stop`. `synced` turns true at the end of the first complete list;
@@ -167,8 +187,9 @@ pub async fn reflect<K, S>(
         &metrics,
         meanwhile,
         |event| {
+            let applied = sink.apply_event(&event);
             let changed = match &event {
-                Event::Apply(obj) => sink.changes(obj),
+                Event::Apply(_) => applied,
                 Event::Delete(_) => true,
                 Event::Init => {
                     if synced.load(Ordering::SeqCst) {
@@ -180,7 +201,6 @@ pub async fn reflect<K, S>(
                 Event::InitApply(_) => false,
                 Event::InitDone => true,
             };
-            sink.apply_watcher_event(&event);
             if matches!(event, Event::InitDone) && !synced.swap(true, Ordering::SeqCst) {
                 tracing::info!(resource, objects = sink.objects(), "initial list synced");
             }
