@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::api::ApiClass;
-use crate::endpoint::{EndpointRules, HostPattern, mentions_model_host};
+use crate::endpoint::KnownHosts;
 use crate::snapshot::{Labels, Snapshot, classes_of_apis};
 use crate::workload::env::{EnvValue, PodFacts, PodMeta, ResolvedEnv};
 use crate::workload::{ContainerView, PodTemplateView, WorkloadKind, WorkloadView, field_path};
@@ -198,7 +198,7 @@ pub fn detect(
     view: &WorkloadView,
     namespace: &str,
     snapshot: &Snapshot,
-    known_hosts: &[HostPattern],
+    known_hosts: &KnownHosts,
 ) -> Vec<TemplateFacts> {
     view.templates
         .iter()
@@ -211,7 +211,7 @@ fn detect_template(
     template: &PodTemplateView,
     namespace: &str,
     snapshot: &Snapshot,
-    known_hosts: &[HostPattern],
+    known_hosts: &KnownHosts,
 ) -> TemplateFacts {
     let mut facts = TemplateFacts {
         path: template.path.clone(),
@@ -294,10 +294,6 @@ fn detect_template(
     }
 
     // 3. Inference from every container.
-    let rules = EndpointRules {
-        allowed_hosts: known_hosts,
-        require_https: true,
-    };
     let mut opaque_paths: Vec<(String, String)> = Vec::new();
     let pod = PodFacts {
         namespace,
@@ -320,7 +316,7 @@ fn detect_template(
             }
             continue;
         }
-        let inferred = infer_container(&container, &env, &rules);
+        let inferred = infer_container(&container, &env, known_hosts);
         for s in env.opaque_sources() {
             opaque_paths.push((s.path, s.why));
         }
@@ -337,7 +333,7 @@ fn detect_template(
         let spec_path = template.field("spec");
         for (i, alias) in template.spec.host_aliases.iter().flatten().enumerate() {
             for (j, name) in alias.hostnames.iter().flatten().enumerate() {
-                if mentions_model_host(name, &rules) {
+                if known_hosts.mentioned_in(name) {
                     draft.endpoints.push(Endpoint {
                         value: EndpointValue::Unresolved(format!(
                             "hostAliases maps {name:?} to {}, so traffic for that host goes to an address hostguard cannot check",
@@ -489,14 +485,14 @@ struct Configured {
 fn infer_container(
     container: &ContainerView<'_>,
     env: &ResolvedEnv,
-    rules: &EndpointRules<'_>,
+    hosts: &KnownHosts,
 ) -> Option<Inferred> {
     let mut found = Inferred::default();
     let names = env.names();
     let configured = catalogue_variables(env, &names, &mut found);
-    urls_in_commands(container, env, rules, &mut found);
-    urls_in_other_variables(env, &names, rules, &mut found);
-    http_get_hosts(container, rules, &mut found);
+    urls_in_commands(container, env, hosts, &mut found);
+    urls_in_other_variables(env, &names, hosts, &mut found);
+    http_get_hosts(container, hosts, &mut found);
 
     // The official image of an application with its own client: its rules, not the SDKs'. An
     // image that only bears its name: both.
@@ -650,7 +646,7 @@ fn catalogue_variables(
 fn urls_in_commands(
     container: &ContainerView<'_>,
     env: &ResolvedEnv,
-    rules: &EndpointRules<'_>,
+    hosts: &KnownHosts,
     found: &mut Inferred,
 ) {
     // Where each entry is, as its finding names it: built only for an entry that has one.
@@ -693,7 +689,7 @@ fn urls_in_commands(
             None => entry,
             Some(EnvValue::Literal(text)) => text.as_str(),
             Some(EnvValue::Unreadable(why)) => {
-                let names_a_model_host = mentions_model_host(entry, rules);
+                let names_a_model_host = hosts.mentioned_in(entry);
                 if configures || names_a_model_host {
                     let path = path(&place);
                     // An endpoint flag alone does not make a container an AI workload (a
@@ -719,7 +715,7 @@ fn urls_in_commands(
             || path(&place),
             || via(&place),
             None,
-            rules,
+            hosts,
             &mut found.signals,
             &mut found.endpoints,
         );
@@ -731,7 +727,7 @@ fn urls_in_commands(
 fn urls_in_other_variables(
     env: &ResolvedEnv,
     names: &[Cow<'_, str>],
-    rules: &EndpointRules<'_>,
+    hosts: &KnownHosts,
     found: &mut Inferred,
 ) {
     for name in names {
@@ -745,7 +741,7 @@ fn urls_in_other_variables(
                     || c.path.clone(),
                     || format!("a URL in {name}"),
                     c.origin.as_deref(),
-                    rules,
+                    hosts,
                     &mut found.signals,
                     &mut found.endpoints,
                 );
@@ -755,9 +751,9 @@ fn urls_in_other_variables(
 }
 
 /// An httpGet hook or probe with a host: the kubelet sends that request itself.
-fn http_get_hosts(container: &ContainerView<'_>, rules: &EndpointRules<'_>, found: &mut Inferred) {
+fn http_get_hosts(container: &ContainerView<'_>, hosts: &KnownHosts, found: &mut Inferred) {
     for get in &container.http_get {
-        if let Some(host) = get.host.filter(|h| mentions_model_host(h, rules)) {
+        if let Some(host) = get.host.filter(|h| hosts.mentioned_in(h)) {
             let scheme = get.scheme.unwrap_or("HTTP").to_ascii_lowercase();
             let url = format!("{scheme}://{host}{}", get.url_path.unwrap_or("/"));
             found.signals.push(Signal::CommandUrl {
@@ -969,16 +965,16 @@ fn scan_text(
     path: impl Fn() -> String,
     via: impl Fn() -> String,
     origin: Option<&str>,
-    rules: &EndpointRules<'_>,
+    hosts: &KnownHosts,
     signals: &mut Vec<Signal>,
     endpoints: &mut Vec<Endpoint>,
 ) {
-    if !mentions_model_host(text, rules) {
+    if !hosts.mentioned_in(text) {
         return;
     }
     let mut found = false;
     for url in urls_in(text).chain(schemeless_hosts_in(text)) {
-        if mentions_model_host(&url, rules) {
+        if hosts.mentioned_in(&url) {
             found = true;
             endpoints.push(Endpoint {
                 value: EndpointValue::Url(url),

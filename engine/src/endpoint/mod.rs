@@ -191,24 +191,84 @@ impl Classifier {
     }
 }
 
-/// True when `text` mentions a host that belongs to OpenAI or to one of the allowed patterns; used
-/// to decide whether a URL found in container command/args is a model endpoint.
+/// The hosts that count as model hosts in detection: every policy's allowed hosts, and the
+/// needles a mention of one of them, or of OpenAI's own, is found by.
 ///
-/// Textual and loose on purpose: a case-insensitive substring match on `openai.com`,
-/// `openai.azure` and each allowed pattern's suffix, after folding the look-alikes an attacker
-/// would use to dodge it (Unicode full stops, `%2e`, full-width letters, zero-width characters).
-/// Whatever it picks up is then classified strictly by [`classify`].
-pub fn mentions_model_host(text: &str, rules: &EndpointRules<'_>) -> bool {
-    let mentions = |haystack: &str| {
-        ["openai.com", "openai.azure"]
+/// Built once per policy set, because every value of every container is scanned on every review.
+/// A needle that contains another needle is dropped (`openai.azure.com` holds `openai.azure`):
+/// a text that has it has the shorter one too, so the answer is the same with one scan fewer.
+/// (An Aho-Corasick automaton over all the needles was tried and cost as much as the scans it
+/// replaced, on values this short.)
+#[derive(Debug, Clone)]
+pub struct KnownHosts {
+    patterns: Vec<HostPattern>,
+    needles: Vec<String>,
+}
+
+/// What a mention of a model host looks like besides the allowed patterns' suffixes.
+const OPENAI_MENTIONS: [&str; 2] = ["openai.com", "openai.azure"];
+
+impl KnownHosts {
+    pub fn new(patterns: Vec<HostPattern>) -> Self {
+        let needles = OPENAI_MENTIONS
             .into_iter()
-            .chain(rules.allowed_hosts.iter().map(HostPattern::suffix))
-            .any(|needle| contains_ignore_ascii_case(haystack, needle))
-    };
-    if text.is_ascii() && !text.contains('%') {
-        mentions(text)
-    } else {
-        mentions(&fold_lookalikes(text))
+            .chain(patterns.iter().map(HostPattern::suffix));
+        KnownHosts {
+            needles: minimal_needles(needles),
+            patterns,
+        }
+    }
+
+    /// The allowed host patterns, each once.
+    pub fn patterns(&self) -> &[HostPattern] {
+        &self.patterns
+    }
+
+    /// True when `text` mentions a host that belongs to OpenAI or to one of the allowed
+    /// patterns; used to decide whether a URL found in container command/args is a model
+    /// endpoint.
+    ///
+    /// Textual and loose on purpose: a case-insensitive substring match on `openai.com`,
+    /// `openai.azure` and each allowed pattern's suffix, after folding the look-alikes an
+    /// attacker would use to dodge it (Unicode full stops, `%2e`, full-width letters,
+    /// zero-width characters). Whatever it picks up is then classified strictly by
+    /// [`classify`].
+    pub fn mentioned_in(&self, text: &str) -> bool {
+        let mentions = |haystack: &str| {
+            self.needles
+                .iter()
+                .any(|needle| contains_ignore_ascii_case(haystack, needle))
+        };
+        if text.is_ascii() && !text.contains('%') {
+            mentions(text)
+        } else {
+            mentions(&fold_lookalikes(text))
+        }
+    }
+}
+
+/// The needles, ASCII-lowercased, each once, without one that contains another (which would
+/// only be found where the other is) and without the empty one (found nowhere by
+/// [`contains_ignore_ascii_case`]).
+fn minimal_needles<'a>(needles: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut all: Vec<String> = needles
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    all.sort_by_key(String::len);
+    let mut kept: Vec<String> = Vec::new();
+    for needle in all {
+        if !kept.iter().any(|k| needle.contains(k.as_str())) {
+            kept.push(needle);
+        }
+    }
+    kept
+}
+
+impl Default for KnownHosts {
+    fn default() -> Self {
+        KnownHosts::new(Vec::new())
     }
 }
 
@@ -524,6 +584,13 @@ mod tests {
                     .any(|w| w.eq_ignore_ascii_case(n.as_bytes()))
         };
         let needles = ["openai.com", ".openai.azure.com", "o", "7x", "é.com"];
+        let minimal = minimal_needles(needles.iter().copied().chain(["OpenAI.com", ""]));
+        // Every other needle holds an `o`; the empty one is found nowhere.
+        assert_eq!(
+            minimal,
+            ["o", "7x"],
+            "each needle that holds another is dropped"
+        );
         let texts = [
             "",
             "openai.com",
@@ -544,6 +611,11 @@ mod tests {
                         contains_ignore_ascii_case(hay, needle),
                         by_definition(hay, needle),
                         "{needle:?} in {hay:?}"
+                    );
+                    assert_eq!(
+                        minimal.iter().any(|n| contains_ignore_ascii_case(hay, n)),
+                        needles.iter().any(|n| by_definition(hay, n)),
+                        "any of {needles:?} in {hay:?}"
                     );
                 }
             }
@@ -691,13 +763,9 @@ mod tests {
     #[case::unrelated("https://example.com/v1", false)]
     #[case::bedrock_is_not_picked_up("https://bedrock-runtime.us-east-1.amazonaws.com", false)]
     #[case::empty("", false)]
-    fn mentions_model_host_is_loose(#[case] text: &str, #[case] expected: bool) {
-        let patterns = default_patterns();
-        let rules = EndpointRules {
-            allowed_hosts: &patterns,
-            require_https: true,
-        };
-        assert_eq!(mentions_model_host(text, &rules), expected, "{text:?}");
+    fn a_mention_of_a_model_host_is_found_loosely(#[case] text: &str, #[case] expected: bool) {
+        let known = KnownHosts::new(default_patterns());
+        assert_eq!(known.mentioned_in(text), expected, "{text:?}");
     }
 
     #[test]

@@ -879,7 +879,7 @@ pub(super) fn findings(
     classifier: &Classifier,
 ) -> Vec<Finding> {
     let rules = EndpointRules {
-        allowed_hosts: policies.known_hosts(),
+        allowed_hosts: policies.known_hosts().patterns(),
         require_https: true,
     };
     let mut out = Vec::new();

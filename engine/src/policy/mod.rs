@@ -26,7 +26,7 @@ use kube_core::{Selector, SelectorExt};
 use thiserror::Error;
 
 use crate::api::{Action, ApiClass, ClusterProvider, Disposition, HostingPolicy};
-use crate::endpoint::{EndpointRules, HostPattern};
+use crate::endpoint::{EndpointRules, HostPattern, KnownHosts};
 
 /// A HostingPolicy that cannot be enforced, with the field at fault.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -435,7 +435,7 @@ pub struct PolicySet {
     policies: Vec<CompiledPolicy>,
     /// Union of every policy's allowed hosts: the hosts that count as model hosts in
     /// `command`/`args`, and the reference for classifying findings.
-    known_hosts: Vec<HostPattern>,
+    known_hosts: KnownHosts,
 }
 
 impl PolicySet {
@@ -482,7 +482,7 @@ impl PolicySet {
         }
         PolicySet {
             policies,
-            known_hosts,
+            known_hosts: KnownHosts::new(known_hosts),
         }
     }
 
@@ -536,7 +536,7 @@ impl PolicySet {
         &self.policies
     }
 
-    pub fn known_hosts(&self) -> &[HostPattern] {
+    pub fn known_hosts(&self) -> &KnownHosts {
         &self.known_hosts
     }
 
