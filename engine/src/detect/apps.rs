@@ -120,11 +120,12 @@ fn value(
         ));
     }
     let c = env.candidates(name).pop()?.into_owned();
+    let path = c.path();
     let v = match c.value {
         EnvValue::Literal(v) => Ok(v),
         EnvValue::Unreadable(why) => Err(why),
     };
-    Some((v, c.path, c.origin))
+    Some((v, path, c.origin))
 }
 
 /// How the defaults are named in messages (`via`), and how [`variable_to_set`] knows them.

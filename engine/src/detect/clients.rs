@@ -78,7 +78,7 @@ pub fn routes(env: &ResolvedEnv, visible: &[Endpoint]) -> Routes {
 
 /// Python's truthiness of `os.environ.get(name)`: set and non-empty (whitespace counts). An
 /// unreadable value counts as set. The first such candidate.
-fn set_in_python(env: &ResolvedEnv, name: &str) -> Option<Candidate> {
+fn set_in_python<'e>(env: &'e ResolvedEnv<'_>, name: &str) -> Option<Candidate<'e>> {
     env.candidates(name)
         .into_iter()
         .find(|c| !matches!(&c.value, EnvValue::Literal(v) if v.is_empty()))
@@ -96,7 +96,7 @@ fn usable_url(env: &ResolvedEnv, name: &str) -> bool {
         })
 }
 
-fn literal(c: &Candidate) -> Option<&str> {
+fn literal<'c>(c: &'c Candidate<'_>) -> Option<&'c str> {
     match &c.value {
         EnvValue::Literal(v) => Some(v),
         EnvValue::Unreadable(_) => None,
@@ -106,7 +106,7 @@ fn literal(c: &Candidate) -> Option<&str> {
 fn endpoint(value: EndpointValue, c: &Candidate, via: &str) -> Endpoint {
     Endpoint {
         value,
-        path: c.path.clone(),
+        path: c.path(),
         via: via.to_string(),
         origin: c.origin.clone(),
     }
@@ -120,7 +120,7 @@ fn route(out: &mut Routes, name: &str, e: Endpoint) {
 fn signal(out: &mut Routes, name: &'static str, c: &Candidate) {
     out.signals.push(Signal::Variable {
         name,
-        path: c.path.clone(),
+        path: c.path(),
     });
 }
 

@@ -571,14 +571,14 @@ fn catalogue_variables(
             for c in &set {
                 found.signals.push(Signal::Variable {
                     name: variable.name,
-                    path: c.path.clone(),
+                    path: c.path(),
                 });
             }
         }
         match variable.role {
             Role::ApiKey(kind) => {
                 if configured.key.is_none() || kind == KeyKind::OpenAi {
-                    configured.key = Some((kind, set[0].path.clone(), variable.name));
+                    configured.key = Some((kind, set[0].path(), variable.name));
                 }
             }
             Role::ApiType => {
@@ -591,8 +591,9 @@ fn catalogue_variables(
                 }
             }
             Role::Endpoint(form) => {
-                for c in set.into_iter().map(Cow::into_owned) {
-                    match c.value {
+                for c in &set {
+                    let path = c.path();
+                    match &c.value {
                         EnvValue::Literal(v) => {
                             let items: Vec<&str> = match form {
                                 catalogue::EndpointForm::Url => vec![v.as_str()],
@@ -605,15 +606,15 @@ fn catalogue_variables(
                             for item in items {
                                 found.endpoints.push(Endpoint {
                                     value: EndpointValue::Url(item.to_string()),
-                                    path: c.path.clone(),
+                                    path: path.clone(),
                                     via: variable.name.to_string(),
                                     origin: c.origin.clone(),
                                 });
                             }
                         }
                         EnvValue::Unreadable(why) => found.endpoints.push(Endpoint {
-                            value: EndpointValue::Unresolved(why),
-                            path: c.path.clone(),
+                            value: EndpointValue::Unresolved(why.clone()),
+                            path,
                             via: variable.name.to_string(),
                             origin: c.origin.clone(),
                         }),
@@ -621,16 +622,14 @@ fn catalogue_variables(
                 }
             }
             Role::InstanceName(template) => {
-                for c in set.into_iter().map(Cow::into_owned) {
-                    let value = match c.value {
-                        EnvValue::Literal(name) => {
-                            EndpointValue::Url(template.replace("{}", &name))
-                        }
-                        EnvValue::Unreadable(why) => EndpointValue::Unresolved(why),
+                for c in &set {
+                    let value = match &c.value {
+                        EnvValue::Literal(name) => EndpointValue::Url(template.replace("{}", name)),
+                        EnvValue::Unreadable(why) => EndpointValue::Unresolved(why.clone()),
                     };
                     found.endpoints.push(Endpoint {
                         value,
-                        path: c.path.clone(),
+                        path: c.path(),
                         via: format!("{} (implies {template})", variable.name),
                         origin: c.origin.clone(),
                     });
@@ -738,7 +737,7 @@ fn urls_in_other_variables(
             if let EnvValue::Literal(text) = &c.value {
                 scan_text(
                     text,
-                    || c.path.clone(),
+                    || c.path(),
                     || format!("a URL in {name}"),
                     c.origin.as_deref(),
                     hosts,
@@ -902,7 +901,7 @@ fn redirections(env: &ResolvedEnv, endpoints: &mut Vec<Endpoint>) {
     let mut push = |c: &crate::workload::env::Candidate, name: &str, what: String| {
         endpoints.push(Endpoint {
             value: EndpointValue::Redirected(what),
-            path: c.path.clone(),
+            path: c.path(),
             via: name.to_string(),
             origin: c.origin.clone(),
         });

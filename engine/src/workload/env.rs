@@ -49,13 +49,33 @@ pub enum EnvValue {
 
 /// A value with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub struct Candidate<'e> {
     pub value: EnvValue,
-    /// Field path of the entry that sets it, e.g. `spec.containers[0].env[OPENAI_BASE_URL]`
-    /// or `spec.containers[0].envFrom[1]`.
-    pub path: String,
+    /// The entry that sets it, whose field path is written only when asked for: every entry of
+    /// every container is a candidate, and few become an endpoint or a signal.
+    set_by: SetBy<'e>,
     /// Where the value was read from when it is not inline, e.g. `ConfigMap "ai" key "URL"`.
     pub origin: Option<String>,
+}
+
+/// Which entry sets a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetBy<'e> {
+    /// The `env` entry named `name` of the container at `container`.
+    Env { container: &'e str, name: &'e str },
+    /// An `envFrom` source, by its field path.
+    Source(&'e str),
+}
+
+impl Candidate<'_> {
+    /// Field path of the entry that sets it, e.g. `spec.containers[0].env[OPENAI_BASE_URL]`
+    /// or `spec.containers[0].envFrom[1]`.
+    pub fn path(&self) -> String {
+        match self.set_by {
+            SetBy::Env { container, name } => field_path::keyed(container, "env", name),
+            SetBy::Source(path) => path.to_string(),
+        }
+    }
 }
 
 /// An `envFrom` source, read or not.
@@ -115,8 +135,8 @@ impl<'a> PodFacts<'a> {
 
 /// One `env` entry's value, with whether the kubelet may skip it.
 #[derive(Debug, Clone)]
-struct Explicit {
-    candidate: Candidate,
+struct Explicit<'e> {
+    candidate: Candidate<'e>,
     /// True when the entry is skipped if an object or key we cannot see is missing (an
     /// optional reference to a Secret, or to a ConfigMap the snapshot does not have).
     may_be_skipped: bool,
@@ -134,11 +154,11 @@ pub const MAX_EXPANSION_GROWTH_PER_CONTAINER: usize = 1024 * 1024;
 
 /// The resolved environment of one container.
 #[derive(Debug, Clone)]
-pub struct ResolvedEnv {
+pub struct ResolvedEnv<'e> {
     /// Values set by `env`, every duplicate kept, in order. An entry the kubelet skips for
     /// certain is not here. Hashed (each variable of the catalogue and every other one is asked
     /// for), with a seed of this process's so that names cannot be chosen to collide.
-    explicit: HashMap<String, Vec<Explicit>, foldhash::fast::RandomState>,
+    explicit: HashMap<&'e str, Vec<Explicit<'e>>, foldhash::fast::RandomState>,
     /// `envFrom` sources in order.
     sources: Vec<FromSource>,
     /// The Pod's namespace, and whether that namespace's service links are set.
@@ -148,9 +168,13 @@ pub struct ResolvedEnv {
     growth_left: std::cell::Cell<usize>,
 }
 
-impl ResolvedEnv {
+impl<'e> ResolvedEnv<'e> {
     /// Resolves a container's environment as the kubelet will (see the module documentation).
-    pub fn resolve(container: &ContainerView<'_>, pod: &PodFacts<'_>, snapshot: &Snapshot) -> Self {
+    pub fn resolve(
+        container: &'e ContainerView<'_>,
+        pod: &PodFacts<'_>,
+        snapshot: &Snapshot,
+    ) -> Self {
         let namespace = pod.namespace;
         let mut env = ResolvedEnv {
             explicit: HashMap::default(),
@@ -208,7 +232,6 @@ impl ResolvedEnv {
         }
 
         for var in container.env {
-            let path = field_path::keyed(&container.path, "env", &var.name);
             let Some((value, origin, may_be_skipped)) = value_of(
                 var,
                 pod,
@@ -224,12 +247,15 @@ impl ResolvedEnv {
                 defined.insert(var.name.clone(), value.clone());
             }
             env.explicit
-                .entry(var.name.clone())
+                .entry(var.name.as_str())
                 .or_default()
                 .push(Explicit {
                     candidate: Candidate {
                         value,
-                        path,
+                        set_by: SetBy::Env {
+                            container: &container.path,
+                            name: &var.name,
+                        },
                         origin,
                     },
                     may_be_skipped,
@@ -241,11 +267,8 @@ impl ResolvedEnv {
     /// Every variable name the container visibly gets: its `env` entries and the keys of the
     /// `envFrom` sources that could be read (with their prefixes), sorted, each once.
     pub fn names(&self) -> Vec<Cow<'_, str>> {
-        let mut names: Vec<Cow<'_, str>> = self
-            .explicit
-            .keys()
-            .map(|k| Cow::Borrowed(k.as_str()))
-            .collect();
+        let mut names: Vec<Cow<'_, str>> =
+            self.explicit.keys().map(|k| Cow::Borrowed(*k)).collect();
         for source in &self.sources {
             if let FromSource::Known { prefix, data, .. } = source {
                 names.extend(data.keys().map(|k| match prefix.as_str() {
@@ -267,7 +290,7 @@ impl ResolvedEnv {
     }
 
     /// The value `envFrom` gives `name`, from the last readable source that has it.
-    fn env_from_value(&self, name: &str) -> Option<Candidate> {
+    fn env_from_value(&self, name: &str) -> Option<Candidate<'_>> {
         for source in self.sources.iter().rev() {
             if let FromSource::Known {
                 path,
@@ -280,7 +303,7 @@ impl ResolvedEnv {
             {
                 return Some(Candidate {
                     value: EnvValue::Literal(value.clone()),
-                    path: path.clone(),
+                    set_by: SetBy::Source(path),
                     origin: Some(format!("{origin} key {key:?}")),
                 });
             }
@@ -292,7 +315,7 @@ impl ResolvedEnv {
     /// `path` that cannot be read (`why`). For a config file judged on its own, before the
     /// workloads that read it are known: what the file takes from the env is then unresolved,
     /// and only what it fixes itself is decided.
-    pub fn unknown(path: impl Into<String>, why: impl Into<String>) -> Self {
+    pub fn unknown(path: impl Into<String>, why: impl Into<String>) -> ResolvedEnv<'static> {
         ResolvedEnv {
             explicit: HashMap::default(),
             sources: vec![FromSource::Unknown {
@@ -311,9 +334,9 @@ impl ResolvedEnv {
     ///
     /// Borrowed where `env` sets them (every variable of a container is asked for, most to be
     /// scanned and dropped); an `envFrom` value is built when asked for.
-    pub fn candidates(&self, name: &str) -> Vec<Cow<'_, Candidate>> {
+    pub fn candidates(&self, name: &str) -> Vec<Cow<'_, Candidate<'_>>> {
         let entries = self.explicit.get(name).map_or(&[][..], Vec::as_slice);
-        let mut out: Vec<Cow<'_, Candidate>> = entries
+        let mut out: Vec<Cow<'_, Candidate<'_>>> = entries
             .iter()
             .map(|e| Cow::Borrowed(&e.candidate))
             .collect();
@@ -541,8 +564,8 @@ fn value_of(
             Lookup::Unknown => Some((
                 EnvValue::Unreadable(
                     match snapshot.config_map_unknown_reason(pod.namespace, &r.name) {
-                        Some(reason) => format!("{origin}, which {reason}"),
-                        None => format!("{origin}, which is not available to hostguard"),
+                        Some(reason) => [&origin, ", which ", reason.as_ref()].concat(),
+                        None => [&origin, ", which is not available to hostguard"].concat(),
                     },
                 ),
                 Some(origin),
@@ -559,12 +582,12 @@ fn value_of(
         ));
     }
     if let Some(r) = &from.field_ref {
-        let origin = format!("field {}", r.field_path);
+        let origin = ["field ", &r.field_path].concat();
         let value = match downward(&r.field_path, pod) {
             Some(v) => EnvValue::Literal(v),
-            None => EnvValue::Unreadable(format!(
-                "{origin} (Downward API, known only when the Pod runs)"
-            )),
+            None => EnvValue::Unreadable(
+                [&origin, " (Downward API, known only when the Pod runs)"].concat(),
+            ),
         };
         return Some((value, Some(origin), false));
     }
