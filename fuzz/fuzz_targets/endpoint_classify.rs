@@ -17,7 +17,7 @@
 
 use std::sync::LazyLock;
 
-use hostguard_engine::endpoint::{EndpointRules, HostPattern, Hosting, classify, mentions_model_host};
+use hostguard_engine::endpoint::{EndpointRules, HostPattern, Hosting, KnownHosts, classify};
 use hostguard_engine::policy::AZURE_OPENAI_HOSTS;
 use libfuzzer_sys::fuzz_target;
 
@@ -27,6 +27,9 @@ static PATTERNS: LazyLock<Vec<HostPattern>> = LazyLock::new(|| {
         .map(|p| HostPattern::parse(p).expect("the default patterns are valid"))
         .collect()
 });
+
+/// What detection takes for a mention of a model host, under the default policy.
+static KNOWN: LazyLock<KnownHosts> = LazyLock::new(|| KnownHosts::new(PATTERNS.clone()));
 
 /// `openai.azure.com` for `*.openai.azure.com`: what an Azure host must end with, after a dot.
 static SUFFIXES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
@@ -48,11 +51,13 @@ fuzz_target!(|data: &[u8]| {
         require_https: true,
     };
     let verdict = classify(raw, &rules);
-    let _ = mentions_model_host(raw, &rules);
+    let mentioned = KNOWN.mentioned_in(raw);
     assert_ne!(verdict.hosting, Hosting::Unresolved, "{raw:?}");
     if verdict.hosting != Hosting::Azure {
         return;
     }
+    // An allowed host ends with an allowed suffix, so detection must have seen it.
+    assert!(mentioned, "{raw:?}: azure but not taken for a model host");
 
     assert!(verdict.problem.is_none(), "{raw:?}: azure with a problem");
     assert!(raw.is_ascii(), "{raw:?}: azure but not ASCII");
@@ -72,7 +77,10 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let authority = authority.strip_suffix(":443").unwrap_or(authority);
-    let host = authority.strip_suffix('.').unwrap_or(authority).to_ascii_lowercase();
+    let host = authority
+        .strip_suffix('.')
+        .unwrap_or(authority)
+        .to_ascii_lowercase();
     let host = host.as_str();
     assert!(
         SUFFIXES.iter().any(|suffix| host
