@@ -196,7 +196,7 @@ impl Classifier {
 ///
 /// Built once per policy set, because every value of every container is scanned on every review.
 /// A needle that contains another needle is dropped (`openai.azure.com` holds `openai.azure`):
-/// a text that has it has the shorter one too, so the answer is the same with one scan fewer.
+/// a text that has it has the shorter one too, so the answer is the same with fewer scans.
 /// (An Aho-Corasick automaton over all the needles was tried and cost as much as the scans it
 /// replaced, on values this short.)
 #[derive(Debug, Clone)]
@@ -209,7 +209,14 @@ pub struct KnownHosts {
 const OPENAI_MENTIONS: [&str; 2] = ["openai.com", "openai.azure"];
 
 impl KnownHosts {
-    pub fn new(patterns: Vec<HostPattern>) -> Self {
+    /// The hosts of `patterns`, each kept once, in the order first given.
+    pub fn new(given: Vec<HostPattern>) -> Self {
+        let mut patterns: Vec<HostPattern> = Vec::new();
+        for p in given {
+            if !patterns.contains(&p) {
+                patterns.push(p);
+            }
+        }
         let needles = OPENAI_MENTIONS
             .into_iter()
             .chain(patterns.iter().map(HostPattern::suffix));
@@ -747,6 +754,20 @@ mod tests {
     #[case::azure("x.openai.azure.com", false)]
     fn openai_hosts(#[case] host: &str, #[case] expected: bool) {
         assert_eq!(is_openai(host), expected, "{host}");
+    }
+
+    /// Policies that allow the same host give it once, in the order first given.
+    #[test]
+    fn known_hosts_keep_each_pattern_once() {
+        let p = |h: &str| HostPattern::parse(h).expect("valid pattern");
+        let known = KnownHosts::new(vec![
+            p("gw.contoso.com"),
+            p("*.openai.azure.com"),
+            p("gw.contoso.com"),
+            p("*.openai.azure.com"),
+        ]);
+        let kept: Vec<&str> = known.patterns().iter().map(HostPattern::as_str).collect();
+        assert_eq!(kept, ["gw.contoso.com", "*.openai.azure.com"]);
     }
 
     #[rstest]

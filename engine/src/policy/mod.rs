@@ -472,17 +472,15 @@ impl PolicySet {
     pub fn from_compiled(mut policies: Vec<CompiledPolicy>) -> Self {
         policies.sort_by(|a, b| a.name.cmp(&b.name));
         policies.dedup_by(|a, b| a.name == b.name);
-        let mut known_hosts: Vec<HostPattern> = Vec::new();
-        for p in &policies {
-            for h in &p.allowed_hosts {
-                if !known_hosts.contains(h) {
-                    known_hosts.push(h.clone());
-                }
-            }
-        }
+        let known_hosts = KnownHosts::new(
+            policies
+                .iter()
+                .flat_map(|p| p.allowed_hosts.iter().cloned())
+                .collect(),
+        );
         PolicySet {
             policies,
-            known_hosts: KnownHosts::new(known_hosts),
+            known_hosts,
         }
     }
 
