@@ -633,18 +633,36 @@ struct Shape {
 /// them: every JSON value takes at least one byte of its own, and every level of nesting an
 /// opening bracket, so a body no longer than [`MAX_JSON_VALUES`] bytes with fewer than
 /// [`SERDE_JSON_DEPTH_LIMIT`] brackets (inside strings or not) breaks neither. Counting brackets
-/// is a vectorised byte search, a fraction of the scan's cost, and real reviews pass it.
+/// is a fraction of the scan's cost, and real reviews pass it.
 fn json_shape_if_needed(body: &[u8]) -> Shape {
-    let brackets = memchr::memchr2_iter(b'{', b'[', body)
-        .take(SERDE_JSON_DEPTH_LIMIT)
-        .count();
-    if body.len() <= MAX_JSON_VALUES && brackets < SERDE_JSON_DEPTH_LIMIT {
-        return Shape {
-            values: body.len(),
-            depth: brackets,
-        };
+    if body.len() <= MAX_JSON_VALUES {
+        let brackets = count_opening_brackets(body);
+        if brackets < SERDE_JSON_DEPTH_LIMIT {
+            return Shape {
+                values: body.len(),
+                depth: brackets,
+            };
+        }
     }
     json_shape(body, MAX_JSON_VALUES)
+}
+
+/// The number of `{` and `[` bytes in `body`. A branch-free count over every byte, which the
+/// compiler vectorises: a review has a bracket every few dozen bytes, and stopping at each one
+/// (`memchr2_iter`) cost more than reading them all (callgrind: 5.8 k instructions a 3.5 KB
+/// review, against well under 1 k).
+fn count_opening_brackets(body: &[u8]) -> usize {
+    // Counted in blocks of at most 255 bytes into a `u8`, so that the compiler can keep a
+    // byte lane per input byte; a `usize` per byte does not vectorise. `[` (0x5B) and `{`
+    // (0x7B) differ only in bit 0x20, and no other byte sets to 0x7B with it.
+    body.chunks(255)
+        .map(|block| {
+            let in_block = block
+                .iter()
+                .fold(0u8, |n, &b| n + u8::from((b | 0x20) == b'{'));
+            usize::from(in_block)
+        })
+        .sum()
 }
 
 /// The number of JSON values in `body` (up to one past `max`, where the count stops) and its
@@ -1449,6 +1467,27 @@ mod tests {
             let quick = json_shape_if_needed(body);
             let breaks = |s: Shape| s.values > MAX_JSON_VALUES || s.depth >= SERDE_JSON_DEPTH_LIMIT;
             assert_eq!(breaks(quick), breaks(scanned), "{} bytes", body.len());
+        }
+    }
+
+    /// The bracket count is the number of `{` and `[` bytes, whatever the other bytes are and
+    /// however long the body is (across the count's 255-byte blocks).
+    #[test]
+    fn opening_brackets_are_counted_exactly() {
+        let every_byte: Vec<u8> = (0..=255u8).collect();
+        let mut bodies = vec![Vec::new(), b"{".to_vec(), every_byte.clone()];
+        bodies.push(every_byte.repeat(9));
+        bodies.push(b"[".repeat(255));
+        bodies.push(b"{".repeat(256));
+        bodies.push(b"[{".repeat(1000));
+        for body in &bodies {
+            let expected = body.iter().filter(|&&b| b == b'{' || b == b'[').count();
+            assert_eq!(
+                count_opening_brackets(body),
+                expected,
+                "{} bytes",
+                body.len()
+            );
         }
     }
 
