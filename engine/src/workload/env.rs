@@ -177,7 +177,9 @@ impl<'e> ResolvedEnv<'e> {
     ) -> Self {
         let namespace = pod.namespace;
         let mut env = ResolvedEnv {
-            explicit: HashMap::default(),
+            // Sized for every entry at once: growing it entry by entry rehashed it a few times
+            // per container.
+            explicit: HashMap::with_capacity_and_hasher(container.env.len(), Default::default()),
             sources: Vec::new(),
             namespace: namespace.to_string(),
             service_links: pod.enable_service_links,
