@@ -544,7 +544,7 @@ fn value_of(
     };
     if let Some(r) = &from.config_map_key_ref {
         let optional = r.optional == Some(true);
-        let origin = ["ConfigMap ", &quoted(&r.name), " key ", &quoted(&r.key)].concat();
+        let origin = key_reference("ConfigMap", &r.name, &r.key);
         let cannot_start = |what: &str| {
             Some((
                 EnvValue::Unreadable(format!(
@@ -576,7 +576,7 @@ fn value_of(
         };
     }
     if let Some(r) = &from.secret_key_ref {
-        let origin = ["Secret ", &quoted(&r.name), " key ", &quoted(&r.key)].concat();
+        let origin = key_reference("Secret", &r.name, &r.key);
         return Some((
             EnvValue::Unreadable([&origin, " (hostguard never reads Secrets)"].concat()),
             Some(origin),
@@ -617,14 +617,29 @@ fn sets_for_certain(entries: &[Explicit]) -> bool {
 /// `s` as `format!("{s:?}")` writes it. Names and keys are printable ASCII with no quote or
 /// backslash, which `Debug` leaves as they are; they are quoted without the formatting machinery
 /// (an origin is written for every `valueFrom` entry of every container).
-fn quoted(s: &str) -> String {
+fn push_quoted(out: &mut String, s: &str) {
     if s.bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
-        ["\"", s, "\""].concat()
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     } else {
-        format!("{s:?}")
+        use std::fmt::Write;
+        let _ = write!(out, "{s:?}");
     }
+}
+
+/// `{object} "{name}" key "{key}"`, as `format!("{object} {name:?} key {key:?}")` writes it, in
+/// one allocation for names and keys that need no escape.
+fn key_reference(object: &str, name: &str, key: &str) -> String {
+    let mut out = String::with_capacity(object.len() + name.len() + key.len() + 10);
+    out.push_str(object);
+    out.push(' ');
+    push_quoted(&mut out, name);
+    out.push_str(" key ");
+    push_quoted(&mut out, key);
+    out
 }
 
 /// A Downward API field known at admission: `metadata.namespace` always; for a Pod its name
@@ -757,7 +772,8 @@ fn expand_bounded(
 mod tests {
     use super::*;
 
-    /// Quoting is `Debug`'s, for names that need no escape and for every kind that does.
+    /// Quoting is `Debug`'s, for names that need no escape and for every kind that does, as
+    /// the name and as the key of a reference.
     #[test]
     fn quoting_is_debug_quoting() {
         for s in [
@@ -774,7 +790,17 @@ mod tests {
             "zero\u{200b}width",
             "~!@#$%^&*()_+`-={}|[]:;'<>?,./",
         ] {
-            assert_eq!(quoted(s), format!("{s:?}"), "{s:?}");
+            let mut quoted = String::new();
+            push_quoted(&mut quoted, s);
+            assert_eq!(quoted, format!("{s:?}"), "{s:?}");
+            assert_eq!(
+                key_reference("Secret", s, "key"),
+                format!("Secret {s:?} key \"key\"")
+            );
+            assert_eq!(
+                key_reference("ConfigMap", "ai", s),
+                format!("ConfigMap \"ai\" key {s:?}")
+            );
         }
     }
     use rstest::rstest;
