@@ -471,6 +471,26 @@ fn config_map_key_refs_are_resolved() {
     );
 }
 
+/// A value from an `envFrom` source names the ConfigMap and the key it came from, quoted as
+/// for a `configMapKeyRef` (the prefix is not part of the key).
+#[test]
+fn an_env_from_value_names_its_config_map_and_key() {
+    let snapshot = snapshot_with_config_maps(&[("ai", json!({"BASE_URL": DIRECT}))]);
+    let obj = with_env_from(
+        json!([{"configMapRef": {"name": "ai"}, "prefix": "OPENAI_"}]),
+        json!([]),
+    );
+    let d = decide_with(&obj, &PolicySet::builtin(), &snapshot);
+    assert_eq!(d.verdict, Verdict::Deny, "{d:#?}");
+    assert!(
+        d.violations[0]
+            .message
+            .contains("ConfigMap \"ai\" key \"BASE_URL\""),
+        "{}",
+        d.violations[0].message
+    );
+}
+
 #[test]
 fn later_env_from_sources_override_earlier_ones() {
     let snapshot = snapshot_with_config_maps(&[

@@ -85,7 +85,8 @@ enum FromSource {
         path: String,
         prefix: String,
         data: ConfigMapData,
-        origin: String,
+        /// The ConfigMap's name, for a value's origin (`ConfigMap "ai" key "URL"`).
+        config_map: String,
     },
     Unknown {
         path: String,
@@ -195,7 +196,7 @@ impl<'e> ResolvedEnv<'e> {
                         path,
                         prefix,
                         data,
-                        origin: format!("ConfigMap {name:?}"),
+                        config_map: name.to_string(),
                     }),
                     // An absent ConfigMap sets nothing: optional ones are skipped and required
                     // ones keep the container from starting.
@@ -298,7 +299,7 @@ impl<'e> ResolvedEnv<'e> {
                 path,
                 prefix,
                 data,
-                origin,
+                config_map,
             } = source
                 && let Some(key) = name.strip_prefix(prefix.as_str())
                 && let Some(value) = data.get(key)
@@ -306,7 +307,7 @@ impl<'e> ResolvedEnv<'e> {
                 return Some(Candidate {
                     value: EnvValue::Literal(value.clone()),
                     set_by: SetBy::Source(path),
-                    origin: Some(format!("{origin} key {key:?}")),
+                    origin: Some(key_reference("ConfigMap", config_map, key)),
                 });
             }
         }
