@@ -101,14 +101,14 @@ struct RequestIn<O> {
     miscased: Miscased<true>,
 }
 
-/// One object of a request, as the review's parse left it.
+/// One object of a request, as the review's parse left it: both borrow from the body.
 #[derive(Debug)]
-enum ObjectIn {
+enum ObjectIn<'a> {
     /// Read into its workload view in the same pass: a built-in pod-bearing kind that
     /// `request.kind` (which the API server writes before the objects) had already named.
-    Read(Box<(TypeFields, WorkloadView)>),
+    Read(Box<(TypeFields, WorkloadView<'a>)>),
     /// Kept as its text, to be read once the request is known.
-    Text(Box<RawValue>),
+    Text(&'a RawValue),
 }
 
 /// A request read with its objects in the same pass (see [`ObjectIn::Read`]): the fields of
@@ -119,16 +119,16 @@ enum ObjectIn {
 /// error (a repeated or mistyped field, an object that is not of its kind's shape) sends the
 /// whole review to the reading with [`RequestIn`], which gives the answer it always gave.
 #[derive(Debug)]
-struct FastRequestIn {
+struct FastRequestIn<'a> {
     /// The request, its `object` and `oldObject` taken out.
-    request: RequestIn<Box<RawValue>>,
-    object: Option<ObjectIn>,
-    old_object: Option<ObjectIn>,
+    request: RequestIn<&'a RawValue>,
+    object: Option<ObjectIn<'a>>,
+    old_object: Option<ObjectIn<'a>>,
 }
 
-impl From<RequestIn<Box<RawValue>>> for FastRequestIn {
+impl<'a> From<RequestIn<&'a RawValue>> for FastRequestIn<'a> {
     /// A request read with [`RequestIn`]: its objects as text.
-    fn from(mut request: RequestIn<Box<RawValue>>) -> Self {
+    fn from(mut request: RequestIn<&'a RawValue>) -> Self {
         FastRequestIn {
             object: request.object.take().map(ObjectIn::Text),
             old_object: request.old_object.take().map(ObjectIn::Text),
@@ -137,7 +137,7 @@ impl From<RequestIn<Box<RawValue>>> for FastRequestIn {
     }
 }
 
-impl<'de> Deserialize<'de> for FastRequestIn {
+impl<'de: 'a, 'a> Deserialize<'de> for FastRequestIn<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(FastRequestVisitor)
     }
@@ -146,7 +146,7 @@ impl<'de> Deserialize<'de> for FastRequestIn {
 struct FastRequestVisitor;
 
 impl<'de> serde::de::Visitor<'de> for FastRequestVisitor {
-    type Value = FastRequestIn;
+    type Value = FastRequestIn<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an AdmissionRequest")
@@ -166,8 +166,8 @@ impl<'de> serde::de::Visitor<'de> for FastRequestVisitor {
         let mut name: Option<Option<String>> = None;
         let mut namespace: Option<Option<String>> = None;
         let mut operation: Option<String> = None;
-        let mut object: Option<Option<ObjectIn>> = None;
-        let mut old_object: Option<Option<ObjectIn>> = None;
+        let mut object: Option<Option<ObjectIn<'de>>> = None;
+        let mut old_object: Option<Option<ObjectIn<'de>>> = None;
         let mut dry_run: Option<Option<bool>> = None;
         let mut miscased = Miscased::<true>::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
@@ -217,7 +217,7 @@ impl<'de> serde::de::Visitor<'de> for FastRequestVisitor {
 struct ObjectSeed<'k>(Option<&'k GroupVersionKind>);
 
 impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed<'_> {
-    type Value = Option<ObjectIn>;
+    type Value = Option<ObjectIn<'de>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let kind = self
@@ -226,7 +226,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed<'_> {
             .filter(|k| !matches!(k, WorkloadKind::Other(_)));
         match kind {
             Some(kind) => d.deserialize_option(ObjectVisitor(kind)),
-            None => Ok(Option::<Box<RawValue>>::deserialize(d)?.map(ObjectIn::Text)),
+            None => Ok(Option::<&'de RawValue>::deserialize(d)?.map(ObjectIn::Text)),
         }
     }
 }
@@ -234,7 +234,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed<'_> {
 struct ObjectVisitor(WorkloadKind);
 
 impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
-    type Value = Option<ObjectIn>;
+    type Value = Option<ObjectIn<'de>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an object or null")
@@ -332,25 +332,53 @@ impl Answer {
     }
 }
 
-/// A review that was read, ready for a decision.
+/// A review that was read, ready for a decision: its body, and what was read from it.
+///
+/// The parts borrow their strings from the body (see [`crate::workload::Text`]): a typical
+/// review's ninety-odd strings are not copied one by one. The body is the review's text, kept
+/// until the review is dropped; it is owned here, with what borrows from it, so that a review can
+/// still be moved to another thread (the webhook decides large ones off its reactor).
 #[derive(Debug)]
-pub struct ParsedReview {
+pub struct ParsedReview(ReviewCell);
+
+self_cell::self_cell!(
+    /// The body, and the parts that borrow from it.
+    struct ReviewCell {
+        owner: Box<str>,
+        #[covariant]
+        dependent: ReviewParts,
+    }
+    impl {Debug}
+);
+
+/// What a review's parse read, borrowing from its body.
+#[derive(Debug)]
+struct ReviewParts<'a> {
     /// The request; its objects are moved to `object` and `old_object`.
-    request: RequestIn<Box<RawValue>>,
+    request: RequestIn<&'a RawValue>,
     /// `request.object` and `request.oldObject`, read (CREATE and UPDATE only).
-    object: Option<ReviewObject>,
-    old_object: Option<ReviewObject>,
+    object: Option<ReviewObject<'a>>,
+    old_object: Option<ReviewObject<'a>>,
     operation: Operation,
-    pub info: RequestInfo,
+    info: RequestInfo,
 }
 
 impl ParsedReview {
+    /// What the request is about, for logs and metrics.
+    pub fn info(&self) -> &RequestInfo {
+        &self.parts().info
+    }
+
+    fn parts(&self) -> &ReviewParts<'_> {
+        self.0.borrow_dependent()
+    }
+
     /// Names of the ConfigMaps the object's containers read (`configMapKeyRef`, `configMapRef`),
     /// which live in the request's namespace. The webhook makes sure they are cached before it
     /// decides, so that the decision itself does no I/O.
     pub fn config_map_refs(&self) -> std::collections::BTreeSet<String> {
         let mut out = std::collections::BTreeSet::new();
-        if let Some(object) = &self.object {
+        if let Some(object) = &self.parts().object {
             // A pod-bearing object read from its text is walked as text, to keep its tree
             // unbuilt. (The text is valid JSON, so the walk does not fail; were it to, the tree
             // is walked instead.)
@@ -367,7 +395,8 @@ impl ParsedReview {
     /// AIGatewayRoute's AIServiceBackends), which the webhook fetches when its watches have not
     /// delivered them yet.
     pub fn related_references(&self) -> Vec<crate::snapshot::RelatedKey> {
-        let Some(object) = &self.object else {
+        let parts = self.parts();
+        let Some(object) = &parts.object else {
             return Vec::new();
         };
         if object.text_view().is_some() {
@@ -376,7 +405,7 @@ impl ParsedReview {
         }
         crate::detect::adapters::related_references(
             object.tree(),
-            self.request.namespace.as_deref().unwrap_or("default"),
+            parts.request.namespace.as_deref().unwrap_or("default"),
         )
     }
 
@@ -384,10 +413,11 @@ impl ParsedReview {
     /// created or updated: the webhook then lists the Pods that read it (see
     /// [`policy::ConfigMapReaders`]) and decides with [`decide_with_readers`].
     pub fn config_file_map(&self) -> Option<&str> {
-        if !matches!(self.operation, Operation::Create | Operation::Update) {
+        let parts = self.parts();
+        if !matches!(parts.operation, Operation::Create | Operation::Update) {
             return None;
         }
-        let object = self.object.as_ref()?;
+        let object = parts.object.as_ref()?;
         if object.text_view().is_some() {
             return None;
         }
@@ -433,6 +463,35 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     if shape.depth >= SERDE_JSON_DEPTH_LIMIT {
         serde_json::from_str::<Value>(text)?;
     }
+    // The body is kept with what is read from it, which borrows from it. (One copy of the
+    // text, as the objects read in the parse used to make to find their text again.)
+    match ReviewCell::try_new(Box::from(text), |text| read_review(text)) {
+        Ok(cell) => Ok(Parsed::Review(Box::new(ParsedReview(cell)))),
+        Err(Unread::Refused(answer)) => Ok(Parsed::Refused(answer)),
+        Err(Unread::NotJson(e)) => Err(e),
+    }
+}
+
+/// Why a body gave no review to decide on.
+enum Unread {
+    /// Refused, with the answer written.
+    Refused(Box<Answer>),
+    NotJson(NotJson),
+}
+
+/// A review refused unread, with `message`.
+fn unread(uid: &str, message: String) -> Unread {
+    Unread::Refused(Box::new(refusal(uid, message)))
+}
+
+impl From<serde_json::Error> for Unread {
+    fn from(e: serde_json::Error) -> Self {
+        Unread::NotJson(e.into())
+    }
+}
+
+/// Reads a review from its validated text (see [`parse`]).
+fn read_review(text: &str) -> Result<ReviewParts<'_>, Unread> {
     // From the validated text: serde_json then does not check each string's UTF-8 again. First
     // with the objects read in the same pass (the common case: one reading of the text);
     // whatever that reading refuses is read again with the objects kept as text, read below,
@@ -440,7 +499,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
     // pays for a third pass that names the field at fault.
     let review: ReviewIn<FastRequestIn> = match serde_json::from_str(text) {
         Ok(r) => r,
-        Err(_) => match serde_json::from_str::<ReviewIn<RequestIn<Box<RawValue>>>>(text) {
+        Err(_) => match serde_json::from_str::<ReviewIn<RequestIn<&RawValue>>>(text) {
             Ok(r) => ReviewIn {
                 api_version: r.api_version,
                 kind: r.kind,
@@ -449,7 +508,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             },
             Err(_) => {
                 // JSON at all? If not, the caller's error; if so, refuse with the reason.
-                let value: Value = serde_json::from_slice(body)?;
+                let value: Value = serde_json::from_str(text)?;
                 let uid = value
                     .pointer("/request/uid")
                     .and_then(Value::as_str)
@@ -467,7 +526,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
                             }
                         }
                     };
-                return Ok(refused(uid, message));
+                return Err(unread(uid, message));
             }
         },
     };
@@ -477,7 +536,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             .as_ref()
             .map(|r| r.request.uid.as_str())
             .unwrap_or("");
-        return Ok(refused(
+        return Err(unread(
             uid,
             format!(
                 "apiVersion/kind is {:?}/{:?}; hostguard answers only {ADMISSION_API_VERSION} {ADMISSION_KIND} (set admissionReviewVersions: [v1])",
@@ -496,7 +555,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
             .request
             .as_ref()
             .map_or("", |r| r.request.uid.as_str());
-        return Ok(refused(uid, message));
+        return Err(unread(uid, message));
     }
     let Some(FastRequestIn {
         request,
@@ -504,10 +563,10 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
         old_object: mut old_object_in,
     }) = review.request
     else {
-        return Ok(refused("", "the AdmissionReview has no request".into()));
+        return Err(unread("", "the AdmissionReview has no request".into()));
     };
     if request.uid.len() > MAX_UID_BYTES {
-        return Ok(refused(
+        return Err(unread(
             &request.uid,
             format!(
                 "request.uid: is {} bytes long; the API server's uids are UUIDs (hostguard reads at most {MAX_UID_BYTES} bytes)",
@@ -522,7 +581,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
         "DELETE" => Operation::Delete,
         "CONNECT" => Operation::Connect,
         other => {
-            return Ok(refused(
+            return Err(unread(
                 &request.uid,
                 format!("request.operation: {other:?} is not CREATE, UPDATE, DELETE or CONNECT"),
             ));
@@ -533,10 +592,10 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
         let objects = (object_in.take(), old_object_in.take());
         match check_objects(&request, objects, text, operation) {
             Ok((new, old)) => (object, old_object) = (Some(new), old),
-            Err(message) => return Ok(refused(&request.uid, message)),
+            Err(message) => return Err(unread(&request.uid, message)),
         }
         if let Some(message) = object.as_ref().and_then(too_large_to_judge) {
-            return Ok(Parsed::Refused(Box::new(too_large(&request.uid, message))));
+            return Err(Unread::Refused(Box::new(too_large(&request.uid, message))));
         }
     }
     let info = RequestInfo {
@@ -551,7 +610,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
                 Some(object) => object.name().map(String::from),
                 // DELETE and CONNECT: the object, if any, is not judged; its name is still logged.
                 None => match &object_in {
-                    Some(ObjectIn::Read(read)) => Some(read.1.name.clone()),
+                    Some(ObjectIn::Read(read)) => Some(read.1.name.to_string()),
                     Some(ObjectIn::Text(text)) => serde_json::from_str::<Value>(text.get())
                         .ok()
                         .and_then(|o| o.pointer("/metadata/name")?.as_str().map(String::from)),
@@ -563,13 +622,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed, NotJson> {
         sub_resource: request.sub_resource.clone(),
         dry_run: request.dry_run.unwrap_or(false),
     };
-    Ok(Parsed::Review(Box::new(ParsedReview {
+    Ok(ReviewParts {
         request,
         object,
         old_object,
         operation,
         info,
-    })))
+    })
 }
 
 /// The most containers (of every kind, in all) judged in one object. Kubernetes sets no such
@@ -849,12 +908,12 @@ pub const MAX_UID_BYTES: usize = 128;
 /// either way judging the object by its own type field could skip a Deployment dressed as a
 /// ConfigMap, so it is refused. An object without `apiVersion`/`kind` (encoders may leave
 /// TypeMeta empty) is read as `request.kind` says.
-fn check_objects(
-    request: &RequestIn<Box<RawValue>>,
-    (object, old_object): (Option<ObjectIn>, Option<ObjectIn>),
-    body: &str,
+fn check_objects<'a>(
+    request: &RequestIn<&'a RawValue>,
+    (object, old_object): (Option<ObjectIn<'a>>, Option<ObjectIn<'a>>),
+    body: &'a str,
     operation: Operation,
-) -> Result<(ReviewObject, Option<ReviewObject>), String> {
+) -> Result<(ReviewObject<'a>, Option<ReviewObject<'a>>), String> {
     let gvk = &request.kind;
     if gvk.kind.is_empty() || gvk.version.is_empty() {
         return Err(format!(
@@ -868,19 +927,16 @@ fn check_objects(
             operation.as_str()
         ));
     };
-    // An object read in the parse keeps no text: the body stands in for it, shared by both.
-    let mut review: Option<std::sync::Arc<str>> = None;
-    let mut read = |object, field| match object {
+    let read = |object, field| match object {
         ObjectIn::Text(text) => {
-            ReviewObject::read(text, api_version_of(gvk), gvk.kind.clone(), field)
+            ReviewObject::read(text, body, api_version_of(gvk), gvk.kind.clone(), field)
         }
         ObjectIn::Read(read) => {
             let (types, view) = *read;
-            let review = review.get_or_insert_with(|| std::sync::Arc::from(body));
             ReviewObject::read_in_review(
                 types,
                 view,
-                review,
+                body,
                 api_version_of(gvk),
                 gvk.kind.clone(),
                 field,
@@ -1035,6 +1091,7 @@ pub fn decide_with_readers(
     policies: &PolicySet,
     snapshot: &Snapshot,
 ) -> Answer {
+    let review = review.parts();
     let request = &review.request;
     let decision = policy::evaluate_with_readers(
         &policy::Request {
@@ -1085,10 +1142,6 @@ pub fn answer(
         Parsed::Review(review) => decide(&review, webhook, policies, snapshot),
         Parsed::Refused(answer) => *answer,
     })
-}
-
-fn refused(uid: &str, message: String) -> Parsed {
-    Parsed::Refused(Box::new(refusal(uid, message)))
 }
 
 fn refusal(uid: &str, message: String) -> Answer {

@@ -14,7 +14,8 @@
 //! field that disagrees with the review) goes through the tree, whose reading names the field at
 //! fault.
 
-use std::sync::{Arc, OnceLock};
+use std::ops::Range;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -27,7 +28,7 @@ pub enum Object<'a> {
     /// A parsed JSON tree.
     Tree(&'a Value),
     /// An AdmissionReview's object, read from its text.
-    Review(&'a ReviewObject),
+    Review(&'a ReviewObject<'a>),
 }
 
 impl<'a> From<&'a Value> for Object<'a> {
@@ -36,8 +37,8 @@ impl<'a> From<&'a Value> for Object<'a> {
     }
 }
 
-impl<'a> From<&'a ReviewObject> for Object<'a> {
-    fn from(object: &'a ReviewObject) -> Self {
+impl<'a> From<&'a ReviewObject<'a>> for Object<'a> {
+    fn from(object: &'a ReviewObject<'a>) -> Self {
         Object::Review(object)
     }
 }
@@ -53,7 +54,7 @@ impl<'a> Object<'a> {
 
     /// The workload view read from the text, when the object is a built-in pod-bearing kind
     /// whose text read cleanly; None otherwise (then [`workload::read`] on [`Object::tree`]).
-    pub fn text_view(self) -> Option<&'a WorkloadView> {
+    pub fn text_view(self) -> Option<&'a WorkloadView<'a>> {
         match self {
             Object::Tree(_) => None,
             Object::Review(object) => object.text_view(),
@@ -79,28 +80,32 @@ impl ReviewField {
 }
 
 /// An AdmissionReview's object (or old object): its JSON text, the type the review names, and
-/// the workload view or the tree.
+/// the workload view or the tree. Its text and its view's strings are the review body's.
 #[derive(Debug)]
-pub struct ReviewObject {
-    /// The object's text: kept by the review's parse, or, for an object that parse read into
-    /// its view already, found again in the review when a later step asks for it.
-    text: OnceLock<Box<RawValue>>,
-    /// The review's body, where the text is found again (None when the text was kept).
-    review: Option<Arc<str>>,
+pub struct ReviewObject<'a> {
+    /// The review's body.
+    review: &'a str,
+    /// The object's text, when the review's parse kept it.
+    kept: Option<&'a str>,
+    /// Where the text is in `review`, for an object that parse read into its view already:
+    /// found again when a later step asks for it (None: not found, read as `null`). A range,
+    /// not a `&str`: what a `OnceLock` holds cannot borrow from the body the review owns.
+    found: OnceLock<Option<Range<usize>>>,
     field: ReviewField,
     api_version: String,
     kind: String,
-    view: Option<WorkloadView>,
+    view: Option<WorkloadView<'a>>,
     tree: OnceLock<Value>,
 }
 
-impl ReviewObject {
+impl<'a> ReviewObject<'a> {
     /// Reads `text`, the object of a review whose `request.kind` is `api_version`/`kind`. An
     /// object without `apiVersion`/`kind` (encoders may leave TypeMeta empty) is read as the
     /// review says; one whose own type fields say something else is refused (`Err`, naming
     /// `field`), as is one that is not a JSON object.
     pub fn read(
-        text: Box<RawValue>,
+        text: &'a RawValue,
+        review: &'a str,
         api_version: String,
         kind: String,
         field: ReviewField,
@@ -110,8 +115,9 @@ impl ReviewObject {
             .filter(|(types, _)| types_agree(types, &api_version, &kind));
         if let Some((_, view)) = from_text {
             return Ok(ReviewObject {
-                text: OnceLock::from(text),
-                review: None,
+                review,
+                kept: Some(text.get()),
+                found: OnceLock::new(),
                 field,
                 api_version,
                 kind,
@@ -126,8 +132,9 @@ impl ReviewObject {
             serde_json::from_str(text.get()).map_err(|e| format!("{}: {e}", field.path()))?;
         reconcile_type(&mut tree, &api_version, &kind, field.path())?;
         Ok(ReviewObject {
-            text: OnceLock::from(text),
-            review: None,
+            review,
+            kept: Some(text.get()),
+            found: OnceLock::new(),
             field,
             api_version,
             kind,
@@ -142,18 +149,20 @@ impl ReviewObject {
     /// review are left to that reading, with the text found again in the body.
     pub fn read_in_review(
         types: TypeFields,
-        view: WorkloadView,
-        review: &Arc<str>,
+        view: WorkloadView<'a>,
+        review: &'a str,
         api_version: String,
         kind: String,
         field: ReviewField,
     ) -> Result<Self, String> {
         if !types_agree(&types, &api_version, &kind) {
-            return Self::read(find_text(review, field), api_version, kind, field);
+            let text = find_text(review, field).unwrap_or_else(|| null_text());
+            return Self::read(text, review, api_version, kind, field);
         }
         Ok(ReviewObject {
-            text: OnceLock::new(),
-            review: Some(Arc::clone(review)),
+            review,
+            kept: None,
+            found: OnceLock::new(),
             field,
             api_version,
             kind,
@@ -174,18 +183,27 @@ impl ReviewObject {
     }
 
     /// The view read from the text, if it was.
-    pub fn text_view(&self) -> Option<&WorkloadView> {
+    pub fn text_view(&self) -> Option<&WorkloadView<'a>> {
         self.view.as_ref()
     }
 
     /// The object's JSON text as the review carries it.
-    pub fn text(&self) -> &str {
-        self.text
-            .get_or_init(|| match &self.review {
-                Some(review) => find_text(review, self.field),
-                None => null_text(),
-            })
-            .get()
+    pub fn text(&self) -> &'a str {
+        if let Some(kept) = self.kept {
+            return kept;
+        }
+        let found = self.found.get_or_init(|| {
+            let text = find_text(self.review, self.field)?.get();
+            // `text` is a part of `review`: its offset there.
+            let start = (text.as_ptr() as usize).checked_sub(self.review.as_ptr() as usize)?;
+            let range = start..start + text.len();
+            let at = self.review.get(range.clone())?;
+            std::ptr::eq(at, text).then_some(range)
+        });
+        match found {
+            Some(range) => &self.review[range.clone()],
+            None => null_text().get(),
+        }
     }
 
     /// The tree, with the type the review names filled in where the object leaves it out.
@@ -203,30 +221,32 @@ impl ReviewObject {
 /// The text of `field` in a review's body. The body was parsed once already (so this does not
 /// fail; were it to, the object reads as `null`, which no step judges as allowed), with no
 /// repeated key in the request (that parse refuses them), so this is the object it read.
-fn find_text(review: &str, field: ReviewField) -> Box<RawValue> {
+fn find_text(review: &str, field: ReviewField) -> Option<&RawValue> {
     use serde::Deserialize;
     #[derive(Deserialize)]
-    struct Review {
-        request: Option<Request>,
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Option<Request<'a>>,
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Request {
-        object: Option<Box<RawValue>>,
-        old_object: Option<Box<RawValue>>,
+    struct Request<'a> {
+        #[serde(borrow)]
+        object: Option<&'a RawValue>,
+        #[serde(borrow)]
+        old_object: Option<&'a RawValue>,
     }
-    let request = serde_json::from_str::<Review>(review)
-        .ok()
-        .and_then(|r| r.request);
-    let text = request.and_then(|r| match field {
-        ReviewField::Object => r.object,
-        ReviewField::OldObject => r.old_object,
-    });
-    text.unwrap_or_else(null_text)
+    let request = serde_json::from_str::<Review>(review).ok()?.request?;
+    match field {
+        ReviewField::Object => request.object,
+        ReviewField::OldObject => request.old_object,
+    }
 }
 
-fn null_text() -> Box<RawValue> {
-    RawValue::from_string("null".to_string()).expect("null is JSON")
+/// The text of an object that is not there.
+fn null_text() -> &'static RawValue {
+    static NULL: OnceLock<Box<RawValue>> = OnceLock::new();
+    NULL.get_or_init(|| RawValue::from_string("null".to_string()).expect("null is JSON"))
 }
 
 /// Whether the type fields an object's text carries agree with the review's: each absent,

@@ -266,7 +266,7 @@ async fn review(state: WebhookState, webhook: Webhook, request: Request) -> Resp
             &engine.snapshot
         } else {
             let mut snapshot = engine.snapshot.clone();
-            let namespace = review.info.namespace.as_str();
+            let namespace = review.info().namespace.as_str();
             for object in &looked_up.related {
                 snapshot.insert_related(object, namespace);
             }
@@ -322,7 +322,7 @@ async fn look_up(
 ) -> LookedUp {
     let until =
         || tokio::time::Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
-    let namespace = review.info.namespace.clone();
+    let namespace = review.info().namespace.clone();
     // The referenced ConfigMaps, and the namespace when the watch has not delivered it. At
     // most MAX_PREFETCHED GETs for one review: an object naming thousands of ConfigMaps must
     // not turn one admission into thousands of requests to the API server. The ones left out

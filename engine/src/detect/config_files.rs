@@ -81,23 +81,23 @@ fn var(env: &ResolvedEnv, name: &str) -> Var {
 
 /// The value of a flag in `command` + `args` (`--config X`, `--config=X`, `-c X`).
 fn flag(container: &ContainerView<'_>, names: &[&str]) -> Option<(String, String)> {
-    let all: Vec<(String, &String)> = container
+    let all: Vec<(String, &str)> = container
         .command
         .iter()
         .enumerate()
-        .map(|(i, a)| (format!("{}.command[{i}]", container.path), a))
+        .map(|(i, a)| (format!("{}.command[{i}]", container.path), a.as_str()))
         .chain(
             container
                 .args
                 .iter()
                 .enumerate()
-                .map(|(i, a)| (format!("{}.args[{i}]", container.path), a)),
+                .map(|(i, a)| (format!("{}.args[{i}]", container.path), a.as_str())),
         )
         .collect();
     let mut found = None;
     for (i, (path, a)) in all.iter().enumerate() {
         for n in names {
-            if a.as_str() == *n {
+            if *a == *n {
                 if let Some((p, v)) = all.get(i + 1) {
                     found = Some((p.clone(), v.to_string()));
                 }
@@ -144,18 +144,18 @@ fn source_of(container: &ContainerView<'_>, template: &PodTemplateView, file: &s
             // The file name in the volume, then the key that projects to it.
             let in_volume = match (&rel, &m.sub_path) {
                 (Some(rel), _) => rel.clone(),
-                (None, Some(sub)) => sub.clone(),
+                (None, Some(sub)) => sub.to_string(),
                 (None, None) => continue,
             };
             let key = match &cm.items {
-                Some(items) => match items.iter().find(|it| it.path == in_volume) {
-                    Some(it) => it.key.clone(),
+                Some(items) => match items.iter().find(|it| it.path == *in_volume) {
+                    Some(it) => it.key.to_string(),
                     None => continue,
                 },
                 None => in_volume,
             };
             Source::ConfigMap {
-                name: cm.name.clone(),
+                name: cm.name.to_string(),
                 key,
                 mount,
             }

@@ -665,7 +665,7 @@ fn urls_in_commands(
         Place::Exec(..) => "a URL in an exec hook or probe".to_string(),
     };
     let mut texts: Vec<(Place<'_>, &str, bool)> = Vec::new();
-    let lists: [(&'static str, &[String]); 2] =
+    let lists: [(&'static str, &[crate::workload::Text<'_>]); 2] =
         [("command", container.command), ("args", container.args)];
     for (field, entries) in lists {
         for (i, entry) in entries.iter().enumerate() {

@@ -94,13 +94,13 @@ pub fn evaluate_with_readers(
 
 /// An object's tree: decided at once when it is hostguard's own resource, an AI tool's
 /// resource, a ConfigMap with a config file, or not a workload (`Err`); else read as a workload.
-fn read_tree(
+fn read_tree<'v>(
     request: &Request<'_>,
-    object: &Value,
+    object: &'v Value,
     readers: ConfigMapReaders<'_>,
     policies: &PolicySet,
     snapshot: &Snapshot,
-) -> Result<WorkloadView, Box<Decision>> {
+) -> Result<WorkloadView<'v>, Box<Decision>> {
     if let Some(decision) = validate_own_resource(object) {
         return Err(Box::new(decision));
     }

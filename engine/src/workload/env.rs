@@ -247,7 +247,7 @@ impl<'e> ResolvedEnv<'e> {
                 continue;
             };
             if expands {
-                defined.insert(var.name.clone(), value.clone());
+                defined.insert(var.name.to_string(), value.clone());
             }
             env.explicit
                 .entry(var.name.as_str())
@@ -854,13 +854,13 @@ mod tests {
         // fifth is 1 GiB.
         let mut env = vec![EnvVarView {
             name: "V0".into(),
-            value: Some("x".repeat(1024)),
+            value: Some("x".repeat(1024).into()),
             ..Default::default()
         }];
         for i in 1..8 {
             env.push(EnvVarView {
-                name: format!("V{i}"),
-                value: Some(format!("$(V{})", i - 1).repeat(16)),
+                name: format!("V{i}").into(),
+                value: Some(format!("$(V{})", i - 1).repeat(16).into()),
                 ..Default::default()
             });
         }

@@ -8,6 +8,9 @@
 
 pub mod env;
 pub mod kinds;
+mod text;
+
+pub use text::Text;
 
 /// Field paths (`spec.template.spec.containers[0].env[OPENAI_BASE_URL]`), each built in one
 /// allocation of its exact size. Paths are built for every entry of every container on every
@@ -123,22 +126,24 @@ pub enum ViewError {
 }
 
 /// One pod-bearing object, read.
+///
+/// Its strings borrow from the JSON it was read from (see [`Text`]).
 #[derive(Debug, Clone)]
-pub struct WorkloadView {
+pub struct WorkloadView<'a> {
     pub kind: WorkloadKind,
-    pub name: String,
-    pub namespace: Option<String>,
+    pub name: Text<'a>,
+    pub namespace: Option<Text<'a>>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// True when `metadata.deletionTimestamp` is set: the object is being deleted.
     pub deleting: bool,
     /// Every pod template (today one per object; a list so that future kinds with several fit).
-    pub templates: Vec<PodTemplateView>,
+    pub templates: Vec<PodTemplateView<'a>>,
 }
 
 /// One pod template with its field paths.
 #[derive(Debug, Clone)]
-pub struct PodTemplateView {
+pub struct PodTemplateView<'a> {
     /// Path of the template itself: `spec.template`, or empty for a Pod.
     pub path: String,
     /// Where the pod spec is when it is not `<path>.spec`: a PodSpec or a Container inlined in
@@ -149,24 +154,30 @@ pub struct PodTemplateView {
     pub container_at: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    pub spec: PodSpecView,
+    pub spec: PodSpecView<'a>,
 }
 
 /// The parts of object metadata hostguard reads. Everything else (`managedFields`, often the
 /// largest part of an object the API server sends) is skipped, not parsed.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MetaView {
-    name: Option<String>,
-    namespace: Option<String>,
+struct MetaView<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    namespace: Option<Text<'a>>,
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,
     deletion_timestamp: Option<IgnoredAny>,
 }
 
-impl MetaView {
+impl<'a> MetaView<'a> {
     /// The view of an object with this metadata and these pod templates.
-    fn into_view(self, kind: WorkloadKind, templates: Vec<PodTemplateView>) -> WorkloadView {
+    fn into_view(
+        self,
+        kind: WorkloadKind,
+        templates: Vec<PodTemplateView<'a>>,
+    ) -> WorkloadView<'a> {
         WorkloadView {
             kind,
             name: self.name.unwrap_or_default(),
@@ -185,10 +196,13 @@ impl MetaView {
 /// fail a review.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PodSpecView {
-    pub containers: Option<Vec<ContainerSpec>>,
-    pub init_containers: Option<Vec<ContainerSpec>>,
-    pub ephemeral_containers: Option<Vec<ContainerSpec>>,
+pub struct PodSpecView<'a> {
+    #[serde(borrow)]
+    pub containers: Option<Vec<ContainerSpec<'a>>>,
+    #[serde(borrow)]
+    pub init_containers: Option<Vec<ContainerSpec<'a>>>,
+    #[serde(borrow)]
+    pub ephemeral_containers: Option<Vec<ContainerSpec<'a>>>,
     pub affinity: Option<AffinityView>,
     /// `/etc/hosts` entries: mapping an allowed model host to an IP sends its traffic there.
     pub host_aliases: Option<Vec<HostAlias>>,
@@ -200,16 +214,18 @@ pub struct PodSpecView {
     pub node_selector: Option<BTreeMap<String, String>>,
     /// Volumes, of which ConfigMap and Secret volumes matter: an AI tool reads its config file
     /// from one (see `detect::config_files`).
-    pub volumes: Option<Vec<VolumeView>>,
+    #[serde(borrow)]
+    pub volumes: Option<Vec<VolumeView<'a>>>,
 }
 
 /// One volume: its name and, when it is one, the ConfigMap it projects.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct VolumeView {
-    #[serde(default)]
-    pub name: String,
-    pub config_map: Option<ConfigMapVolumeView>,
+pub struct VolumeView<'a> {
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+    #[serde(borrow)]
+    pub config_map: Option<ConfigMapVolumeView<'a>>,
     pub secret: Option<IgnoredAny>,
     pub projected: Option<IgnoredAny>,
 }
@@ -218,33 +234,35 @@ pub struct VolumeView {
 /// `key` to a relative `path`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ConfigMapVolumeView {
-    #[serde(default)]
-    pub name: String,
-    pub items: Option<Vec<KeyToPathView>>,
+pub struct ConfigMapVolumeView<'a> {
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+    #[serde(borrow)]
+    pub items: Option<Vec<KeyToPathView<'a>>>,
 }
 
 /// One `items` entry of a ConfigMap volume.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct KeyToPathView {
-    #[serde(default)]
-    pub key: String,
-    #[serde(default)]
-    pub path: String,
+pub struct KeyToPathView<'a> {
+    #[serde(default, borrow)]
+    pub key: Text<'a>,
+    #[serde(default, borrow)]
+    pub path: Text<'a>,
 }
 
 /// One `volumeMounts` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct VolumeMountView {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub mount_path: String,
-    pub sub_path: Option<String>,
+pub struct VolumeMountView<'a> {
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+    #[serde(default, borrow)]
+    pub mount_path: Text<'a>,
+    #[serde(borrow)]
+    pub sub_path: Option<Text<'a>>,
 }
 
-impl PodSpecView {
+impl PodSpecView<'_> {
     /// The terms of `affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`.
     pub fn required_node_terms(&self) -> &[NodeSelectorTerm] {
         self.affinity
@@ -269,13 +287,16 @@ pub struct AffinityView {
 /// One container (regular, init or ephemeral: the fields read are the same).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerSpec {
-    #[serde(default)]
-    pub name: String,
-    pub env: Option<Vec<EnvVarView>>,
+pub struct ContainerSpec<'a> {
+    #[serde(default, borrow)]
+    pub name: Text<'a>,
+    #[serde(borrow)]
+    pub env: Option<Vec<EnvVarView<'a>>>,
     pub env_from: Option<Vec<EnvFromSource>>,
-    pub command: Option<Vec<String>>,
-    pub args: Option<Vec<String>>,
+    #[serde(borrow)]
+    pub command: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub args: Option<Vec<Text<'a>>>,
     /// Hooks and probes run commands and requests of their own, which can carry model traffic
     /// (`curl https://api.openai.com/...` in a `postStart` hook).
     ///
@@ -286,8 +307,10 @@ pub struct ContainerSpec {
     pub readiness_probe: Option<Box<Probe>>,
     pub startup_probe: Option<Box<Probe>>,
     /// The image names the application, and so which config file it reads.
-    pub image: Option<String>,
-    pub volume_mounts: Option<Vec<VolumeMountView>>,
+    #[serde(borrow)]
+    pub image: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub volume_mounts: Option<Vec<VolumeMountView<'a>>>,
 }
 
 /// One `env` entry, Kubernetes' `EnvVar` with its rarely set `valueFrom` boxed: 56 bytes instead
@@ -297,13 +320,13 @@ pub struct ContainerSpec {
 /// are skipped, a repeated key keeps its last value (`null` included), and a missing or null
 /// `name` is the empty name.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EnvVarView {
-    pub name: String,
-    pub value: Option<String>,
+pub struct EnvVarView<'a> {
+    pub name: Text<'a>,
+    pub value: Option<Text<'a>>,
     pub value_from: Option<Box<EnvVarSource>>,
 }
 
-impl<'de> Deserialize<'de> for EnvVarView {
+impl<'de: 'a, 'a> Deserialize<'de> for EnvVarView<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::{MapAccess, Visitor};
         enum Field {
@@ -334,12 +357,12 @@ impl<'de> Deserialize<'de> for EnvVarView {
         }
         struct EntryVisitor;
         impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = EnvVarView;
+            type Value = EnvVarView<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("EnvVar")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvVarView, A::Error> {
-                let mut name: Option<String> = None;
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvVarView<'de>, A::Error> {
+                let mut name: Option<Text<'de>> = None;
                 let mut value = None;
                 let mut value_from = None;
                 while let Some(key) = map.next_key::<Field>()? {
@@ -405,7 +428,7 @@ fn push_actions<'a>(
     }
 }
 
-impl ContainerSpec {
+impl ContainerSpec<'_> {
     fn view(&self, path: String) -> ContainerView<'_> {
         let mut exec = Vec::new();
         let mut http_get = Vec::new();
@@ -448,7 +471,7 @@ impl ContainerSpec {
     }
 }
 
-impl PodTemplateView {
+impl PodTemplateView<'_> {
     /// Path of a field under the template, e.g. `spec.template.spec` + `spec`.
     pub fn field(&self, rel: &str) -> String {
         if let Some(spec) = &self.spec_at {
@@ -506,12 +529,12 @@ pub struct ContainerView<'a> {
     /// e.g. `spec.template.spec.containers[0]`
     pub path: String,
     pub name: &'a str,
-    pub env: &'a [EnvVarView],
+    pub env: &'a [EnvVarView<'a>],
     pub env_from: &'a [EnvFromSource],
-    pub command: &'a [String],
-    pub args: &'a [String],
+    pub command: &'a [Text<'a>],
+    pub args: &'a [Text<'a>],
     pub image: &'a str,
-    pub volume_mounts: &'a [VolumeMountView],
+    pub volume_mounts: &'a [VolumeMountView<'a>],
     /// `exec` hooks and probes.
     pub exec: Vec<ExecView<'a>>,
     /// `httpGet` hooks and probes.
@@ -519,7 +542,7 @@ pub struct ContainerView<'a> {
 }
 
 /// Reads an object. `Ok(None)` when its type is not a pod-bearing kind.
-pub fn read(object: &Value) -> Result<Option<WorkloadView>, ViewError> {
+pub fn read(object: &Value) -> Result<Option<WorkloadView<'_>>, ViewError> {
     let Some(map) = object.as_object() else {
         return Err(ViewError::NotAnObject);
     };
@@ -532,7 +555,7 @@ pub fn read(object: &Value) -> Result<Option<WorkloadView>, ViewError> {
 }
 
 /// Reads an object whose kind is already known (an AdmissionReview names it in `request.kind`).
-pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView, ViewError> {
+pub fn read_as(kind: WorkloadKind, object: &Value) -> Result<WorkloadView<'_>, ViewError> {
     if !object.is_object() {
         return Err(ViewError::NotAnObject);
     }
@@ -587,36 +610,42 @@ pub struct TypeFields {
 /// the fields [`read_as`] reads, and nothing else.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ObjectText<S> {
+struct ObjectText<'a, S> {
     api_version: Option<Value>,
     kind: Option<Value>,
-    metadata: Option<MetaView>,
+    #[serde(borrow)]
+    metadata: Option<MetaView<'a>>,
     spec: Option<S>,
 }
 
 /// `spec` of a Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController or Job.
 #[derive(Deserialize)]
-struct ControllerSpecText {
-    template: Option<TemplateText>,
+struct ControllerSpecText<'a> {
+    #[serde(borrow)]
+    template: Option<TemplateText<'a>>,
 }
 
 /// `spec` of a CronJob: the Job's spec is one level further down.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CronJobSpecText {
-    job_template: Option<JobTemplateText>,
+struct CronJobSpecText<'a> {
+    #[serde(borrow)]
+    job_template: Option<JobTemplateText<'a>>,
 }
 
 #[derive(Deserialize)]
-struct JobTemplateText {
-    spec: Option<ControllerSpecText>,
+struct JobTemplateText<'a> {
+    #[serde(borrow)]
+    spec: Option<ControllerSpecText<'a>>,
 }
 
 /// A pod template: `spec.template` (or `spec.jobTemplate.spec.template`).
 #[derive(Deserialize)]
-struct TemplateText {
-    metadata: Option<MetaView>,
-    spec: Option<PodSpecView>,
+struct TemplateText<'a> {
+    #[serde(borrow)]
+    metadata: Option<MetaView<'a>>,
+    #[serde(borrow)]
+    spec: Option<PodSpecView<'a>>,
 }
 
 /// Reads a built-in pod-bearing object (not another controller's kind) straight from its JSON
@@ -628,7 +657,7 @@ struct TemplateText {
 /// not of that shape, whatever the reason (a field of the wrong type, a duplicate key, which
 /// the typed reading refuses and the tree resolves to its last value): the caller then reads
 /// the tree, which gives the answer it always gave, naming the field at fault.
-pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, WorkloadView)> {
+pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, WorkloadView<'_>)> {
     let mut de = serde_json::Deserializer::from_str(text);
     let read = read_from(kind, &mut de).ok()?;
     de.end().ok()?;
@@ -641,8 +670,8 @@ pub fn read_text(kind: WorkloadKind, text: &str) -> Option<(TypeFields, Workload
 pub fn read_from<'de, D: serde::Deserializer<'de>>(
     kind: WorkloadKind,
     d: D,
-) -> Result<(TypeFields, WorkloadView), D::Error> {
-    let from_template = |t: Option<TemplateText>| {
+) -> Result<(TypeFields, WorkloadView<'de>), D::Error> {
+    let from_template = |t: Option<TemplateText<'de>>| {
         t.map_or_else(Default::default, |t| {
             let meta = t.metadata.unwrap_or_default();
             (
@@ -696,8 +725,8 @@ pub fn read_from<'de, D: serde::Deserializer<'de>>(
 /// have that shape.
 fn parse_object<'de, D: serde::Deserializer<'de>, S: Deserialize<'de>>(
     d: D,
-) -> Result<(TypeFields, MetaView, Option<S>), D::Error> {
-    let o = ObjectText::<S>::deserialize(d)?;
+) -> Result<(TypeFields, MetaView<'de>, Option<S>), D::Error> {
+    let o = ObjectText::<'de, S>::deserialize(d)?;
     let types = TypeFields {
         api_version: o.api_version,
         kind: o.kind,
@@ -719,10 +748,10 @@ pub fn not_understood(object: &Value) -> Option<String> {
 }
 
 /// Every pod template of another controller's object, following the table's paths.
-fn other_templates(
+fn other_templates<'v>(
     kind: &kinds::TemplateKind,
-    object: &Value,
-) -> Result<Vec<PodTemplateView>, ViewError> {
+    object: &'v Value,
+) -> Result<Vec<PodTemplateView<'v>>, ViewError> {
     let mut out = Vec::new();
     for (path, shape) in kind.templates {
         for (at, value) in walk(object, path)? {
@@ -776,7 +805,7 @@ fn other_templates(
                         containers: Some(vec![container]),
                         volumes: value
                             .get("volumes")
-                            .and_then(|v| serde_json::from_value(v.clone()).ok()),
+                            .and_then(|v| Deserialize::deserialize(v).ok()),
                         ..Default::default()
                     };
                     PodTemplateView {
@@ -795,7 +824,7 @@ fn other_templates(
     Ok(out)
 }
 
-fn parse_value<T: for<'de> Deserialize<'de>>(value: &Value) -> Result<Option<T>, ViewError> {
+fn parse_value<'v, T: Deserialize<'v>>(value: &'v Value) -> Result<Option<T>, ViewError> {
     parse_at(value, &[])
 }
 
@@ -1059,8 +1088,8 @@ mod refs_text {
 }
 
 /// Deserialises the value at `keys`, naming the exact field on failure.
-fn parse_at<T: for<'de> Deserialize<'de>>(
-    object: &Value,
+fn parse_at<'v, T: Deserialize<'v>>(
+    object: &'v Value,
     keys: &[&str],
 ) -> Result<Option<T>, ViewError> {
     let Some(value) = keys.iter().try_fold(object, |v, k| v.get(k)) else {
@@ -1096,11 +1125,11 @@ mod tests {
     use k8s_openapi::api::core::v1::EnvVar;
 
     /// What k8s-openapi's `EnvVar` reads from `text`, as the view's fields, or its error.
-    fn as_k8s_openapi_reads(text: &str) -> Result<EnvVarView, String> {
+    fn as_k8s_openapi_reads(text: &str) -> Result<EnvVarView<'static>, String> {
         serde_json::from_str::<EnvVar>(text)
             .map(|v| EnvVarView {
-                name: v.name,
-                value: v.value,
+                name: v.name.into(),
+                value: v.value.map(Into::into),
                 value_from: v.value_from.map(Box::new),
             })
             .map_err(|e| e.to_string())
@@ -1138,13 +1167,17 @@ mod tests {
             assert_eq!(view, as_k8s_openapi_reads(text), "{text}");
             // The same from a parsed tree (the fallback readings).
             if let Ok(tree) = serde_json::from_str::<serde_json::Value>(text) {
-                let view =
-                    serde_json::from_value::<EnvVarView>(tree.clone()).map_err(|e| e.to_string());
-                let reference = serde_json::from_value::<EnvVar>(tree)
+                let view = <EnvVarView as serde::Deserialize>::deserialize(&tree)
+                    .map_err(|e| e.to_string());
+                let reference = serde_json::from_value::<EnvVar>(tree.clone())
                     .map(|v| (v.name, v.value, v.value_from))
                     .map_err(|e| e.to_string());
                 assert_eq!(
-                    view.map(|v| (v.name, v.value, v.value_from.map(|b| *b))),
+                    view.map(|v| (
+                        v.name.into_owned(),
+                        v.value.map(super::Text::into_owned),
+                        v.value_from.map(|b| *b)
+                    )),
                     reference,
                     "{text} (from a tree)"
                 );
