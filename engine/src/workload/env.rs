@@ -557,7 +557,7 @@ fn value_of(
         };
         return match snapshot.config_map(pod.namespace, &r.name) {
             // Values from a ConfigMap are not expanded: the kubelet expands only `value`.
-            Lookup::Found(data) => match data.get(&r.key) {
+            Lookup::Found(data) => match data.get(r.key.as_str()) {
                 Some(v) => Some((EnvValue::Literal(v.clone()), Some(origin), false)),
                 None if optional => None,
                 None => cannot_start("the ConfigMap has no such key"),

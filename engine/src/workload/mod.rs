@@ -9,8 +9,12 @@
 pub mod env;
 pub mod kinds;
 mod text;
+mod value_from;
 
 pub use text::Text;
+pub use value_from::{
+    FieldSelectorView, KeySelectorView, ResourceSelectorView, SecretKeySelectorView, ValueFromView,
+};
 
 /// Field paths (`spec.template.spec.containers[0].env[OPENAI_BASE_URL]`), each built in one
 /// allocation of its exact size. Paths are built for every entry of every container on every
@@ -41,8 +45,8 @@ pub mod field_path {
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EnvFromSource, EnvVarSource, ExecAction, HTTPGetAction, HostAlias, Lifecycle, NodeAffinity,
-    NodeSelectorTerm, PodDNSConfig, Probe,
+    EnvFromSource, ExecAction, HTTPGetAction, HostAlias, Lifecycle, NodeAffinity, NodeSelectorTerm,
+    PodDNSConfig, Probe,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -323,7 +327,7 @@ pub struct ContainerSpec<'a> {
 pub struct EnvVarView<'a> {
     pub name: Text<'a>,
     pub value: Option<Text<'a>>,
-    pub value_from: Option<Box<EnvVarSource>>,
+    pub value_from: Option<Box<ValueFromView<'a>>>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for EnvVarView<'a> {
@@ -1121,8 +1125,36 @@ fn parse_at<'v, T: Deserialize<'v>>(
 
 #[cfg(test)]
 mod tests {
-    use super::EnvVarView;
-    use k8s_openapi::api::core::v1::EnvVar;
+    use super::{
+        EnvVarView, FieldSelectorView, KeySelectorView, ResourceSelectorView,
+        SecretKeySelectorView, ValueFromView,
+    };
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource};
+
+    /// k8s-openapi's `EnvVarSource` as the view's fields.
+    fn source_as_view(s: EnvVarSource) -> ValueFromView<'static> {
+        ValueFromView {
+            config_map_key_ref: s.config_map_key_ref.map(|r| KeySelectorView {
+                key: r.key.into(),
+                name: r.name.into(),
+                optional: r.optional,
+            }),
+            field_ref: s.field_ref.map(|r| FieldSelectorView {
+                api_version: r.api_version.map(Into::into),
+                field_path: r.field_path.into(),
+            }),
+            resource_field_ref: s.resource_field_ref.map(|r| ResourceSelectorView {
+                container_name: r.container_name.map(Into::into),
+                divisor: r.divisor,
+                resource: r.resource.into(),
+            }),
+            secret_key_ref: s.secret_key_ref.map(|r| SecretKeySelectorView {
+                key: r.key.into(),
+                name: r.name.into(),
+                optional: r.optional,
+            }),
+        }
+    }
 
     /// What k8s-openapi's `EnvVar` reads from `text`, as the view's fields, or its error.
     fn as_k8s_openapi_reads(text: &str) -> Result<EnvVarView<'static>, String> {
@@ -1130,7 +1162,7 @@ mod tests {
             .map(|v| EnvVarView {
                 name: v.name.into(),
                 value: v.value.map(Into::into),
-                value_from: v.value_from.map(Box::new),
+                value_from: v.value_from.map(|s| Box::new(source_as_view(s))),
             })
             .map_err(|e| e.to_string())
     }
@@ -1150,6 +1182,35 @@ mod tests {
             r#"{"name":"A","valueFrom":{"resourceFieldRef":{"resource":"limits.cpu","divisor":"1m"}}}"#,
             r#"{"name":"A","valueFrom":{"fileKeyRef":{"volumeName":"v","path":"p","key":"k"}}}"#,
             r#"{"name":"A","Name":"B","VALUE":"c","extra":{"deep":[1,2,{"x":null}]}}"#,
+            // valueFrom: every source, required fields missing or null, repeated keys, unknown
+            // keys, escapes, numbers for a divisor.
+            r#"{"name":"A","valueFrom":{"configMapKeyRef":{}}}"#,
+            r#"{"name":"A","valueFrom":{"configMapKeyRef":{"name":null,"key":null,"optional":null}}}"#,
+            r#"{"name":"A","valueFrom":{"configMapKeyRef":{"name":"a","name":"b","key":"k","key":null}}}"#,
+            r#"{"name":"A","valueFrom":{"configMapKeyRef":{"name":"m\u0041\"","key":"k\\","x":[{}]}}}"#,
+            r#"{"name":"A","valueFrom":{"configMapKeyRef":{"name":"m","key":"k"},"configMapKeyRef":null}}"#,
+            r#"{"name":"A","valueFrom":{"secretKeyRef":{"name":"s","key":"k","optional":false},"configMapKeyRef":{"name":"m","key":"k"}}}"#,
+            r#"{"name":"A","valueFrom":{"secretKeyRef":{"key":"k","optional":true,"name":"s","name":"t"}}}"#,
+            r#"{"name":"A","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.labels['a']"}}}"#,
+            r#"{"name":"A","valueFrom":{"fieldRef":{"apiVersion":null}}}"#,
+            r#"{"name":"A","valueFrom":{"resourceFieldRef":{"containerName":"c","resource":"requests.memory","divisor":1}}}"#,
+            r#"{"name":"A","valueFrom":{"resourceFieldRef":{"divisor":0.5}}}"#,
+            r#"{"name":"A","valueFrom":{"resourceFieldRef":{"divisor":-3,"divisor":"2Mi"}}}"#,
+            r#"{"name":"A","valueFrom":{"resourceFieldRef":null,"fieldRef":null}}"#,
+            r#"{"name":"A","valueFrom":{}}"#,
+            r#"{"name":"A","valueFrom":{"ConfigMapKeyRef":{"name":"m","key":"k"}}}"#,
+            // Refused by k8s-openapi, so refused with its words.
+            r#"{"name":"A","valueFrom":[{"name":"m","key":"k"}]}"#,
+            r#"{"name":"A","valueFrom":{"configMapKeyRef":["m","k"]}}"#,
+            r#"{"name":"A","valueFrom":{"configMapKeyRef":"m"}}"#,
+            r#"{"name":"A","valueFrom":{"secretKeyRef":{"name":1}}}"#,
+            r#"{"name":"A","valueFrom":{"secretKeyRef":{"optional":"true"}}}"#,
+            r#"{"name":"A","valueFrom":{"fieldRef":{"fieldPath":["a"]}}}"#,
+            r#"{"name":"A","valueFrom":{"fieldRef":true}}"#,
+            r#"{"name":"A","valueFrom":{"resourceFieldRef":{"divisor":true}}}"#,
+            r#"{"name":"A","valueFrom":{"resourceFieldRef":{"divisor":{"a":1}}}}"#,
+            r#"{"name":"A","valueFrom":{"resourceFieldRef":{"containerName":2}}}"#,
+            r#"{"name":"A","valueFrom":7}"#,
             r#"{"name":"A\u0000\"\\","value":"\ud83d\ude00"}"#,
             r#"{}"#,
             // Refused, with the same message.
@@ -1170,7 +1231,7 @@ mod tests {
                 let view = <EnvVarView as serde::Deserialize>::deserialize(&tree)
                     .map_err(|e| e.to_string());
                 let reference = serde_json::from_value::<EnvVar>(tree.clone())
-                    .map(|v| (v.name, v.value, v.value_from))
+                    .map(|v| (v.name, v.value, v.value_from.map(source_as_view)))
                     .map_err(|e| e.to_string());
                 assert_eq!(
                     view.map(|v| (
