@@ -42,15 +42,17 @@ fn app_of(container: &ContainerView<'_>) -> Option<App> {
     let repo = super::apps::repository(container.image);
     let repo = repo.as_ref();
     let last = repo.rsplit('/').next().unwrap_or(repo);
-    if repo.contains("berriai/") && last.starts_with("litellm")
+    // The image's name first: it is the cheap test, and it rules out most images (a substring
+    // search costs more than the decision's other tests of a container's image).
+    if last.starts_with("litellm") && repo.contains("berriai/")
         || container.command.first().is_some_and(|c| c == "litellm")
     {
         Some(App::LiteLlm)
-    } else if repo.contains("robustadev/") && last.starts_with("holmes") {
+    } else if last.starts_with("holmes") && repo.contains("robustadev/") {
         Some(App::Holmes)
-    } else if repo.contains("danny-avila/") && last.starts_with("librechat") {
+    } else if last.starts_with("librechat") && repo.contains("danny-avila/") {
         Some(App::LibreChat)
-    } else if repo.contains("infiniflow/") && last.starts_with("ragflow") {
+    } else if last.starts_with("ragflow") && repo.contains("infiniflow/") {
         Some(App::RagFlow)
     } else {
         None

@@ -224,7 +224,7 @@ impl<'e> ResolvedEnv<'e> {
         let expands = container
             .env
             .iter()
-            .any(|v| v.value.as_deref().is_some_and(|s| s.contains("$(")));
+            .any(|v| v.value.as_deref().is_some_and(opens_a_reference));
         let mut defined: BTreeMap<String, EnvValue> = BTreeMap::new();
         for from in env.sources.iter().filter(|_| expands) {
             if let FromSource::Known { prefix, data, .. } = from {
@@ -615,6 +615,14 @@ fn sets_for_certain(entries: &[Explicit]) -> bool {
     entries.iter().any(|e| !e.may_be_skipped)
 }
 
+/// Whether `value` holds `$(`, where a `$(VAR)` reference could start. Most values hold no `$`
+/// at all, which one `memchr` finds; `str::contains` with a two-byte needle sets up a searcher
+/// for every value of every container.
+fn opens_a_reference(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    memchr::memchr_iter(b'$', bytes).any(|i| bytes.get(i + 1) == Some(&b'('))
+}
+
 /// `s` as `format!("{s:?}")` writes it. Names and keys are printable ASCII with no quote or
 /// backslash, which `Debug` leaves as they are; they are quoted without the formatting machinery
 /// (an origin is written for every `valueFrom` entry of every container).
@@ -775,6 +783,31 @@ mod tests {
 
     /// Quoting is `Debug`'s, for names that need no escape and for every kind that does, as
     /// the name and as the key of a reference.
+    #[test]
+    fn a_reference_opens_where_contains_finds_dollar_paren() {
+        let values = [
+            "",
+            "$",
+            "(",
+            "$(",
+            "$$(",
+            "a$(b",
+            "$ (",
+            "($",
+            "$$",
+            "x$",
+            "$)(",
+            "$(A)$(B)",
+            "\u{e9}$(\u{e9})",
+            "$\u{e9}(",
+            "abc",
+            "$$$$(",
+        ];
+        for value in values {
+            assert_eq!(opens_a_reference(value), value.contains("$("), "{value:?}");
+        }
+    }
+
     #[test]
     fn quoting_is_debug_quoting() {
         for s in [
