@@ -38,6 +38,8 @@
 //!   `openai.chat.completions.create` to `AWS_BEDROCK_BASE_URL`, else to
 //!   `https://bedrock-mantle.<AWS_REGION>.api.aws/openai/v1`, whatever other endpoint is set.
 
+use std::borrow::Cow;
+
 use crate::workload::env::{Candidate, EnvValue, ResolvedEnv};
 
 use super::catalogue::OPENAI_SDK_DEFAULT_BASE_URL;
@@ -61,7 +63,8 @@ pub struct Routes {
 /// The destinations the clients choose from `env` on their own. `visible` are the endpoints the
 /// catalogue already found in the container (they decide whether the OpenAI default is plain or
 /// ambiguous).
-pub fn routes(env: &ResolvedEnv, visible: &[Endpoint]) -> Routes {
+/// `names` are the container's variable names, as [`ResolvedEnv::names`] gives them.
+pub fn routes(env: &ResolvedEnv, names: &[Cow<'_, str>], visible: &[Endpoint]) -> Routes {
     let mut out = Routes::default();
     gateway(env, &mut out);
     litellm_proxy(env, &mut out);
@@ -72,7 +75,7 @@ pub fn routes(env: &ResolvedEnv, visible: &[Endpoint]) -> Routes {
         .map(|e| e.via.clone())
         .collect();
     others.extend(out.names.iter().cloned());
-    openai_default(env, &others, &mut out);
+    openai_default(env, names, &others, &mut out);
     out
 }
 
@@ -215,15 +218,14 @@ fn bedrock_module_client(env: &ResolvedEnv, out: &mut Routes) {
     route(out, NAME, e);
 }
 
-fn openai_default(env: &ResolvedEnv, others: &[String], out: &mut Routes) {
+fn openai_default(env: &ResolvedEnv, names: &[Cow<'_, str>], others: &[String], out: &mut Routes) {
     if usable_url(env, "OPENAI_BASE_URL") {
         return;
     }
     // The key in any letter case: an app configured through pydantic-settings reads
     // `openai_api_key` and hands it to `OpenAI()` (whose own OPENAI_BASE_URL lookup is
     // case-sensitive, so only the exact name makes the base URL usable above).
-    let key = env
-        .names()
+    let key = names
         .iter()
         .filter(|n| n.eq_ignore_ascii_case("OPENAI_API_KEY"))
         .find_map(|n| set_in_python(env, n));

@@ -503,7 +503,7 @@ fn infer_container(
         found.endpoints.extend(routes.endpoints);
     }
     if !matches!(image, Some(apps::Image::Official(_))) {
-        let routes = clients::routes(env, &found.endpoints);
+        let routes = clients::routes(env, &names, &found.endpoints);
         found.signals.extend(routes.signals);
         found.endpoints.extend(routes.endpoints);
     }
