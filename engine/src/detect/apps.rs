@@ -28,7 +28,6 @@
 
 use super::catalogue::OPENAI_SDK_DEFAULT_BASE_URL;
 use super::{Endpoint, EndpointValue, Signal};
-use crate::workload::ContainerView;
 use crate::workload::env::{EnvValue, ResolvedEnv};
 
 /// Open WebUI's official image repository.
@@ -75,9 +74,8 @@ pub enum Image {
     LookAlike(App),
 }
 
-/// The application `container` runs, as far as its image says.
-pub fn app_of(container: &ContainerView<'_>) -> Option<Image> {
-    let repository = repository(container.image);
+/// The application a container runs, as far as its image's [`repository`] says.
+pub fn app_of(repository: &str) -> Option<Image> {
     if repository == OPEN_WEBUI_IMAGE {
         Some(Image::Official(App::OpenWebUi))
     } else if repository.rsplit('/').next() == Some("open-webui") {

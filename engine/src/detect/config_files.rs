@@ -38,9 +38,8 @@ enum App {
     RagFlow,
 }
 
-fn app_of(container: &ContainerView<'_>) -> Option<App> {
-    let repo = super::apps::repository(container.image);
-    let repo = repo.as_ref();
+/// `repo` is the container's image repository (`apps::repository`).
+fn app_of(container: &ContainerView<'_>, repo: &str) -> Option<App> {
     let last = repo.rsplit('/').next().unwrap_or(repo);
     // The image's name first: it is the cheap test, and it rules out most images (a substring
     // search costs more than the decision's other tests of a container's image).
@@ -185,14 +184,16 @@ fn source_of(container: &ContainerView<'_>, template: &PodTemplateView, file: &s
 
 /// The facts of `container`'s config file, or None when the container is not a known
 /// application or reads no config file (then its env is read as for any container).
+/// `repository` is its image's (`apps::repository`).
 pub(crate) fn read(
     container: &ContainerView<'_>,
+    repository: &str,
     template: &PodTemplateView,
     env: &ResolvedEnv,
     namespace: &str,
     snapshot: &Snapshot,
 ) -> Option<ConfigFacts> {
-    let app = app_of(container)?;
+    let app = app_of(container, repository)?;
     let mut facts = ConfigFacts::default();
     let unresolved = |facts: &mut ConfigFacts, path: String, why: String| {
         facts.signals.push(Signal::Resource { path: path.clone() });

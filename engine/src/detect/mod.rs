@@ -307,7 +307,11 @@ fn detect_template(
     for container in template.containers() {
         let env = ResolvedEnv::resolve(&container, &pod, snapshot);
         // An application that reads its model list from a config file: the file decides.
-        if let Some(config) = config_files::read(&container, template, &env, namespace, snapshot) {
+        // Both the config-file applications and the others are recognised by it.
+        let repository = apps::repository(container.image);
+        if let Some(config) =
+            config_files::read(&container, &repository, template, &env, namespace, snapshot)
+        {
             facts.malformed.extend(config.malformed);
             if !config.endpoints.is_empty() {
                 let draft = usages.entry(OPENAI.to_string()).or_default();
@@ -316,7 +320,7 @@ fn detect_template(
             }
             continue;
         }
-        let inferred = infer_container(&container, &env, known_hosts);
+        let inferred = infer_container(&container, &repository, &env, known_hosts);
         for s in env.opaque_sources() {
             opaque_paths.push((s.path, s.why));
         }
@@ -484,6 +488,7 @@ struct Configured {
 /// CA bundles that redirect what was found.
 fn infer_container(
     container: &ContainerView<'_>,
+    repository: &str,
     env: &ResolvedEnv,
     hosts: &KnownHosts,
 ) -> Option<Inferred> {
@@ -496,7 +501,7 @@ fn infer_container(
 
     // The official image of an application with its own client: its rules, not the SDKs'. An
     // image that only bears its name: both.
-    let image = apps::app_of(container);
+    let image = apps::app_of(repository);
     if let Some(apps::Image::Official(app) | apps::Image::LookAlike(app)) = image {
         let routes = apps::routes(app, env);
         found.signals.extend(routes.signals);
