@@ -222,7 +222,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed<'_> {
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let kind = self
             .0
-            .and_then(|gvk| WorkloadKind::from_type(&api_version_of(gvk), &gvk.kind))
+            .and_then(|gvk| WorkloadKind::from_parts(&gvk.group, &gvk.version, &gvk.kind))
             .filter(|k| !matches!(k, WorkloadKind::Other(_)));
         match kind {
             Some(kind) => d.deserialize_option(ObjectVisitor(kind)),

@@ -445,6 +445,13 @@ fn accepted_respelling(url: &Url, raw: &str) -> Option<String> {
     let (scheme, rest) = raw.split_once("://")?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
+    // Already in that form (the common case, for every endpoint of every review): no copy.
+    let respelled = authority.bytes().any(|b| b.is_ascii_uppercase())
+        || (url.scheme() == "https" && authority.ends_with(":443"))
+        || tail.starts_with('?');
+    if !respelled {
+        return None;
+    }
     let mut host = authority.to_ascii_lowercase();
     if url.scheme() == "https"
         && let Some(bare) = host.strip_suffix(":443")

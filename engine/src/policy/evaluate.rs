@@ -559,8 +559,22 @@ pub(super) fn check_endpoints(
     decision: &mut Decision,
 ) {
     let rules = policy.endpoint_rules();
-    let allowed = policy.allowed_brief();
+    // What the messages quote is written only for an endpoint that gets one: most are allowed.
+    let allowed_hosts = std::cell::LazyCell::new(|| policy.allowed_brief());
     for endpoint in &usage.endpoints {
+        let classification = match &endpoint.value {
+            EndpointValue::Ambiguous { url, .. } | EndpointValue::Url(url) => {
+                Some(classifier.classify(url, &rules))
+            }
+            EndpointValue::Unresolved(_) | EndpointValue::Redirected(_) => None,
+        };
+        if classification
+            .as_ref()
+            .is_some_and(|c| c.hosting == Hosting::Azure)
+        {
+            continue;
+        }
+        let allowed = allowed_hosts.as_str();
         let from = match (&endpoint.origin, endpoint.via.as_str()) {
             (Some(origin), _) => format!(" (from {origin})"),
             (None, via) if via.starts_with("the ") => format!(" ({via})"),
@@ -607,10 +621,7 @@ pub(super) fn check_endpoints(
                     ),
                 );
             }
-            EndpointValue::Ambiguous { url, why } => {
-                if classifier.classify(url, &rules).hosting == Hosting::Azure {
-                    continue;
-                }
+            EndpointValue::Ambiguous { why, .. } => {
                 let message = format!(
                     "{path}: the OpenAI clients disagree about where this container's {} goes: {why}; for Azure, name the key AZURE_OPENAI_API_KEY; otherwise {hint}, per policy {} (allowed: {allowed})",
                     traffic(policy),
@@ -625,7 +636,8 @@ pub(super) fn check_endpoints(
                 );
             }
             EndpointValue::Url(url) => {
-                let c = classifier.classify(url, &rules);
+                // Classified above (never None for a URL).
+                let c = classification.unwrap_or_else(|| classifier.classify(url, &rules));
                 let (what, short) = match c.hosting {
                     Hosting::Azure => continue,
                     Hosting::InCluster => {

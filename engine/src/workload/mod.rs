@@ -73,6 +73,26 @@ impl WorkloadKind {
     /// versions (`extensions/v1beta1`, `batch/v1beta1`) keep the template at the same place.
     pub fn from_type(api_version: &str, kind: &str) -> Option<Self> {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+        Self::from_group_version(group, version, kind)
+    }
+
+    /// [`WorkloadKind::from_type`] of the `apiVersion` that `group` and `version` make (an
+    /// AdmissionReview's `request.kind` gives them apart), without writing it out.
+    pub fn from_parts(group: &str, version: &str, kind: &str) -> Option<Self> {
+        if version.contains('/') {
+            // `group/version` would be split elsewhere than between these two.
+            let api_version = if group.is_empty() {
+                version.to_string()
+            } else {
+                [group, "/", version].concat()
+            };
+            return Self::from_type(&api_version, kind);
+        }
+        Self::from_group_version(group, version, kind)
+    }
+
+    fn from_group_version(group: &str, version: &str, kind: &str) -> Option<Self> {
         let k = match (group, kind) {
             ("", "Pod") => WorkloadKind::Pod,
             ("", "ReplicationController") => WorkloadKind::ReplicationController,
@@ -83,7 +103,6 @@ impl WorkloadKind {
             ("batch", "Job") => WorkloadKind::Job,
             ("batch", "CronJob") => WorkloadKind::CronJob,
             _ => {
-                let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
                 let other = kinds::find(group, kind)?;
                 if !other.versions.contains(&version) {
                     return None;
@@ -1165,6 +1184,48 @@ mod tests {
                 value_from: v.value_from.map(|s| Box::new(source_as_view(s))),
             })
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_kind_from_its_parts_is_the_kind_of_the_api_version_they_make() {
+        use super::WorkloadKind;
+        let groups = [
+            "",
+            "apps",
+            "batch",
+            "extensions",
+            "a/b",
+            "apps/",
+            "/",
+            "ray.io",
+            "kubeflow.org",
+        ];
+        let versions = ["", "v1", "v1beta1", "v1/x", "/v1", "v1/", "/", "apps/v1"];
+        let kinds = [
+            "Pod",
+            "Deployment",
+            "CronJob",
+            "RayCluster",
+            "PyTorchJob",
+            "",
+            "pod",
+        ];
+        for group in groups {
+            for version in versions {
+                for kind in kinds {
+                    let api_version = if group.is_empty() {
+                        version.to_string()
+                    } else {
+                        format!("{group}/{version}")
+                    };
+                    assert_eq!(
+                        WorkloadKind::from_parts(group, version, kind),
+                        WorkloadKind::from_type(&api_version, kind),
+                        "{group:?} {version:?} {kind:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
