@@ -203,6 +203,11 @@ impl Classifier {
 pub struct KnownHosts {
     patterns: Vec<HostPattern>,
     needles: Vec<String>,
+    /// The needles by their first byte: bit `i` of `starts[b]` is set when needle `i` starts
+    /// with `b` in either case. A text is then scanned once, not once per needle (each scan was
+    /// a `memchr` set up for a value of a few dozen bytes). None past 64 needles, which are
+    /// scanned one by one.
+    starts: Option<Box<[u64; 256]>>,
 }
 
 /// What a mention of a model host looks like besides the allowed patterns' suffixes.
@@ -220,8 +225,10 @@ impl KnownHosts {
         let needles = OPENAI_MENTIONS
             .into_iter()
             .chain(patterns.iter().map(HostPattern::suffix));
+        let needles = minimal_needles(needles);
         KnownHosts {
-            needles: minimal_needles(needles),
+            starts: first_bytes(&needles),
+            needles,
             patterns,
         }
     }
@@ -241,10 +248,12 @@ impl KnownHosts {
     /// zero-width characters). Whatever it picks up is then classified strictly by
     /// [`classify`].
     pub fn mentioned_in(&self, text: &str) -> bool {
-        let mentions = |haystack: &str| {
-            self.needles
+        let mentions = |haystack: &str| match &self.starts {
+            Some(starts) => mentions_any(haystack.as_bytes(), &self.needles, starts),
+            None => self
+                .needles
                 .iter()
-                .any(|needle| contains_ignore_ascii_case(haystack, needle))
+                .any(|needle| contains_ignore_ascii_case(haystack, needle)),
         };
         if text.is_ascii() && !text.contains('%') {
             mentions(text)
@@ -271,6 +280,42 @@ fn minimal_needles<'a>(needles: impl IntoIterator<Item = &'a str>) -> Vec<String
         }
     }
     kept
+}
+
+/// [`KnownHosts::starts`] of `needles` (lower case, none empty).
+fn first_bytes(needles: &[String]) -> Option<Box<[u64; 256]>> {
+    if needles.len() > 64 {
+        return None;
+    }
+    let mut starts = Box::new([0u64; 256]);
+    for (i, needle) in needles.iter().enumerate() {
+        let first = *needle.as_bytes().first()?;
+        for b in [first.to_ascii_lowercase(), first.to_ascii_uppercase()] {
+            starts[usize::from(b)] |= 1 << i;
+        }
+    }
+    Some(starts)
+}
+
+/// Whether some needle is in `haystack`, ASCII case aside, as
+/// [`contains_ignore_ascii_case`] of each finds it: one pass over the haystack, testing at each
+/// byte the needles that start with it.
+fn mentions_any(haystack: &[u8], needles: &[String], starts: &[u64; 256]) -> bool {
+    for (at, &b) in haystack.iter().enumerate() {
+        let mut candidates = starts[usize::from(b)];
+        while candidates != 0 {
+            let i = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let needle = needles[i].as_bytes();
+            if haystack
+                .get(at..at + needle.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 impl Default for KnownHosts {
@@ -617,10 +662,16 @@ mod tests {
             "\u{212A}openai.com",
             "7X7x",
         ];
+        let starts = first_bytes(&minimal).expect("two needles");
         for needle in needles {
             for text in texts {
                 for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
                     let hay = &text[cut..];
+                    assert_eq!(
+                        mentions_any(hay.as_bytes(), &minimal, &starts),
+                        needles.iter().any(|n| by_definition(hay, n)),
+                        "one pass for any of {needles:?} in {hay:?}"
+                    );
                     assert_eq!(
                         contains_ignore_ascii_case(hay, needle),
                         by_definition(hay, needle),
@@ -632,6 +683,54 @@ mod tests {
                         "any of {needles:?} in {hay:?}"
                     );
                 }
+            }
+        }
+    }
+
+    /// A policy set's hosts are found in a text where some of their needles is, by the one
+    /// pass (up to 64 needles) and by the scan per needle (more), alike.
+    #[test]
+    fn known_hosts_are_mentioned_where_a_needle_is() {
+        let few = default_patterns();
+        let many: Vec<HostPattern> = (0..70)
+            .map(|i| HostPattern::parse(&format!("*.gw{i}.contoso{i}.com")).expect("valid"))
+            .chain(default_patterns())
+            .collect();
+        let texts = [
+            "",
+            "https://contoso.openai.azure.com/openai/v1",
+            "HTTPS://X.COGNITIVESERVICES.AZURE.COM",
+            "see api.openai.com for details",
+            "https://gw69.contoso69.com/v1",
+            "https://gw7.contoso70.com/v1",
+            "gw1.contoso1.co",
+            "services.ai.azure.co",
+            "xservices.ai.azure.comx",
+            "openai.azur",
+            "redis://cache:6379",
+            "4096",
+        ];
+        for (patterns, one_pass) in [(few, true), (many, false)] {
+            let needles: Vec<String> = OPENAI_MENTIONS
+                .iter()
+                .copied()
+                .chain(patterns.iter().map(HostPattern::suffix))
+                .map(str::to_ascii_lowercase)
+                .collect();
+            let hosts = KnownHosts::new(patterns);
+            assert_eq!(
+                hosts.starts.is_some(),
+                one_pass,
+                "{} needles",
+                hosts.needles.len()
+            );
+            for text in texts {
+                let by_definition = needles.iter().any(|n| {
+                    text.as_bytes()
+                        .windows(n.len())
+                        .any(|w| w.eq_ignore_ascii_case(n.as_bytes()))
+                });
+                assert_eq!(hosts.mentioned_in(text), by_definition, "{text:?}");
             }
         }
     }
