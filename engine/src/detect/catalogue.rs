@@ -310,14 +310,9 @@ pub fn lookup(name: &str) -> Option<&'static Variable> {
     CATALOGUE.iter().find(|v| v.name == name)
 }
 
-/// Looks a variable up by name in any letter case: applications configured through
+/// Where `name`, in any letter case, is in [`CATALOGUE`]: applications configured through
 /// pydantic-settings (case-insensitive by default) read `openai_base_url` as `OPENAI_BASE_URL`,
 /// so a lower- or mixed-case spelling counts as another value of the same variable.
-pub fn lookup_any_case(name: &str) -> Option<&'static Variable> {
-    position_any_case(name).map(|i| &CATALOGUE[i])
-}
-
-/// Where [`lookup_any_case`] finds `name` in [`CATALOGUE`].
 ///
 /// Every variable of every container is looked up, so this is a hash lookup of the name folded
 /// to upper case (in a buffer on the stack) rather than a comparison with each entry; a name too

@@ -494,9 +494,14 @@ fn infer_container(
 ) -> Option<Inferred> {
     let mut found = Inferred::default();
     let names = env.names();
-    let configured = catalogue_variables(env, &names, &mut found);
+    // Where each name is in the catalogue, looked up once for both walks over the names.
+    let places: Vec<Option<usize>> = names
+        .iter()
+        .map(|n| catalogue::position_any_case(n))
+        .collect();
+    let configured = catalogue_variables(env, &names, &places, &mut found);
     urls_in_commands(container, env, hosts, &mut found);
-    urls_in_other_variables(env, &names, hosts, &mut found);
+    urls_in_other_variables(env, &names, &places, hosts, &mut found);
     http_get_hosts(container, hosts, &mut found);
 
     // The official image of an application with its own client: its rules, not the SDKs'. An
@@ -529,24 +534,23 @@ fn infer_container(
 }
 
 /// The catalogue's variables that are set: a signal for each (flavour switches aside), their
-/// endpoints, and the key and flavour they configure.
+/// endpoints, and the key and flavour they configure. `places` are the names' places in the
+/// catalogue ([`catalogue::position_any_case`]).
 fn catalogue_variables(
     env: &ResolvedEnv,
     names: &[Cow<'_, str>],
+    places: &[Option<usize>],
     found: &mut Inferred,
 ) -> Configured {
     let mut configured = Configured::default();
     // Only the catalogue's variables that the container has, in some letter case, can give
     // anything; visited in catalogue order, as the key and flavour rules below rely on.
-    let mut present: Vec<usize> = names
-        .iter()
-        .filter_map(|n| catalogue::position_any_case(n))
-        .collect();
+    let mut present: Vec<usize> = places.iter().flatten().copied().collect();
     present.sort_unstable();
     present.dedup();
     for variable in present.into_iter().map(|i| &catalogue::CATALOGUE[i]) {
         let mut candidates = env.candidates(variable.name);
-        // Other spellings of the same name count as duplicates (see `lookup_any_case`).
+        // Other spellings of the same name count as duplicates (see `catalogue::position_any_case`).
         for other in names
             .iter()
             .filter(|n| n.as_ref() != variable.name && n.eq_ignore_ascii_case(variable.name))
@@ -727,15 +731,17 @@ fn urls_in_commands(
 }
 
 /// Model URLs in the value of any variable the catalogue does not know (a sidecar's
-/// `UPSTREAM_URL`, JSON config such as `OAI_CONFIG_LIST`).
+/// `UPSTREAM_URL`, JSON config such as `OAI_CONFIG_LIST`). `places` are the names' places in the
+/// catalogue.
 fn urls_in_other_variables(
     env: &ResolvedEnv,
     names: &[Cow<'_, str>],
+    places: &[Option<usize>],
     hosts: &KnownHosts,
     found: &mut Inferred,
 ) {
-    for name in names {
-        if catalogue::lookup_any_case(name).is_some() || NOT_ENDPOINTS.contains(&name.as_ref()) {
+    for (name, place) in names.iter().zip(places) {
+        if place.is_some() || NOT_ENDPOINTS.contains(&name.as_ref()) {
             continue;
         }
         for c in env.candidates(name) {
