@@ -781,8 +781,7 @@ fn expand_bounded(
 mod tests {
     use super::*;
 
-    /// Quoting is `Debug`'s, for names that need no escape and for every kind that does, as
-    /// the name and as the key of a reference.
+    /// A `$(` is found where `str::contains` finds it, with `$` and `(` in every arrangement.
     #[test]
     fn a_reference_opens_where_contains_finds_dollar_paren() {
         let values = [
@@ -808,6 +807,8 @@ mod tests {
         }
     }
 
+    /// Quoting is `Debug`'s, for names that need no escape and for every kind that does, as
+    /// the name and as the key of a reference.
     #[test]
     fn quoting_is_debug_quoting() {
         for s in [
