@@ -33,6 +33,7 @@
 //!   tools disagree on which duplicate survives, so each one could be the value in effect.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use super::{ContainerView, EnvVarView, field_path};
@@ -159,7 +160,7 @@ pub struct ResolvedEnv<'e> {
     /// Values set by `env`, every duplicate kept, in order. An entry the kubelet skips for
     /// certain is not here. Hashed (each variable of the catalogue and every other one is asked
     /// for), with a seed of this process's so that names cannot be chosen to collide.
-    explicit: HashMap<&'e str, Vec<Explicit<'e>>, foldhash::fast::RandomState>,
+    explicit: HashMap<&'e str, Entries<'e>, foldhash::fast::RandomState>,
     /// `envFrom` sources in order.
     sources: Vec<FromSource>,
     /// The Pod's namespace, and whether that namespace's service links are set.
@@ -249,20 +250,26 @@ impl<'e> ResolvedEnv<'e> {
             if expands {
                 defined.insert(var.name.to_string(), value.clone());
             }
-            env.explicit
-                .entry(var.name.as_str())
-                .or_default()
-                .push(Explicit {
-                    candidate: Candidate {
-                        value,
-                        set_by: SetBy::Env {
-                            container: &container.path,
-                            name: &var.name,
-                        },
-                        origin,
+            let entry = Explicit {
+                candidate: Candidate {
+                    value,
+                    set_by: SetBy::Env {
+                        container: &container.path,
+                        name: &var.name,
                     },
-                    may_be_skipped,
-                });
+                    origin,
+                },
+                may_be_skipped,
+            };
+            match env.explicit.entry(var.name.as_str()) {
+                Entry::Occupied(mut entries) => entries.get_mut().later.push(entry),
+                Entry::Vacant(slot) => {
+                    slot.insert(Entries {
+                        first: entry,
+                        later: Vec::new(),
+                    });
+                }
+            }
         }
         env
     }
@@ -289,7 +296,7 @@ impl<'e> ResolvedEnv<'e> {
     fn set_for_certain(&self, name: &str) -> bool {
         self.explicit
             .get(name)
-            .is_some_and(|entries| sets_for_certain(entries))
+            .is_some_and(Entries::set_for_certain)
     }
 
     /// The value `envFrom` gives `name`, from the last readable source that has it.
@@ -338,13 +345,14 @@ impl<'e> ResolvedEnv<'e> {
     /// Borrowed where `env` sets them (every variable of a container is asked for, most to be
     /// scanned and dropped); an `envFrom` value is built when asked for.
     pub fn candidates(&self, name: &str) -> Vec<Cow<'_, Candidate<'_>>> {
-        let entries = self.explicit.get(name).map_or(&[][..], Vec::as_slice);
+        let entries = self.explicit.get(name);
         let mut out: Vec<Cow<'_, Candidate<'_>>> = entries
-            .iter()
+            .into_iter()
+            .flat_map(Entries::iter)
             .map(|e| Cow::Borrowed(&e.candidate))
             .collect();
         // What `env` may not set, `envFrom` does.
-        if !sets_for_certain(entries)
+        if !entries.is_some_and(Entries::set_for_certain)
             && let Some(c) = self.env_from_value(name)
         {
             out.push(Cow::Owned(c));
@@ -402,7 +410,7 @@ impl<'e> ResolvedEnv<'e> {
     /// The value in effect at the end (the last `env` entry, else the last source, else a
     /// service link), for expanding `command` and `args`.
     fn effective(&self, name: &str) -> Option<EnvValue> {
-        if let Some(last) = self.explicit.get(name).and_then(|e| e.last()) {
+        if let Some(last) = self.explicit.get(name).map(Entries::last) {
             return Some(last.candidate.value.clone());
         }
         if let Some(c) = self.env_from_value(name) {
@@ -609,10 +617,27 @@ fn value_of(
     ))
 }
 
-/// Whether some of a variable's `env` entries is never skipped, so that `env` sets it for
-/// certain.
-fn sets_for_certain(entries: &[Explicit]) -> bool {
-    entries.iter().any(|e| !e.may_be_skipped)
+/// A variable's `env` entries, in order: the first kept in place, as a name almost always has
+/// one (a list for every name was an allocation for every entry of every container).
+#[derive(Debug, Clone)]
+struct Entries<'e> {
+    first: Explicit<'e>,
+    later: Vec<Explicit<'e>>,
+}
+
+impl<'e> Entries<'e> {
+    fn iter(&self) -> impl Iterator<Item = &Explicit<'e>> {
+        std::iter::once(&self.first).chain(&self.later)
+    }
+
+    fn last(&self) -> &Explicit<'e> {
+        self.later.last().unwrap_or(&self.first)
+    }
+
+    /// Whether some entry is never skipped, so that `env` sets the variable for certain.
+    fn set_for_certain(&self) -> bool {
+        self.iter().any(|e| !e.may_be_skipped)
+    }
 }
 
 /// Whether `value` holds `$(`, where a `$(VAR)` reference could start. Most values hold no `$`
@@ -880,6 +905,52 @@ mod tests {
                 format!("{other:?}").len()
             ),
         }
+    }
+
+    /// A name set three times keeps every value as a candidate, in order; `command` expands it
+    /// to the last, as the kubelet's map holds the last write (`MakeEnvironmentVariables`).
+    #[test]
+    fn every_entry_of_a_repeated_name_is_a_candidate_and_the_last_is_in_effect() {
+        let entry = |name: &str, value: &str| EnvVarView {
+            name: name.to_string().into(),
+            value: Some(value.to_string().into()),
+            ..Default::default()
+        };
+        let env = vec![
+            entry("X", "one"),
+            entry("Y", "other"),
+            entry("X", "two"),
+            entry("X", "three"),
+        ];
+        let container = ContainerView {
+            path: "spec.containers[0]".into(),
+            name: "app",
+            env: &env,
+            env_from: &[],
+            command: &[],
+            args: &[],
+            image: "",
+            volume_mounts: &[],
+            exec: Vec::new(),
+            http_get: Vec::new(),
+        };
+        let resolved = ResolvedEnv::resolve(
+            &container,
+            &PodFacts::template("default"),
+            &Snapshot::default(),
+        );
+        let values: Vec<String> = resolved
+            .candidates("X")
+            .iter()
+            .map(|c| match &c.value {
+                EnvValue::Literal(v) => v.clone(),
+                EnvValue::Unreadable(why) => why.clone(),
+            })
+            .collect();
+        assert_eq!(values, ["one", "two", "three"]);
+        assert!(matches!(resolved.expand("$(X)"), EnvValue::Literal(v) if v == "three"));
+        assert!(matches!(resolved.expand("$(Y)"), EnvValue::Literal(v) if v == "other"));
+        assert_eq!(resolved.names(), ["X", "Y"]);
     }
 
     #[test]
