@@ -806,6 +806,22 @@ fn expand_bounded(
 mod tests {
     use super::*;
 
+    /// A container of a pod template with `env` and nothing else.
+    fn container_with_env<'a>(env: &'a [EnvVarView<'a>]) -> ContainerView<'a> {
+        ContainerView {
+            path: "spec.containers[0]".into(),
+            name: "app",
+            env,
+            env_from: &[],
+            command: &[],
+            args: &[],
+            image: "",
+            volume_mounts: &[],
+            exec: Vec::new(),
+            http_get: Vec::new(),
+        }
+    }
+
     /// A `$(` is found where `str::contains` finds it, with `$` and `(` in every arrangement.
     #[test]
     fn a_reference_opens_where_contains_finds_dollar_paren() {
@@ -911,9 +927,9 @@ mod tests {
     /// to the last, as the kubelet's map holds the last write (`MakeEnvironmentVariables`).
     #[test]
     fn every_entry_of_a_repeated_name_is_a_candidate_and_the_last_is_in_effect() {
-        let entry = |name: &str, value: &str| EnvVarView {
-            name: name.to_string().into(),
-            value: Some(value.to_string().into()),
+        let entry = |name: &'static str, value: &'static str| EnvVarView {
+            name: name.into(),
+            value: Some(value.into()),
             ..Default::default()
         };
         let env = vec![
@@ -922,18 +938,7 @@ mod tests {
             entry("X", "two"),
             entry("X", "three"),
         ];
-        let container = ContainerView {
-            path: "spec.containers[0]".into(),
-            name: "app",
-            env: &env,
-            env_from: &[],
-            command: &[],
-            args: &[],
-            image: "",
-            volume_mounts: &[],
-            exec: Vec::new(),
-            http_get: Vec::new(),
-        };
+        let container = container_with_env(&env);
         let resolved = ResolvedEnv::resolve(
             &container,
             &PodFacts::template("default"),
@@ -969,18 +974,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        let container = ContainerView {
-            path: "spec.containers[0]".into(),
-            name: "app",
-            env: &env,
-            env_from: &[],
-            command: &[],
-            args: &[],
-            image: "",
-            volume_mounts: &[],
-            exec: Vec::new(),
-            http_get: Vec::new(),
-        };
+        let container = container_with_env(&env);
         let resolved = ResolvedEnv::resolve(
             &container,
             &PodFacts::template("default"),

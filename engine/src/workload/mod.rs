@@ -7,14 +7,15 @@
 //! names the exact field a user must change.
 
 pub mod env;
+mod env_var;
 pub mod kinds;
 mod text;
-mod value_from;
 
-pub use text::Text;
-pub use value_from::{
-    FieldSelectorView, KeySelectorView, ResourceSelectorView, SecretKeySelectorView, ValueFromView,
+pub use env_var::{
+    EnvVarView, FieldSelectorView, KeySelectorView, ResourceSelectorView, SecretKeySelectorView,
+    ValueFromView,
 };
+pub use text::Text;
 
 /// Field paths (`spec.template.spec.containers[0].env[OPENAI_BASE_URL]`), each built in one
 /// allocation of its exact size. Paths are built for every entry of every container on every
@@ -334,79 +335,6 @@ pub struct ContainerSpec<'a> {
     pub image: Option<Text<'a>>,
     #[serde(borrow)]
     pub volume_mounts: Option<Vec<VolumeMountView<'a>>>,
-}
-
-/// One `env` entry, Kubernetes' `EnvVar` with its rarely set `valueFrom` boxed: 56 bytes instead
-/// of some 390, which is what a container's list moves each time it grows.
-///
-/// It is read exactly as k8s-openapi reads an `EnvVar`, so that no answer changes: unknown keys
-/// are skipped, a repeated key keeps its last value (`null` included), and a missing or null
-/// `name` is the empty name.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EnvVarView<'a> {
-    pub name: Text<'a>,
-    pub value: Option<Text<'a>>,
-    pub value_from: Option<Box<ValueFromView<'a>>>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for EnvVarView<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{MapAccess, Visitor};
-        enum Field {
-            Name,
-            Value,
-            ValueFrom,
-            Other,
-        }
-        struct FieldVisitor;
-        impl Visitor<'_> for FieldVisitor {
-            type Value = Field;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("field identifier")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
-                Ok(match v {
-                    "name" => Field::Name,
-                    "value" => Field::Value,
-                    "valueFrom" => Field::ValueFrom,
-                    _ => Field::Other,
-                })
-            }
-        }
-        impl<'de> Deserialize<'de> for Field {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_identifier(FieldVisitor)
-            }
-        }
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = EnvVarView<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("EnvVar")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvVarView<'de>, A::Error> {
-                let mut name: Option<Text<'de>> = None;
-                let mut value = None;
-                let mut value_from = None;
-                while let Some(key) = map.next_key::<Field>()? {
-                    match key {
-                        Field::Name => name = map.next_value()?,
-                        Field::Value => value = map.next_value()?,
-                        Field::ValueFrom => value_from = map.next_value()?,
-                        Field::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(EnvVarView {
-                    name: name.unwrap_or_default(),
-                    value,
-                    value_from,
-                })
-            }
-        }
-        d.deserialize_struct("EnvVar", &["name", "value", "valueFrom"], EntryVisitor)
-    }
 }
 
 /// A command a container runs besides its entrypoint: an `exec` hook or probe.
