@@ -245,16 +245,19 @@ fn detect_template(
     // 2. Annotations, the template's own and the workload's. They may only add governance: the
     // classes they name are added to what the workload is governed as, never put in place of
     // `stateless`. One that would exempt (`stateful`, `assistants,batches`) is reported.
-    let meta_path = template.metadata_path();
-    let layers: [(&Labels, String); 2] = [
-        (&template.annotations, format!("{meta_path}.annotations")),
-        (&view.annotations, "metadata.annotations".to_string()),
-    ];
+    // The template's own annotations (true), then the workload's. A layer's path is written
+    // only for an annotation that is there: most objects have neither, and the path is only
+    // ever part of a signal or a note.
+    let layers: [(&Labels, bool); 2] = [(&template.annotations, true), (&view.annotations, false)];
     let mut annotated: Vec<ApiClass> = Vec::new();
     let mut claims: Vec<AnnotationClaim> = Vec::new();
-    for (annotations, base) in &layers {
+    for &(annotations, own) in &layers {
+        let base = || match own {
+            true => format!("{}.annotations", template.metadata_path()),
+            false => "metadata.annotations".to_string(),
+        };
         if let Some(raw) = annotations.get(PROVIDER_ANNOTATION) {
-            let path = format!("{base}[{PROVIDER_ANNOTATION}]");
+            let path = format!("{}[{PROVIDER_ANNOTATION}]", base());
             for provider in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 usages
                     .entry(provider.to_ascii_lowercase())
@@ -264,7 +267,7 @@ fn detect_template(
             }
         }
         if let Some(raw) = annotations.get(API_CLASS_ANNOTATION) {
-            let path = format!("{base}[{API_CLASS_ANNOTATION}]");
+            let path = format!("{}[{API_CLASS_ANNOTATION}]", base());
             match parse_api_class(raw) {
                 Some(classes) => {
                     for c in &classes {

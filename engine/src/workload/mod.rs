@@ -345,7 +345,8 @@ pub struct ExecView<'a> {
     pub command: &'a [String],
 }
 
-/// An `httpGet` hook or probe: the kubelet sends it to `host` (the Pod IP when unset).
+/// An `httpGet` hook or probe that names a `host`: the kubelet sends it there. (One without a
+/// host goes to the Pod's own IP, so it is not kept.)
 #[derive(Debug, Clone)]
 pub struct HttpGetView<'a> {
     /// e.g. `spec.containers[0].livenessProbe.httpGet`
@@ -355,9 +356,10 @@ pub struct HttpGetView<'a> {
     pub url_path: Option<&'a str>,
 }
 
-/// The `exec` and `httpGet` actions of one hook or probe at `at`.
+/// The `exec` and `httpGet` actions of one hook or probe at `at()`. The path is written only
+/// for an action that is kept: most probes are an `httpGet` of the Pod itself.
 fn push_actions<'a>(
-    at: String,
+    at: impl Fn() -> String,
     exec_action: Option<&'a ExecAction>,
     http_get_action: Option<&'a HTTPGetAction>,
     exec: &mut Vec<ExecView<'a>>,
@@ -365,13 +367,13 @@ fn push_actions<'a>(
 ) {
     if let Some(cmd) = exec_action.and_then(|e| e.command.as_deref()) {
         exec.push(ExecView {
-            path: field_path::join(&[&at, ".exec.command"]),
+            path: field_path::join(&[&at(), ".exec.command"]),
             command: cmd,
         });
     }
-    if let Some(g) = http_get_action {
+    if let Some(g) = http_get_action.filter(|g| g.host.is_some()) {
         http_get.push(HttpGetView {
-            path: field_path::child(&at, "httpGet"),
+            path: field_path::child(&at(), "httpGet"),
             scheme: g.scheme.as_deref(),
             host: g.host.as_deref(),
             url_path: g.path.as_deref(),
@@ -384,12 +386,13 @@ impl ContainerSpec<'_> {
         let mut exec = Vec::new();
         let mut http_get = Vec::new();
         // Hooks and probes carry the same two actions the kubelet runs itself.
-        let mut actions = |at: String, e, g| push_actions(at, e, g, &mut exec, &mut http_get);
+        let mut actions =
+            |at: &dyn Fn() -> String, e, g| push_actions(at, e, g, &mut exec, &mut http_get);
         if let Some(l) = &self.lifecycle {
             for (name, hook) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
                 if let Some(h) = hook {
-                    let at = field_path::join(&[&path, ".lifecycle.", name]);
-                    actions(at, h.exec.as_ref(), h.http_get.as_ref());
+                    let at = || field_path::join(&[&path, ".lifecycle.", name]);
+                    actions(&at, h.exec.as_ref(), h.http_get.as_ref());
                 }
             }
         }
@@ -401,7 +404,7 @@ impl ContainerSpec<'_> {
         for (name, probe) in probes {
             if let Some(p) = probe {
                 actions(
-                    field_path::child(&path, name),
+                    &|| field_path::child(&path, name),
                     p.exec.as_ref(),
                     p.http_get.as_ref(),
                 );
@@ -488,7 +491,7 @@ pub struct ContainerView<'a> {
     pub volume_mounts: &'a [VolumeMountView<'a>],
     /// `exec` hooks and probes.
     pub exec: Vec<ExecView<'a>>,
-    /// `httpGet` hooks and probes.
+    /// `httpGet` hooks and probes that name a host.
     pub http_get: Vec<HttpGetView<'a>>,
 }
 
@@ -1112,6 +1115,66 @@ mod tests {
                 value_from: v.value_from.map(|s| Box::new(source_as_view(s))),
             })
             .map_err(|e| e.to_string())
+    }
+
+    /// The kubelet sends an `httpGet` without a host to the Pod's own IP, so only the hooks and
+    /// probes that name a host are kept, each with its path; `exec` actions are all kept.
+    #[test]
+    fn only_http_gets_that_name_a_host_are_kept_with_their_paths() {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "a",
+                "lifecycle": {
+                    "postStart": {"httpGet": {"host": "hooks.example", "port": 80}},
+                    "preStop": {"exec": {"command": ["stop"]}}},
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                "readinessProbe": {"httpGet": {"host": "ready.example", "port": 443,
+                    "scheme": "HTTPS", "path": "/r"}},
+                "startupProbe": {"exec": {"command": ["check"]},
+                    "httpGet": {"port": 8080}}}]}
+        });
+        let view = super::read(&pod).expect("a Pod").expect("pod-bearing");
+        let containers = view.templates[0].containers();
+        let gets: Vec<_> = containers[0]
+            .http_get
+            .iter()
+            .map(|g| (g.path.as_str(), g.host, g.scheme, g.url_path))
+            .collect();
+        assert_eq!(
+            gets,
+            [
+                (
+                    "spec.containers[0].lifecycle.postStart.httpGet",
+                    Some("hooks.example"),
+                    None,
+                    None
+                ),
+                (
+                    "spec.containers[0].readinessProbe.httpGet",
+                    Some("ready.example"),
+                    Some("HTTPS"),
+                    Some("/r")
+                ),
+            ]
+        );
+        let execs: Vec<_> = containers[0]
+            .exec
+            .iter()
+            .map(|e| (e.path.as_str(), e.command))
+            .collect();
+        assert_eq!(
+            execs,
+            [
+                (
+                    "spec.containers[0].lifecycle.preStop.exec.command",
+                    &["stop".to_string()][..]
+                ),
+                (
+                    "spec.containers[0].startupProbe.exec.command",
+                    &["check".to_string()][..]
+                ),
+            ]
+        );
     }
 
     #[test]
