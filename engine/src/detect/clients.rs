@@ -38,9 +38,7 @@
 //!   `openai.chat.completions.create` to `AWS_BEDROCK_BASE_URL`, else to
 //!   `https://bedrock-mantle.<AWS_REGION>.api.aws/openai/v1`, whatever other endpoint is set.
 
-use std::borrow::Cow;
-
-use crate::workload::env::{Candidate, EnvValue, ResolvedEnv};
+use crate::workload::env::{Candidate, EnvValue, ResolvedEnv, VariableName};
 
 use super::catalogue::OPENAI_SDK_DEFAULT_BASE_URL;
 use super::{Endpoint, EndpointValue, Signal};
@@ -64,7 +62,7 @@ pub struct Routes {
 /// catalogue already found in the container (they decide whether the OpenAI default is plain or
 /// ambiguous).
 /// `names` are the container's variable names, as [`ResolvedEnv::names`] gives them.
-pub fn routes(env: &ResolvedEnv, names: &[Cow<'_, str>], visible: &[Endpoint]) -> Routes {
+pub fn routes(env: &ResolvedEnv, names: &[VariableName<'_>], visible: &[Endpoint]) -> Routes {
     let mut out = Routes::default();
     gateway(env, &mut out);
     litellm_proxy(env, &mut out);
@@ -218,7 +216,12 @@ fn bedrock_module_client(env: &ResolvedEnv, out: &mut Routes) {
     route(out, NAME, e);
 }
 
-fn openai_default(env: &ResolvedEnv, names: &[Cow<'_, str>], others: &[String], out: &mut Routes) {
+fn openai_default(
+    env: &ResolvedEnv,
+    names: &[VariableName<'_>],
+    others: &[String],
+    out: &mut Routes,
+) {
     if usable_url(env, "OPENAI_BASE_URL") {
         return;
     }

@@ -18,7 +18,6 @@ pub mod catalogue;
 pub mod clients;
 pub mod config_files;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -26,7 +25,7 @@ use serde::Serialize;
 use crate::api::ApiClass;
 use crate::endpoint::KnownHosts;
 use crate::snapshot::{Labels, Snapshot, classes_of_apis};
-use crate::workload::env::{EnvValue, PodFacts, PodMeta, ResolvedEnv};
+use crate::workload::env::{EnvValue, PodFacts, PodMeta, ResolvedEnv, VariableName};
 use crate::workload::{ContainerView, PodTemplateView, WorkloadKind, WorkloadView, field_path};
 use catalogue::{Flavour, KeyKind, Role};
 
@@ -541,7 +540,7 @@ fn infer_container(
 /// catalogue ([`catalogue::position_any_case`]).
 fn catalogue_variables(
     env: &ResolvedEnv,
-    names: &[Cow<'_, str>],
+    names: &[VariableName<'_>],
     places: &[Option<usize>],
     found: &mut Inferred,
 ) -> Configured {
@@ -558,7 +557,7 @@ fn catalogue_variables(
             .iter()
             .filter(|n| n.as_ref() != variable.name && n.eq_ignore_ascii_case(variable.name))
         {
-            candidates.extend(env.candidates(other));
+            candidates.extend(env.candidates_of(other));
         }
         // An empty value is the same as unset: SDKs and apps ignore it (or fail at start). A
         // whitespace-only key is not: openai-python sends it (`_client_auth.py:179`).
@@ -738,7 +737,7 @@ fn urls_in_commands(
 /// catalogue.
 fn urls_in_other_variables(
     env: &ResolvedEnv,
-    names: &[Cow<'_, str>],
+    names: &[VariableName<'_>],
     places: &[Option<usize>],
     hosts: &KnownHosts,
     found: &mut Inferred,
@@ -747,7 +746,7 @@ fn urls_in_other_variables(
         if place.is_some() || NOT_ENDPOINTS.contains(&name.as_ref()) {
             continue;
         }
-        for c in env.candidates(name) {
+        for c in env.candidates_of(name) {
             if let EnvValue::Literal(text) = &c.value {
                 scan_text(
                     text,

@@ -275,20 +275,34 @@ impl<'e> ResolvedEnv<'e> {
     }
 
     /// Every variable name the container visibly gets: its `env` entries and the keys of the
-    /// `envFrom` sources that could be read (with their prefixes), sorted, each once.
-    pub fn names(&self) -> Vec<Cow<'_, str>> {
-        let mut names: Vec<Cow<'_, str>> =
-            self.explicit.keys().map(|k| Cow::Borrowed(*k)).collect();
+    /// `envFrom` sources that could be read (with their prefixes), sorted, each once. A name
+    /// carries its `env` entries, so that [`ResolvedEnv::candidates_of`] need not look it up.
+    pub fn names(&self) -> Vec<VariableName<'_>> {
+        let mut names: Vec<VariableName<'_>> = self
+            .explicit
+            .iter()
+            .map(|(k, entries)| VariableName {
+                name: Cow::Borrowed(*k),
+                explicit: Some(entries),
+            })
+            .collect();
         for source in &self.sources {
             if let FromSource::Known { prefix, data, .. } = source {
-                names.extend(data.keys().map(|k| match prefix.as_str() {
-                    "" => Cow::Borrowed(k.as_str()),
-                    prefix => Cow::Owned([prefix, k.as_str()].concat()),
+                names.extend(data.keys().map(|k| VariableName {
+                    name: match prefix.as_str() {
+                        "" => Cow::Borrowed(k.as_str()),
+                        prefix => Cow::Owned([prefix, k.as_str()].concat()),
+                    },
+                    explicit: None,
                 }));
             }
         }
-        names.sort_unstable();
-        names.dedup();
+        // Of a name that both `env` and `envFrom` give, the one with the entries sorts first,
+        // and is the one kept.
+        names.sort_unstable_by(|a, b| {
+            (&a.name, a.explicit.is_none()).cmp(&(&b.name, b.explicit.is_none()))
+        });
+        names.dedup_by(|later, kept| later.name == kept.name);
         names
     }
 
@@ -345,7 +359,19 @@ impl<'e> ResolvedEnv<'e> {
     /// Borrowed where `env` sets them (every variable of a container is asked for, most to be
     /// scanned and dropped); an `envFrom` value is built when asked for.
     pub fn candidates(&self, name: &str) -> Vec<Cow<'_, Candidate<'_>>> {
-        let entries = self.explicit.get(name);
+        self.candidates_with(name, self.explicit.get(name))
+    }
+
+    /// [`ResolvedEnv::candidates`] of a name [`ResolvedEnv::names`] gave.
+    pub fn candidates_of<'s>(&'s self, name: &VariableName<'s>) -> Vec<Cow<'s, Candidate<'s>>> {
+        self.candidates_with(&name.name, name.explicit)
+    }
+
+    fn candidates_with<'s>(
+        &'s self,
+        name: &str,
+        entries: Option<&'s Entries<'_>>,
+    ) -> Vec<Cow<'s, Candidate<'s>>> {
         let mut out: Vec<Cow<'_, Candidate<'_>>> = entries
             .into_iter()
             .flat_map(Entries::iter)
@@ -615,6 +641,40 @@ fn value_of(
         None,
         false,
     ))
+}
+
+/// A variable name of one container ([`ResolvedEnv::names`]): a name as a `str`, with its `env`
+/// entries when it has any.
+#[derive(Debug, Clone)]
+pub struct VariableName<'e> {
+    name: Cow<'e, str>,
+    explicit: Option<&'e Entries<'e>>,
+}
+
+impl std::ops::Deref for VariableName<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for VariableName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl AsRef<str> for VariableName<'_> {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq<&str> for VariableName<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.name == *other
+    }
 }
 
 /// A variable's `env` entries, in order: the first kept in place, as a name almost always has
@@ -956,6 +1016,83 @@ mod tests {
         assert!(matches!(resolved.expand("$(X)"), EnvValue::Literal(v) if v == "three"));
         assert!(matches!(resolved.expand("$(Y)"), EnvValue::Literal(v) if v == "other"));
         assert_eq!(resolved.names(), ["X", "Y"]);
+    }
+
+    /// Every name, from `env`, from `envFrom` (with its prefix) or from both, is listed once,
+    /// sorted, and its candidates through the list are those asked for by name: the `env`
+    /// entries of a name that `envFrom` also sets are not lost in the merge.
+    #[test]
+    fn each_listed_name_has_the_candidates_of_its_name() {
+        use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapEnvSource, EnvFromSource};
+        let mut snapshot = Snapshot::default();
+        let mut data = BTreeMap::new();
+        for key in ["B", "C", "URL"] {
+            data.insert(key.to_string(), format!("from the map: {key}"));
+        }
+        snapshot.insert_config_map(
+            &ConfigMap {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some("cm".into()),
+                    ..Default::default()
+                },
+                data: Some(data),
+                ..Default::default()
+            },
+            "default",
+        );
+        let from = |prefix: Option<&str>| EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: "cm".into(),
+                optional: None,
+            }),
+            prefix: prefix.map(String::from),
+            ..Default::default()
+        };
+        let env_from = [from(None), from(Some("P_"))];
+        // `B` is set by both `env` (twice) and the map; `P_URL` by both the prefixed map and
+        // `env`; `A` by `env` alone; `C` and `URL` by the map alone.
+        let entry = |name: &'static str, value: &'static str| EnvVarView {
+            name: name.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        };
+        let env = vec![
+            entry("B", "env one"),
+            entry("A", "env"),
+            entry("P_URL", "env url"),
+            entry("B", "env two"),
+        ];
+        let container = ContainerView {
+            env_from: &env_from,
+            ..container_with_env(&env)
+        };
+        let resolved = ResolvedEnv::resolve(&container, &PodFacts::template("default"), &snapshot);
+        let names = resolved.names();
+        assert_eq!(
+            names,
+            ["A", "B", "C", "P_B", "P_C", "P_URL", "URL"],
+            "each name once, sorted"
+        );
+        let values = |candidates: Vec<Cow<'_, Candidate<'_>>>| -> Vec<String> {
+            candidates
+                .iter()
+                .map(|c| match &c.value {
+                    EnvValue::Literal(v) => v.clone(),
+                    EnvValue::Unreadable(why) => why.clone(),
+                })
+                .collect()
+        };
+        for name in &names {
+            assert_eq!(
+                values(resolved.candidates_of(name)),
+                values(resolved.candidates(name)),
+                "{name}"
+            );
+        }
+        let b = names.iter().find(|n| **n == "B").unwrap();
+        assert_eq!(values(resolved.candidates_of(b)), ["env one", "env two"]);
+        let url = names.iter().find(|n| **n == "P_URL").unwrap();
+        assert_eq!(values(resolved.candidates_of(url)), ["env url"]);
     }
 
     #[test]
