@@ -1225,7 +1225,8 @@ fn warning_causes(warnings: &[Warning], room: usize) -> Vec<StatusCause> {
 
 fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> ResponseOut {
     let denials: Vec<_> = decision.denials().collect();
-    let what = match (info.namespace.as_str(), info.name.as_str()) {
+    // What the messages name; written only for a message (most reviews are admitted silently).
+    let what = || match (info.namespace.as_str(), info.name.as_str()) {
         ("", "") => info.kind.clone(),
         ("", name) => format!("{} {name}", info.kind),
         (ns, name) => format!("{} {ns}/{name}", info.kind),
@@ -1237,7 +1238,7 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
         code: 200,
         message: format!(
             "hostguard admitted {} with {} warnings",
-            truncate(&what, MAX_CAUSE_BYTES),
+            truncate(&what(), MAX_CAUSE_BYTES),
             decision.warnings.len()
         ),
         reason: String::new(),
@@ -1271,7 +1272,7 @@ fn validate_response(uid: &str, info: &RequestInfo, decision: &Decision) -> Resp
         }
         let message = format!(
             "hostguard denied {}: {}",
-            truncate(&what, MAX_CAUSE_BYTES),
+            truncate(&what(), MAX_CAUSE_BYTES),
             joined.join("; ")
         );
         let message = truncate(&message, MAX_STATUS_MESSAGE_BYTES).into_owned();
