@@ -882,6 +882,26 @@ mod tests {
         }
     }
 
+    /// An `env` entry with a literal value.
+    fn entry(name: &'static str, value: &'static str) -> EnvVarView<'static> {
+        EnvVarView {
+            name: name.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Each candidate's value, or why it cannot be read.
+    fn values(candidates: Vec<Cow<'_, Candidate<'_>>>) -> Vec<String> {
+        candidates
+            .iter()
+            .map(|c| match &c.value {
+                EnvValue::Literal(v) => v.clone(),
+                EnvValue::Unreadable(why) => why.clone(),
+            })
+            .collect()
+    }
+
     /// A `$(` is found where `str::contains` finds it, with `$` and `(` in every arrangement.
     #[test]
     fn a_reference_opens_where_contains_finds_dollar_paren() {
@@ -987,11 +1007,6 @@ mod tests {
     /// to the last, as the kubelet's map holds the last write (`MakeEnvironmentVariables`).
     #[test]
     fn every_entry_of_a_repeated_name_is_a_candidate_and_the_last_is_in_effect() {
-        let entry = |name: &'static str, value: &'static str| EnvVarView {
-            name: name.into(),
-            value: Some(value.into()),
-            ..Default::default()
-        };
         let env = vec![
             entry("X", "one"),
             entry("Y", "other"),
@@ -1004,15 +1019,7 @@ mod tests {
             &PodFacts::template("default"),
             &Snapshot::default(),
         );
-        let values: Vec<String> = resolved
-            .candidates("X")
-            .iter()
-            .map(|c| match &c.value {
-                EnvValue::Literal(v) => v.clone(),
-                EnvValue::Unreadable(why) => why.clone(),
-            })
-            .collect();
-        assert_eq!(values, ["one", "two", "three"]);
+        assert_eq!(values(resolved.candidates("X")), ["one", "two", "three"]);
         assert!(matches!(resolved.expand("$(X)"), EnvValue::Literal(v) if v == "three"));
         assert!(matches!(resolved.expand("$(Y)"), EnvValue::Literal(v) if v == "other"));
         assert_eq!(resolved.names(), ["X", "Y"]);
@@ -1051,11 +1058,6 @@ mod tests {
         let env_from = [from(None), from(Some("P_"))];
         // `B` is set by both `env` (twice) and the map; `P_URL` by both the prefixed map and
         // `env`; `A` by `env` alone; `C` and `URL` by the map alone.
-        let entry = |name: &'static str, value: &'static str| EnvVarView {
-            name: name.into(),
-            value: Some(value.into()),
-            ..Default::default()
-        };
         let env = vec![
             entry("B", "env one"),
             entry("A", "env"),
@@ -1073,15 +1075,6 @@ mod tests {
             ["A", "B", "C", "P_B", "P_C", "P_URL", "URL"],
             "each name once, sorted"
         );
-        let values = |candidates: Vec<Cow<'_, Candidate<'_>>>| -> Vec<String> {
-            candidates
-                .iter()
-                .map(|c| match &c.value {
-                    EnvValue::Literal(v) => v.clone(),
-                    EnvValue::Unreadable(why) => why.clone(),
-                })
-                .collect()
-        };
         for name in &names {
             assert_eq!(
                 values(resolved.candidates_of(name)),
