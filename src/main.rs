@@ -7,6 +7,15 @@ use clap::Parser;
 /// benchmark review (engine `examples/hot_path`, 40,000 answers, one pinned core): 0.77x the
 /// time of the system allocator. Builds without the `mimalloc` feature use the system allocator,
 /// for heap profilers.
+///
+/// It is mimalloc 2.x (the crate's `v2` feature), not the 3.x the crate builds by default. With
+/// 3.x the large cluster benchmark held 47.9 and 46.6 MiB once ready, against 38.1 and 38.2 MiB
+/// with 2.x in the same alternating sitting (2026-12-07), and the answer took the same
+/// instructions. A likely reason, read in 3.x's `alloc-aligned.c` and not proven: Rust asks for
+/// every allocation with its alignment, and 3.x serves an aligned request whose size is not a
+/// power of two from a larger size class (its over-allocation path) whenever the free list of its
+/// own class is empty. The answer's profile shows that path on 17 of its 205 allocations, on
+/// every answer, not only the first.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
