@@ -16,7 +16,10 @@ Deployment and Pod once. The script reports:
 - the peak RSS through the audit (VmHWM at its end) and the RSS after it.
 
 Usage: python3 scripts/bench_cluster.py [--namespaces N] [--nodes N] [--policies N]
-       [--aiworkloads N] [--deployments N] [--pods N] [--out DIR]
+       [--aiworkloads N] [--deployments N] [--pods N] [--aiworkload-status] [--out DIR]
+
+--aiworkload-status gives each AIWorkload the status an earlier audit wrote, as in a cluster
+where hostguard has run before (hostguard keeps each one to compare its next write against).
 """
 
 import argparse
@@ -94,6 +97,8 @@ def main():
              "deployments": 50000, "pods": 150000}
     for k, v in sizes.items():
         ap.add_argument(f"--{k}", type=int, default=v)
+    ap.add_argument("--aiworkload-status", action="store_true",
+                    help="AIWorkloads carry the status an earlier audit wrote")
     ap.add_argument("--out", default="target/bench-cluster")
     ap.add_argument("--binary", help="this hostguard binary instead of a release build")
     ap.add_argument("--wrap", default="", help="a command to run hostguard under (a profiler)")
@@ -107,6 +112,7 @@ def main():
     binary = Path(a.binary) if a.binary else ROOT / "target" / "release" / "hostguard"
     mock_bin = ROOT / "target" / "release" / "examples" / "mock-cluster"
     size_args = [x for k in sizes for x in (f"--{k}", str(getattr(a, k)))]
+    size_args += ["--aiworkload-status", "1" if a.aiworkload_status else "0"]
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -145,7 +151,7 @@ def main():
                 if time.time() - started > a.timeout:
                     raise SystemExit("hostguard did not become ready")
                 time.sleep(0.02)
-            r = {"sizes": {k: getattr(a, k) for k in sizes},
+            r = {"sizes": {**{k: getattr(a, k) for k in sizes}, "aiworkload_status": a.aiworkload_status},
                  "ready_seconds": round(time.time() - started, 2),
                  "rss_ready_mib": mib(status_kib(hg.pid, "VmRSS")),
                  "peak_rss_ready_mib": mib(status_kib(hg.pid, "VmHWM"))}

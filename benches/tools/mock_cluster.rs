@@ -44,6 +44,9 @@ struct Size {
     aiworkloads: usize,
     deployments: usize,
     pods: usize,
+    /// Whether each AIWorkload carries the status an earlier audit wrote, as in a cluster where
+    /// hostguard has run before (`--aiworkload-status 1`).
+    aiworkload_status: bool,
 }
 
 struct Mock {
@@ -62,6 +65,7 @@ fn main() {
         aiworkloads: 10000,
         deployments: 50000,
         pods: 150000,
+        aiworkload_status: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -81,6 +85,7 @@ fn main() {
             "--aiworkloads" => size.aiworkloads = count(),
             "--deployments" => size.deployments = count(),
             "--pods" => size.pods = count(),
+            "--aiworkload-status" => size.aiworkload_status = count() != 0,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -426,10 +431,22 @@ fn ai_workload(i: usize, size: &Size) -> Value {
     // It selects one of its namespace's Deployments.
     let app = n * size.deployments.div_ceil(size.namespaces)
         + i % size.aiworkloads.div_ceil(size.namespaces);
-    json!({"apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
+    let mut aiw = json!({"apiVersion": "hostguard.dev/v1alpha1", "kind": "AIWorkload",
         "metadata": meta(&format!("aiw-{i:05}"), Some(&ns), i),
         "spec": {"selector": {"matchLabels": {"app": format!("app-{app}")}}, "provider": "openai",
-                 "apiClass": (["stateless", "stateful", "mixed"][i % 3])}})
+                 "apiClass": (["stateless", "stateful", "mixed"][i % 3])}});
+    if size.aiworkload_status {
+        // What the status writer (src/cluster/status.rs) writes for one matched Deployment.
+        aiw["status"] = json!({
+            "conditions": [{"type": "Compliant", "status": "True", "reason": "Compliant",
+                "message": "all 1 matched workloads pass every policy",
+                "lastTransitionTime": "2026-12-01T08:00:00Z", "observedGeneration": 1}],
+            "observedGeneration": 1,
+            "matchedWorkloads": [{"kind": "Deployment", "name": format!("app-{app}"), "compliant": true}],
+            "lastAuditTime": "2026-12-01T08:00:00Z",
+        });
+    }
+    aiw
 }
 
 /// Metadata of the two ConfigMaps of each namespace: the root CA every namespace gets, and the
