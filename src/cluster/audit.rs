@@ -197,11 +197,10 @@ impl Page {
 /// buffer it was cut from) is freed as soon as it is copied.
 async fn read_body<B>(body: B) -> Result<String, kube::Error>
 where
-    B: hyper::body::Body,
+    B: hyper::body::Body<Data = hyper::body::Bytes>,
     kube::Error: From<B::Error>,
 {
     use http_body_util::BodyExt;
-    use hyper::body::Buf;
 
     // The size the body announces (Content-Length), if any, as the first capacity; bounded, so
     // that a wrong announcement cannot reserve more than a page of Pods needs.
@@ -210,13 +209,8 @@ where
     let mut text = Vec::with_capacity(usize::try_from(first).unwrap_or(0));
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
-        if let Ok(mut data) = frame?.into_data() {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                text.extend_from_slice(chunk);
-                let read = chunk.len();
-                data.advance(read);
-            }
+        if let Ok(data) = frame?.into_data() {
+            text.extend_from_slice(&data);
         }
     }
     String::from_utf8(text).map_err(kube::Error::FromUtf8)
