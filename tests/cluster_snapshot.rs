@@ -146,8 +146,8 @@ fn initial_lists_build_the_expected_snapshot() {
     let s = &built.snapshot;
     assert_eq!(s.cluster_provider, ClusterProvider::Azure);
     assert_eq!(
-        s.namespace_labels("team-a"),
-        Lookup::Found(&[("env".to_string(), "prod".to_string())].into())
+        s.namespace_labels("team-a").map(|l| l.to_labels()),
+        Lookup::Found([("env".to_string(), "prod".to_string())].into())
     );
     // A synced namespace cache is authoritative.
     assert_eq!(s.namespace_labels("does-not-exist"), Lookup::Absent);
@@ -185,7 +185,7 @@ fn applies_and_deletes_are_reflected() {
     let built = build(&inv);
     let s = &built.snapshot;
     assert!(
-        matches!(s.namespace_labels("team-b"), Lookup::Found(l) if l.get("env").map(String::as_str) == Some("dev"))
+        matches!(s.namespace_labels("team-b"), Lookup::Found(l) if l.get("env") == Some("dev"))
     );
     assert_eq!(s.namespace_labels("kube-system"), Lookup::Absent);
     assert_eq!(s.declared_count(), 1);

@@ -24,7 +24,8 @@ use super::related::RelatedStores;
 use crate::api::{AIWorkload, AIWorkloadStatus, ClusterProvider, HostingPolicy};
 use crate::policy::{CompiledPolicy, DEFAULT_POLICY_NAME, PolicyError, PolicySet, default_policy};
 use crate::snapshot::{
-    ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, Labels, NamespaceSource, Snapshot,
+    ConfigMapSource, DeclaredWorkload, DeclaredWorkloadError, NamespaceSource, Snapshot,
+    StoredLabels,
 };
 
 /// The stores read when building the engine state.
@@ -34,7 +35,7 @@ pub struct Inventory {
     /// Each AIWorkload's compiled declaration and status, by namespace and name.
     pub workloads: ProjectedStore<WorkloadRecord, NamespacedName>,
     /// Each Namespace's labels, by name.
-    pub namespaces: ProjectedStore<Labels>,
+    pub namespaces: ProjectedStore<StoredLabels>,
     /// What identity reads of each Node, by name.
     pub nodes: ProjectedStore<NodeInfo>,
     /// The objects adapters look up (Envoy Gateway Backends, ...), when served.
@@ -49,7 +50,7 @@ pub struct Inventory {
 pub struct Writers {
     pub policies: Writer<HostingPolicy>,
     pub workloads: ProjectedWriter<AIWorkload, WorkloadRecord, NamespacedName>,
-    pub namespaces: ProjectedWriter<PartialObjectMeta<Namespace>, Labels>,
+    pub namespaces: ProjectedWriter<PartialObjectMeta<Namespace>, StoredLabels>,
     pub nodes: ProjectedWriter<Node, NodeInfo>,
 }
 
@@ -166,7 +167,7 @@ impl Inventory {
         for record in records {
             match &record.declared {
                 Ok(d) => snapshot.insert_declared(Arc::clone(d)),
-                Err(e) => invalid_workloads.push(e.clone()),
+                Err(e) => invalid_workloads.push(DeclaredWorkloadError::clone(e)),
             }
         }
         invalid_workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -252,21 +253,29 @@ pub fn trim_meta<K: kube::Resource>(obj: &mut K) {
     }
 }
 
-/// What the engine reads of a Namespace: its labels.
-pub fn namespace_labels(ns: &PartialObjectMeta<Namespace>) -> Labels {
-    ns.metadata.labels.clone().unwrap_or_default()
+/// What the engine reads of a Namespace: its labels, kept compact (see [`StoredLabels`]).
+pub fn namespace_labels(ns: &PartialObjectMeta<Namespace>) -> StoredLabels {
+    ns.metadata
+        .labels
+        .as_ref()
+        .map(StoredLabels::from)
+        .unwrap_or_default()
 }
 
 /// What hostguard keeps of an AIWorkload: its declaration, compiled once as it arrives and
 /// shared by every snapshot built while it stands, and what the status writer compares and
 /// carries over (the generation, the status as the cluster has it).
+///
+/// The status and the error are boxed: inline, they made each record about 270 bytes, which
+/// 10,000 AIWorkloads kept whether they had a status or not (2.7 MB, heaptrack,
+/// `scripts/bench_cluster.py`); an error is rare, and a status is only as large as it is.
 #[derive(Debug)]
 pub struct WorkloadRecord {
     pub key: NamespacedName,
     pub generation: Option<i64>,
-    pub status: Option<AIWorkloadStatus>,
+    pub status: Option<Box<AIWorkloadStatus>>,
     /// The compiled declaration, or why the AIWorkload cannot be used.
-    pub declared: Result<Arc<DeclaredWorkload>, DeclaredWorkloadError>,
+    pub declared: Result<Arc<DeclaredWorkload>, Box<DeclaredWorkloadError>>,
     /// A hash of what the declaration is compiled from (the labels and the spec): a status
     /// write leaves it unchanged, and so does not rebuild the snapshot.
     compiled_from: u64,
@@ -280,8 +289,10 @@ impl WorkloadRecord {
                 name: aiw.metadata.name.clone().unwrap_or_default(),
             },
             generation: aiw.metadata.generation,
-            status: aiw.status.clone(),
-            declared: DeclaredWorkload::from_resource(aiw).map(Arc::new),
+            status: aiw.status.clone().map(Box::new),
+            declared: DeclaredWorkload::from_resource(aiw)
+                .map(Arc::new)
+                .map_err(Box::new),
             compiled_from: spec_fingerprint(&(&aiw.metadata.labels, &aiw.spec)),
         }
     }
@@ -299,4 +310,25 @@ pub fn spec_fingerprint<T: serde::Serialize>(spec: &T) -> u64 {
     let mut h = DefaultHasher::new();
     serde_json::to_string(spec).unwrap_or_default().hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_its_status_and_its_error_out_of_line() {
+        // The key, the generation and the fingerprint inline; the status one pointer, the
+        // declaration or its error one pointer and a tag.
+        let inline = size_of::<NamespacedName>()
+            + size_of::<Option<i64>>()
+            + size_of::<u64>()
+            + size_of::<usize>()
+            + 2 * size_of::<usize>();
+        assert!(
+            size_of::<WorkloadRecord>() <= inline,
+            "WorkloadRecord is {} bytes, more than {inline}",
+            size_of::<WorkloadRecord>()
+        );
+    }
 }

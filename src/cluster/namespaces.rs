@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client};
 
 use super::projection::ProjectedStore;
-use crate::snapshot::{Labels, Lookup, NamespaceSource};
+use crate::snapshot::{Labels, Lookup, NamespaceSource, StoredLabels};
 
 /// Namespaces the cache keeps at most; the oldest entry goes first.
 pub const NAMESPACE_CACHE_SIZE: usize = 1024;
@@ -96,7 +96,7 @@ impl NamespaceSource for NamespaceCache {
 pub struct NamespaceFetcher {
     pub client: Client,
     /// The namespace watch's store: what it holds is never fetched.
-    pub store: ProjectedStore<Labels>,
+    pub store: ProjectedStore<StoredLabels>,
     pub cache: Arc<NamespaceCache>,
 }
 

@@ -442,7 +442,7 @@ impl Writer {
                 tally.declared.get(&(ns.to_string(), name.to_string())),
                 &now,
             );
-            if same_workload_status(aiw.status.as_ref(), &status) {
+            if same_workload_status(aiw.status.as_deref(), &status) {
                 written.unchanged += 1;
                 continue;
             }

@@ -181,7 +181,7 @@ pub(super) fn evaluate_config_map(
     let classifier = crate::endpoint::Classifier::default();
     decision.findings = findings(std::slice::from_ref(&template), policies, &classifier);
     let ns_labels = match snapshot.namespace_labels_resolved(namespace) {
-        Lookup::Found(labels) => Some(labels.into_owned()),
+        Lookup::Found(labels) => Some(labels),
         Lookup::Absent | Lookup::Unknown => None,
     };
     let mut governing: Vec<String> = Vec::new();

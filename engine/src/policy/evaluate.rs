@@ -212,7 +212,7 @@ fn decide_workload(
     // and a trust that depends on namespace labels is withheld. Nothing fails open.
     let resolved = snapshot.namespace_labels_resolved(&namespace);
     let ns_labels = match &resolved {
-        Lookup::Found(labels) => Some(labels.as_ref()),
+        Lookup::Found(labels) => Some(labels),
         Lookup::Absent | Lookup::Unknown => None,
     };
     let mut governing: BTreeSet<&str> = BTreeSet::new();
@@ -345,7 +345,7 @@ fn evaluate_tool_resource(
         skipped: None,
     };
     let ns_labels = match snapshot.namespace_labels_resolved(namespace) {
-        Lookup::Found(labels) => Some(labels.into_owned()),
+        Lookup::Found(labels) => Some(labels),
         Lookup::Absent | Lookup::Unknown => None,
     };
     let mut governing: BTreeSet<&str> = BTreeSet::new();
