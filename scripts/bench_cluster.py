@@ -10,7 +10,8 @@ and 150,000 Pods (a web chart's OpenAI client whose endpoint is in a ConfigMap).
 Deployment and Pod once. The script reports:
 
 - time from start to /readyz 200 (every watch listed, the first snapshot built);
-- RSS once ready (VmRSS) and the peak until then (VmHWM);
+- RSS once ready (VmRSS) and the peak until then (VmHWM), and how much of it is the heap and
+  stacks (RssAnon) and how much the binary's pages (RssFile);
 - the audit: its duration (hostguard_audit_duration_seconds), the objects it judged, the CPU
   time hostguard used from ready to the audit's end, and so CPU per object;
 - the peak RSS through the audit (VmHWM at its end) and the RSS after it.
@@ -154,6 +155,8 @@ def main():
             r = {"sizes": {**{k: getattr(a, k) for k in sizes}, "aiworkload_status": a.aiworkload_status},
                  "ready_seconds": round(time.time() - started, 2),
                  "rss_ready_mib": mib(status_kib(hg.pid, "VmRSS")),
+                 "rss_ready_anon_mib": mib(status_kib(hg.pid, "RssAnon")),
+                 "rss_ready_file_mib": mib(status_kib(hg.pid, "RssFile")),
                  "peak_rss_ready_mib": mib(status_kib(hg.pid, "VmHWM"))}
             cpu_ready = cpu_seconds(hg.pid)
             while True:
@@ -177,6 +180,7 @@ def main():
                 "audit_cpu_ms_per_object": round(cpu * 1000 / objects, 3) if objects else None,
                 "peak_rss_through_audit_mib": mib(status_kib(hg.pid, "VmHWM")),
                 "rss_after_audit_mib": mib(status_kib(hg.pid, "VmRSS")),
+                "rss_after_audit_anon_mib": mib(status_kib(hg.pid, "RssAnon")),
             })
         finally:
             # hostguard leads a session of its own, so that a --wrap command's children end too.
