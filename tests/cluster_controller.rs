@@ -1168,7 +1168,7 @@ fn config_map(name: &str, rv: &str, url: &str) -> Value {
 
 fn data_of(cache: &ConfigMapCache, name: &str) -> Option<String> {
     match cache.get("team-a", name) {
-        Lookup::Found(d) => d.get("OPENAI_BASE_URL").cloned(),
+        Lookup::Found(d) => d.get("OPENAI_BASE_URL").map(str::to_string),
         _ => None,
     }
 }

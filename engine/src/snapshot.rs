@@ -18,18 +18,24 @@ use crate::api::{AIWorkload, ApiClass, ClusterProvider, WorkloadApiClass};
 /// Label map as Kubernetes stores it.
 pub type Labels = BTreeMap<String, String>;
 
-/// A label map as the snapshot keeps one for each namespace: its pairs in key order, in one
-/// allocation of the exact size, each key and value boxed to its length.
+/// A map of strings as the snapshot keeps many of them (a namespace's labels, a ConfigMap's
+/// data): its pairs in key order, in one allocation of the exact size, each key and value boxed
+/// to its length. Read with [`get`](CompactMap::get) and [`iter`](CompactMap::iter).
 ///
-/// A [`Labels`] of two pairs costs a B-tree leaf sized for eleven (about 540 bytes) besides its
-/// strings: with 5,000 namespaces that was 2.6 MB of a large cluster's 21 MB heap once ready
-/// (heaptrack, `scripts/bench_cluster.py`), most of it empty slots. The engine matches
-/// selectors against a [`Labels`] (`kube_core::Selector` takes one), so the one namespace a
-/// review is in is turned back into one ([`StoredLabels::to_labels`]) when it is decided.
+/// A `BTreeMap<String, String>` of two or three pairs costs a B-tree leaf sized for eleven
+/// (about 540 bytes) besides its strings: with 5,000 namespaces that was 2.6 MB of a large
+/// cluster's 21 MB heap once ready, and the ConfigMap cache the audit fills (one per namespace)
+/// as much again (heaptrack, `scripts/bench_cluster.py`), most of it empty slots. The engine
+/// matches selectors against a [`Labels`] (`kube_core::Selector` takes one), so the one
+/// namespace a review is in is turned back into one ([`CompactMap::to_labels`]) when it is
+/// decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoredLabels(Box<[(Box<str>, Box<str>)]>);
+pub struct CompactMap(Box<[(Box<str>, Box<str>)]>);
 
-impl StoredLabels {
+/// A namespace's labels as the snapshot and the namespace store keep them.
+pub type StoredLabels = CompactMap;
+
+impl CompactMap {
     /// The value of `key`, if the map has it.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
@@ -38,9 +44,18 @@ impl StoredLabels {
             .map(|i| self.0[i].1.as_ref())
     }
 
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
     /// The pairs in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// The keys in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_ref())
     }
 
     pub fn len(&self) -> usize {
@@ -51,7 +66,7 @@ impl StoredLabels {
         self.0.is_empty()
     }
 
-    /// The map as the engine reads labels.
+    /// The map as the engine matches labels.
     pub fn to_labels(&self) -> Labels {
         self.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -59,26 +74,35 @@ impl StoredLabels {
     }
 }
 
-impl From<Labels> for StoredLabels {
-    /// A [`Labels`] iterates in key order, so the pairs need no sorting.
-    fn from(labels: Labels) -> Self {
-        StoredLabels(
-            labels
-                .into_iter()
+impl From<BTreeMap<String, String>> for CompactMap {
+    /// A `BTreeMap` iterates in key order, so the pairs need no sorting.
+    fn from(map: BTreeMap<String, String>) -> Self {
+        CompactMap(
+            map.into_iter()
                 .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
                 .collect(),
         )
     }
 }
 
-impl From<&Labels> for StoredLabels {
-    fn from(labels: &Labels) -> Self {
-        StoredLabels(
-            labels
-                .iter()
+impl From<&BTreeMap<String, String>> for CompactMap {
+    fn from(map: &BTreeMap<String, String>) -> Self {
+        CompactMap(
+            map.iter()
                 .map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str())))
                 .collect(),
         )
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for CompactMap {
+    /// Pairs in any order; of two with the same key the later one stays, as in a `BTreeMap`.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect::<BTreeMap<String, String>>()
+            .into()
     }
 }
 
@@ -247,8 +271,9 @@ pub fn classes_of_apis(apis: &[String]) -> Vec<ApiClass> {
     classes
 }
 
-/// Data of a ConfigMap (`data` only: `binaryData` is never an endpoint).
-pub type ConfigMapData = Arc<BTreeMap<String, String>>;
+/// Data of a ConfigMap (`data` only: `binaryData` is never an endpoint), kept compact: the
+/// audit caches one for each namespace it visits (see [`CompactMap`]).
+pub type ConfigMapData = Arc<CompactMap>;
 
 /// ConfigMaps that live outside the snapshot: in the cluster, a bounded cache that the webhook
 /// fills on demand before it evaluates (see `cluster::config_maps`). A lookup never does I/O.
@@ -514,8 +539,10 @@ impl Snapshot {
             .namespace
             .clone()
             .unwrap_or_else(|| default_namespace.to_string());
-        Arc::make_mut(&mut self.config_maps)
-            .insert((ns, name), Arc::new(cm.data.clone().unwrap_or_default()));
+        Arc::make_mut(&mut self.config_maps).insert(
+            (ns, name),
+            Arc::new(cm.data.as_ref().map(CompactMap::from).unwrap_or_default()),
+        );
     }
 
     pub fn remove_config_map(&mut self, namespace: &str, name: &str) {
@@ -768,6 +795,18 @@ mod tests {
         assert_eq!(stored.to_labels(), labels);
         assert_eq!(StoredLabels::from(labels.clone()), stored);
         assert!(StoredLabels::from(Labels::new()).is_empty());
+        assert_eq!(
+            stored.keys().collect::<Vec<_>>(),
+            labels.keys().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_compact_map_collected_from_pairs_keeps_the_later_of_two_with_one_key() {
+        // As a `BTreeMap` collects, and so as a ConfigMap's data read from a document did.
+        let map: CompactMap = [("b", "1"), ("a", "2"), ("b", "3")].into_iter().collect();
+        assert_eq!(map.iter().collect::<Vec<_>>(), [("a", "2"), ("b", "3")]);
+        assert!(map.contains_key("a") && !map.contains_key("c"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! namespace selector then apply, failing closed), or, for an AIWorkload or a HostingPolicy whose
 //! two candidates could govern the document differently, a denial naming both files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -23,7 +23,9 @@ use crate::policy::{
     CompiledPolicy, Decision, Operation, PolicySet, Request, Verdict, Violation, Warning, evaluate,
 };
 use crate::policy_files::{PolicyFiles, compile_or_default};
-use crate::snapshot::{ConfigMapData, ConfigMapSource, DeclaredWorkload, Labels, Lookup, Snapshot};
+use crate::snapshot::{
+    CompactMap, ConfigMapData, ConfigMapSource, DeclaredWorkload, Labels, Lookup, Snapshot,
+};
 
 /// The kinds a reference can name. A document of another kind is never retained.
 pub const REFERENCED_KINDS: [&str; 4] = ["ConfigMap", "Namespace", "AIWorkload", "HostingPolicy"];
@@ -220,7 +222,7 @@ impl ScopeBuilder {
                 && let Some(name) = &cm.metadata.name
             {
                 let ns = cm.metadata.namespace.as_deref().unwrap_or("default");
-                let data: BTreeMap<String, String> = cm.data.clone().unwrap_or_default();
+                let data = cm.data.as_ref().map(CompactMap::from).unwrap_or_default();
                 s.config_maps
                     .insert(format!("{ns}/{name}"), place, origin(), Arc::new(data));
             }

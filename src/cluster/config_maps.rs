@@ -46,7 +46,7 @@ use kube::{Api, Client};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::metrics::{Metrics, ResourceLabel};
-use crate::snapshot::{ConfigMapData, ConfigMapSource, Lookup};
+use crate::snapshot::{CompactMap, ConfigMapData, ConfigMapSource, Lookup};
 use crate::state::ConfigMapPrefetch;
 
 type Key = (String, String);
@@ -148,7 +148,7 @@ impl Ticket {
         entry.seq += 1;
         entry.last_used = tick;
         entry.fetched = Some(Fetched {
-            data: cm.map(|cm| Arc::new(cm.data.clone().unwrap_or_default())),
+            data: cm.map(|cm| Arc::new(cm.data.as_ref().map(CompactMap::from).unwrap_or_default())),
             resource_version: cm.and_then(|cm| cm.metadata.resource_version.clone()),
             uid: cm.and_then(|cm| cm.metadata.uid.clone()),
         });
@@ -720,7 +720,7 @@ mod tests {
 
     fn value(cache: &ConfigMapCache, name: &str) -> Option<String> {
         match cache.get("a", name) {
-            Lookup::Found(d) => d.get("K").cloned(),
+            Lookup::Found(d) => d.get("K").map(str::to_string),
             _ => None,
         }
     }

@@ -305,7 +305,7 @@ pub(crate) fn read(
     let label = format!("ConfigMap/{cm_name} key {key}");
     let text = match snapshot.config_map(namespace, &cm_name) {
         Lookup::Found(data) => match data.get(&key) {
-            Some(t) => t.clone(),
+            Some(t) => t.to_string(),
             None => {
                 unresolved(
                     &mut facts,

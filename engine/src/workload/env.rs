@@ -230,7 +230,10 @@ impl<'e> ResolvedEnv<'e> {
         for from in env.sources.iter().filter(|_| expands) {
             if let FromSource::Known { prefix, data, .. } = from {
                 for (key, value) in data.iter() {
-                    defined.insert(format!("{prefix}{key}"), EnvValue::Literal(value.clone()));
+                    defined.insert(
+                        format!("{prefix}{key}"),
+                        EnvValue::Literal(value.to_string()),
+                    );
                 }
             }
         }
@@ -290,8 +293,8 @@ impl<'e> ResolvedEnv<'e> {
             if let FromSource::Known { prefix, data, .. } = source {
                 names.extend(data.keys().map(|k| VariableName {
                     name: match prefix.as_str() {
-                        "" => Cow::Borrowed(k.as_str()),
-                        prefix => Cow::Owned([prefix, k.as_str()].concat()),
+                        "" => Cow::Borrowed(k),
+                        prefix => Cow::Owned([prefix, k].concat()),
                     },
                     explicit: None,
                 }));
@@ -326,7 +329,7 @@ impl<'e> ResolvedEnv<'e> {
                 && let Some(value) = data.get(key)
             {
                 return Some(Candidate {
-                    value: EnvValue::Literal(value.clone()),
+                    value: EnvValue::Literal(value.to_string()),
                     set_by: SetBy::Source(path),
                     origin: Some(key_reference("ConfigMap", config_map, key)),
                 });
@@ -592,7 +595,7 @@ fn value_of(
         return match snapshot.config_map(pod.namespace, &r.name) {
             // Values from a ConfigMap are not expanded: the kubelet expands only `value`.
             Lookup::Found(data) => match data.get(r.key.as_str()) {
-                Some(v) => Some((EnvValue::Literal(v.clone()), Some(origin), false)),
+                Some(v) => Some((EnvValue::Literal(v.to_string()), Some(origin), false)),
                 None if optional => None,
                 None => cannot_start("the ConfigMap has no such key"),
             },

@@ -65,7 +65,7 @@ impl Resource<'_> {
         match self.snapshot.config_map(self.namespace, name) {
             Lookup::Found(data) => data
                 .get(key)
-                .cloned()
+                .map(str::to_string)
                 .ok_or_else(|| format!("ConfigMap {}/{name} has no key {key:?}", self.namespace)),
             Lookup::Absent => Err(format!(
                 "ConfigMap {}/{name} does not exist",
