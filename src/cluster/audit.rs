@@ -363,6 +363,7 @@ impl Tally {
             t.violating += 1;
             t.action = Some(first.action);
             if t.first.len() < MAX_VIOLATING_OBJECTS {
+                make_room(&mut t.first, MAX_VIOLATING_OBJECTS);
                 t.first.push(ViolatingObject {
                     kind: kind.clone(),
                     namespace: Some(namespace.clone()).filter(|n| !n.is_empty()),
@@ -409,6 +410,7 @@ impl Tally {
             let t = self.policies.entry(policy.to_string()).or_default();
             t.exempted += 1;
             if t.first_exempted.len() < MAX_VIOLATING_OBJECTS {
+                make_room(&mut t.first_exempted, MAX_VIOLATING_OBJECTS);
                 t.first_exempted.push(ExemptedObject {
                     kind: kind.clone(),
                     namespace: Some(namespace.clone()).filter(|n| !n.is_empty()),
@@ -435,14 +437,7 @@ impl Tally {
                 }
             }
             if t.matched.len() < MAX_MATCHED {
-                // Most AIWorkloads select one workload. A `Vec` of these 56-byte entries starts
-                // at four slots, which for 10,000 AIWorkloads held 1.7 MB of empty ones through
-                // the audit (heaptrack, `scripts/bench_cluster.py`): it grows from one, doubling,
-                // up to the cap.
-                if t.matched.len() == t.matched.capacity() {
-                    let len = t.matched.len();
-                    t.matched.reserve_exact(len.max(1).min(MAX_MATCHED - len));
-                }
+                make_room(&mut t.matched, MAX_MATCHED);
                 t.matched.push(MatchedWorkload {
                     kind: kind.clone(),
                     name: name.clone(),
@@ -783,6 +778,18 @@ pub enum AuditError {
     Interrupted,
 }
 
+/// Makes room for one more entry in a list the tally keeps to at most `cap` entries: as a `Vec`
+/// grows, doubling, but from one slot and never past `cap`. A `Vec` of entries this size starts
+/// at four slots and doubles past the cap, so 10,000 AIWorkloads' one matched workload each, or
+/// 1,000 policies' first 20 exempted objects in 32 slots each, held megabytes of empty slots
+/// through the audit (heaptrack, `scripts/bench_cluster.py`).
+fn make_room<T>(list: &mut Vec<T>, cap: usize) {
+    if list.len() == list.capacity() && list.len() < cap {
+        let len = list.len();
+        list.reserve_exact(len.max(1).min(cap - len));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -885,6 +892,22 @@ mod tests {
         assert_eq!(tally.events.capacity(), MAX_EVENT_CANDIDATES);
         assert_eq!(tally.events_dropped, 10);
         assert_eq!(tally.events[0].reference.name.as_deref(), Some("d0"));
+    }
+
+    #[test]
+    fn a_policys_first_violating_objects_take_no_more_room_than_their_cap() {
+        let tally = tally_of(0..MAX_VIOLATING_OBJECTS + 5, false);
+        let t = &tally.policies[crate::policy::DEFAULT_POLICY_NAME];
+        assert_eq!(t.violating, MAX_VIOLATING_OBJECTS as i64 + 5);
+        assert_eq!(t.first.len(), MAX_VIOLATING_OBJECTS);
+        assert_eq!(t.first.capacity(), MAX_VIOLATING_OBJECTS);
+        let one = tally_of(0..1, false);
+        assert_eq!(
+            one.policies[crate::policy::DEFAULT_POLICY_NAME]
+                .first
+                .capacity(),
+            1
+        );
     }
 
     #[test]
