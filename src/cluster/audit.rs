@@ -378,13 +378,7 @@ impl Tally {
                 } else {
                     format!("{} (and {more} more)", first.message)
                 };
-                if self.events.len() == self.events.capacity() {
-                    // Grown as a Vec grows, but never past the cap: left to itself, the Vec of
-                    // 5,000 Events would have 8,192 slots, some 0.7 MB held for nothing.
-                    let len = self.events.len();
-                    self.events
-                        .reserve_exact(len.max(8).min(MAX_EVENT_CANDIDATES - len));
-                }
+                make_room(&mut self.events, MAX_EVENT_CANDIDATES);
                 self.events.push(PendingEvent {
                     reference: reference.clone(),
                     policy: policy.to_string(),
@@ -780,9 +774,9 @@ pub enum AuditError {
 
 /// Makes room for one more entry in a list the tally keeps to at most `cap` entries: as a `Vec`
 /// grows, doubling, but from one slot and never past `cap`. A `Vec` of entries this size starts
-/// at four slots and doubles past the cap, so 10,000 AIWorkloads' one matched workload each, or
-/// 1,000 policies' first 20 exempted objects in 32 slots each, held megabytes of empty slots
-/// through the audit (heaptrack, `scripts/bench_cluster.py`).
+/// at four slots and doubles past the cap, so 10,000 AIWorkloads' one matched workload each,
+/// 1,000 policies' first 20 exempted objects in 32 slots each, or 5,000 Events in 8,192 slots,
+/// held megabytes of empty slots through the audit (heaptrack, `scripts/bench_cluster.py`).
 fn make_room<T>(list: &mut Vec<T>, cap: usize) {
     if list.len() == list.capacity() && list.len() < cap {
         let len = list.len();
