@@ -95,6 +95,13 @@ impl From<&BTreeMap<String, String>> for CompactMap {
     }
 }
 
+impl From<Option<&BTreeMap<String, String>>> for CompactMap {
+    /// An object's optional map (`metadata.labels`, a ConfigMap's `data`); none is empty.
+    fn from(map: Option<&BTreeMap<String, String>>) -> Self {
+        map.map(CompactMap::from).unwrap_or_default()
+    }
+}
+
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for CompactMap {
     /// Pairs in any order; of two with the same key the later one stays, as in a `BTreeMap`.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
@@ -505,9 +512,8 @@ impl Snapshot {
 
     pub fn insert_namespace(&mut self, ns: &Namespace) {
         if let Some(name) = &ns.metadata.name {
-            let labels = ns.metadata.labels.as_ref().map(StoredLabels::from);
-            Arc::make_mut(&mut self.namespaces)
-                .insert(name.clone(), Arc::new(labels.unwrap_or_default()));
+            let labels = StoredLabels::from(ns.metadata.labels.as_ref());
+            Arc::make_mut(&mut self.namespaces).insert(name.clone(), Arc::new(labels));
         }
     }
 
@@ -539,10 +545,8 @@ impl Snapshot {
             .namespace
             .clone()
             .unwrap_or_else(|| default_namespace.to_string());
-        Arc::make_mut(&mut self.config_maps).insert(
-            (ns, name),
-            Arc::new(cm.data.as_ref().map(CompactMap::from).unwrap_or_default()),
-        );
+        Arc::make_mut(&mut self.config_maps)
+            .insert((ns, name), Arc::new(CompactMap::from(cm.data.as_ref())));
     }
 
     pub fn remove_config_map(&mut self, namespace: &str, name: &str) {

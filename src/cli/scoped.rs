@@ -222,7 +222,7 @@ impl ScopeBuilder {
                 && let Some(name) = &cm.metadata.name
             {
                 let ns = cm.metadata.namespace.as_deref().unwrap_or("default");
-                let data = cm.data.as_ref().map(CompactMap::from).unwrap_or_default();
+                let data = CompactMap::from(cm.data.as_ref());
                 s.config_maps
                     .insert(format!("{ns}/{name}"), place, origin(), Arc::new(data));
             }

@@ -148,7 +148,7 @@ impl Ticket {
         entry.seq += 1;
         entry.last_used = tick;
         entry.fetched = Some(Fetched {
-            data: cm.map(|cm| Arc::new(cm.data.as_ref().map(CompactMap::from).unwrap_or_default())),
+            data: cm.map(|cm| Arc::new(CompactMap::from(cm.data.as_ref()))),
             resource_version: cm.and_then(|cm| cm.metadata.resource_version.clone()),
             uid: cm.and_then(|cm| cm.metadata.uid.clone()),
         });

@@ -255,11 +255,7 @@ pub fn trim_meta<K: kube::Resource>(obj: &mut K) {
 
 /// What the engine reads of a Namespace: its labels, kept compact (see [`StoredLabels`]).
 pub fn namespace_labels(ns: &PartialObjectMeta<Namespace>) -> StoredLabels {
-    ns.metadata
-        .labels
-        .as_ref()
-        .map(StoredLabels::from)
-        .unwrap_or_default()
+    StoredLabels::from(ns.metadata.labels.as_ref())
 }
 
 /// What hostguard keeps of an AIWorkload: its declaration, compiled once as it arrives and
